@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench/import.sh — load and unpack the Debian fixture image, side by side:
+#   hutch load                      (store + unpack, one pass)
+#   skopeo copy + umoci unpack --rootless
+#   podman load (rootless, its own throwaway storage)
+# Each tool starts from an empty store every run (hyperfine --prepare), the
+# page cache is warm for the input archive. Prints medians and ratios.
+#
+# Usage: bench/import.sh [RUNS]   (as a normal user; as root it re-runs itself
+# as the test user created by tests/run.sh)
+set -euo pipefail
+RUNS=${1:-5}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+FIX=${HUTCH_FIXTURES:-/var/cache/hutch-fixtures}
+IMG=$FIX/debian-oci.tar
+
+if [ "$(id -u)" = 0 ]; then
+  bin=$(mktemp -d /var/tmp/hutch-bench.XXXXXX)
+  (cd "$repo" && cargo build --release --quiet)
+  cp "$repo/target/release/hutch" "$bin/hutch"
+  chmod -R a+rx "$bin"
+  cp "$0" "$bin/import.sh"
+  exec runuser -u hutch-test -- env HUTCH_BIN="$bin/hutch" HUTCH_FIXTURES="$FIX" HOME=/home/hutch-test bash "$bin/import.sh" "$RUNS"
+fi
+
+HUTCH=${HUTCH_BIN:-$repo/target/release/hutch}
+for t in hyperfine skopeo umoci podman python3; do
+  command -v "$t" >/dev/null || { echo "bench/import: $t is missing (tests/host-setup.sh installs it)"; exit 1; }
+done
+[ -f "$IMG" ] || { echo "bench/import: $IMG is missing: run tests/run.sh once to build the fixtures"; exit 1; }
+[ -x "$HUTCH" ] || { echo "bench/import: no hutch binary at $HUTCH: cargo build --release"; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/hutch-bench-import.XXXXXX")
+cleanup() { chmod -R u+rwX "$work" 2>/dev/null || true; podman unshare rm -rf "$work/podman" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+echo "image: $IMG ($(du -h "$IMG" | cut -f1)), $RUNS runs each, $(nproc) cores"
+
+podman_opts="--root $work/podman/root --runroot $work/podman/run --storage-driver overlay --cgroup-manager cgroupfs --events-backend file"
+hyperfine --runs "$RUNS" --warmup 1 --export-json "$work/result.json" \
+  --prepare "rm -rf $work/hutch" \
+  -n hutch "$HUTCH --root $work/hutch load -q $IMG" \
+  --prepare "chmod -R u+rwX $work/umoci 2>/dev/null; rm -rf $work/umoci" \
+  -n "skopeo+umoci" "skopeo copy -q oci-archive:$IMG oci:$work/umoci/layout:img && umoci unpack --rootless --image $work/umoci/layout:img $work/umoci/bundle >/dev/null" \
+  --prepare "podman unshare rm -rf $work/podman 2>/dev/null; rm -rf $work/podman" \
+  -n "podman load" "podman $podman_opts load -q -i $IMG" >"$work/hyperfine.log" 2>&1 || { cat "$work/hyperfine.log"; exit 1; }
+
+python3 - "$work/result.json" <<'PY'
+import json, sys
+res = json.load(open(sys.argv[1]))["results"]
+med = {r["command"]: r["median"] for r in res}
+h = med["hutch"]
+others = {k: v for k, v in med.items() if k != "hutch"}
+print(f"{'tool':<16}{'median s':>10}{'vs hutch':>10}")
+for name, m in med.items():
+    print(f"{name:<16}{m:>10.3f}{m / h:>9.2f}x")
+best = min(others.values())
+print(f"hutch is {best / h:.2f}x faster than the fastest alternative ({min(others, key=others.get)})")
+PY

@@ -1,0 +1,3 @@
+//! `hutch check`: host prerequisites for rootless sandboxes.
+
+pub mod host;

@@ -1,0 +1,107 @@
+//! Command-line interface: clap definitions and one small module per
+//! command group. No logic here beyond turning arguments into calls of the
+//! library and results into output.
+
+mod check;
+mod images;
+pub mod output;
+mod transfer;
+
+use crate::error::EXIT_FAILED;
+use crate::store::Store;
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "hutch", version, about = "Rootless, daemonless sandboxes from OCI images", max_term_width = 100)]
+pub struct Cli {
+    /// Store directory [default: $XDG_DATA_HOME/hutch or ~/.local/share/hutch]
+    #[arg(long, global = true, env = "HUTCH_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Table for people, JSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check that this host can run hutch (and with --store, the store's integrity)
+    Check(check::CheckArgs),
+    /// Load images from an OCI layout, OCI archive or docker-archive
+    Load(transfer::LoadArgs),
+    /// Make a one-layer image from a root filesystem tarball
+    Import(transfer::ImportArgs),
+    /// Write an image as an OCI archive, OCI layout directory or docker-archive
+    Save(transfer::SaveArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Show an image's manifest, config, layers and history as JSON
+    Inspect(images::InspectArgs),
+    /// Give an image another name
+    Tag(images::TagArgs),
+    /// Remove images (tags and, when nothing else uses it, their data)
+    Rmi(images::RmiArgs),
+    /// Show how an image was built, or with --tag, the versions a tag has pointed to
+    History(images::HistoryArgs),
+    /// Point a tag back to its previous version (or to --to DIGEST)
+    Rollback(images::RollbackArgs),
+    /// Remove blobs and unpacked layers that no image uses
+    Prune(images::PruneArgs),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Open the store chosen by --root / HUTCH_ROOT / the default.
+fn open_store(root: &Option<PathBuf>) -> Result<Store> {
+    let root = match root {
+        Some(r) => r.clone(),
+        None => Store::default_root()?,
+    };
+    Store::open(root)
+}
+
+/// Run the command line; returns the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Check(a) => check::run(a, &cli.root),
+        Command::Load(a) => transfer::load(a, open_store(&cli.root)),
+        Command::Import(a) => transfer::import(a, open_store(&cli.root)),
+        Command::Save(a) => transfer::save(a, open_store(&cli.root)),
+        Command::Images(a) => images::images(a, open_store(&cli.root)),
+        Command::Inspect(a) => images::inspect(a, open_store(&cli.root)),
+        Command::Tag(a) => images::tag(a, open_store(&cli.root)),
+        Command::Rmi(a) => images::rmi(a, open_store(&cli.root)),
+        Command::History(a) => images::history(a, open_store(&cli.root)),
+        Command::Rollback(a) => images::rollback(a, open_store(&cli.root)),
+        Command::Prune(a) => images::prune(a, open_store(&cli.root)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hutch: error: {e:#}");
+            EXIT_FAILED
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `hutch load`: recognise an image archive or directory and bring every
+//! image in it into the store; tags move only once all data is in.
+
+use crate::image::docker_archive::{self, claimed_digest};
+use crate::image::ingest::ingest_image;
+use crate::image::oci_layout::read_layout;
+use crate::image::platform::Platform;
+use crate::image::source::open_any;
+use crate::image::stored::{digest_of, parse_manifest};
+use crate::image::{Digest, TagRef};
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// One image brought in by a load.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Loaded {
+    pub manifest: Digest,
+    pub names: Vec<String>,
+}
+
+/// The repository name an unnamed image gets from its file name
+/// (`busybox-oci.tar` -> `busybox-oci`).
+pub fn repo_from_path(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let stem = [".tar.gz", ".tgz", ".tar.zst", ".tar", ".oci"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(&name);
+    let clean: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '-' })
+        .collect();
+    let clean = clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned();
+    if clean.is_empty() { "image".into() } else { clean }
+}
+
+pub fn load(store: &Store, path: &Path, platform: &Platform) -> Result<Vec<Loaded>> {
+    store.all_or_nothing(|| {
+        let scratch = store.tmp_path("load");
+        let result = load_inner(store, path, platform, &scratch);
+        if scratch.exists() {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        let loaded = result?;
+        let reason = format!("load {}", path.display());
+        store.update_refs(|refs| {
+            for img in &loaded {
+                if img.names.is_empty() {
+                    refs.add_untagged(&img.manifest, &reason);
+                }
+                for name in &img.names {
+                    refs.set_tag(name, &img.manifest, &reason);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(loaded)
+    })
+}
+
+fn load_inner(store: &Store, path: &Path, platform: &Platform, scratch: &Path) -> Result<Vec<Loaded>> {
+    let src = open_any(path, scratch)?;
+    let src = src.as_ref();
+    let fallback = repo_from_path(path);
+    let mut loaded = Vec::new();
+    if src.exists("oci-layout") {
+        let docker_entries =
+            if src.exists("manifest.json") { docker_archive::read_manifest_json(src)? } else { Vec::new() };
+        for found in read_layout(src, &fallback, platform)? {
+            let digest = ingest_image(store, src, &found.manifest_bytes, Some(&found.manifest))?;
+            let mut names: Vec<TagRef> = found.names;
+            // Docker 25+ archives name their images in manifest.json.
+            let manifest = parse_manifest(&found.manifest_bytes, &src.describe())?;
+            let config = digest_of(manifest.config().digest())?;
+            for e in &docker_entries {
+                if claimed_digest(&e.config).as_ref() == Some(&config) {
+                    names.extend(e.names());
+                }
+            }
+            names.sort();
+            names.dedup();
+            loaded.push(Loaded { manifest: digest, names: names.iter().map(|n| n.to_string()).collect() });
+        }
+    } else if src.exists("manifest.json") {
+        for entry in docker_archive::read_manifest_json(src)? {
+            let digest = docker_archive::ingest_legacy(store, src, &entry)?;
+            loaded.push(Loaded { manifest: digest, names: entry.names().iter().map(|n| n.to_string()).collect() });
+        }
+    } else {
+        bail!(
+            "{} is not an image archive: it has neither oci-layout nor manifest.json; \
+             for a root filesystem tarball use `hutch import FILE NAME`",
+            path.display()
+        );
+    }
+    Ok(loaded)
+}
+
+/// `hutch import`: one rootfs tarball becomes `name`.
+pub fn import(store: &Store, tarball: &Path, name: &TagRef) -> Result<Digest> {
+    store.all_or_nothing(|| {
+        let digest = crate::image::rootfs::import_rootfs(store, tarball)?;
+        let reason = format!("import {}", tarball.display());
+        store
+            .update_refs(|refs| Ok(refs.set_tag(&name.to_string(), &digest, &reason)))
+            .context("tagging the imported image")?;
+        Ok(digest)
+    })
+}

@@ -1,0 +1,22 @@
+//! Images: digests, references, OCI manifests and configs, and the archive
+//! formats images come in and go out as.
+
+pub mod digest;
+
+pub use digest::Digest;
+pub mod compression;
+pub mod media;
+pub mod reference;
+pub mod stored;
+
+pub use reference::TagRef;
+pub use stored::StoredImage;
+pub mod docker_archive;
+pub mod ingest;
+pub mod load;
+pub mod oci_layout;
+pub mod platform;
+pub mod rootfs;
+pub mod source;
+pub mod save;
+pub mod resolve;

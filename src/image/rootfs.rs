@@ -1,0 +1,46 @@
+//! `hutch import`: a plain root filesystem tarball becomes a one-layer image.
+
+use crate::image::{Digest, media};
+use crate::image::compression::Compression;
+use crate::image::platform::Platform;
+use crate::store::Store;
+use anyhow::{Context, Result};
+use std::io::BufReader;
+use std::path::Path;
+
+/// Store `tarball` (plain, gzip or zstd) as a layer blob, unpack it, and
+/// write a config and manifest for it. Returns the manifest digest.
+pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
+    let shown = tarball.display().to_string();
+    let file = std::fs::File::open(tarball).with_context(|| format!("opening the root filesystem tarball {shown}"))?;
+    let mut head = BufReader::new(file);
+    let kind = Compression::sniff(&mut head).with_context(|| format!("reading {shown}"))?;
+    let (blob, meta) = store
+        .ingest_layer_unknown(head)
+        .with_context(|| format!("importing {shown} (expected a tar archive, plain, gzip or zstd)"))?;
+    let now = crate::store::refs::now_rfc3339();
+    let host = Platform::host();
+    let config = serde_json::json!({
+        "created": now,
+        "architecture": host.architecture,
+        "os": host.os,
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [meta.diff_id]},
+        "history": [{"created": now, "created_by": format!("hutch import {}", tarball.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())}],
+    });
+    let config_bytes = serde_json::to_vec(&config)?;
+    let config_digest = store.put_blob(&config_bytes)?;
+    let media_type = match kind {
+        Compression::None => media::OCI_LAYER_TAR,
+        Compression::Gzip => media::OCI_LAYER_GZIP,
+        Compression::Zstd => media::OCI_LAYER_ZSTD,
+    };
+    let size = std::fs::metadata(store.blob_path(&blob))?.len();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest, "size": config_bytes.len()},
+        "layers": [{"mediaType": media_type, "digest": blob, "size": size}],
+    });
+    store.put_blob(&serde_json::to_vec(&manifest)?)
+}

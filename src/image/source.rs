@@ -1,0 +1,174 @@
+//! Where image files are read from when loading: a directory (OCI layout,
+//! extracted docker-archive) or a tar archive read in place through an index
+//! of its members (no extraction, no copy).
+
+use crate::image::Digest;
+use crate::image::compression::{self, Compression};
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// Largest manifest, index or config hutch reads into memory.
+pub const MAX_DOCUMENT: u64 = 8 * 1024 * 1024;
+
+pub trait Source: Sync {
+    /// For messages: "OCI archive busybox.tar".
+    fn describe(&self) -> String;
+    /// Open a member by its path inside the image (`blobs/sha256/...`, `index.json`).
+    fn open(&self, path: &str) -> Result<Box<dyn Read + Send + '_>>;
+    fn exists(&self, path: &str) -> bool;
+
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>> {
+        self.open(&format!("blobs/sha256/{}", digest.hex()))
+            .with_context(|| format!("{}: blob {digest} is missing", self.describe()))
+    }
+
+    /// Read a small member (JSON documents), refusing anything too large.
+    fn read_small(&self, path: &str) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open(path)?
+            .take(MAX_DOCUMENT + 1)
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: reading {path}", self.describe()))?;
+        if out.len() as u64 > MAX_DOCUMENT {
+            bail!("{}: {path} is larger than {} MiB; refusing it as a manifest or config", self.describe(), MAX_DOCUMENT >> 20);
+        }
+        Ok(out)
+    }
+
+    /// Read a small blob and check that it hashes to its digest.
+    fn read_verified(&self, digest: &Digest, what: &str) -> Result<Vec<u8>> {
+        let path = format!("blobs/sha256/{}", digest.hex());
+        if !self.exists(&path) {
+            bail!("{}: the {what} blob {digest} is missing", self.describe());
+        }
+        let data = self.read_small(&path)?;
+        let actual = Digest::of(&data);
+        if actual != *digest {
+            bail!("{}: digest mismatch for the {what}: expected {digest}, the file hashes to {actual}", self.describe());
+        }
+        Ok(data)
+    }
+}
+
+/// Members of a directory.
+pub struct DirSource {
+    pub root: PathBuf,
+    pub label: String,
+}
+
+/// Reject member paths that could leave the directory.
+fn clean_member(path: &str) -> Result<&str> {
+    let p = path.trim_start_matches("./");
+    if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == "..") {
+        bail!("refusing the member path {path:?}: it leaves the image directory");
+    }
+    Ok(p)
+}
+
+impl Source for DirSource {
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+    fn open(&self, path: &str) -> Result<Box<dyn Read + Send + '_>> {
+        let full = self.root.join(clean_member(path)?);
+        let f = File::open(&full).with_context(|| format!("{}: opening {}", self.label, full.display()))?;
+        Ok(Box::new(f))
+    }
+    fn exists(&self, path: &str) -> bool {
+        clean_member(path).map(|p| self.root.join(p).is_file()).unwrap_or(false)
+    }
+}
+
+/// Members of an uncompressed tar file, read in place.
+pub struct TarSource {
+    path: PathBuf,
+    label: String,
+    members: HashMap<String, (u64, u64)>,
+}
+
+impl TarSource {
+    /// Index the regular files of the tar at `path` (headers only; data is skipped by seeking).
+    pub fn open(path: &Path, label: String) -> Result<TarSource> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut archive = tar::Archive::new(file);
+        let mut members = HashMap::new();
+        let entries = archive
+            .entries_with_seek()
+            .with_context(|| format!("{label}: not a tar archive"))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("{label}: the archive is corrupt or truncated"))?;
+            let kind = entry.header().entry_type();
+            if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+                continue;
+            }
+            let name = entry.path().with_context(|| format!("{label}: a member has an unreadable name"))?;
+            let name = name.to_string_lossy().trim_start_matches("./").to_owned();
+            let size = entry.size();
+            let offset = entry.raw_file_position();
+            members.insert(name, (offset, size));
+        }
+        // The data of the last member must really be there (a truncated
+        // archive can still have complete headers).
+        let len = std::fs::metadata(path)?.len();
+        if let Some((name, (off, size))) = members.iter().find(|(_, (o, s))| o + s > len) {
+            bail!("{label}: the archive is truncated: member {name} needs bytes {off}..{} of {len}", off + size);
+        }
+        Ok(TarSource { path: path.to_owned(), label, members })
+    }
+
+    pub fn member_names(&self) -> impl Iterator<Item = &str> {
+        self.members.keys().map(|s| s.as_str())
+    }
+}
+
+impl Source for TarSource {
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+    fn open(&self, path: &str) -> Result<Box<dyn Read + Send + '_>> {
+        let key = clean_member(path)?;
+        let &(offset, size) = self
+            .members
+            .get(key)
+            .with_context(|| format!("{}: no member {key} in the archive", self.label))?;
+        let mut f = File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(f.take(size)))
+    }
+    fn exists(&self, path: &str) -> bool {
+        clean_member(path).map(|p| self.members.contains_key(p)).unwrap_or(false)
+    }
+}
+
+/// Open an image archive or directory. A compressed archive (`docker save |
+/// gzip`) is unpacked to `scratch` first, since tar members cannot be read
+/// in place through a compressor.
+pub fn open_any(path: &Path, scratch: &Path) -> Result<Box<dyn Source>> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
+    if meta.is_dir() {
+        return Ok(Box::new(DirSource { root: path.to_owned(), label: format!("image directory {shown}") }));
+    }
+    let mut head = std::io::BufReader::new(File::open(path).with_context(|| format!("opening {shown}"))?);
+    match Compression::sniff(&mut head)? {
+        Compression::None => Ok(Box::new(TarSource::open(path, format!("archive {shown}"))?)),
+        kind => {
+            let (_, reader) = compression::decompress(File::open(path)?)?;
+            std::fs::create_dir_all(scratch)?;
+            let mut archive = tar::Archive::new(reader);
+            for entry in archive.entries().with_context(|| format!("{shown}: not a {} tar archive", kind.name()))? {
+                let mut entry = entry.with_context(|| format!("{shown}: the {} archive is corrupt or truncated", kind.name()))?;
+                if entry.header().entry_type().is_file() || entry.header().entry_type().is_dir() {
+                    // unpack_in refuses members that would land outside `scratch`.
+                    entry
+                        .unpack_in(scratch)
+                        .with_context(|| format!("{shown}: extracting a member"))?;
+                }
+            }
+            Ok(Box::new(DirSource { root: scratch.to_owned(), label: format!("archive {shown}") }))
+        }
+    }
+}

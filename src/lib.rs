@@ -1,0 +1,13 @@
+//! hutch: a rootless, daemonless sandbox launcher.
+//!
+//! The folders of `src/` follow the data flow described in DESIGN.md:
+//! `image` (references, manifests, archive formats) feeds `store` (the
+//! content-addressed blob and layer store), which the overlay and the
+//! launcher read. `cli` turns command lines into calls of this library.
+
+pub mod check;
+pub mod cli;
+pub mod error;
+pub mod image;
+pub mod overlay;
+pub mod store;

@@ -1,0 +1,177 @@
+//! Garbage collection: remove blobs and unpacked layers that no image needs.
+//!
+//! Roots are every manifest in refs.json: current tags, their history (so
+//! `rollback` keeps working) and untagged images. Runs under the exclusive
+//! store lock, so no import is half-way while it decides what is garbage;
+//! everything left in `tmp/` is then debris of a killed process.
+
+use super::Store;
+use crate::image::{Digest, StoredImage};
+use anyhow::{Context, Result};
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct GcReport {
+    pub blobs_removed: usize,
+    pub layers_removed: usize,
+    pub tmp_removed: usize,
+    pub history_versions_dropped: usize,
+    pub bytes_freed: u64,
+}
+
+/// Disk usage of a path (allocated blocks), not following symlinks.
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let mut total = meta.blocks() * 512;
+    if meta.is_dir()
+        && let Ok(entries) = std::fs::read_dir(path)
+    {
+        for e in entries.flatten() {
+            total += disk_usage(&e.path());
+        }
+    }
+    total
+}
+
+fn remove_path(path: &Path) -> Result<u64> {
+    let size = disk_usage(path);
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+    .with_context(|| format!("removing {}", path.display()))?;
+    Ok(size)
+}
+
+impl Store {
+    /// Blobs and layers reachable from the refs.
+    pub fn live_set(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
+        let refs = self.refs()?;
+        let mut blobs = HashSet::new();
+        let mut layers = HashSet::new();
+        for manifest in refs.all_manifests() {
+            blobs.insert(manifest.clone());
+            // A damaged image keeps whatever of it can still be read; `check
+            // --store` reports it rather than gc silently dropping data.
+            if let Ok(img) = StoredImage::load(self, &manifest) {
+                blobs.insert(img.config_digest.clone());
+                for l in img.layers {
+                    blobs.insert(l.blob);
+                    layers.insert(l.diff_id);
+                }
+            } else if let Ok(bytes) = self.read_blob(&manifest)
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            {
+                for d in referenced_digests(&v) {
+                    blobs.insert(d);
+                }
+            }
+        }
+        Ok((blobs, layers))
+    }
+
+    /// Remove what no image needs. With `drop_history`, first forget every
+    /// tag version but the current one.
+    pub fn gc(&self, drop_history: bool) -> Result<GcReport> {
+        let _lock = self.lock_exclusive()?;
+        let mut report = GcReport::default();
+        if drop_history {
+            report.history_versions_dropped = self.update_refs(|r| Ok(r.drop_history()))?;
+        }
+        let (live_blobs, live_layers) = self.live_set()?;
+        for blob in self.list_blobs()? {
+            if !live_blobs.contains(&blob) {
+                report.bytes_freed += remove_path(&self.blob_path(&blob))?;
+                report.blobs_removed += 1;
+            }
+        }
+        for layer in self.list_layers()? {
+            if !live_layers.contains(&layer) {
+                report.bytes_freed += remove_path(&self.layer_dir(&layer))?;
+                report.layers_removed += 1;
+            }
+        }
+        let tmp = self.tmp_dir();
+        for entry in std::fs::read_dir(&tmp).with_context(|| format!("listing {}", tmp.display()))? {
+            report.bytes_freed += remove_path(&entry?.path())?;
+            report.tmp_removed += 1;
+        }
+        Ok(report)
+    }
+}
+
+/// Every `"digest"` value in a JSON document (fallback for damaged images).
+fn referenced_digests(v: &serde_json::Value) -> Vec<Digest> {
+    let mut out = Vec::new();
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map {
+                if k == "digest"
+                    && let Some(d) = val.as_str().and_then(|s| Digest::parse(s).ok())
+                {
+                    out.push(d);
+                } else {
+                    out.extend(referenced_digests(val));
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| out.extend(referenced_digests(i))),
+        _ => {}
+    }
+    out
+}
+
+/// What the store held before a command started writing to it.
+pub struct Snapshot {
+    blobs: HashSet<Digest>,
+    layers: HashSet<Digest>,
+}
+
+impl Store {
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            blobs: self.list_blobs()?.into_iter().collect(),
+            layers: self.list_layers()?.into_iter().collect(),
+        })
+    }
+
+    /// Run `work` (which ends by moving refs) under the shared store lock;
+    /// if it fails, remove the blobs and layers that appeared since it began
+    /// and that no image references, so a failed load or import leaves the
+    /// store as it was. The cleanup holds the exclusive lock: no other
+    /// command is then half-way, so anything new and unreferenced is garbage.
+    pub fn all_or_nothing<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let before = self.snapshot()?;
+        let shared = self.lock_shared()?;
+        match work() {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                drop(shared);
+                if let Err(cleanup) = self.discard_new_garbage(&before) {
+                    tracing::warn!("cleaning up after a failed command: {cleanup:#}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn discard_new_garbage(&self, before: &Snapshot) -> Result<()> {
+        let _lock = self.lock_exclusive()?;
+        let (live_blobs, live_layers) = self.live_set()?;
+        for blob in self.list_blobs()? {
+            if !before.blobs.contains(&blob) && !live_blobs.contains(&blob) {
+                remove_path(&self.blob_path(&blob))?;
+            }
+        }
+        for layer in self.list_layers()? {
+            if !before.layers.contains(&layer) && !live_layers.contains(&layer) {
+                remove_path(&self.layer_dir(&layer))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! Unpacked layers: one directory per DiffID, shared by every image using it.
+//!
+//! `layers/sha256/<diffid hex>/` holds `root/` (the layer's files in the
+//! overlay format of `overlay::format`) and `meta.json`. A layer is unpacked
+//! in `tmp/`, its DiffID verified, and renamed into place whole; a layer
+//! directory without `meta.json` cannot exist outside `tmp/`.
+//!
+//! Layers are keyed by DiffID rather than ChainID: each layer is unpacked on
+//! its own (the overlay stacks them), so its files do not depend on its parents.
+
+use super::{Store, StoreLock, unpack};
+use crate::image::compression::{self, Compression};
+use crate::image::digest::{HashingReader, TeeReader};
+use crate::image::Digest;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::PathBuf;
+
+/// What the store knows about an unpacked layer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerMeta {
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Size of the uncompressed tar in bytes.
+    pub tar_size: u64,
+    /// Number of tar entries unpacked.
+    pub entries: u64,
+    /// Bytes of regular file contents.
+    pub file_bytes: u64,
+}
+
+impl Store {
+    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.root().join("layers/sha256").join(diff_id.hex())
+    }
+
+    /// The directory holding the layer's files (a lower dir of the overlay).
+    pub fn layer_root(&self, diff_id: &Digest) -> PathBuf {
+        self.layer_dir(diff_id).join("root")
+    }
+
+    pub fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.layer_dir(diff_id).join("meta.json").is_file()
+    }
+
+    pub fn layer_meta(&self, diff_id: &Digest) -> Result<LayerMeta> {
+        let path = self.layer_dir(diff_id).join("meta.json");
+        let data = std::fs::read(&path).with_context(|| {
+            format!("reading layer {diff_id} metadata ({}); run `hutch check --store`", path.display())
+        })?;
+        serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Every unpacked layer's DiffID.
+    pub fn list_layers(&self) -> Result<Vec<Digest>> {
+        let dir = self.root().join("layers/sha256");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            if let Some(d) = entry?.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hold this while unpacking `diff_id`, so two hutch processes loading
+    /// the same image unpack each layer once. The locks are striped over 16
+    /// fixed files: two different layers rarely share one, and when they do
+    /// they are merely unpacked one after the other.
+    fn lock_layer(&self, diff_id: &Digest) -> Result<StoreLock> {
+        StoreLock::exclusive(&self.lock_path(&format!("layer-{}", &diff_id.hex()[..1])))
+    }
+
+    /// Store a layer from `source` (the layer blob as published, possibly
+    /// compressed): the blob goes to `blobs/` (checked against `blob`), and
+    /// the layer is unpacked in the same pass (checked against `diff_id`).
+    /// Work already done (blob present, layer present) is skipped.
+    pub fn ingest_layer(&self, source: impl Read, blob: &Digest, diff_id: &Digest) -> Result<LayerMeta> {
+        let _guard = self.lock_layer(diff_id)?;
+        let have_blob = self.has_blob(blob);
+        if self.has_layer(diff_id) {
+            if !have_blob {
+                let mut w = self.blob_writer()?;
+                let mut source = source;
+                std::io::copy(&mut source, &mut w).with_context(|| format!("reading layer blob {blob}"))?;
+                w.commit(Some(blob)).with_context(|| format!("storing layer blob {blob}"))?;
+            }
+            return self.layer_meta(diff_id);
+        }
+        if have_blob {
+            let file = self.open_blob(blob)?;
+            return self.unpack_verified(file, diff_id).with_context(|| format!("unpacking layer blob {blob}"));
+        }
+        let mut writer = self.blob_writer()?;
+        let meta = {
+            let tee = TeeReader::new(source, &mut writer);
+            self.unpack_to_tmp(tee, Some(diff_id), Some(blob))?
+        };
+        writer.commit(Some(blob)).with_context(|| format!("storing layer blob {blob}"))?;
+        // Publish the layer only once its blob is safely in place.
+        self.publish_layer(meta)
+    }
+
+    fn unpack_verified(&self, blob: impl Read, diff_id: &Digest) -> Result<LayerMeta> {
+        let staged = self.unpack_to_tmp(blob, Some(diff_id), None)?;
+        self.publish_layer(staged)
+    }
+
+    /// Store a layer whose digests are not known in advance (`hutch import`,
+    /// `hutch build`): returns the blob digest and the layer's metadata.
+    pub fn ingest_layer_unknown(&self, source: impl Read) -> Result<(Digest, LayerMeta)> {
+        let mut writer = self.blob_writer()?;
+        let staged = self.unpack_to_tmp(TeeReader::new(source, &mut writer), None, None)?;
+        let blob = writer.commit(None)?;
+        Ok((blob, self.publish_layer(staged)?))
+    }
+
+    /// Decompress and unpack `source` into a tmp dir; verify the DiffID
+    /// when it is known.
+    fn unpack_to_tmp(&self, source: impl Read, diff_id: Option<&Digest>, blob: Option<&Digest>) -> Result<StagedLayer> {
+        let what = match (diff_id, blob) {
+            (Some(d), Some(b)) => format!("layer {d} (blob {b})"),
+            (Some(d), None) => format!("layer {d}"),
+            _ => "the layer".to_owned(),
+        };
+        let dir = self.tmp_path("layer");
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        let mut staged = StagedLayer { dir, meta: None };
+        let (kind, decompressed) = compression::decompress(source)
+            .with_context(|| format!("reading {what}"))?;
+        let mut hashing = HashingReader::new(decompressed);
+        let stats = unpack::unpack_layer(&mut hashing, &root).with_context(|| format!("unpacking {what}"))?;
+        let (actual, tar_size, _) = hashing
+            .finish()
+            .with_context(|| format!("reading {what}: the {} stream is corrupt", kind.name()))?;
+        if let Some(diff_id) = diff_id
+            && actual != *diff_id
+        {
+            bail!(
+                "{what}: DiffID mismatch: the image config says {diff_id}, the uncompressed layer hashes to {actual}"
+            );
+        }
+        let meta = LayerMeta { diff_id: actual, tar_size, entries: stats.entries, file_bytes: stats.file_bytes };
+        staged.meta = Some(meta);
+        Ok(staged)
+    }
+
+    fn publish_layer(&self, mut staged: StagedLayer) -> Result<LayerMeta> {
+        let meta = staged.meta.take().context("publishing a layer that was not unpacked")?;
+        let json = serde_json::to_vec_pretty(&meta)?;
+        std::fs::write(staged.dir.join("meta.json"), json)
+            .with_context(|| format!("writing metadata of layer {}", meta.diff_id))?;
+        let dest = self.layer_dir(&meta.diff_id);
+        match std::fs::rename(&staged.dir, &dest) {
+            Ok(()) => {}
+            // Someone else published it first: ours is redundant.
+            Err(_) if self.has_layer(&meta.diff_id) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("publishing layer {} at {}", meta.diff_id, dest.display()));
+            }
+        }
+        Ok(meta)
+    }
+}
+
+/// A layer unpacked in tmp/; removed on drop unless it was renamed away.
+struct StagedLayer {
+    dir: PathBuf,
+    meta: Option<LayerMeta>,
+}
+
+impl Drop for StagedLayer {
+    fn drop(&mut self) {
+        if self.dir.exists() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Decompress a stored layer blob (used by save to write uncompressed layers).
+pub fn open_decompressed(store: &Store, blob: &Digest) -> Result<(Compression, Box<dyn Read>)> {
+    let file = store.open_blob(blob)?;
+    compression::decompress(file).with_context(|| format!("reading layer blob {blob}"))
+}

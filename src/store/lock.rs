@@ -1,0 +1,42 @@
+//! Advisory file locks on the store (`flock` through std's `File::lock`).
+//!
+//! Every command that reads or writes images holds `store.lock` shared;
+//! garbage collection holds it exclusive, so it never deletes a blob that a
+//! concurrent import has written but not yet referenced. Finer locks (one per
+//! layer being unpacked, one for refs.json) serialise the rest.
+
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+/// A held lock; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening the lock file {}", path.display()))
+}
+
+impl StoreLock {
+    pub fn shared(path: &Path) -> Result<StoreLock> {
+        let file = open_lock_file(path)?;
+        file.lock_shared()
+            .with_context(|| format!("taking a shared lock on {}", path.display()))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    pub fn exclusive(path: &Path) -> Result<StoreLock> {
+        let file = open_lock_file(path)?;
+        file.lock()
+            .with_context(|| format!("taking an exclusive lock on {}", path.display()))?;
+        Ok(StoreLock { _file: file })
+    }
+}

@@ -1,0 +1,237 @@
+//! Helpers shared by the integration tests (`mod common;` in each tests/*.rs).
+//!
+//! The tests run the real `hutch` binary as an unprivileged user, on
+//! fixtures built by `tests/run.sh` (see tests/fixtures/README.md). Each test
+//! gets its own store in a temporary directory, so tests never share state.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Default fixture directory; `HUTCH_FIXTURES` overrides it.
+pub const DEFAULT_FIXTURES: &str = "/var/cache/hutch-fixtures";
+
+/// Panic unless running as an unprivileged user: hutch is rootless and
+/// tests that pass as root prove nothing about that.
+pub fn assert_unprivileged() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_ne!(
+        euid, 0,
+        "integration tests must run as an unprivileged user: use tests/run.sh"
+    );
+}
+
+/// The hutch binary under test: `HUTCH_BIN` (set by tests/run.sh to a staged
+/// copy the test user can read), else the one cargo built for this test.
+pub fn hutch_bin() -> PathBuf {
+    match std::env::var_os("HUTCH_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_hutch")),
+    }
+}
+
+/// The fixture directory (`HUTCH_FIXTURES`, else /var/cache/hutch-fixtures).
+pub fn fixtures_dir() -> PathBuf {
+    match std::env::var_os("HUTCH_FIXTURES") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_FIXTURES),
+    }
+}
+
+/// Path of one fixture, e.g. `fixture("busybox-oci.tar")`; panics if absent.
+pub fn fixture(name: &str) -> PathBuf {
+    let path = fixtures_dir().join(name);
+    assert!(
+        path.exists(),
+        "fixture {name} missing: run tests/run.sh (looked for {})",
+        path.display()
+    );
+    path
+}
+
+/// A private hutch store in a temporary directory, removed on drop.
+///
+/// Layout of the temporary directory: `store/` is the store root (exists,
+/// empty at first; passed as `HUTCH_ROOT`), `home/` is `HOME` and holds the
+/// XDG config/data/cache directories, so hutch never touches the real home.
+pub struct TestStore {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    home: PathBuf,
+}
+
+impl TestStore {
+    pub fn new() -> TestStore {
+        assert_unprivileged();
+        let dir = tempfile::Builder::new()
+            .prefix("hutch-test-")
+            .tempdir()
+            .expect("create a temporary directory for the test store");
+        let root = dir.path().join("store");
+        let home = dir.path().join("home");
+        for d in [
+            root.clone(),
+            home.join(".config"),
+            home.join(".local/share"),
+            home.join(".cache"),
+        ] {
+            std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+        }
+        TestStore { dir, root, home }
+    }
+
+    /// The store root (`HUTCH_ROOT`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `HOME` of the hutch processes this store starts.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The temporary directory holding store and home; free for scratch files
+    /// (use a subdirectory of your own).
+    pub fn tmp(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A `hutch` command bound to this store (through `HUTCH_ROOT`, so no
+    /// `--root` is needed) and to a private HOME/XDG environment.
+    pub fn hutch(&self) -> Command {
+        assert_unprivileged();
+        let mut cmd = Command::new(hutch_bin());
+        cmd.env("HUTCH_ROOT", &self.root)
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// Run hutch with `args`, assert exit status 0, return its stdout.
+    pub fn run_ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let (shown, out) = self.run(args);
+        if !out.status.success() {
+            panic!(
+                "`{shown}` failed ({}), expected success\n{}",
+                out.status,
+                describe(&out)
+            );
+        }
+        String::from_utf8(out.stdout)
+            .unwrap_or_else(|e| panic!("`{shown}`: stdout is not UTF-8: {e}"))
+    }
+
+    /// Run hutch with `args`, assert it exited non-zero (not by a signal),
+    /// return its exit code and stderr.
+    pub fn run_fail<I, S>(&self, args: I) -> (i32, String)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let (shown, out) = self.run(args);
+        match out.status.code() {
+            Some(0) => panic!("`{shown}` succeeded, expected failure\n{}", describe(&out)),
+            Some(code) => (code, String::from_utf8_lossy(&out.stderr).into_owned()),
+            None => panic!(
+                "`{shown}` was killed by a signal ({})\n{}",
+                out.status,
+                describe(&out)
+            ),
+        }
+    }
+
+    /// Run hutch with `args` and return the command line (for messages) and
+    /// its full output, whatever the exit status.
+    pub fn run<I, S>(&self, args: I) -> (String, Output)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let shown = std::iter::once("hutch".to_string())
+            .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = self
+            .hutch()
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", hutch_bin().display()));
+        (shown, out)
+    }
+
+    /// Every path in the store, with type, mode and size (see `tree_listing`).
+    pub fn listing(&self) -> Vec<String> {
+        tree_listing(&self.root)
+    }
+}
+
+impl Default for TestStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Exit status, stdout and stderr of a finished command, for panic messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every path under `dir` (relative, sorted), one string each:
+/// `"<kind> <mode> <size> <path>"` with kind `d`, `f`, `l` (with `-> target`)
+/// or `o`; directory sizes are left out. Compare two listings to check that
+/// a failed command left a store unchanged. A missing `dir` lists as empty.
+pub fn tree_listing(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let mut entries: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+            Err(e) => {
+                let rel = dir.strip_prefix(base).unwrap().display().to_string();
+                out.push(format!("! unreadable {rel}: {:?}", e.kind()));
+                return;
+            }
+        };
+        entries.sort();
+        for path in entries {
+            let meta = std::fs::symlink_metadata(&path)
+                .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
+            let rel = path.strip_prefix(base).unwrap().display().to_string();
+            let mode = meta.permissions().mode() & 0o7777;
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                out.push(format!("d {mode:04o} - {rel}"));
+                walk(base, &path, out);
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap_or_default();
+                out.push(format!("l {mode:04o} - {rel} -> {}", target.display()));
+            } else if ft.is_file() {
+                out.push(format!("f {mode:04o} {} {rel}", meta.len()));
+            } else {
+                out.push(format!("o {mode:04o} - {rel}"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
