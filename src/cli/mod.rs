@@ -82,7 +82,14 @@ fn open_store(root: &Option<PathBuf>) -> Result<Store> {
 
 /// Run the command line; returns the process exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    // Usage errors exit 125 like Docker's and Podman's; --help and --version 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { EXIT_FAILED } else { 0 };
+        }
+    };
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Check(a) => check::run(a, &cli.root),

@@ -39,7 +39,11 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{v:.3} {}", UNITS[unit]).replace(".000", "") }
+    if unit == 0 {
+        return format!("{bytes} B");
+    }
+    let num = format!("{v:.3}");
+    format!("{} {}", num.trim_end_matches('0').trim_end_matches('.'), UNITS[unit])
 }
 
 /// "3 days ago" from an RFC 3339 timestamp.
