@@ -83,9 +83,15 @@ impl Layout {
             .unwrap()
         });
         let config_digest = put(&config);
-        let layer_digest = if self.skip_layer_blob { sha(&self.layer_blob) } else { put(&self.layer_blob) };
+        let layer_digest = if self.skip_layer_blob {
+            sha(&self.layer_blob)
+        } else {
+            put(&self.layer_blob)
+        };
         let layer_digest = self.blob_digest_override.clone().unwrap_or(layer_digest);
-        let mut layers = vec![json!({"mediaType": self.layer_media_type, "digest": layer_digest, "size": self.layer_blob.len()})];
+        let mut layers = vec![
+            json!({"mediaType": self.layer_media_type, "digest": layer_digest, "size": self.layer_blob.len()}),
+        ];
         if let Some((blob, _)) = &self.extra {
             layers.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(blob), "size": blob.len()}));
         }
@@ -112,7 +118,10 @@ impl Layout {
 
 /// The store listing without lock files (they persist by design).
 fn listing(st: &TestStore) -> Vec<String> {
-    st.listing().into_iter().filter(|l| !l.contains(" locks")).collect()
+    st.listing()
+        .into_iter()
+        .filter(|l| !l.contains(" locks"))
+        .collect()
 }
 
 /// Load `path` into a store that already holds busybox; expect failure with
@@ -125,11 +134,18 @@ fn expect_refused(path: &Path, needle: &str) {
     assert_eq!(code, 125, "{err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
     assert!(err.starts_with("hutch: error: "), "{err}");
-    assert_eq!(listing(&st), before, "a failed load must leave the store as it was");
+    assert_eq!(
+        listing(&st),
+        before,
+        "a failed load must leave the store as it was"
+    );
 }
 
 fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("hutch-bad-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("hutch-bad-")
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -150,7 +166,11 @@ fn layer_digest_mismatch() {
     std::fs::create_dir_all(t.path().join("blobs/sha256")).unwrap();
     // Put the real bytes under the wrong name.
     let dir = l.write(t.path());
-    std::fs::write(dir.join("blobs/sha256").join(&sha(b"something else")[7..]), &l.layer_blob).unwrap();
+    std::fs::write(
+        dir.join("blobs/sha256").join(&sha(b"something else")[7..]),
+        &l.layer_blob,
+    )
+    .unwrap();
     expect_refused(&dir, "digest mismatch");
 }
 
@@ -198,7 +218,10 @@ fn unknown_layer_media_type() {
     let t = scratch();
     let mut l = Layout::good();
     l.layer_media_type = "application/vnd.example.squashfs".into();
-    expect_refused(&l.write(t.path()), "unknown media type application/vnd.example.squashfs");
+    expect_refused(
+        &l.write(t.path()),
+        "unknown media type application/vnd.example.squashfs",
+    );
 }
 
 #[test]

@@ -10,7 +10,9 @@ use serde_json::Value;
 fn host_check_passes_on_a_prepared_host_and_names_every_check() {
     let st = TestStore::new();
     let out = st.run_ok(["check"]);
-    for name in ["kernel", "userns", "fuse", "tun", "uidmap", "subids", "cgroup"] {
+    for name in [
+        "kernel", "userns", "fuse", "tun", "uidmap", "subids", "cgroup",
+    ] {
         assert!(out.contains(name), "check {name} missing from:\n{out}");
     }
     assert!(!out.contains("FAIL"), "{out}");

@@ -37,16 +37,27 @@ fn check_debian(st: &TestStore, image: &str) {
     let root = layer_root(st, image);
     let apt = uid_of(&root, "_apt");
     assert_ne!(apt, 0);
-    let rec = record(&root.join("var/cache/apt/archives/partial")).expect("owner of partial/ recorded");
-    assert!(rec.starts_with(&format!("{apt}:")), "partial/ must belong to _apt ({apt}): {rec}");
+    let rec =
+        record(&root.join("var/cache/apt/archives/partial")).expect("owner of partial/ recorded");
+    assert!(
+        rec.starts_with(&format!("{apt}:")),
+        "partial/ must belong to _apt ({apt}): {rec}"
+    );
     // setuid root binary: recorded, not set on disk.
     let su = root.join("usr/bin/su");
-    assert_eq!(std::fs::metadata(&su).unwrap().mode() & 0o4000, 0, "no setuid bit on disk");
+    assert_eq!(
+        std::fs::metadata(&su).unwrap().mode() & 0o4000,
+        0,
+        "no setuid bit on disk"
+    );
     let rec = record(&su).expect("su's mode recorded");
     assert!(rec.starts_with("0:0:4755"), "{rec}");
     // Hardlinks in the image stay hardlinks.
     let linked = walk_find(&root, &|m| m.is_file() && m.nlink() > 1);
-    assert!(linked, "the Debian rootfs has hardlinked files and they must stay linked");
+    assert!(
+        linked,
+        "the Debian rootfs has hardlinked files and they must stay linked"
+    );
     // Everything in the store is owned by the test user (no chown happened).
     let me = unsafe { libc::geteuid() };
     assert_eq!(std::fs::metadata(&su).unwrap().uid(), me);
@@ -66,7 +77,14 @@ fn walk_find(dir: &Path, pred: &dyn Fn(&std::fs::Metadata) -> bool) -> bool {
 fn debian_oci_archive_keeps_owners_setuid_and_hardlinks() {
     let st = TestStore::new();
     let out = st.run_ok(["load", fixture("debian-oci.tar").to_str().unwrap()]);
-    let name = out.trim().strip_prefix("Loaded image: ").unwrap().split(' ').next().unwrap().to_owned();
+    let name = out
+        .trim()
+        .strip_prefix("Loaded image: ")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
     check_debian(&st, &name);
 }
 
@@ -80,6 +98,10 @@ fn debian_docker_archive_keeps_owners_setuid_and_hardlinks() {
 #[test]
 fn debian_rootfs_import() {
     let st = TestStore::new();
-    st.run_ok(["import", fixture("debian-rootfs.tar.gz").to_str().unwrap(), "debian-local"]);
+    st.run_ok([
+        "import",
+        fixture("debian-rootfs.tar.gz").to_str().unwrap(),
+        "debian-local",
+    ]);
     check_debian(&st, "localhost/debian-local");
 }

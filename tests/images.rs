@@ -17,7 +17,12 @@ fn inspect(store: &TestStore, image: &str) -> Value {
 }
 
 fn diff_ids(v: &Value) -> Vec<String> {
-    v["Layers"].as_array().unwrap().iter().map(|l| l["DiffID"].as_str().unwrap().to_owned()).collect()
+    v["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["DiffID"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn layer_path(v: &Value, i: usize) -> std::path::PathBuf {
@@ -47,15 +52,27 @@ fn every_archive_format_loads_the_same_layer_once() {
     for f in formats {
         let out = st.run_ok(["load", s(&fixture(f))]);
         assert!(out.starts_with("Loaded image: "), "{f}: {out}");
-        let digest = out.trim().rsplit('(').next().unwrap().trim_end_matches(')').to_owned();
+        let digest = out
+            .trim()
+            .rsplit('(')
+            .next()
+            .unwrap()
+            .trim_end_matches(')')
+            .to_owned();
         let v = inspect(&st, &digest);
         seen.push((f, diff_ids(&v)));
     }
     for (f, ids) in &seen {
-        assert_eq!(ids, &seen[0].1, "{f} unpacks to a different DiffID than {}", seen[0].0);
+        assert_eq!(
+            ids, &seen[0].1,
+            "{f} unpacks to a different DiffID than {}",
+            seen[0].0
+        );
     }
     // One unpacked layer shared by all six images.
-    let layers = std::fs::read_dir(st.root().join("layers/sha256")).unwrap().count();
+    let layers = std::fs::read_dir(st.root().join("layers/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(layers, 1, "the same layer must be unpacked once and shared");
 }
 
@@ -63,12 +80,18 @@ fn every_archive_format_loads_the_same_layer_once() {
 fn loaded_image_is_listed_and_its_files_keep_ownership_and_modes() {
     let st = TestStore::new();
     let out = st.run_ok(["load", s(&fixture("busybox-oci.tar"))]);
-    assert!(out.contains("Loaded image: docker.io/library/busybox:latest"), "{out}");
+    assert!(
+        out.contains("Loaded image: docker.io/library/busybox:latest"),
+        "{out}"
+    );
     let table = st.run_ok(["images"]);
     let mut lines = table.lines();
     assert!(lines.next().unwrap().starts_with("REPOSITORY"));
     let row = lines.next().expect("one image row");
-    assert!(row.starts_with("docker.io/library/busybox") && row.contains("latest"), "{table}");
+    assert!(
+        row.starts_with("docker.io/library/busybox") && row.contains("latest"),
+        "{table}"
+    );
     let rows: Value = serde_json::from_str(&st.run_ok(["images", "--format", "json"])).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["repository"], "docker.io/library/busybox");
@@ -78,12 +101,19 @@ fn loaded_image_is_listed_and_its_files_keep_ownership_and_modes() {
     let root = layer_path(&v, 0);
     assert!(root.join("bin/busybox").is_file());
     // Owned by 1000:1000 in the tar: recorded, since the user cannot chown.
-    let rec = xattr(&root.join("home/user/file"), "user.containers.override_stat").expect("ownership recorded");
+    let rec = xattr(
+        &root.join("home/user/file"),
+        "user.containers.override_stat",
+    )
+    .expect("ownership recorded");
     assert!(rec.starts_with("1000:1000:"), "{rec}");
     // setuid in the tar: recorded, never set on disk.
     use std::os::unix::fs::PermissionsExt;
     let su = root.join("bin/su-test");
-    assert_eq!(std::fs::metadata(&su).unwrap().permissions().mode() & 0o6000, 0);
+    assert_eq!(
+        std::fs::metadata(&su).unwrap().permissions().mode() & 0o6000,
+        0
+    );
     let rec = xattr(&su, "user.containers.override_stat").expect("setuid recorded");
     assert!(rec.contains("4755"), "{rec}");
 }
@@ -99,23 +129,45 @@ fn saved_archives_reload_with_the_same_digests() {
     let docker = out.join("b-docker.tar");
     let dir = out.join("b-dir");
     st.run_ok(["save", "busybox", "-o", s(&oci)]);
-    st.run_ok(["save", "busybox", "-o", s(&docker), "--format", "docker-archive"]);
+    st.run_ok([
+        "save",
+        "busybox",
+        "-o",
+        s(&docker),
+        "--format",
+        "docker-archive",
+    ]);
     st.run_ok(["save", "busybox", "-o", s(&dir), "--format", "oci-dir"]);
     // No temporary files left beside the outputs.
-    let mut names: Vec<String> =
-        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names, ["b-dir", "b-docker.tar", "b.tar"]);
 
     for (path, same_manifest) in [(&oci, true), (&dir, true), (&docker, false)] {
         let other = TestStore::new();
         let loaded = other.run_ok(["load", s(path)]);
-        assert!(loaded.contains("docker.io/library/busybox:latest"), "{loaded}");
+        assert!(
+            loaded.contains("docker.io/library/busybox:latest"),
+            "{loaded}"
+        );
         let v = inspect(&other, "busybox");
-        assert_eq!(v["Id"], orig["Id"], "{}: image ID (config digest) must survive", path.display());
+        assert_eq!(
+            v["Id"],
+            orig["Id"],
+            "{}: image ID (config digest) must survive",
+            path.display()
+        );
         assert_eq!(diff_ids(&v), diff_ids(&orig));
         if same_manifest {
-            assert_eq!(v["Digest"], orig["Digest"], "{}: manifest digest must survive", path.display());
+            assert_eq!(
+                v["Digest"],
+                orig["Digest"],
+                "{}: manifest digest must survive",
+                path.display()
+            );
         }
     }
     // Saving over an existing non-empty directory is refused.
@@ -126,7 +178,10 @@ fn saved_archives_reload_with_the_same_digests() {
 
 fn sha256_file(p: &Path) -> String {
     use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap())))
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+    )
 }
 
 #[test]
@@ -134,16 +189,32 @@ fn import_rootfs_in_each_compression() {
     let st = TestStore::new();
     let plain = fixture("busybox-rootfs.tar");
     let want = sha256_file(&plain);
-    for (i, f) in ["busybox-rootfs.tar", "busybox-rootfs.tar.gz", "busybox-rootfs.tar.zst"].iter().enumerate() {
+    for (i, f) in [
+        "busybox-rootfs.tar",
+        "busybox-rootfs.tar.gz",
+        "busybox-rootfs.tar.zst",
+    ]
+    .iter()
+    .enumerate()
+    {
         let name = format!("localhost/rootfs:{i}");
         let out = st.run_ok(["import", s(&fixture(f)), &name]);
         assert!(out.trim().starts_with("sha256:"), "{out}");
         let v = inspect(&st, &name);
-        assert_eq!(diff_ids(&v), vec![want.clone()], "{f}: DiffID is the sha256 of the plain tar");
+        assert_eq!(
+            diff_ids(&v),
+            vec![want.clone()],
+            "{f}: DiffID is the sha256 of the plain tar"
+        );
         assert!(layer_path(&v, 0).join("bin/busybox").is_file());
     }
     // The same content imported three times is unpacked once.
-    assert_eq!(std::fs::read_dir(st.root().join("layers/sha256")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(st.root().join("layers/sha256"))
+            .unwrap()
+            .count(),
+        1
+    );
     let (code, err) = st.run_fail(["import", s(&fixture("busybox-rootfs.tar")), "Bad Name"]);
     assert_eq!(code, 125);
     assert!(err.contains("invalid image reference"), "{err}");
@@ -152,12 +223,21 @@ fn import_rootfs_in_each_compression() {
 #[test]
 fn tags_keep_history_and_rollback_walks_back() {
     let st = TestStore::new();
-    let v1 = st.run_ok(["import", s(&fixture("busybox-rootfs.tar")), "app"]).trim().to_owned();
-    let v2 = st.run_ok(["import", s(&fixture("busybox-rootfs.tar.gz")), "app"]).trim().to_owned();
+    let v1 = st
+        .run_ok(["import", s(&fixture("busybox-rootfs.tar")), "app"])
+        .trim()
+        .to_owned();
+    let v2 = st
+        .run_ok(["import", s(&fixture("busybox-rootfs.tar.gz")), "app"])
+        .trim()
+        .to_owned();
     assert_ne!(v1, v2);
     let hist = st.run_ok(["history", "--tag", "app"]);
     assert!(hist.contains(&v1) && hist.contains(&v2), "{hist}");
-    assert!(hist.lines().nth(1).unwrap().contains("(current)") && hist.lines().nth(1).unwrap().contains(&v2));
+    assert!(
+        hist.lines().nth(1).unwrap().contains("(current)")
+            && hist.lines().nth(1).unwrap().contains(&v2)
+    );
 
     let out = st.run_ok(["rollback", "app"]);
     assert!(out.contains(&format!("{v2} -> {v1}")), "{out}");
@@ -188,24 +268,53 @@ fn rmi_keeps_shared_layers_and_prune_frees_the_rest() {
     st.run_ok(["load", s(&fixture("multilayer-oci"))]);
     st.run_ok(["load", s(&fixture("multilayer2-oci"))]);
     let rows: Value = serde_json::from_str(&st.run_ok(["images", "--format", "json"])).unwrap();
-    let names: Vec<String> =
-        rows.as_array().unwrap().iter().map(|r| format!("{}:{}", r["repository"].as_str().unwrap(), r["tag"].as_str().unwrap())).collect();
+    let names: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["repository"].as_str().unwrap(),
+                r["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     let a = inspect(&st, &names[0]);
     let b = inspect(&st, &names[1]);
-    let shared: Vec<String> = diff_ids(&a).into_iter().filter(|d| diff_ids(&b).contains(d)).collect();
+    let shared: Vec<String> = diff_ids(&a)
+        .into_iter()
+        .filter(|d| diff_ids(&b).contains(d))
+        .collect();
     assert!(!shared.is_empty(), "the fixtures share a layer");
     let out = st.run_ok(["rmi", &names[0]]);
     assert!(out.contains("Untagged:"), "{out}");
     for d in &shared {
-        assert!(st.root().join("layers/sha256").join(&d[7..]).is_dir(), "shared layer {d} must stay");
+        assert!(
+            st.root().join("layers/sha256").join(&d[7..]).is_dir(),
+            "shared layer {d} must stay"
+        );
     }
     for d in diff_ids(&a).iter().filter(|d| !shared.contains(d)) {
-        assert!(!st.root().join("layers/sha256").join(&d[7..]).exists(), "layer {d} only used by the removed image");
+        assert!(
+            !st.root().join("layers/sha256").join(&d[7..]).exists(),
+            "layer {d} only used by the removed image"
+        );
     }
     st.run_ok(["rmi", &names[1]]);
-    assert_eq!(std::fs::read_dir(st.root().join("blobs/sha256")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(st.root().join("layers/sha256")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(st.root().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(st.root().join("layers/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
     let (code, err) = st.run_fail(["rmi", &names[1]]);
     assert_eq!(code, 125);
     assert!(err.contains("no image"), "{err}");
@@ -220,8 +329,14 @@ fn whiteouts_and_opaque_dirs_use_the_overlay_format() {
     let top = layer_path(&v, 1);
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let wh = std::fs::symlink_metadata(top.join("bin/false")).expect("whiteout for /bin/false");
-    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "whiteout is a 0:0 char device");
-    assert_eq!(xattr(&top.join("opt/data"), "user.overlay.opaque").as_deref(), Some("y"));
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "whiteout is a 0:0 char device"
+    );
+    assert_eq!(
+        xattr(&top.join("opt/data"), "user.overlay.opaque").as_deref(),
+        Some("y")
+    );
     assert!(top.join("etc/motd").is_file());
 }
 
@@ -232,11 +347,25 @@ fn index_picks_the_host_platform_or_the_one_asked_for() {
     let amd = out.trim().to_owned();
     assert_eq!(inspect(&st, &amd)["Architecture"], "amd64");
     let other = TestStore::new();
-    let arm = other.run_ok(["load", "-q", "--platform", "linux/arm64", s(&fixture("busybox-index-oci"))]);
+    let arm = other.run_ok([
+        "load",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        s(&fixture("busybox-index-oci")),
+    ]);
     assert_eq!(inspect(&other, arm.trim())["Architecture"], "arm64");
-    let (code, err) = other.run_fail(["load", "--platform", "linux/s390x", s(&fixture("busybox-index-oci"))]);
+    let (code, err) = other.run_fail([
+        "load",
+        "--platform",
+        "linux/s390x",
+        s(&fixture("busybox-index-oci")),
+    ]);
     assert_eq!(code, 125);
-    assert!(err.contains("no image for linux/s390x") && err.contains("linux/arm64"), "{err}");
+    assert!(
+        err.contains("no image for linux/s390x") && err.contains("linux/arm64"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -259,4 +388,22 @@ fn history_shows_the_build_steps() {
     let out = st.run_ok(["history", &id[7..19]]);
     assert!(out.starts_with("CREATED"), "{out}");
     assert!(out.lines().count() >= 3, "one row per layer: {out}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let st = TestStore::new();
+    st.run_ok(["load", s(&fixture("debian-oci.tar"))]);
+    // `hutch inspect debian | head -0`: nobody reads the pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = st
+        .hutch()
+        .args(["inspect", "debian:bookworm"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
 }

@@ -42,7 +42,7 @@ threads=${HUTCH_TEST_THREADS:-2}
 timeout_s=${HUTCH_TEST_TIMEOUT:-900}
 filters=("$@")
 is_root=0; [ "$(id -u)" = 0 ] && is_root=1
-logdir=""; stage=""; fixture_pid=""
+logdir=""; stage=""; test_tmp=""; fixture_pid=""
 
 # ---------------------------------------------------------------- helpers
 t0=$(date +%s.%N)
@@ -97,7 +97,6 @@ die() { # MESSAGE: a failure that stops the run
     summary_and_exit FAILED
 }
 
-interrupted=0
 remove_stage() {
     if [ -n "$stage" ] && [ -d "$stage" ]; then
         if [ "${HUTCH_KEEP_STAGE:-0}" = 1 ]; then
@@ -107,6 +106,10 @@ remove_stage() {
         fi
     fi
     stage=""
+    if [ -n "$test_tmp" ] && [ -d "$test_tmp" ] && [ "${HUTCH_KEEP_STAGE:-0}" != 1 ]; then
+        rm -rf "$test_tmp" 2>/dev/null || echo "run.sh: could not remove all of $test_tmp" >&2
+    fi
+    test_tmp=""
 }
 finish_fixture_build() { # after a failure: let it finish so the next run has it cached
     [ -n "$fixture_pid" ] || return 0
@@ -124,8 +127,8 @@ cleanup() {
     rm -rf "$logdir"
 }
 trap cleanup EXIT
-trap 'interrupted=1; exit 130' INT
-trap 'interrupted=1; exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/hutch-run.XXXXXX")
 
 command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust with rustup; looked in PATH and $HOME/.cargo/bin)"
@@ -138,10 +141,10 @@ if [ $is_root = 1 ]; then
     phase "host setup"
     bash "$repo/tests/host-setup.sh" || die "tests/host-setup.sh failed"
     test_uid=$(id -u "$test_user")
+    end_phase ok
 
     # Fixtures build in the background while cargo compiles (debootstrap
     # mostly waits on the network and dpkg; cargo wants the CPUs).
-    end_phase ok
     echo
     echo "==== fixtures: building in the background into $fixtures (log follows later)"
     fixture_t0=$(now)
@@ -200,12 +203,16 @@ if [ $is_root = 1 ]; then
     phase "fixtures"
     rc=0; wait "$fixture_pid" || rc=$?
     fixture_pid=""
+    # build.sh's own end time: the log file is written to until it exits.
+    fixture_done=$(stat -c %.9Y "$logdir/fixtures.log")
     sed 's/^/  /' "$logdir/fixtures.log"
-    echo "fixtures took $(elapsed "$fixture_t0" "$(now)")s in the background"
+    fixture_time=$(elapsed "$fixture_t0" "$fixture_done")
+    echo "the fixture build took ${fixture_time}s in the background"
     [ $rc = 0 ] || die "building the fixtures failed (tests/fixtures/build.sh, exit $rc): see the log above"
     runuser -u "$test_user" -- test -r "$fixtures/busybox-oci/index.json" ||
         die "$test_user cannot read the fixtures in $fixtures (is a parent directory private?)"
     end_phase ok
+    phase_names+=("  (fixture build, background)"); phase_times+=("$fixture_time"); phase_status+=(ok)
 fi
 
 # ---------------------------------------------------------------- stage
@@ -220,9 +227,11 @@ if [ $is_root = 1 ]; then
     chmod 0755 "$base"
     # Runs older than a day that were kept or interrupted.
     find "$base" -mindepth 1 -maxdepth 1 -type d -mtime +0 -exec rm -rf {} + 2>/dev/null || true
+    find /tmp -mindepth 1 -maxdepth 1 -type d -name 'ht.??????' -user "$test_user" -mtime +0 \
+        -exec rm -rf {} + 2>/dev/null || true
     stage=$(mktemp -d "$base/run.$(date +%Y%m%d-%H%M%S).XXXXXX")
     chmod 0755 "$stage"
-    mkdir -p "$stage/bin" "$stage/work/tmp"
+    mkdir -p "$stage/bin" "$stage/work"
     install -m 0755 "$hutch_exe" "$stage/bin/hutch"
     for i in "${!t_exe[@]}"; do
         install -m 0755 "${t_exe[$i]}" "$stage/bin/$(basename "${t_exe[$i]}")"
@@ -230,9 +239,14 @@ if [ $is_root = 1 ]; then
     done
     chown -R "$test_user:" "$stage/work"
     chmod 0700 "$stage/work"
+    # TMPDIR: short, because tools limit path lengths (podman's runroot must
+    # be under 50 characters, unix socket paths under 108 bytes).
+    test_tmp=$(mktemp -d /tmp/ht.XXXXXX)
+    chown "$test_user:" "$test_tmp"
+    chmod 0700 "$test_tmp"
     hutch_bin=$stage/bin/hutch
     workdir=$stage/work
-    echo "staged in $stage ($(du -sh "$stage/bin" | cut -f1))"
+    echo "staged in $stage ($(du -sh "$stage/bin" | cut -f1)); TMPDIR for the tests: $test_tmp"
     end_phase ok
 else
     hutch_bin=$hutch_exe
@@ -253,7 +267,7 @@ test_env+=(HUTCH_BIN="$hutch_bin" HUTCH_FIXTURES="$fixtures" CI="${CI:-}")
 [[ " ${test_env[*]} " == *" RUST_BACKTRACE="* ]] || test_env+=(RUST_BACKTRACE=1)
 if [ $is_root = 1 ]; then
     test_env+=(HOME="$(getent passwd "$test_user" | cut -d: -f6)" USER="$test_user" LOGNAME="$test_user"
-               XDG_RUNTIME_DIR="/run/user/$test_uid" TMPDIR="$workdir/tmp"
+               XDG_RUNTIME_DIR="/run/user/$test_uid" TMPDIR="$test_tmp"
                PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin
                LANG=C.UTF-8)
     runner=(runuser -u "$test_user" -- env -i)

@@ -16,7 +16,9 @@ fn s(p: &Path) -> &str {
 fn two_concurrent_loads_of_one_image_end_consistent() {
     let st = TestStore::new();
     let img = fixture("debian-oci.tar");
-    let mut kids: Vec<_> = (0..2).map(|_| st.hutch().args(["load", "-q", s(&img)]).spawn().unwrap()).collect();
+    let mut kids: Vec<_> = (0..2)
+        .map(|_| st.hutch().args(["load", "-q", s(&img)]).spawn().unwrap())
+        .collect();
     for k in kids.iter_mut() {
         assert!(k.wait().unwrap().success());
     }
@@ -24,7 +26,11 @@ fn two_concurrent_loads_of_one_image_end_consistent() {
     assert_eq!(rows.as_array().unwrap().len(), 1);
     let out = st.run_ok(["check", "--store"]);
     assert!(out.contains("store is consistent"), "{out}");
-    assert_eq!(std::fs::read_dir(st.root().join("tmp")).unwrap().count(), 0, "no leftovers in tmp/");
+    assert_eq!(
+        std::fs::read_dir(st.root().join("tmp")).unwrap().count(),
+        0,
+        "no leftovers in tmp/"
+    );
 }
 
 #[test]
@@ -39,9 +45,14 @@ fn a_killed_load_leaves_no_half_image_and_the_next_load_completes() {
         // Either the image is there and complete, or it is not there at all.
         let rows: Value = serde_json::from_str(&st.run_ok(["images", "--format", "json"])).unwrap();
         for r in rows.as_array().unwrap() {
-            let v: Value = serde_json::from_str(&st.run_ok(["inspect", r["digest"].as_str().unwrap()])).unwrap();
+            let v: Value =
+                serde_json::from_str(&st.run_ok(["inspect", r["digest"].as_str().unwrap()]))
+                    .unwrap();
             for l in v["Layers"].as_array().unwrap() {
-                assert!(Path::new(l["Path"].as_str().unwrap()).is_dir(), "visible image with a missing layer");
+                assert!(
+                    Path::new(l["Path"].as_str().unwrap()).is_dir(),
+                    "visible image with a missing layer"
+                );
             }
         }
     }
@@ -67,17 +78,37 @@ fn check_store_finds_damage_and_repair_fixes_it() {
     let (code, _) = st.run_fail(["check", "--store"]);
     assert_eq!(code, 1);
     let out = st.run_ok(["check", "--store", "--repair"]);
-    assert!(out.contains("unpacked layer") && out.contains("again from its blob"), "{out}");
-    assert!(st.root().join("layers/sha256").join(diff).join("root/bin/busybox").is_file());
-    assert!(st.run_ok(["check", "--store"]).contains("store is consistent"));
+    assert!(
+        out.contains("unpacked layer") && out.contains("again from its blob"),
+        "{out}"
+    );
+    assert!(
+        st.root()
+            .join("layers/sha256")
+            .join(diff)
+            .join("root/bin/busybox")
+            .is_file()
+    );
+    assert!(
+        st.run_ok(["check", "--store"])
+            .contains("store is consistent")
+    );
 
     // A blob was corrupted on disk: found, removed, and the image's tag
     // dropped, since its data is gone.
-    let blob = st.root().join("blobs/sha256").join(&layer["Digest"].as_str().unwrap()[7..]);
+    let blob = st
+        .root()
+        .join("blobs/sha256")
+        .join(&layer["Digest"].as_str().unwrap()[7..]);
     let mut data = std::fs::read(&blob).unwrap();
     data[100] ^= 0xff;
     std::fs::write(&blob, data).unwrap();
-    let (code, _) = st.hutch().args(["check", "--store"]).output().map(|o| (o.status.code(), ())).unwrap();
+    let (code, _) = st
+        .hutch()
+        .args(["check", "--store"])
+        .output()
+        .map(|o| (o.status.code(), ()))
+        .unwrap();
     assert_eq!(code, Some(1));
     let out = st.run_ok(["check", "--store", "--repair"]);
     assert!(out.contains("damaged"), "{out}");
@@ -85,5 +116,8 @@ fn check_store_finds_damage_and_repair_fixes_it() {
     assert!(err.contains("no image"), "{err}");
     // Loading again restores it.
     st.run_ok(["load", s(&fixture("busybox-oci.tar"))]);
-    assert!(st.run_ok(["check", "--store"]).contains("store is consistent"));
+    assert!(
+        st.run_ok(["check", "--store"])
+            .contains("store is consistent")
+    );
 }

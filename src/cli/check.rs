@@ -1,6 +1,7 @@
 //! `hutch check`: host prerequisites, and with `--store`, store integrity.
 
 use super::{OutputFormat, open_store, output};
+use crate::cli::output::outln;
 use anyhow::{Result, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ pub fn run(a: CheckArgs, root: &Option<PathBuf>) -> Result<i32> {
         if a.format == OutputFormat::Json {
             output::print_json(&report)?;
         } else {
-            println!(
+            outln!(
                 "checked {} blobs, {} layers, {} images in {}",
                 report.blobs_checked,
                 report.layers_checked,
@@ -32,15 +33,15 @@ pub fn run(a: CheckArgs, root: &Option<PathBuf>) -> Result<i32> {
                 store.root().display()
             );
             for p in &report.problems {
-                println!("problem: {p}");
+                outln!("problem: {p}");
             }
             for r in &report.repaired {
-                println!("repaired: {r}");
+                outln!("repaired: {r}");
             }
             if report.problems.is_empty() {
-                println!("store is consistent");
+                outln!("store is consistent");
             } else if !report.clean() {
-                println!("run `hutch check --store --repair` to fix what can be fixed");
+                outln!("run `hutch check --store --repair` to fix what can be fixed");
             }
         }
         return Ok(if report.clean() { 0 } else { 1 });
@@ -54,5 +55,9 @@ pub fn run(a: CheckArgs, root: &Option<PathBuf>) -> Result<i32> {
     } else {
         output::print(&crate::check::host::render(&findings));
     }
-    Ok(if crate::check::host::can_run(&findings) { 0 } else { 1 })
+    Ok(if crate::check::host::can_run(&findings) {
+        0
+    } else {
+        1
+    })
 }

@@ -1,6 +1,7 @@
 //! `hutch images`, `inspect`, `tag`, `rmi`, `history`, `rollback`, `prune`.
 
 use super::{OutputFormat, output};
+use crate::cli::output::outln;
 use crate::image::resolve::{HOST_IMAGE, Resolved, resolve};
 use crate::image::{StoredImage, TagRef};
 use crate::store::Store;
@@ -39,8 +40,10 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let refs = store.refs()?;
     let mut rows = Vec::new();
-    let mut push = |repo: String, tag: String, digest: &crate::image::Digest| {
-        match StoredImage::load(&store, digest) {
+    let mut push =
+        |repo: String, tag: String, digest: &crate::image::Digest| match StoredImage::load(
+            &store, digest,
+        ) {
             Ok(img) => rows.push(ImageRow {
                 repository: repo,
                 tag,
@@ -50,8 +53,7 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
                 size: img.size(&store),
             }),
             Err(e) => tracing::warn!("image {digest} cannot be read: {e:#}"),
-        }
-    };
+        };
     for (name, hist) in &refs.tags {
         if let Some(v) = hist.current() {
             let (repo, tag) = split_tag(name);
@@ -187,10 +189,10 @@ pub fn rmi(a: RmiArgs, store: Result<Store>) -> Result<i32> {
             Ok(names)
         })?;
         for n in removed {
-            println!("Untagged: {n}");
+            outln!("Untagged: {n}");
         }
         if !store.refs()?.all_manifests().contains(&digest) {
-            println!("Deleted: {digest}");
+            outln!("Deleted: {digest}");
         }
     }
     let report = store.gc(false)?;
@@ -215,10 +217,9 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
     if let Some(t) = &a.tag {
         let refs = store.refs()?;
         let name = TagRef::find(t, |n| refs.tags.contains_key(n))?.to_string();
-        let hist = refs
-            .tags
-            .get(&name)
-            .with_context(|| format!("no tag {name} in the store; `hutch images` lists the tags"))?;
+        let hist = refs.tags.get(&name).with_context(|| {
+            format!("no tag {name} in the store; `hutch images` lists the tags")
+        })?;
         if a.format == OutputFormat::Json {
             output::print_json(&hist.versions)?;
             return Ok(0);
@@ -230,7 +231,9 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
             .enumerate()
             .rev()
             .map(|(i, v)| {
-                let id = StoredImage::load(&store, &v.digest).map(|img| img.id().short().to_owned()).unwrap_or_default();
+                let id = StoredImage::load(&store, &v.digest)
+                    .map(|img| img.id().short().to_owned())
+                    .unwrap_or_default();
                 vec![
                     format!("{i}{}", if i == last { " (current)" } else { "" }),
                     v.digest.to_string(),
@@ -240,7 +243,10 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
                 ]
             })
             .collect();
-        output::print(&output::table(&["VERSION", "DIGEST", "IMAGE ID", "SET AT", "BY"], &rows));
+        output::print(&output::table(
+            &["VERSION", "DIGEST", "IMAGE ID", "SET AT", "BY"],
+            &rows,
+        ));
         return Ok(0);
     }
     let input = a.image.as_deref().unwrap_or_default();
@@ -248,7 +254,11 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
         bail!("the built-in image `host` has no build history");
     };
     let config: serde_json::Value = serde_json::from_slice(&image.config_bytes)?;
-    let entries = config.get("history").and_then(|h| h.as_array()).cloned().unwrap_or_default();
+    let entries = config
+        .get("history")
+        .and_then(|h| h.as_array())
+        .cloned()
+        .unwrap_or_default();
     if a.format == OutputFormat::Json {
         output::print_json(&entries)?;
         return Ok(0);
@@ -257,17 +267,32 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
     let mut layer_iter = image.layers.iter();
     let mut rows = Vec::new();
     for e in &entries {
-        let empty = e.get("empty_layer").and_then(|v| v.as_bool()).unwrap_or(false);
+        let empty = e
+            .get("empty_layer")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let size = if empty {
             0
         } else {
-            layer_iter.next().and_then(|l| store.layer_meta(&l.diff_id).ok()).map(|m| m.tar_size).unwrap_or(0)
+            layer_iter
+                .next()
+                .and_then(|l| store.layer_meta(&l.diff_id).ok())
+                .map(|m| m.tar_size)
+                .unwrap_or(0)
         };
         let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
-        rows.push(vec![output::human_age(e.get("created").and_then(|v| v.as_str())), s("created_by"), output::human_size(size), s("comment")]);
+        rows.push(vec![
+            output::human_age(e.get("created").and_then(|v| v.as_str())),
+            s("created_by"),
+            output::human_size(size),
+            s("comment"),
+        ]);
     }
     rows.reverse();
-    output::print(&output::table(&["CREATED", "CREATED BY", "SIZE", "COMMENT"], &rows));
+    output::print(&output::table(
+        &["CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        &rows,
+    ));
     Ok(0)
 }
 
@@ -299,7 +324,7 @@ pub fn rollback(a: RollbackArgs, store: Result<Store>) -> Result<i32> {
         *r = trial;
         Ok((from, to))
     })?;
-    println!("{name}: {from} -> {to}");
+    outln!("{name}: {from} -> {to}");
     Ok(0)
 }
 
@@ -317,12 +342,16 @@ pub fn prune(a: PruneArgs, store: Result<Store>) -> Result<i32> {
     if a.format == OutputFormat::Json {
         output::print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "removed {} blobs, {} layers, {} leftovers{}; freed {}",
             report.blobs_removed,
             report.layers_removed,
             report.tmp_removed,
-            if a.history { format!(", {} old tag versions", report.history_versions_dropped) } else { String::new() },
+            if a.history {
+                format!(", {} old tag versions", report.history_versions_dropped)
+            } else {
+                String::new()
+            },
             output::human_size(report.bytes_freed)
         );
     }

@@ -14,7 +14,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "hutch", version, about = "Rootless, daemonless sandboxes from OCI images", max_term_width = 100)]
+#[command(
+    name = "hutch",
+    version,
+    about = "Rootless, daemonless sandboxes from OCI images",
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Store directory [default: $XDG_DATA_HOME/hutch or ~/.local/share/hutch]
     #[arg(long, global = true, env = "HUTCH_ROOT", value_name = "DIR")]
@@ -68,7 +73,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Open the store chosen by --root / HUTCH_ROOT / the default.

@@ -43,13 +43,20 @@ pub fn human_size(bytes: u64) -> String {
         return format!("{bytes} B");
     }
     let num = format!("{v:.3}");
-    format!("{} {}", num.trim_end_matches('0').trim_end_matches('.'), UNITS[unit])
+    format!(
+        "{} {}",
+        num.trim_end_matches('0').trim_end_matches('.'),
+        UNITS[unit]
+    )
 }
 
 /// "3 days ago" from an RFC 3339 timestamp.
 pub fn human_age(rfc3339: Option<&str>) -> String {
-    let Some(ts) = rfc3339 else { return "unknown".into() };
-    let Ok(t) = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339) else {
+    let Some(ts) = rfc3339 else {
+        return "unknown".into();
+    };
+    let Ok(t) = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+    else {
         return ts.to_owned();
     };
     let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds();
@@ -66,15 +73,35 @@ pub fn human_age(rfc3339: Option<&str>) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
+/// Write to stdout. A closed pipe (`hutch images | head -1`) ends the
+/// process quietly with the status a shell gives SIGPIPE, instead of the
+/// panic `println!` would raise.
 pub fn print(s: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(s.as_bytes());
+    if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("hutch: error: writing to standard output: {e}");
+        std::process::exit(crate::error::EXIT_FAILED);
+    }
+}
+
+/// `print` with a newline.
+pub fn line(s: &str) {
+    print(&format!("{s}\n"));
 }
 
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    line(&serde_json::to_string_pretty(v)?);
     Ok(())
 }
+
+/// `println!` that survives a closed stdout (see `print`).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::output::line(&format!($($arg)*)) };
+}
+pub(crate) use outln;
 
 #[cfg(test)]
 mod tests {

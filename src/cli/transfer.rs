@@ -1,5 +1,6 @@
 //! `hutch load`, `hutch import`, `hutch save`.
 
+use crate::cli::output::outln;
 use crate::image::platform::Platform;
 use crate::image::resolve::{Resolved, resolve};
 use crate::image::save::Format;
@@ -30,12 +31,12 @@ pub fn load(a: LoadArgs, store: Result<Store>) -> Result<i32> {
     };
     for img in load::load(&store, &a.input, &platform)? {
         if a.quiet {
-            println!("{}", img.manifest);
+            outln!("{}", img.manifest);
         } else if img.names.is_empty() {
-            println!("Loaded image: {} (untagged)", img.manifest);
+            outln!("Loaded image: {} (untagged)", img.manifest);
         } else {
             for n in &img.names {
-                println!("Loaded image: {n} ({})", img.manifest);
+                outln!("Loaded image: {n} ({})", img.manifest);
             }
         }
     }
@@ -55,7 +56,7 @@ pub struct ImportArgs {
 pub fn import(a: ImportArgs, store: Result<Store>) -> Result<i32> {
     let name = TagRef::parse_local(&a.name)?;
     let digest = load::import(&store?, &a.tarball, &name)?;
-    println!("{digest}");
+    outln!("{digest}");
     Ok(0)
 }
 
@@ -76,11 +77,18 @@ pub fn save(a: SaveArgs, store: Result<Store>) -> Result<i32> {
     let _lock = store.lock_shared()?;
     let (image, tag) = match resolve(&store, &a.image)? {
         Resolved::Stored { image, tag } => (image, tag),
-        Resolved::Host => bail!("the built-in image `host` is the host's own filesystem and cannot be saved"),
+        Resolved::Host => {
+            bail!("the built-in image `host` is the host's own filesystem and cannot be saved")
+        }
     };
     let names = match tag {
         Some(t) => vec![t],
-        None => store.refs()?.tags_for(&image.manifest_digest).iter().map(|s| s.to_string()).collect(),
+        None => store
+            .refs()?
+            .tags_for(&image.manifest_digest)
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
     };
     save::save(&store, &image, &names, &a.output, a.format)?;
     Ok(0)

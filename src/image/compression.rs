@@ -63,7 +63,11 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&data).unwrap();
         round_trip(&data, gz.finish().unwrap(), Compression::Gzip);
-        round_trip(&data, zstd::encode_all(&data[..], 3).unwrap(), Compression::Zstd);
+        round_trip(
+            &data,
+            zstd::encode_all(&data[..], 3).unwrap(),
+            Compression::Zstd,
+        );
         round_trip(&data, data.clone(), Compression::None);
     }
 

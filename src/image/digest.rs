@@ -55,8 +55,14 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = s.len() == 71
             && s.starts_with("sha256:")
-            && s[7..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if ok { Ok(Digest(s.to_owned())) } else { Err(BadDigest(s.to_owned())) }
+            && s[7..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok {
+            Ok(Digest(s.to_owned()))
+        } else {
+            Err(BadDigest(s.to_owned()))
+        }
     }
 }
 
@@ -116,7 +122,10 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Hasher::default() }
+        HashingReader {
+            inner,
+            hasher: Hasher::default(),
+        }
     }
     /// Read the rest of the stream (so the digest covers all of it) and
     /// return the digest, the byte count and the inner reader.
@@ -146,7 +155,11 @@ pub struct TeeReader<R, W> {
 
 impl<R: Read, W: Write> TeeReader<R, W> {
     pub fn new(inner: R, copy: W) -> Self {
-        TeeReader { inner, copy, hasher: Hasher::default() }
+        TeeReader {
+            inner,
+            copy,
+            hasher: Hasher::default(),
+        }
     }
     /// Drain the rest of the input into the copy; return digest, length and the writer.
     pub fn finish(mut self) -> io::Result<(Digest, u64, W)> {

@@ -27,14 +27,22 @@ pub struct Entry {
 
 impl Entry {
     pub fn names(&self) -> Vec<TagRef> {
-        self.repo_tags.iter().flatten().filter_map(|t| TagRef::parse(t).ok()).collect()
+        self.repo_tags
+            .iter()
+            .flatten()
+            .filter_map(|t| TagRef::parse(t).ok())
+            .collect()
     }
 }
 
 pub fn read_manifest_json(src: &dyn Source) -> Result<Vec<Entry>> {
     let bytes = src.read_small("manifest.json")?;
-    let entries: Vec<Entry> = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: manifest.json is not a docker-archive manifest", src.describe()))?;
+    let entries: Vec<Entry> = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{}: manifest.json is not a docker-archive manifest",
+            src.describe()
+        )
+    })?;
     if entries.is_empty() {
         bail!("{}: manifest.json lists no images", src.describe());
     }
@@ -50,26 +58,39 @@ pub fn claimed_digest(path: &str) -> Option<Digest> {
 
 /// Bring a legacy docker-archive image into the store; returns the digest
 /// of the OCI manifest written for it (deterministic for the same archive).
-pub fn ingest_legacy(store: &crate::store::Store, src: &dyn Source, entry: &Entry) -> Result<Digest> {
+pub fn ingest_legacy(
+    store: &crate::store::Store,
+    src: &dyn Source,
+    entry: &Entry,
+) -> Result<Digest> {
     let what = src.describe();
     let config_bytes = src.read_small(&entry.config)?;
     let config_digest = Digest::of(&config_bytes);
     if let Some(claimed) = claimed_digest(&entry.config)
         && claimed != config_digest
     {
-        bail!("{what}: digest mismatch for the config {}: it hashes to {config_digest}", entry.config);
+        bail!(
+            "{what}: digest mismatch for the config {}: it hashes to {config_digest}",
+            entry.config
+        );
     }
     let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
         .with_context(|| format!("{what}: the image config {} is not valid", entry.config))?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != entry.layers.len() {
-        bail!("{what}: manifest.json lists {} layers but the config has {} DiffIDs", entry.layers.len(), diff_ids.len());
+        bail!(
+            "{what}: manifest.json lists {} layers but the config has {} DiffIDs",
+            entry.layers.len(),
+            diff_ids.len()
+        );
     }
     let mut layers = Vec::new();
     let mut paths: HashMap<Digest, &str> = HashMap::new();
     for (path, diff_id) in entry.layers.iter().zip(diff_ids) {
-        let diff_id = Digest::parse(diff_id).with_context(|| format!("{what}: bad DiffID in the config"))?;
-        let (kind, _) = decompress(src.open(path)?).with_context(|| format!("{what}: reading layer {path}"))?;
+        let diff_id =
+            Digest::parse(diff_id).with_context(|| format!("{what}: bad DiffID in the config"))?;
+        let (kind, _) =
+            decompress(src.open(path)?).with_context(|| format!("{what}: reading layer {path}"))?;
         let (blob, media_type) = match kind {
             Compression::None => (diff_id.clone(), media::OCI_LAYER_TAR),
             // A compressed layer: its blob digest is only known after a pass over it.
@@ -77,11 +98,23 @@ pub fn ingest_legacy(store: &crate::store::Store, src: &dyn Source, entry: &Entr
                 let (d, _, _) = HashingReader::new(src.open(path)?)
                     .finish()
                     .with_context(|| format!("{what}: reading layer {path}"))?;
-                (d, if kind == Compression::Gzip { media::OCI_LAYER_GZIP } else { media::OCI_LAYER_ZSTD })
+                (
+                    d,
+                    if kind == Compression::Gzip {
+                        media::OCI_LAYER_GZIP
+                    } else {
+                        media::OCI_LAYER_ZSTD
+                    },
+                )
             }
         };
         paths.insert(blob.clone(), path);
-        layers.push(LayerRef { blob, diff_id, media_type: media_type.into(), size: 0 });
+        layers.push(LayerRef {
+            blob,
+            diff_id,
+            media_type: media_type.into(),
+            size: 0,
+        });
     }
     let open = |l: &LayerRef| -> Result<Box<dyn Read + Send + '_>> {
         let path = paths.get(&l.blob).context("layer path lost")?;

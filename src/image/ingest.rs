@@ -2,9 +2,9 @@
 //! config, store and unpack the layers (in parallel, one pass over each
 //! blob), then publish config and manifest. The caller moves tags last.
 
+use crate::image::Digest;
 use crate::image::source::Source;
 use crate::image::stored::{LayerRef, digest_of, parse_config, parse_manifest};
-use crate::image::Digest;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use std::sync::Mutex;
@@ -17,11 +17,17 @@ pub fn ingest_layers<'s>(
     open: &(dyn Fn(&LayerRef) -> Result<Box<dyn std::io::Read + Send + 's>> + Sync),
     what: &str,
 ) -> Result<()> {
-    let todo: Vec<&LayerRef> =
-        layers.iter().filter(|l| !(store.has_blob(&l.blob) && store.has_layer(&l.diff_id))).collect();
+    let todo: Vec<&LayerRef> = layers
+        .iter()
+        .filter(|l| !(store.has_blob(&l.blob) && store.has_layer(&l.diff_id)))
+        .collect();
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(todo.len()).max(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(todo.len())
+        .max(1);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -31,7 +37,8 @@ pub fn ingest_layers<'s>(
                     if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
                         break;
                     }
-                    let result = open(layer).and_then(|reader| store.ingest_layer(reader, &layer.blob, &layer.diff_id));
+                    let result = open(layer)
+                        .and_then(|reader| store.ingest_layer(reader, &layer.blob, &layer.diff_id));
                     if let Err(e) = result {
                         let e = e.context(format!("{what}: layer {}", layer.blob));
                         if let Ok(mut slot) = first_error.lock() {
@@ -52,12 +59,20 @@ pub fn ingest_layers<'s>(
 
 /// Ingest the image whose manifest is `manifest_bytes` (expected to hash to
 /// `expected` when the source named a digest). Returns the manifest digest.
-pub fn ingest_image(store: &Store, src: &dyn Source, manifest_bytes: &[u8], expected: Option<&Digest>) -> Result<Digest> {
+pub fn ingest_image(
+    store: &Store,
+    src: &dyn Source,
+    manifest_bytes: &[u8],
+    expected: Option<&Digest>,
+) -> Result<Digest> {
     let digest = Digest::of(manifest_bytes);
     if let Some(expected) = expected
         && *expected != digest
     {
-        bail!("{}: digest mismatch for manifest {expected}: the file hashes to {digest}", src.describe());
+        bail!(
+            "{}: digest mismatch for manifest {expected}: the file hashes to {digest}",
+            src.describe()
+        );
     }
     let what = format!("{} image {digest}", src.describe());
     let manifest = parse_manifest(manifest_bytes, &what)?;
@@ -69,8 +84,17 @@ pub fn ingest_image(store: &Store, src: &dyn Source, manifest_bytes: &[u8], expe
             bail!("{what}: layer blob {} is missing from the source", l.blob);
         }
     }
-    ingest_layers(store, &layers, &|l: &LayerRef| src.open_blob(&l.blob), &what)?;
-    store.put_blob(&config_bytes).with_context(|| format!("{what}: storing the config"))?;
-    store.put_blob(manifest_bytes).with_context(|| format!("{what}: storing the manifest"))?;
+    ingest_layers(
+        store,
+        &layers,
+        &|l: &LayerRef| src.open_blob(&l.blob),
+        &what,
+    )?;
+    store
+        .put_blob(&config_bytes)
+        .with_context(|| format!("{what}: storing the config"))?;
+    store
+        .put_blob(manifest_bytes)
+        .with_context(|| format!("{what}: storing the manifest"))?;
     Ok(digest)
 }

@@ -22,17 +22,32 @@ pub struct Loaded {
 /// The repository name an unnamed image gets from its file name
 /// (`busybox-oci.tar` -> `busybox-oci`).
 pub fn repo_from_path(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let stem = [".tar.gz", ".tgz", ".tar.zst", ".tar", ".oci"]
         .iter()
         .find_map(|ext| name.strip_suffix(ext))
         .unwrap_or(&name);
     let clean: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let clean = clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned();
-    if clean.is_empty() { "image".into() } else { clean }
+    let clean = clean
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned();
+    if clean.is_empty() {
+        "image".into()
+    } else {
+        clean
+    }
 }
 
 pub fn load(store: &Store, path: &Path, platform: &Platform) -> Result<Vec<Loaded>> {
@@ -59,14 +74,22 @@ pub fn load(store: &Store, path: &Path, platform: &Platform) -> Result<Vec<Loade
     })
 }
 
-fn load_inner(store: &Store, path: &Path, platform: &Platform, scratch: &Path) -> Result<Vec<Loaded>> {
+fn load_inner(
+    store: &Store,
+    path: &Path,
+    platform: &Platform,
+    scratch: &Path,
+) -> Result<Vec<Loaded>> {
     let src = open_any(path, scratch)?;
     let src = src.as_ref();
     let fallback = repo_from_path(path);
     let mut loaded = Vec::new();
     if src.exists("oci-layout") {
-        let docker_entries =
-            if src.exists("manifest.json") { docker_archive::read_manifest_json(src)? } else { Vec::new() };
+        let docker_entries = if src.exists("manifest.json") {
+            docker_archive::read_manifest_json(src)?
+        } else {
+            Vec::new()
+        };
         for found in read_layout(src, &fallback, platform)? {
             let digest = ingest_image(store, src, &found.manifest_bytes, Some(&found.manifest))?;
             let mut names: Vec<TagRef> = found.names;
@@ -80,12 +103,18 @@ fn load_inner(store: &Store, path: &Path, platform: &Platform, scratch: &Path) -
             }
             names.sort();
             names.dedup();
-            loaded.push(Loaded { manifest: digest, names: names.iter().map(|n| n.to_string()).collect() });
+            loaded.push(Loaded {
+                manifest: digest,
+                names: names.iter().map(|n| n.to_string()).collect(),
+            });
         }
     } else if src.exists("manifest.json") {
         for entry in docker_archive::read_manifest_json(src)? {
             let digest = docker_archive::ingest_legacy(store, src, &entry)?;
-            loaded.push(Loaded { manifest: digest, names: entry.names().iter().map(|n| n.to_string()).collect() });
+            loaded.push(Loaded {
+                manifest: digest,
+                names: entry.names().iter().map(|n| n.to_string()).collect(),
+            });
         }
     } else {
         bail!(

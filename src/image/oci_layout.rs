@@ -22,7 +22,11 @@ pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// as `skopeo copy oci:DIR:latest` writes) is given the repository
 /// `localhost/<fallback_repo>`, which is how Podman names such images too.
 pub fn names_from_annotations(desc: &Value, fallback_repo: &str) -> Vec<TagRef> {
-    let ann = |k: &str| desc.get("annotations").and_then(|a| a.get(k)).and_then(|v| v.as_str());
+    let ann = |k: &str| {
+        desc.get("annotations")
+            .and_then(|a| a.get(k))
+            .and_then(|v| v.as_str())
+    };
     if let Some(full) = ann(ANNOTATION_CONTAINERD_NAME)
         && let Ok(t) = TagRef::parse(full)
     {
@@ -42,11 +46,19 @@ pub fn names_from_annotations(desc: &Value, fallback_repo: &str) -> Vec<TagRef> 
 }
 
 /// Every image in the layout's `index.json`, each resolved to one manifest.
-pub fn read_layout(src: &dyn Source, fallback_repo: &str, want: &Platform) -> Result<Vec<FoundImage>> {
+pub fn read_layout(
+    src: &dyn Source,
+    fallback_repo: &str,
+    want: &Platform,
+) -> Result<Vec<FoundImage>> {
     let layout = src.read_small("oci-layout")?;
     let layout: Value = serde_json::from_slice(&layout)
         .with_context(|| format!("{}: oci-layout is not valid JSON", src.describe()))?;
-    if layout.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
+    if layout
+        .get("imageLayoutVersion")
+        .and_then(|v| v.as_str())
+        .is_none()
+    {
         bail!("{}: oci-layout has no imageLayoutVersion", src.describe());
     }
     let index = src.read_small("index.json")?;
@@ -63,7 +75,11 @@ pub fn read_layout(src: &dyn Source, fallback_repo: &str, want: &Platform) -> Re
     for desc in entries {
         let names = names_from_annotations(desc, fallback_repo);
         let (manifest, manifest_bytes) = resolve(src, desc, want, 0)?;
-        found.push(FoundImage { manifest, manifest_bytes, names });
+        found.push(FoundImage {
+            manifest,
+            manifest_bytes,
+            names,
+        });
     }
     Ok(found)
 }
@@ -77,7 +93,12 @@ fn descriptor_digest(src: &dyn Source, desc: &Value) -> Result<Digest> {
 }
 
 /// Follow a descriptor through indexes down to an image manifest.
-fn resolve(src: &dyn Source, desc: &Value, want: &Platform, depth: u32) -> Result<(Digest, Vec<u8>)> {
+fn resolve(
+    src: &dyn Source,
+    desc: &Value,
+    want: &Platform,
+    depth: u32,
+) -> Result<(Digest, Vec<u8>)> {
     if depth > 4 {
         bail!("{}: indexes nested more than 4 deep", src.describe());
     }
@@ -88,15 +109,28 @@ fn resolve(src: &dyn Source, desc: &Value, want: &Platform, depth: u32) -> Resul
     match media::sniff_document(&doc) {
         media::Kind::Manifest => Ok((digest, bytes)),
         media::Kind::Index => {
-            let entries = doc.get("manifests").and_then(|m| m.as_array()).cloned().unwrap_or_default();
+            let entries = doc
+                .get("manifests")
+                .and_then(|m| m.as_array())
+                .cloned()
+                .unwrap_or_default();
             let chosen = entries
                 .iter()
                 .find(|e| e.get("platform").is_some_and(|p| want.matches(p)))
-                .or_else(|| if entries.len() == 1 && entries[0].get("platform").is_none() { entries.first() } else { None });
+                .or_else(|| {
+                    if entries.len() == 1 && entries[0].get("platform").is_none() {
+                        entries.first()
+                    } else {
+                        None
+                    }
+                });
             match chosen {
                 Some(e) => resolve(src, e, want, depth + 1),
                 None => {
-                    let have: Vec<String> = entries.iter().map(|e| platform::describe(e.get("platform"))).collect();
+                    let have: Vec<String> = entries
+                        .iter()
+                        .map(|e| platform::describe(e.get("platform")))
+                        .collect();
                     bail!(
                         "{}: image index {digest} has no image for {want} (it has: {})",
                         src.describe(),
@@ -108,7 +142,9 @@ fn resolve(src: &dyn Source, desc: &Value, want: &Platform, depth: u32) -> Resul
         _ => bail!(
             "{}: {digest} has unknown media type {}",
             src.describe(),
-            doc.get("mediaType").map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+            doc.get("mediaType")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "(none)".into())
         ),
     }
 }

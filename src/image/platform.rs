@@ -22,27 +22,39 @@ impl Platform {
             "s390x" => ("s390x", None),
             other => (other, None),
         };
-        Platform { os: "linux".into(), architecture: arch.into(), variant: variant.map(Into::into) }
+        Platform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            variant: variant.map(Into::into),
+        }
     }
 
     /// Parse `os/arch[/variant]`.
     pub fn parse(s: &str) -> Result<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => {
-                Ok(Platform { os: (*os).into(), architecture: (*arch).into(), variant: None })
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: (*os).into(),
+                architecture: (*arch).into(),
+                variant: None,
+            }),
+            [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => Ok(Platform {
+                os: (*os).into(),
+                architecture: (*arch).into(),
+                variant: Some((*v).into()),
+            }),
+            _ => {
+                bail!("invalid platform {s:?}: expected OS/ARCH[/VARIANT], for example linux/amd64")
             }
-            [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
-                Ok(Platform { os: (*os).into(), architecture: (*arch).into(), variant: Some((*v).into()) })
-            }
-            _ => bail!("invalid platform {s:?}: expected OS/ARCH[/VARIANT], for example linux/amd64"),
         }
     }
 
     /// Does an index entry's `platform` object describe this platform?
     pub fn matches(&self, p: &serde_json::Value) -> bool {
         let get = |k: &str| p.get(k).and_then(|v| v.as_str());
-        if get("os") != Some(self.os.as_str()) || get("architecture") != Some(self.architecture.as_str()) {
+        if get("os") != Some(self.os.as_str())
+            || get("architecture") != Some(self.architecture.as_str())
+        {
             return false;
         }
         match (&self.variant, get("variant")) {
@@ -64,7 +76,9 @@ impl std::fmt::Display for Platform {
 
 /// Describe an index entry's platform for error messages.
 pub fn describe(p: Option<&serde_json::Value>) -> String {
-    let Some(p) = p else { return "(no platform)".into() };
+    let Some(p) = p else {
+        return "(no platform)".into();
+    };
     let get = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_owned();
     match p.get("variant").and_then(|v| v.as_str()) {
         Some(v) => format!("{}/{}/{v}", get("os"), get("architecture")),
@@ -84,6 +98,9 @@ mod tests {
         assert!(!p.matches(&json!({"os":"linux","architecture":"arm","variant":"v6"})));
         assert!(!p.matches(&json!({"os":"windows","architecture":"arm"})));
         assert!(Platform::parse("linux").is_err());
-        assert_eq!(Platform::parse("linux/amd64").unwrap().to_string(), "linux/amd64");
+        assert_eq!(
+            Platform::parse("linux/amd64").unwrap().to_string(),
+            "linux/amd64"
+        );
     }
 }

@@ -29,8 +29,13 @@ impl TagRef {
     /// rather than pretending to come from Docker Hub.
     pub fn parse_local(input: &str) -> Result<TagRef> {
         let first = input.split('/').next().unwrap_or_default();
-        let has_domain = input.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-        if has_domain { TagRef::parse(input) } else { TagRef::parse(&format!("localhost/{input}")) }
+        let has_domain = input.contains('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost");
+        if has_domain {
+            TagRef::parse(input)
+        } else {
+            TagRef::parse(&format!("localhost/{input}"))
+        }
     }
 
     /// The tags a short name may mean, in lookup order: Docker's
@@ -86,7 +91,11 @@ pub fn parse_any(input: &str) -> Result<(Option<TagRef>, Option<Digest>)> {
         (None, Some(_)) => None,
         (None, None) => Some("latest".to_owned()),
     };
-    let tagref = tag.map(|tag| TagRef { registry: r.registry().to_owned(), repository: r.repository().to_owned(), tag });
+    let tagref = tag.map(|tag| TagRef {
+        registry: r.registry().to_owned(),
+        repository: r.repository().to_owned(),
+        tag,
+    });
     Ok((tagref, digest))
 }
 
@@ -96,14 +105,35 @@ mod tests {
 
     #[test]
     fn docker_normalisation() {
-        assert_eq!(TagRef::parse("busybox").unwrap().to_string(), "docker.io/library/busybox:latest");
-        assert_eq!(TagRef::parse("me/app:1.2").unwrap().to_string(), "docker.io/me/app:1.2");
-        assert_eq!(TagRef::parse("localhost:5000/a/b:x").unwrap().to_string(), "localhost:5000/a/b:x");
-        assert_eq!(TagRef::parse("localhost/img").unwrap().to_string(), "localhost/img:latest");
+        assert_eq!(
+            TagRef::parse("busybox").unwrap().to_string(),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            TagRef::parse("me/app:1.2").unwrap().to_string(),
+            "docker.io/me/app:1.2"
+        );
+        assert_eq!(
+            TagRef::parse("localhost:5000/a/b:x").unwrap().to_string(),
+            "localhost:5000/a/b:x"
+        );
+        assert_eq!(
+            TagRef::parse("localhost/img").unwrap().to_string(),
+            "localhost/img:latest"
+        );
         assert!(TagRef::parse("UPPER").is_err());
-        assert_eq!(TagRef::parse_local("app").unwrap().to_string(), "localhost/app:latest");
-        assert_eq!(TagRef::parse_local("me/app:2").unwrap().to_string(), "localhost/me/app:2");
-        assert_eq!(TagRef::parse_local("quay.io/me/app").unwrap().to_string(), "quay.io/me/app:latest");
+        assert_eq!(
+            TagRef::parse_local("app").unwrap().to_string(),
+            "localhost/app:latest"
+        );
+        assert_eq!(
+            TagRef::parse_local("me/app:2").unwrap().to_string(),
+            "localhost/me/app:2"
+        );
+        assert_eq!(
+            TagRef::parse_local("quay.io/me/app").unwrap().to_string(),
+            "quay.io/me/app:latest"
+        );
         assert!(TagRef::parse("").is_err());
         let d = format!("sha256:{}", "a".repeat(64));
         assert!(TagRef::parse(&format!("busybox@{d}")).is_err());

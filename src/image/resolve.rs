@@ -11,7 +11,10 @@ pub const HOST_IMAGE: &str = "host";
 
 pub enum Resolved {
     /// An image in the store, and the tag it was found by (if any).
-    Stored { image: Box<StoredImage>, tag: Option<String> },
+    Stored {
+        image: Box<StoredImage>,
+        tag: Option<String>,
+    },
     /// The host's own root filesystem, as one read-only layer.
     Host,
 }
@@ -24,21 +27,33 @@ pub fn resolve(store: &Store, input: &str) -> Result<Resolved> {
     let refs = store.refs()?;
     let known = refs.all_manifests();
     let stored = |d: &Digest, tag: Option<String>| -> Result<Resolved> {
-        Ok(Resolved::Stored { image: Box::new(StoredImage::load(store, d)?), tag })
+        Ok(Resolved::Stored {
+            image: Box::new(StoredImage::load(store, d)?),
+            tag,
+        })
     };
     // A hex string: an image ID or manifest digest prefix (Docker's rule).
     let hex = input.strip_prefix("sha256:").unwrap_or(input);
-    if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if hex.len() >= 4
+        && hex.len() <= 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         let mut hits: Vec<Digest> = Vec::new();
         for m in &known {
-            let id_match = StoredImage::load(store, m).map(|i| i.id().hex().starts_with(hex)).unwrap_or(false);
+            let id_match = StoredImage::load(store, m)
+                .map(|i| i.id().hex().starts_with(hex))
+                .unwrap_or(false);
             if m.hex().starts_with(hex) || id_match {
                 hits.push(m.clone());
             }
         }
         match hits.len() {
             1 => return stored(&hits[0], None),
-            0 if input.starts_with("sha256:") => bail!("no image {input} in the store; `hutch images` lists them"),
+            0 if input.starts_with("sha256:") => {
+                bail!("no image {input} in the store; `hutch images` lists them")
+            }
             0 => {}
             n => bail!("{input} is ambiguous: {n} images match; give more digits"),
         }
@@ -54,9 +69,13 @@ pub fn resolve(store: &Store, input: &str) -> Result<Resolved> {
         }
         bail!("no image {d} in the store; `hutch images --digests` lists them");
     }
-    let Some(tag) = tag else { bail!("{input:?} names no image") };
+    let Some(tag) = tag else {
+        bail!("{input:?} names no image")
+    };
     match refs.current(&tag.to_string()) {
         Some(d) => stored(d, Some(tag.to_string())),
-        None => bail!("no image {tag} in the store; `hutch images` lists them, `hutch load` or `hutch import` adds one"),
+        None => bail!(
+            "no image {tag} in the store; `hutch images` lists them, `hutch load` or `hutch import` adds one"
+        ),
     }
 }

@@ -1,8 +1,8 @@
 //! `hutch import`: a plain root filesystem tarball becomes a one-layer image.
 
-use crate::image::{Digest, media};
 use crate::image::compression::Compression;
 use crate::image::platform::Platform;
+use crate::image::{Digest, media};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::io::BufReader;
@@ -12,12 +12,13 @@ use std::path::Path;
 /// write a config and manifest for it. Returns the manifest digest.
 pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
     let shown = tarball.display().to_string();
-    let file = std::fs::File::open(tarball).with_context(|| format!("opening the root filesystem tarball {shown}"))?;
+    let file = std::fs::File::open(tarball)
+        .with_context(|| format!("opening the root filesystem tarball {shown}"))?;
     let mut head = BufReader::new(file);
     let kind = Compression::sniff(&mut head).with_context(|| format!("reading {shown}"))?;
-    let (blob, meta) = store
-        .ingest_layer_unknown(head)
-        .with_context(|| format!("importing {shown} (expected a tar archive, plain, gzip or zstd)"))?;
+    let (blob, meta) = store.ingest_layer_unknown(head).with_context(|| {
+        format!("importing {shown} (expected a tar archive, plain, gzip or zstd)")
+    })?;
     let now = crate::store::refs::now_rfc3339();
     let host = Platform::host();
     let config = serde_json::json!({

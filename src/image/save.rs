@@ -25,25 +25,51 @@ pub enum Format {
 
 /// Where output goes while it is written.
 fn temp_beside(target: &Path) -> Result<PathBuf> {
-    let name = target.file_name().with_context(|| format!("{} has no file name", target.display()))?;
+    let name = target
+        .file_name()
+        .with_context(|| format!("{} has no file name", target.display()))?;
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    Ok(parent.join(format!(".{}.{}", name.to_string_lossy(), crate::store::unique_name("hutch-tmp"))))
+    Ok(parent.join(format!(
+        ".{}.{}",
+        name.to_string_lossy(),
+        crate::store::unique_name("hutch-tmp")
+    )))
 }
 
-pub fn save(store: &Store, image: &StoredImage, names: &[String], target: &Path, format: Format) -> Result<()> {
+pub fn save(
+    store: &Store,
+    image: &StoredImage,
+    names: &[String],
+    target: &Path,
+    format: Format,
+) -> Result<()> {
     let tmp = temp_beside(target)?;
     let result = match format {
         Format::OciDir => write_oci_dir(store, image, names, target, &tmp),
-        Format::OciArchive => write_archive(&tmp, target, |b| write_oci_tar(store, image, names, b)),
-        Format::DockerArchive => write_archive(&tmp, target, |b| write_docker_tar(store, image, names, b)),
+        Format::OciArchive => {
+            write_archive(&tmp, target, |b| write_oci_tar(store, image, names, b))
+        }
+        Format::DockerArchive => {
+            write_archive(&tmp, target, |b| write_docker_tar(store, image, names, b))
+        }
     };
     if result.is_err() && tmp.exists() {
-        let _ = if tmp.is_dir() { std::fs::remove_dir_all(&tmp) } else { std::fs::remove_file(&tmp) };
+        let _ = if tmp.is_dir() {
+            std::fs::remove_dir_all(&tmp)
+        } else {
+            std::fs::remove_file(&tmp)
+        };
     }
-    result.with_context(|| format!("saving image {} to {}", image.manifest_digest, target.display()))
+    result.with_context(|| {
+        format!(
+            "saving image {} to {}",
+            image.manifest_digest,
+            target.display()
+        )
+    })
 }
 
 fn write_archive(
@@ -56,7 +82,8 @@ fn write_archive(
     fill(&mut builder)?;
     let out = builder.into_inner()?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(tmp, target).with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))
+    std::fs::rename(tmp, target)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))
 }
 
 fn index_json(image: &StoredImage, names: &[String]) -> Result<Vec<u8>> {
@@ -75,7 +102,8 @@ fn index_json(image: &StoredImage, names: &[String]) -> Result<Vec<u8>> {
     }
     for name in names {
         let mut e = base.clone();
-        e["annotations"] = serde_json::json!({ANNOTATION_REF_NAME: name, ANNOTATION_CONTAINERD_NAME: name});
+        e["annotations"] =
+            serde_json::json!({ANNOTATION_REF_NAME: name, ANNOTATION_CONTAINERD_NAME: name});
         entries.push(e);
     }
     Ok(serde_json::to_vec(&serde_json::json!({
@@ -95,22 +123,38 @@ fn all_blobs(image: &StoredImage) -> Vec<Digest> {
     blobs
 }
 
-fn write_oci_dir(store: &Store, image: &StoredImage, names: &[String], target: &Path, tmp: &Path) -> Result<()> {
-    if target.exists() && std::fs::read_dir(target).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} already exists and is not an empty directory; choose a new path", target.display());
+fn write_oci_dir(
+    store: &Store,
+    image: &StoredImage,
+    names: &[String],
+    target: &Path,
+    tmp: &Path,
+) -> Result<()> {
+    if target.exists()
+        && std::fs::read_dir(target)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} already exists and is not an empty directory; choose a new path",
+            target.display()
+        );
     }
     let blob_dir = tmp.join("blobs/sha256");
-    std::fs::create_dir_all(&blob_dir).with_context(|| format!("creating {}", blob_dir.display()))?;
+    std::fs::create_dir_all(&blob_dir)
+        .with_context(|| format!("creating {}", blob_dir.display()))?;
     for d in all_blobs(image) {
         // copy, not link: editing the output must never change the store.
-        std::fs::copy(store.blob_path(&d), blob_dir.join(d.hex())).with_context(|| format!("copying blob {d}"))?;
+        std::fs::copy(store.blob_path(&d), blob_dir.join(d.hex()))
+            .with_context(|| format!("copying blob {d}"))?;
     }
     std::fs::write(tmp.join("oci-layout"), OCI_LAYOUT)?;
     std::fs::write(tmp.join("index.json"), index_json(image, names)?)?;
     if target.exists() {
         std::fs::remove_dir(target)?;
     }
-    std::fs::rename(tmp, target).with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))
+    std::fs::rename(tmp, target)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), target.display()))
 }
 
 fn header(size: u64, mode: u32) -> tar::Header {
@@ -134,7 +178,12 @@ fn append_dir<W: Write>(b: &mut tar::Builder<W>, path: &str) -> Result<()> {
     Ok(())
 }
 
-fn write_oci_tar<W: Write>(store: &Store, image: &StoredImage, names: &[String], b: &mut tar::Builder<W>) -> Result<()> {
+fn write_oci_tar<W: Write>(
+    store: &Store,
+    image: &StoredImage,
+    names: &[String],
+    b: &mut tar::Builder<W>,
+) -> Result<()> {
     append_bytes(b, "oci-layout", OCI_LAYOUT)?;
     append_bytes(b, "index.json", &index_json(image, names)?)?;
     append_dir(b, "blobs/")?;
@@ -142,13 +191,22 @@ fn write_oci_tar<W: Write>(store: &Store, image: &StoredImage, names: &[String],
     for d in all_blobs(image) {
         let file = store.open_blob(&d)?;
         let len = file.metadata()?.len();
-        b.append_data(&mut header(len, 0o644), format!("blobs/sha256/{}", d.hex()), file)
-            .with_context(|| format!("writing blob {d}"))?;
+        b.append_data(
+            &mut header(len, 0o644),
+            format!("blobs/sha256/{}", d.hex()),
+            file,
+        )
+        .with_context(|| format!("writing blob {d}"))?;
     }
     Ok(())
 }
 
-fn write_docker_tar<W: Write>(store: &Store, image: &StoredImage, names: &[String], b: &mut tar::Builder<W>) -> Result<()> {
+fn write_docker_tar<W: Write>(
+    store: &Store,
+    image: &StoredImage,
+    names: &[String],
+    b: &mut tar::Builder<W>,
+) -> Result<()> {
     let config_name = format!("{}.json", image.config_digest.hex());
     append_bytes(b, &config_name, &image.config_bytes)?;
     let mut layer_names = Vec::new();
@@ -162,13 +220,18 @@ fn write_docker_tar<W: Write>(store: &Store, image: &StoredImage, names: &[Strin
         let (_, reader) = open_decompressed(store, &l.blob)?;
         // The header needs the size up front; a store whose blob no longer
         // decompresses to that size is damaged, and the tar would be corrupt.
-        let mut exact = ExactSize { inner: reader, left: meta.tar_size, what: l.diff_id.clone() };
+        let mut exact = ExactSize {
+            inner: reader,
+            left: meta.tar_size,
+            what: l.diff_id.clone(),
+        };
         b.append_data(&mut header(meta.tar_size, 0o644), &name, &mut exact)
             .with_context(|| format!("writing layer {}", l.diff_id))?;
         exact.check_end()?;
         layer_names.push(name);
     }
-    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": names, "Layers": layer_names}]);
+    let manifest =
+        serde_json::json!([{"Config": config_name, "RepoTags": names, "Layers": layer_names}]);
     append_bytes(b, "manifest.json", &serde_json::to_vec(&manifest)?)?;
     Ok(())
 }
@@ -199,7 +262,10 @@ impl<R: Read> ExactSize<R> {
     fn check_end(&mut self) -> Result<()> {
         let mut probe = [0u8; 1];
         if self.inner.read(&mut probe)? != 0 {
-            bail!("layer {} is longer than recorded; run `hutch check --store`", self.what);
+            bail!(
+                "layer {} is longer than recorded; run `hutch check --store`",
+                self.what
+            );
         }
         Ok(())
     }

@@ -33,7 +33,11 @@ pub trait Source: Sync {
             .read_to_end(&mut out)
             .with_context(|| format!("{}: reading {path}", self.describe()))?;
         if out.len() as u64 > MAX_DOCUMENT {
-            bail!("{}: {path} is larger than {} MiB; refusing it as a manifest or config", self.describe(), MAX_DOCUMENT >> 20);
+            bail!(
+                "{}: {path} is larger than {} MiB; refusing it as a manifest or config",
+                self.describe(),
+                MAX_DOCUMENT >> 20
+            );
         }
         Ok(out)
     }
@@ -47,7 +51,10 @@ pub trait Source: Sync {
         let data = self.read_small(&path)?;
         let actual = Digest::of(&data);
         if actual != *digest {
-            bail!("{}: digest mismatch for the {what}: expected {digest}, the file hashes to {actual}", self.describe());
+            bail!(
+                "{}: digest mismatch for the {what}: expected {digest}, the file hashes to {actual}",
+                self.describe()
+            );
         }
         Ok(data)
     }
@@ -74,11 +81,14 @@ impl Source for DirSource {
     }
     fn open(&self, path: &str) -> Result<Box<dyn Read + Send + '_>> {
         let full = self.root.join(clean_member(path)?);
-        let f = File::open(&full).with_context(|| format!("{}: opening {}", self.label, full.display()))?;
+        let f = File::open(&full)
+            .with_context(|| format!("{}: opening {}", self.label, full.display()))?;
         Ok(Box::new(f))
     }
     fn exists(&self, path: &str) -> bool {
-        clean_member(path).map(|p| self.root.join(p).is_file()).unwrap_or(false)
+        clean_member(path)
+            .map(|p| self.root.join(p).is_file())
+            .unwrap_or(false)
     }
 }
 
@@ -99,12 +109,15 @@ impl TarSource {
             .entries_with_seek()
             .with_context(|| format!("{label}: not a tar archive"))?;
         for entry in entries {
-            let entry = entry.with_context(|| format!("{label}: the archive is corrupt or truncated"))?;
+            let entry =
+                entry.with_context(|| format!("{label}: the archive is corrupt or truncated"))?;
             let kind = entry.header().entry_type();
             if !(kind.is_file() || kind == tar::EntryType::Continuous) {
                 continue;
             }
-            let name = entry.path().with_context(|| format!("{label}: a member has an unreadable name"))?;
+            let name = entry
+                .path()
+                .with_context(|| format!("{label}: a member has an unreadable name"))?;
             let name = name.to_string_lossy().trim_start_matches("./").to_owned();
             let size = entry.size();
             let offset = entry.raw_file_position();
@@ -114,9 +127,16 @@ impl TarSource {
         // archive can still have complete headers).
         let len = std::fs::metadata(path)?.len();
         if let Some((name, (off, size))) = members.iter().find(|(_, (o, s))| o + s > len) {
-            bail!("{label}: the archive is truncated: member {name} needs bytes {off}..{} of {len}", off + size);
+            bail!(
+                "{label}: the archive is truncated: member {name} needs bytes {off}..{} of {len}",
+                off + size
+            );
         }
-        Ok(TarSource { path: path.to_owned(), label, members })
+        Ok(TarSource {
+            path: path.to_owned(),
+            label,
+            members,
+        })
     }
 
     pub fn member_names(&self) -> impl Iterator<Item = &str> {
@@ -134,12 +154,15 @@ impl Source for TarSource {
             .members
             .get(key)
             .with_context(|| format!("{}: no member {key} in the archive", self.label))?;
-        let mut f = File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
+        let mut f =
+            File::open(&self.path).with_context(|| format!("opening {}", self.path.display()))?;
         f.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(f.take(size)))
     }
     fn exists(&self, path: &str) -> bool {
-        clean_member(path).map(|p| self.members.contains_key(p)).unwrap_or(false)
+        clean_member(path)
+            .map(|p| self.members.contains_key(p))
+            .unwrap_or(false)
     }
 }
 
@@ -150,17 +173,29 @@ pub fn open_any(path: &Path, scratch: &Path) -> Result<Box<dyn Source>> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
     if meta.is_dir() {
-        return Ok(Box::new(DirSource { root: path.to_owned(), label: format!("image directory {shown}") }));
+        return Ok(Box::new(DirSource {
+            root: path.to_owned(),
+            label: format!("image directory {shown}"),
+        }));
     }
-    let mut head = std::io::BufReader::new(File::open(path).with_context(|| format!("opening {shown}"))?);
+    let mut head =
+        std::io::BufReader::new(File::open(path).with_context(|| format!("opening {shown}"))?);
     match Compression::sniff(&mut head)? {
         Compression::None => Ok(Box::new(TarSource::open(path, format!("archive {shown}"))?)),
         kind => {
             let (_, reader) = compression::decompress(File::open(path)?)?;
             std::fs::create_dir_all(scratch)?;
             let mut archive = tar::Archive::new(reader);
-            for entry in archive.entries().with_context(|| format!("{shown}: not a {} tar archive", kind.name()))? {
-                let mut entry = entry.with_context(|| format!("{shown}: the {} archive is corrupt or truncated", kind.name()))?;
+            for entry in archive
+                .entries()
+                .with_context(|| format!("{shown}: not a {} tar archive", kind.name()))?
+            {
+                let mut entry = entry.with_context(|| {
+                    format!(
+                        "{shown}: the {} archive is corrupt or truncated",
+                        kind.name()
+                    )
+                })?;
                 if entry.header().entry_type().is_file() || entry.header().entry_type().is_dir() {
                     // unpack_in refuses members that would land outside `scratch`.
                     entry
@@ -168,7 +203,10 @@ pub fn open_any(path: &Path, scratch: &Path) -> Result<Box<dyn Source>> {
                         .with_context(|| format!("{shown}: extracting a member"))?;
                 }
             }
-            Ok(Box::new(DirSource { root: scratch.to_owned(), label: format!("archive {shown}") }))
+            Ok(Box::new(DirSource {
+                root: scratch.to_owned(),
+                label: format!("archive {shown}"),
+            }))
         }
     }
 }

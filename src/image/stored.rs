@@ -29,24 +29,28 @@ pub struct StoredImage {
 
 /// Convert an oci-spec digest to ours (sha256 only).
 pub fn digest_of(d: &oci_spec::image::Digest) -> Result<Digest> {
-    Digest::parse(d.as_ref()).with_context(|| format!("unsupported digest {d}: hutch handles sha256 only"))
+    Digest::parse(d.as_ref())
+        .with_context(|| format!("unsupported digest {d}: hutch handles sha256 only"))
 }
 
 /// Parse a manifest document and check that it is an image manifest whose
 /// layers hutch can unpack.
 pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<ImageManifest> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).with_context(|| format!("{what}: the manifest is not valid JSON"))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .with_context(|| format!("{what}: the manifest is not valid JSON"))?;
     match media::sniff_document(&value) {
         media::Kind::Manifest => {}
         media::Kind::Index => bail!("{what}: expected an image manifest, found an image index"),
         _ => bail!(
             "{what}: unknown manifest media type {}; hutch reads OCI and Docker schema 2 manifests",
-            value.get("mediaType").map(|v| v.to_string()).unwrap_or_else(|| "(none)".into())
+            value
+                .get("mediaType")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "(none)".into())
         ),
     }
-    let manifest: ImageManifest =
-        serde_json::from_value(value).with_context(|| format!("{what}: the manifest is malformed"))?;
+    let manifest: ImageManifest = serde_json::from_value(value)
+        .with_context(|| format!("{what}: the manifest is malformed"))?;
     let cfg_type = manifest.config().media_type().to_string();
     if media::kind(&cfg_type) != media::Kind::Config {
         bail!("{what}: unknown config media type {cfg_type}");
@@ -64,9 +68,13 @@ pub fn parse_manifest(bytes: &[u8], what: &str) -> Result<ImageManifest> {
 }
 
 /// Parse a config and pair its DiffIDs with the manifest's layers.
-pub fn parse_config(bytes: &[u8], manifest: &ImageManifest, what: &str) -> Result<(ImageConfiguration, Vec<LayerRef>)> {
-    let config: ImageConfiguration =
-        serde_json::from_slice(bytes).with_context(|| format!("{what}: the image config is not valid"))?;
+pub fn parse_config(
+    bytes: &[u8],
+    manifest: &ImageManifest,
+    what: &str,
+) -> Result<(ImageConfiguration, Vec<LayerRef>)> {
+    let config: ImageConfiguration = serde_json::from_slice(bytes)
+        .with_context(|| format!("{what}: the image config is not valid"))?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
         bail!(
@@ -79,7 +87,8 @@ pub fn parse_config(bytes: &[u8], manifest: &ImageManifest, what: &str) -> Resul
     for (desc, diff_id) in manifest.layers().iter().zip(diff_ids) {
         layers.push(LayerRef {
             blob: digest_of(desc.digest())?,
-            diff_id: Digest::parse(diff_id).with_context(|| format!("{what}: bad DiffID in the config"))?,
+            diff_id: Digest::parse(diff_id)
+                .with_context(|| format!("{what}: bad DiffID in the config"))?,
             media_type: desc.media_type().to_string(),
             size: desc.size(),
         });
@@ -96,7 +105,15 @@ impl StoredImage {
         let config_digest = digest_of(manifest.config().digest())?;
         let config_bytes = store.read_blob(&config_digest)?;
         let (config, layers) = parse_config(&config_bytes, &manifest, &what)?;
-        Ok(StoredImage { manifest_digest: digest.clone(), manifest, manifest_bytes, config_digest, config, config_bytes, layers })
+        Ok(StoredImage {
+            manifest_digest: digest.clone(),
+            manifest,
+            manifest_bytes,
+            config_digest,
+            config,
+            config_bytes,
+            layers,
+        })
     }
 
     /// The image ID, as Docker and Podman show it: the config digest.
@@ -106,7 +123,11 @@ impl StoredImage {
 
     /// Sum of the unpacked sizes of the layers (as `podman images` shows).
     pub fn size(&self, store: &Store) -> u64 {
-        self.layers.iter().filter_map(|l| store.layer_meta(&l.diff_id).ok()).map(|m| m.tar_size).sum()
+        self.layers
+            .iter()
+            .filter_map(|l| store.layer_meta(&l.diff_id).ok())
+            .map(|m| m.tar_size)
+            .sum()
     }
 
     pub fn created(&self) -> Option<String> {
@@ -115,6 +136,8 @@ impl StoredImage {
 
     /// True when every blob and unpacked layer of the image is in the store.
     pub fn is_complete(&self, store: &Store) -> bool {
-        self.layers.iter().all(|l| store.has_blob(&l.blob) && store.has_layer(&l.diff_id))
+        self.layers
+            .iter()
+            .all(|l| store.has_blob(&l.blob) && store.has_layer(&l.diff_id))
     }
 }

@@ -25,7 +25,10 @@ impl Store {
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         let path = self.blob_path(digest);
         File::open(&path).with_context(|| {
-            format!("opening blob {digest} ({}); run `hutch check --store` if the store is damaged", path.display())
+            format!(
+                "opening blob {digest} ({}); run `hutch check --store` if the store is damaged",
+                path.display()
+            )
         })
     }
 
@@ -33,7 +36,10 @@ impl Store {
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
         std::fs::read(&path).with_context(|| {
-            format!("reading blob {digest} ({}); run `hutch check --store` if the store is damaged", path.display())
+            format!(
+                "reading blob {digest} ({}); run `hutch check --store` if the store is damaged",
+                path.display()
+            )
         })
     }
 
@@ -61,9 +67,15 @@ impl Store {
     pub fn list_blobs(&self) -> Result<Vec<Digest>> {
         let dir = self.root().join("blobs/sha256");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
             let entry = entry?;
-            if let Some(d) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
                 out.push(d);
             }
         }
@@ -102,13 +114,17 @@ impl BlobWriter {
         let file = self.file.take().context("a blob was committed twice")?;
         // No fsync: a killed process loses nothing that reached the page
         // cache; after a power loss `hutch check --store` finds torn blobs.
-        file.into_inner().map_err(|e| e.into_error()).context("flushing a blob")?;
+        file.into_inner()
+            .map_err(|e| e.into_error())
+            .context("flushing a blob")?;
         let len = self.len();
         let digest = std::mem::take(&mut self.hasher).finish();
         if let Some(expected) = expected
             && *expected != digest
         {
-            bail!("digest mismatch: expected {expected}, the data hashes to {digest} ({len} bytes)");
+            bail!(
+                "digest mismatch: expected {expected}, the data hashes to {digest} ({len} bytes)"
+            );
         }
         let dest = self.store.blob_path(&digest);
         std::fs::rename(&self.tmp, &dest)
@@ -119,7 +135,10 @@ impl BlobWriter {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("blob already committed"))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob already committed"))?;
         let n = file.write(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)

@@ -23,7 +23,9 @@ pub struct GcReport {
 
 /// Disk usage of a path (allocated blocks), not following symlinks.
 pub fn disk_usage(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
     let mut total = meta.blocks() * 512;
     if meta.is_dir()
         && let Ok(entries) = std::fs::read_dir(path)
@@ -96,7 +98,9 @@ impl Store {
             }
         }
         let tmp = self.tmp_dir();
-        for entry in std::fs::read_dir(&tmp).with_context(|| format!("listing {}", tmp.display()))? {
+        for entry in
+            std::fs::read_dir(&tmp).with_context(|| format!("listing {}", tmp.display()))?
+        {
             report.bytes_freed += remove_path(&entry?.path())?;
             report.tmp_removed += 1;
         }
@@ -119,7 +123,9 @@ fn referenced_digests(v: &serde_json::Value) -> Vec<Digest> {
                 }
             }
         }
-        serde_json::Value::Array(items) => items.iter().for_each(|i| out.extend(referenced_digests(i))),
+        serde_json::Value::Array(items) => {
+            items.iter().for_each(|i| out.extend(referenced_digests(i)))
+        }
         _ => {}
     }
     out

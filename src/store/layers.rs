@@ -9,9 +9,9 @@
 //! its own (the overlay stacks them), so its files do not depend on its parents.
 
 use super::{Store, StoreLock, unpack};
+use crate::image::Digest;
 use crate::image::compression::{self, Compression};
 use crate::image::digest::{HashingReader, TeeReader};
-use crate::image::Digest;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -47,7 +47,10 @@ impl Store {
     pub fn layer_meta(&self, diff_id: &Digest) -> Result<LayerMeta> {
         let path = self.layer_dir(diff_id).join("meta.json");
         let data = std::fs::read(&path).with_context(|| {
-            format!("reading layer {diff_id} metadata ({}); run `hutch check --store`", path.display())
+            format!(
+                "reading layer {diff_id} metadata ({}); run `hutch check --store`",
+                path.display()
+            )
         })?;
         serde_json::from_slice(&data).with_context(|| format!("parsing {}", path.display()))
     }
@@ -56,8 +59,14 @@ impl Store {
     pub fn list_layers(&self) -> Result<Vec<Digest>> {
         let dir = self.root().join("layers/sha256");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-            if let Some(d) = entry?.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            if let Some(d) = entry?
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
                 out.push(d);
             }
         }
@@ -76,28 +85,39 @@ impl Store {
     /// compressed): the blob goes to `blobs/` (checked against `blob`), and
     /// the layer is unpacked in the same pass (checked against `diff_id`).
     /// Work already done (blob present, layer present) is skipped.
-    pub fn ingest_layer(&self, source: impl Read, blob: &Digest, diff_id: &Digest) -> Result<LayerMeta> {
+    pub fn ingest_layer(
+        &self,
+        source: impl Read,
+        blob: &Digest,
+        diff_id: &Digest,
+    ) -> Result<LayerMeta> {
         let _guard = self.lock_layer(diff_id)?;
         let have_blob = self.has_blob(blob);
         if self.has_layer(diff_id) {
             if !have_blob {
                 let mut w = self.blob_writer()?;
                 let mut source = source;
-                std::io::copy(&mut source, &mut w).with_context(|| format!("reading layer blob {blob}"))?;
-                w.commit(Some(blob)).with_context(|| format!("storing layer blob {blob}"))?;
+                std::io::copy(&mut source, &mut w)
+                    .with_context(|| format!("reading layer blob {blob}"))?;
+                w.commit(Some(blob))
+                    .with_context(|| format!("storing layer blob {blob}"))?;
             }
             return self.layer_meta(diff_id);
         }
         if have_blob {
             let file = self.open_blob(blob)?;
-            return self.unpack_verified(file, diff_id).with_context(|| format!("unpacking layer blob {blob}"));
+            return self
+                .unpack_verified(file, diff_id)
+                .with_context(|| format!("unpacking layer blob {blob}"));
         }
         let mut writer = self.blob_writer()?;
         let meta = {
             let tee = TeeReader::new(source, &mut writer);
             self.unpack_to_tmp(tee, Some(diff_id), Some(blob))?
         };
-        writer.commit(Some(blob)).with_context(|| format!("storing layer blob {blob}"))?;
+        writer
+            .commit(Some(blob))
+            .with_context(|| format!("storing layer blob {blob}"))?;
         // Publish the layer only once its blob is safely in place.
         self.publish_layer(meta)
     }
@@ -118,7 +138,12 @@ impl Store {
 
     /// Decompress and unpack `source` into a tmp dir; verify the DiffID
     /// when it is known.
-    fn unpack_to_tmp(&self, source: impl Read, diff_id: Option<&Digest>, blob: Option<&Digest>) -> Result<StagedLayer> {
+    fn unpack_to_tmp(
+        &self,
+        source: impl Read,
+        diff_id: Option<&Digest>,
+        blob: Option<&Digest>,
+    ) -> Result<StagedLayer> {
         let what = match (diff_id, blob) {
             (Some(d), Some(b)) => format!("layer {d} (blob {b})"),
             (Some(d), None) => format!("layer {d}"),
@@ -128,10 +153,11 @@ impl Store {
         let root = dir.join("root");
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let mut staged = StagedLayer { dir, meta: None };
-        let (kind, decompressed) = compression::decompress(source)
-            .with_context(|| format!("reading {what}"))?;
+        let (kind, decompressed) =
+            compression::decompress(source).with_context(|| format!("reading {what}"))?;
         let mut hashing = HashingReader::new(decompressed);
-        let stats = unpack::unpack_layer(&mut hashing, &root).with_context(|| format!("unpacking {what}"))?;
+        let stats = unpack::unpack_layer(&mut hashing, &root)
+            .with_context(|| format!("unpacking {what}"))?;
         let (actual, tar_size, _) = hashing
             .finish()
             .with_context(|| format!("reading {what}: the {} stream is corrupt", kind.name()))?;
@@ -142,13 +168,21 @@ impl Store {
                 "{what}: DiffID mismatch: the image config says {diff_id}, the uncompressed layer hashes to {actual}"
             );
         }
-        let meta = LayerMeta { diff_id: actual, tar_size, entries: stats.entries, file_bytes: stats.file_bytes };
+        let meta = LayerMeta {
+            diff_id: actual,
+            tar_size,
+            entries: stats.entries,
+            file_bytes: stats.file_bytes,
+        };
         staged.meta = Some(meta);
         Ok(staged)
     }
 
     fn publish_layer(&self, mut staged: StagedLayer) -> Result<LayerMeta> {
-        let meta = staged.meta.take().context("publishing a layer that was not unpacked")?;
+        let meta = staged
+            .meta
+            .take()
+            .context("publishing a layer that was not unpacked")?;
         let json = serde_json::to_vec_pretty(&meta)?;
         std::fs::write(staged.dir.join("meta.json"), json)
             .with_context(|| format!("writing metadata of layer {}", meta.diff_id))?;
@@ -158,7 +192,9 @@ impl Store {
             // Someone else published it first: ours is redundant.
             Err(_) if self.has_layer(&meta.diff_id) => {}
             Err(e) => {
-                return Err(e).with_context(|| format!("publishing layer {} at {}", meta.diff_id, dest.display()));
+                return Err(e).with_context(|| {
+                    format!("publishing layer {} at {}", meta.diff_id, dest.display())
+                });
             }
         }
         Ok(meta)

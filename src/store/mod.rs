@@ -56,7 +56,13 @@ impl Store {
     /// Open (creating if needed) the store at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();
-        for sub in ["blobs/sha256", "layers/sha256", "tmp", "locks", "containers"] {
+        for sub in [
+            "blobs/sha256",
+            "layers/sha256",
+            "tmp",
+            "locks",
+            "containers",
+        ] {
             let dir = root.join(sub);
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("creating the store directory {}", dir.display()))?;
@@ -108,7 +114,9 @@ pub(crate) fn unique_name(what: &str) -> String {
 /// Write `data` to `path` atomically: a temp file beside it, fsync, rename.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().context("write_atomic needs a parent directory")?;
+    let dir = path
+        .parent()
+        .context("write_atomic needs a parent directory")?;
     let tmp = dir.join(format!(".{}", unique_name("tmp")));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

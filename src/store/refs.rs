@@ -57,7 +57,10 @@ impl TagHistory {
 
 impl Refs {
     pub fn current(&self, name: &str) -> Option<&Digest> {
-        self.tags.get(name).and_then(|t| t.current()).map(|v| &v.digest)
+        self.tags
+            .get(name)
+            .and_then(|t| t.current())
+            .map(|v| &v.digest)
     }
 
     /// Point `name` at `digest`. Returns false if it already pointed there.
@@ -68,19 +71,26 @@ impl Refs {
             return false;
         }
         let prev = hist.versions.len().checked_sub(1);
-        hist.versions.push(Version { digest: digest.clone(), at: now_rfc3339(), reason: reason.into(), prev });
+        hist.versions.push(Version {
+            digest: digest.clone(),
+            at: now_rfc3339(),
+            reason: reason.into(),
+            prev,
+        });
         true
     }
 
     /// Record an image that has no name, unless a tag already points to it.
     pub fn add_untagged(&mut self, digest: &Digest, reason: &str) {
         if self.tags_for(digest).is_empty() {
-            self.untagged.entry(digest.clone()).or_insert_with(|| Version {
-                digest: digest.clone(),
-                at: now_rfc3339(),
-                reason: reason.into(),
-                prev: None,
-            });
+            self.untagged
+                .entry(digest.clone())
+                .or_insert_with(|| Version {
+                    digest: digest.clone(),
+                    at: now_rfc3339(),
+                    reason: reason.into(),
+                    prev: None,
+                });
         }
     }
 
@@ -96,11 +106,14 @@ impl Refs {
     /// Move `name` back to the version before the current one, or to the
     /// latest version with digest `to`. Returns (from, to).
     pub fn rollback(&mut self, name: &str, to: Option<&Digest>) -> Result<(Digest, Digest)> {
-        let hist = self
-            .tags
-            .get_mut(name)
-            .with_context(|| format!("no tag {name} in the store; `hutch images` lists the tags"))?;
-        let cur_idx = hist.versions.len().checked_sub(1).context("tag has no versions")?;
+        let hist = self.tags.get_mut(name).with_context(|| {
+            format!("no tag {name} in the store; `hutch images` lists the tags")
+        })?;
+        let cur_idx = hist
+            .versions
+            .len()
+            .checked_sub(1)
+            .context("tag has no versions")?;
         let from = hist.versions[cur_idx].digest.clone();
         let target_idx = match to {
             None => hist.versions[cur_idx].prev.with_context(|| {
@@ -167,7 +180,10 @@ impl Store {
         let path = self.refs_path();
         match std::fs::read(&path) {
             Ok(data) => serde_json::from_slice(&data).with_context(|| {
-                format!("parsing {}: the file is damaged; run `hutch check --store --repair`", path.display())
+                format!(
+                    "parsing {}: the file is damaged; run `hutch check --store --repair`",
+                    path.display()
+                )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Refs::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -202,7 +218,10 @@ mod tests {
         assert!(r.set_tag("x:1", &d('a'), "load"));
         assert!(r.set_tag("x:1", &d('b'), "load"));
         assert!(r.set_tag("x:1", &d('c'), "load"));
-        assert!(!r.set_tag("x:1", &d('c'), "load"), "same digest is not a new version");
+        assert!(
+            !r.set_tag("x:1", &d('c'), "load"),
+            "same digest is not a new version"
+        );
         assert_eq!(r.rollback("x:1", None).unwrap(), (d('c'), d('b')));
         assert_eq!(r.rollback("x:1", None).unwrap(), (d('b'), d('a')));
         assert!(r.rollback("x:1", None).is_err());

@@ -31,7 +31,11 @@ impl StoreReport {
 impl Store {
     pub fn verify(&self, repair: bool) -> Result<StoreReport> {
         // Repair deletes; it must not race an import.
-        let _lock = if repair { self.lock_exclusive()? } else { self.lock_shared()? };
+        let _lock = if repair {
+            self.lock_exclusive()?
+        } else {
+            self.lock_shared()?
+        };
         let mut r = StoreReport::default();
         for blob in self.list_blobs()? {
             r.blobs_checked += 1;
@@ -39,7 +43,9 @@ impl Store {
                 .and_then(|f| HashingReader::new(f).finish())
                 .map(|(d, _, _)| d == blob);
             if !matches!(ok, Ok(true)) {
-                r.problems.push(format!("blob {blob} is damaged (its contents do not hash to its name)"));
+                r.problems.push(format!(
+                    "blob {blob} is damaged (its contents do not hash to its name)"
+                ));
                 if repair && std::fs::remove_file(self.blob_path(&blob)).is_ok() {
                     r.repaired.push(format!("removed damaged blob {blob}"));
                 }
@@ -47,9 +53,14 @@ impl Store {
         }
         for layer in self.list_layers()? {
             r.layers_checked += 1;
-            let meta_ok = self.layer_meta(&layer).map(|m| m.diff_id == layer).unwrap_or(false);
+            let meta_ok = self
+                .layer_meta(&layer)
+                .map(|m| m.diff_id == layer)
+                .unwrap_or(false);
             if !meta_ok || !self.layer_root(&layer).is_dir() {
-                r.problems.push(format!("unpacked layer {layer} is incomplete or its metadata is wrong"));
+                r.problems.push(format!(
+                    "unpacked layer {layer} is incomplete or its metadata is wrong"
+                ));
                 if repair && std::fs::remove_dir_all(self.layer_dir(&layer)).is_ok() {
                     r.repaired.push(format!("removed damaged layer {layer}"));
                 }
@@ -59,9 +70,16 @@ impl Store {
             let tmp = self.tmp_dir();
             for entry in std::fs::read_dir(&tmp)?.flatten() {
                 let p = entry.path();
-                let gone = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let gone = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
                 if gone.is_ok() {
-                    r.problems.push(format!("leftover of an interrupted command: {}", p.display()));
+                    r.problems.push(format!(
+                        "leftover of an interrupted command: {}",
+                        p.display()
+                    ));
                     r.repaired.push(format!("removed {}", p.display()));
                 }
             }
@@ -79,7 +97,11 @@ impl Store {
                     .collect();
                 r.problems.push(format!(
                     "image {manifest} ({}) is unusable: {problem:#}; load or pull it again",
-                    if tags.is_empty() { "untagged".to_owned() } else { tags.join(", ") }
+                    if tags.is_empty() {
+                        "untagged".to_owned()
+                    } else {
+                        tags.join(", ")
+                    }
                 ));
                 broken.push(manifest);
             }
@@ -101,7 +123,9 @@ impl Store {
                 Ok(())
             })?;
             for d in &broken {
-                r.repaired.push(format!("dropped the tags and history entries pointing to {d}"));
+                r.repaired.push(format!(
+                    "dropped the tags and history entries pointing to {d}"
+                ));
             }
         }
         Ok(r)
@@ -114,10 +138,14 @@ impl Store {
                 anyhow::bail!("layer blob {} is missing", l.blob);
             }
             if !self.has_layer(&l.diff_id) {
-                r.problems.push(format!("image {manifest}: unpacked layer {} is missing", l.diff_id));
+                r.problems.push(format!(
+                    "image {manifest}: unpacked layer {} is missing",
+                    l.diff_id
+                ));
                 if repair {
                     self.ingest_layer(self.open_blob(&l.blob)?, &l.blob, &l.diff_id)?;
-                    r.repaired.push(format!("unpacked layer {} again from its blob", l.diff_id));
+                    r.repaired
+                        .push(format!("unpacked layer {} again from its blob", l.diff_id));
                 }
             }
         }
