@@ -3,8 +3,8 @@
 #   hutch load                      (store + unpack, one pass)
 #   skopeo copy + umoci unpack --rootless
 #   podman load (rootless, its own throwaway storage)
-# Each tool starts from an empty store every run (hyperfine --prepare), the
-# page cache is warm for the input archive. Prints medians and ratios.
+# Each tool starts from an empty store every run; the page cache is warm
+# for the input archive. Prints medians and ratios.
 #
 # Usage: bench/import.sh [RUNS]   (as a normal user; as root it re-runs itself
 # as the test user created by tests/run.sh)
@@ -31,19 +31,17 @@ done
 [ -f "$IMG" ] || { echo "bench/import: $IMG is missing: run tests/run.sh once to build the fixtures"; exit 1; }
 [ -x "$HUTCH" ] || { echo "bench/import: no hutch binary at $HUTCH: cargo build --release"; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/hutch-bench-import.XXXXXX")
-cleanup() { chmod -R u+rwX "$work" 2>/dev/null || true; podman unshare rm -rf "$work/podman" 2>/dev/null || true; rm -rf "$work"; }
+work=$(mktemp -d "${TMPDIR:-/tmp}/hbi.XXXXXX")   # short: podman limits --runroot length
+cleanup() { podman unshare rm -rf "$work" 2>/dev/null || true; chmod -R u+rwX "$work" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 echo "image: $IMG ($(du -h "$IMG" | cut -f1)), $RUNS runs each, $(nproc) cores"
 
-podman_opts="--root $work/podman/root --runroot $work/podman/run --storage-driver overlay --cgroup-manager cgroupfs --events-backend file"
+# Every run gets a fresh directory of its own (mktemp inside the command:
+# negligible), so no cleanup is timed and warmup runs leave nothing behind.
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$work/result.json" \
-  --prepare "rm -rf $work/hutch" \
-  -n hutch "$HUTCH --root $work/hutch load -q $IMG" \
-  --prepare "chmod -R u+rwX $work/umoci 2>/dev/null; rm -rf $work/umoci" \
-  -n "skopeo+umoci" "skopeo copy -q oci-archive:$IMG oci:$work/umoci/layout:img && umoci unpack --rootless --image $work/umoci/layout:img $work/umoci/bundle >/dev/null" \
-  --prepare "podman unshare rm -rf $work/podman 2>/dev/null; rm -rf $work/podman" \
-  -n "podman load" "podman $podman_opts load -q -i $IMG" >"$work/hyperfine.log" 2>&1 || { cat "$work/hyperfine.log"; exit 1; }
+  -n hutch "d=\$(mktemp -d -p $work) && $HUTCH --root \$d load -q $IMG" \
+  -n "skopeo+umoci" "d=\$(mktemp -d -p $work) && skopeo copy -q oci-archive:$IMG oci:\$d/layout:img && umoci unpack --rootless --image \$d/layout:img \$d/bundle >/dev/null" \
+  -n "podman load" "d=\$(mktemp -d -p $work) && podman --root \$d/root --runroot \$d/run --storage-driver overlay --cgroup-manager cgroupfs --events-backend file load -q -i $IMG" >"$work/hyperfine.log" 2>&1 || { cat "$work/hyperfine.log"; exit 1; }
 
 python3 - "$work/result.json" <<'PY'
 import json, sys
