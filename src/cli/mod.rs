@@ -5,6 +5,7 @@
 mod check;
 mod images;
 pub mod output;
+mod overlay;
 mod transfer;
 
 use crate::error::EXIT_FAILED;
@@ -63,6 +64,8 @@ enum Command {
     Rollback(images::RollbackArgs),
     /// Remove blobs and unpacked layers that no image uses
     Prune(images::PruneArgs),
+    /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
+    Overlay(overlay::OverlayArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -111,6 +114,7 @@ pub fn main() -> i32 {
         Command::History(a) => images::history(a, open_store(&cli.root)),
         Command::Rollback(a) => images::rollback(a, open_store(&cli.root)),
         Command::Prune(a) => images::prune(a, open_store(&cli.root)),
+        Command::Overlay(a) => overlay::run(a),
     };
     match result {
         Ok(code) => code,

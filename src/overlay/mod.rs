@@ -1,4 +1,24 @@
-//! The FUSE overlay filesystem. For now: the on-disk format that unpacked
-//! layers and upper dirs share (whiteouts, opaque dirs, recorded ownership).
+//! The FUSE overlay filesystem: image layers (read-only lowers) stacked
+//! under a per-container upper dir, with the semantics of the kernel
+//! overlayfs mounted with `userxattr` in a user namespace.
+//!
+//! * `format`: the on-disk format shared with the layer unpacker
+//!   (whiteouts, opaque dirs, ownership records, foreign xattrs).
+//! * `layers`: layer fds and the lookup rules over them.
+//! * `fs`: nodes, inode numbers, every operation (`Result<_, Errno>`).
+//! * `copyup`: copy-up into the upper layer.
+//! * `fuse`: the `fuser::Filesystem` glue and kernel options.
+//! * `mount`: user namespace, `mount(2)`, the background session.
+//!
+//! Library API for the launcher: [`enter_user_namespace`] (while still
+//! single-threaded), then [`mount_overlay`] with an [`OverlayConfig`];
+//! drop or [`MountedOverlay::unmount`] to end it.
 
+mod copyup;
 pub mod format;
+mod fs;
+mod fuse;
+mod layers;
+mod mount;
+
+pub use mount::{MountedOverlay, OverlayConfig, enter_user_namespace, mount_overlay};

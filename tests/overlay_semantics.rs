@@ -1,0 +1,690 @@
+//! `hutch overlay` beyond the differential tests: the command's contract
+//! (exit status, stdio, cwd, errors), what happens when hutch is killed,
+//! concurrent copy-up, ownership records from image layers, and that other
+//! tools read hutch's upper dirs.
+//!
+//! `hutch overlay --lower DIR[:DIR...] --upper DIR [--work DIR] MOUNTPOINT
+//! -- CMD [ARG...]`: lowers top-first, a user+mount namespace (current uid
+//! -> 0), the FUSE overlay at MOUNTPOINT, CMD inside with stdio inherited and
+//! cwd unchanged; exits with CMD's status, 125 on hutch errors (126/127 for a
+//! command that is not executable / not found, as DESIGN.md says).
+
+mod common;
+#[path = "overlay/helpers.rs"]
+mod helpers;
+
+use common::TestStore;
+use helpers::*;
+use serde_json::Value;
+use sha2::Digest as _;
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Scratch dir + two small generated layers (top-first).
+struct Small {
+    sc: Scratch,
+    st: TestStore,
+    lowers: Vec<PathBuf>,
+}
+
+fn small() -> Small {
+    common::assert_unprivileged();
+    let st = TestStore::new();
+    let sc = Scratch::new(st.tmp());
+    let l1 = LayerBuilder::new(sc.dir.join("L1"));
+    l1.file("file", b"from L1\n")
+        .file("gone", b"whited out\n")
+        .file("dir/inner", b"inner\n");
+    l1.finish(1, &[]);
+    let l2 = LayerBuilder::new(sc.dir.join("L2"));
+    l2.file("top", b"from L2\n").whiteout("gone");
+    l2.finish(2, &[]);
+    Small {
+        lowers: vec![sc.dir.join("L2"), sc.dir.join("L1")],
+        sc,
+        st,
+    }
+}
+
+fn join(lowers: &[PathBuf]) -> String {
+    lowers.iter().map(|p| s(p)).collect::<Vec<_>>().join(":")
+}
+
+/// `hutch overlay ...` (no `--work` if `work` is None), not yet run.
+fn overlay_cmd(
+    st: &TestStore,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: Option<&Path>,
+    mnt: &Path,
+) -> Command {
+    let mut c = st.hutch();
+    c.arg("overlay")
+        .arg("--lower")
+        .arg(join(lowers))
+        .arg("--upper")
+        .arg(upper);
+    if let Some(w) = work {
+        c.arg("--work").arg(w);
+    }
+    c.arg(mnt).arg("--");
+    c
+}
+
+/// Fresh upper, work and mount point dirs.
+fn dirs(sc: &Scratch, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let d = sc.fresh(name);
+    let (u, w, m) = (d.join("upper"), d.join("work"), d.join("mnt"));
+    for p in [&u, &w, &m] {
+        mkdirs(p);
+    }
+    (u, w, m)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ---------------------------------------------------------------------------
+// the command's contract
+
+#[test]
+fn runs_the_command_inside_with_stdio_cwd_and_exit_status() {
+    let t = small();
+    let (u, w, m) = dirs(&t.sc, "run");
+    let cwd = t.sc.dir.clone();
+    let script = "read line; echo \"stdin: $line\"; echo \"cwd: $(pwd)\"; echo \"uid: $(id -u)\"; \
+                  cat \"$1/file\" \"$1/top\"; test -e \"$1/gone\" || echo 'gone: hidden'; \
+                  echo oops >&2; echo new > \"$1/created\"; \
+                  grep -F \" $1 \" /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1 | sed 's/^/fstype: /'; \
+                  exit 7";
+    let mut cmd = overlay_cmd(&t.st, &t.lowers, &u, Some(&w), &m);
+    cmd.args(["sh", "-c", script, "sh"])
+        .arg(&m)
+        .current_dir(&cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start hutch overlay");
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the command's exit status\n{}",
+        common::describe(&out)
+    );
+    assert!(
+        text.contains("stdin: hello\n"),
+        "stdin is inherited: {text}"
+    );
+    assert!(
+        text.contains(&format!("cwd: {}\n", cwd.display())),
+        "cwd is unchanged: {text}"
+    );
+    assert!(
+        text.contains("uid: 0\n"),
+        "the user is root in the namespace: {text}"
+    );
+    assert!(
+        text.contains("from L1\nfrom L2\n"),
+        "both layers are visible: {text}"
+    );
+    assert!(
+        text.contains("gone: hidden"),
+        "the whiteout hides L1's file: {text}"
+    );
+    assert!(err.contains("oops"), "stderr is inherited: {err}");
+    let fstype = text
+        .lines()
+        .find_map(|l| l.strip_prefix("fstype: "))
+        .unwrap_or_else(|| panic!("the mount point is a mount inside: {text}"));
+    assert!(
+        fstype.starts_with("fuse"),
+        "hutch's overlay is a FUSE file system, got {fstype}"
+    );
+
+    // Afterwards: the change is in the upper dir, nothing is mounted here,
+    // the mount point is an empty dir again.
+    assert_eq!(std::fs::read(u.join("created")).unwrap(), b"new\n");
+    assert!(
+        !mounted_here(&m),
+        "{} must not be mounted outside",
+        m.display()
+    );
+    assert_eq!(
+        std::fs::read_dir(&m).unwrap().count(),
+        0,
+        "mount point is empty outside"
+    );
+    assert!(
+        !u.join("file").exists(),
+        "a lower file that was only read is not copied up"
+    );
+
+    // --work is optional; exit status 0 passes through too.
+    let (u2, _, m2) = dirs(&t.sc, "nowork");
+    let out = output(
+        overlay_cmd(&t.st, &t.lowers, &u2, None, &m2)
+            .args(["cat"])
+            .arg(m2.join("top")),
+    );
+    check_ok("hutch overlay without --work", &out);
+    assert_eq!(stdout(&out), "from L2\n");
+}
+
+#[test]
+fn hutch_errors_exit_125_and_missing_commands_127() {
+    let t = small();
+    let (u, w, m) = dirs(&t.sc, "err");
+    let missing = t.sc.dir.join("no-such-layer");
+
+    let out =
+        output(overlay_cmd(&t.st, std::slice::from_ref(&missing), &u, Some(&w), &m).arg("true"));
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "missing lower dir\n{}",
+        common::describe(&out)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-layer"),
+        "the error names the path: {err}"
+    );
+
+    let out = output(
+        overlay_cmd(
+            &t.st,
+            &t.lowers,
+            &u,
+            Some(&w),
+            &t.sc.dir.join("no-such-mnt"),
+        )
+        .arg("true"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "missing mount point\n{}",
+        common::describe(&out)
+    );
+
+    let out = output(
+        t.st.hutch()
+            .args(["overlay", "--lower", &join(&t.lowers), "--upper"])
+            .arg(&u)
+            .arg(&m),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "no command\n{}",
+        common::describe(&out)
+    );
+
+    let out = output(overlay_cmd(&t.st, &t.lowers, &u, Some(&w), &m).arg("/no/such/command"));
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "command not found\n{}",
+        common::describe(&out)
+    );
+    assert!(!mounted_here(&m));
+    assert_eq!(std::fs::read_dir(&m).unwrap().count(), 0);
+}
+
+#[test]
+fn killing_hutch_unmounts_the_overlay() {
+    let t = small();
+    let (u, w, m) = dirs(&t.sc, "kill");
+    let out_dir = t.sc.fresh("killout");
+    // Inside: record our pid, then stat a file in the overlay every 20 ms;
+    // on an error record its name and stop.
+    let probe = r#"
+import errno, os, sys, time
+m, out = sys.argv[1], sys.argv[2]
+open(os.path.join(out, "pid.tmp"), "w").write(str(os.getpid()))
+os.rename(os.path.join(out, "pid.tmp"), os.path.join(out, "pid"))
+end = time.time() + 100
+while time.time() < end:
+    try:
+        os.stat(os.path.join(m, "file"))
+        open(os.path.join(m, "file")).read()
+    except OSError as e:
+        open(os.path.join(out, "err"), "w").write(errno.errorcode.get(e.errno, str(e.errno)))
+        sys.exit(3)
+    time.sleep(0.02)
+"#;
+    let mut child = overlay_cmd(&t.st, &t.lowers, &u, Some(&w), &m)
+        .arg(python())
+        .args(["-c", probe])
+        .arg(&m)
+        .arg(&out_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hutch overlay");
+    let t0 = Instant::now();
+    let pid_file = out_dir.join("pid");
+    while !pid_file.exists() {
+        if let Ok(Some(st)) = child.try_wait() {
+            let mut e = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
+            panic!("hutch overlay ended early ({st}): {e}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the command did not start within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let inner: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !out_dir.join("err").exists(),
+        "the overlay works before the kill"
+    );
+
+    // SIGKILL to hutch: no chance to clean up.
+    // SAFETY: kill(2) on the pid of our own child; no memory is involved.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+
+    // The command must lose the file system (ENOTCONN) or die with hutch.
+    let alive = |pid: i32| Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
+    let t1 = Instant::now();
+    let outcome = loop {
+        if let Ok(e) = std::fs::read_to_string(out_dir.join("err")) {
+            break format!("got {e}");
+        }
+        if !alive(inner) {
+            break "died".to_string();
+        }
+        if t1.elapsed() > Duration::from_secs(10) {
+            // Ours to clean up: the command hutch started for this test.
+            // SAFETY: as above.
+            unsafe { libc::kill(inner, libc::SIGKILL) };
+            panic!("10 s after SIGKILL to hutch, the overlay still answered the command inside");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("after SIGKILL to hutch, the command inside {outcome}");
+    if let Some(e) = outcome.strip_prefix("got ") {
+        assert_eq!(e, "ENOTCONN", "a dead FUSE server means ENOTCONN");
+    }
+    let t2 = Instant::now();
+    while alive(inner) && t2.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(inner), "the command inside is gone");
+
+    assert!(!mounted_here(&m), "nothing is mounted on the host");
+    let entries: Vec<_> = std::fs::read_dir(&m)
+        .expect("the mount point is an ordinary dir on the host")
+        .collect();
+    assert!(entries.is_empty(), "mount point is empty on the host");
+    std::fs::remove_dir(&m).expect("the mount point can be removed");
+    assert!(u.exists(), "the upper dir survives");
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| {
+            st.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+// ---------------------------------------------------------------------------
+// concurrent copy-up
+
+const BIG: usize = 50 * 1024 * 1024;
+const BLOCK: usize = 65536;
+const COUNT: usize = 16;
+const WORKERS: &[&str] = &["A", "B", "C", "D"];
+
+/// 4 processes open the same 50 MiB lower file for appending at the same
+/// moment, each appends COUNT blocks of its letter.
+const APPEND_BODY: &str = "P=$1; OPS=$2; GO=$3; shift 3; \
+    for tag in A B C D; do \"$P\" \"$OPS\" append-worker \"$M/big\" \"$GO\" $tag 16 65536 & done; \
+    sleep 0.3; touch \"$GO\"; wait; r=0; for j in $(jobs -p); do wait $j || r=1; done; \
+    sha256sum \"$M/big\"; exit $r";
+
+fn check_appended(what: &str, upper: &Path, original_sha: &str, inside_sha: &str) {
+    let names: Vec<_> = std::fs::read_dir(upper)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["big"],
+        "{what}: the upper dir holds one copy of the file and nothing else"
+    );
+    let data = std::fs::read(upper.join("big")).unwrap();
+    assert_eq!(
+        data.len(),
+        BIG + WORKERS.len() * COUNT * BLOCK,
+        "{what}: every append landed"
+    );
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&data[..BIG])),
+        original_sha,
+        "{what}: the lower content was copied once, intact"
+    );
+    let mut per = std::collections::BTreeMap::new();
+    for (i, block) in data[BIG..].chunks(BLOCK).enumerate() {
+        let c = block[0];
+        assert!(
+            block.iter().all(|b| *b == c),
+            "{what}: appended block {i} is torn (mixed writers)"
+        );
+        *per.entry(c as char).or_insert(0) += 1;
+    }
+    let want: std::collections::BTreeMap<char, usize> = WORKERS
+        .iter()
+        .map(|t| (t.chars().next().unwrap(), COUNT))
+        .collect();
+    assert_eq!(per, want, "{what}: blocks per writer");
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&data)),
+        inside_sha,
+        "{what}: the upper file is what the processes inside saw"
+    );
+}
+
+#[test]
+fn concurrent_appends_copy_up_once() {
+    common::assert_unprivileged();
+    let st = TestStore::new();
+    let sc = Scratch::new(st.tmp());
+    let content = bytes(42, BIG);
+    let original_sha = hex::encode(sha2::Sha256::digest(&content));
+    let l1 = LayerBuilder::new(sc.dir.join("L1"));
+    l1.file("big", &content);
+    drop(content);
+    let l2 = LayerBuilder::new(sc.dir.join("L2"));
+    l2.file("other", b"x");
+    let lowers = vec![sc.dir.join("L2"), sc.dir.join("L1")];
+    let [p, o] = sc.py();
+
+    // The oracle first: the kernel overlay passes the same checks.
+    let (u, w, m) = dirs(&sc, "kernel");
+    let go = sc.fresh("kgo").join("go");
+    let out = kernel_session(
+        &lowers,
+        Some((&u, &w)),
+        &m,
+        APPEND_BODY,
+        &[p.clone().into(), o.clone().into(), go.into()],
+    );
+    check_ok("concurrent appends on the kernel overlay", &out);
+    let inside = stdout(&out)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    check_appended("kernel overlay", &u, &original_sha, &inside);
+
+    let (u, w, m) = dirs(&sc, "hutch");
+    let go = sc.fresh("hgo").join("go");
+    let out = hutch_session(
+        st.hutch(),
+        &[],
+        &lowers,
+        &u,
+        &w,
+        &m,
+        APPEND_BODY,
+        &[p.into(), o.into(), go.into()],
+    );
+    check_ok("concurrent appends on hutch's overlay", &out);
+    let inside = stdout(&out)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    check_appended("hutch overlay", &u, &original_sha, &inside);
+    // No half-made copies left behind in the work dir.
+    let mut stray = Vec::new();
+    let mut stack = vec![w.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.len() > 0 {
+                stray.push(format!("{} ({} bytes)", e.path().display(), md.len()));
+            }
+        }
+    }
+    assert!(stray.is_empty(), "leftovers in the work dir: {stray:?}");
+}
+
+// ---------------------------------------------------------------------------
+// image layers: ownership records, OCI whiteouts
+
+/// Loads a fixture into the store; its layer paths, top-first.
+fn fixture_layers(st: &TestStore, name: &str) -> Vec<PathBuf> {
+    let id = st.run_ok(["load", "-q", s(&common::fixture(name))]);
+    let v: Value = serde_json::from_str(&st.run_ok(["inspect", id.trim()])).unwrap();
+    v["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|l| PathBuf::from(l["Path"].as_str().unwrap()))
+        .collect()
+}
+
+const STAT_PY: &str = r#"
+import json, os, stat, sys
+m = sys.argv[1]
+out = {}
+for p in sys.argv[2:]:
+    try:
+        st = os.lstat(os.path.join(m, p))
+        out[p] = {"mode": "%04o" % stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+                  "type": stat.S_IFMT(st.st_mode)}
+    except OSError as e:
+        out[p] = e.strerror
+print(json.dumps(out))
+"#;
+
+#[test]
+fn ownership_and_modes_come_from_the_layer_records() {
+    common::assert_unprivileged();
+    let st = TestStore::new();
+    let sc = Scratch::new(st.tmp());
+    let lowers = fixture_layers(&st, "busybox-oci");
+    assert_eq!(lowers.len(), 1);
+    let disk = std::fs::symlink_metadata(lowers[0].join("bin/su-test")).unwrap();
+    assert_eq!(
+        disk.mode() & 0o7777,
+        0o755,
+        "on disk the layer has no setuid bit (format.rs)"
+    );
+    let (u, w, m) = dirs(&sc, "own");
+    let paths = [
+        "bin/su-test",
+        "tmp",
+        "root",
+        "home/user",
+        "home/user/file",
+        "bin/busybox",
+    ];
+    // Stat, copy su-test up by setting a user xattr on it, stat again. (Not
+    // by writing: a write by root of a user namespace drops setuid, on the
+    // kernel overlay too. Files of uid 1000 cannot be copied up here: only
+    // uid 0 is mapped, so root has no capabilities over them.)
+    let body = "P=$1; S=$2; shift 2; \"$P\" -c \"$S\" \"$M\" \"$@\" && \
+                \"$P\" -c 'import os, sys; os.setxattr(sys.argv[1], \"user.copyup\", b\"1\")' \"$M/bin/su-test\" \
+                && \"$P\" -c \"$S\" \"$M\" \"$@\"";
+    let mut args: Vec<std::ffi::OsString> = vec![python().into(), STAT_PY.into()];
+    args.extend(paths.iter().map(|p| (*p).into()));
+    let out = hutch_session(st.hutch(), &[], &lowers, &u, &w, &m, body, &args);
+    check_ok("stat through hutch overlay", &out);
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    for when in ["before copy-up", "after copy-up"] {
+        let v: Value = serde_json::from_str(lines.next().expect("two stat lines")).unwrap();
+        assert_eq!(
+            v["bin/su-test"]["mode"], "4755",
+            "{when}: setuid from the record: {v}"
+        );
+        assert_eq!(v["bin/su-test"]["uid"], 0, "{when}: {v}");
+        assert_eq!(v["tmp"]["mode"], "1777", "{when}: sticky /tmp: {v}");
+        assert_eq!(v["root"]["mode"], "0700", "{when}: {v}");
+        // uid 1000 is not mapped in this namespace (only 0 is): the kernel
+        // shows the overflow uid. It must not be 0 (the on-disk owner).
+        assert_eq!(
+            v["home/user"]["uid"], 65534,
+            "{when}: owner 1000 shows as unmapped: {v}"
+        );
+        assert_eq!(v["home/user/file"]["uid"], 65534, "{when}: {v}");
+        assert_eq!(v["bin/busybox"]["uid"], 0, "{when}: {v}");
+    }
+    // The copied-up file keeps its true mode in the upper dir's record and
+    // has no setuid bit on disk (format.rs).
+    let mut buf = vec![0u8; 256];
+    let n = rustix::fs::lgetxattr(
+        u.join("bin/su-test"),
+        "user.containers.override_stat",
+        &mut buf,
+    )
+    .unwrap_or_else(|e| panic!("bin/su-test in the upper dir has an ownership record: {e}"));
+    let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(rec.starts_with("0:0:4755"), "{rec}");
+    let up = std::fs::symlink_metadata(u.join("bin/su-test")).unwrap();
+    assert_eq!(
+        up.mode() & 0o7000,
+        0,
+        "no setuid bit on disk in the upper dir either"
+    );
+}
+
+#[test]
+fn oci_whiteouts_and_opaque_dirs_of_the_multilayer_fixture() {
+    common::assert_unprivileged();
+    let st = TestStore::new();
+    let sc = Scratch::new(st.tmp());
+    let lowers = fixture_layers(&st, "multilayer-oci");
+    assert_eq!(lowers.len(), 3);
+    let (u, w, m) = dirs(&sc, "ml");
+    let body = "cat \"$M/etc/motd\" \"$M/opt/data/new\" \"$M/usr/share/shared/shared.txt\" >/dev/null && \
+                ls -A \"$M/opt/data\"; test -e \"$M/bin/false\" && echo 'false: present'; \
+                test -e \"$M/bin/true\" && echo 'true: present'; cat \"$M/etc/motd\"";
+    let out = hutch_session(st.hutch(), &[], &lowers, &u, &w, &m, body, &[]);
+    check_ok("reading the multilayer image through hutch", &out);
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("new\n"),
+        "/opt/data is opaque: only `new`: {text}"
+    );
+    assert!(
+        !text.contains("false: present"),
+        "/bin/false is whited out: {text}"
+    );
+    assert!(text.contains("true: present"), "{text}");
+    assert!(text.contains("welcome to the multilayer fixture"), "{text}");
+}
+
+// ---------------------------------------------------------------------------
+// other tools read hutch's upper dirs
+
+#[test]
+fn fuse_overlayfs_reads_an_upper_dir_hutch_wrote() {
+    common::assert_unprivileged();
+    let st = TestStore::new();
+    let sc = Scratch::new(st.tmp());
+    let lowers = build_layers(&sc.dir.join("layers"));
+    let mut total = Vec::new();
+    for action in [
+        ["scenario", "rmdir_then_mkdir_opaque"],
+        ["scenario", "whiteout_hides_lower"],
+    ] {
+        let action: Vec<String> = action.iter().map(|x| x.to_string()).collect();
+        let h = run_hutch(&sc, st.hutch(), &[], &lowers, &action);
+        let mut all = vec![h.upper.clone()];
+        all.extend(lowers.iter().cloned());
+        let m = sc.fresh("fuse-overlayfs");
+        let [p, o] = sc.py();
+        let body = "\"$1\" \"$2\" dump \"$M\"; r=$?; umount \"$M\"; exit $r";
+        let script =
+            format!("fuse-overlayfs -o \"lowerdir=$1\" \"$2\" || exit 99; M=$2; shift 2; {body}");
+        let out = output(
+            timed("unshare")
+                .args(["-Urm", "sh", "-c", &script, "sh", &join(&all)])
+                .arg(&m)
+                .args([p, o]),
+        );
+        check_ok("fuse-overlayfs over hutch's upper dir", &out);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Structure and content only: fuse-overlayfs 1.10 reads ownership
+        // records differently, and its dir mtimes and statfs differ.
+        let strip = |d: &Value| {
+            let mut d = d.clone();
+            for e in d["entries"].as_object_mut().unwrap().values_mut() {
+                if let Some(o) = e.as_object_mut() {
+                    o.retain(|k, _| ["type", "size", "sha256", "target"].contains(&k.as_str()));
+                }
+            }
+            d["hardlinks"] = Value::Null;
+            d["statfs"] = Value::Null;
+            d
+        };
+        if let Err(e) = compare_dumps("hutch", &strip(&h.dump), "fuse-overlayfs", &strip(&v)) {
+            total.push(format!("{action:?}: {e}"));
+        }
+    }
+    assert!(
+        total.is_empty(),
+        "fuse-overlayfs sees another tree:\n{}",
+        total.join("\n")
+    );
+}
+
+/// O_TMPFILE: fuser does not speak FUSE_TMPFILE, so hutch answers it with a
+/// clean EOPNOTSUPP (what programs such as glibc's tmpfile() and Python's
+/// tempfile expect before they fall back to a named file), and the
+/// fallback works.
+#[test]
+fn o_tmpfile_is_a_clean_eopnotsupp_with_a_working_fallback() {
+    let sm = small();
+    let (u, w, m) = dirs(&sm.sc, "tmpfile");
+    let py = "import os, sys, tempfile, errno\n\
+              d = os.path.join(sys.argv[1], 'dir')\n\
+              try:\n\
+              \x20   fd = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)\n\
+              \x20   os.close(fd); print('tmpfile: ok')\n\
+              except OSError as e:\n\
+              \x20   print('tmpfile:', errno.errorcode[e.errno])\n\
+              with tempfile.TemporaryFile(dir=d) as f:\n\
+              \x20   f.write(b'spill'); f.seek(0); print('fallback:', f.read().decode())\n\
+              print('left:', sorted(os.listdir(d)))\n";
+    let out = output(
+        overlay_cmd(&sm.st, &sm.lowers, &u, Some(&w), &m)
+            .args([python().as_str(), "-c", py])
+            .arg(&m),
+    );
+    check_ok("O_TMPFILE in hutch's overlay", &out);
+    let text = stdout(&out);
+    assert_eq!(
+        // ENOTSUP is EOPNOTSUPP on Linux (Python names it ENOTSUP).
+        text,
+        "tmpfile: ENOTSUP\nfallback: spill\nleft: ['inner']\n",
+        "O_TMPFILE must fail cleanly and the named fallback must work and be removed"
+    );
+}
