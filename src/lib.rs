@@ -10,4 +10,6 @@ pub mod cli;
 pub mod error;
 pub mod image;
 pub mod overlay;
+pub mod profile;
+pub mod sandbox;
 pub mod store;

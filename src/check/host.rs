@@ -811,14 +811,14 @@ fn sh_quote(s: &str) -> String {
 
 /// One `owner:start:count` line of /etc/subuid or /etc/subgid.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SubIdRange {
-    owner: String,
-    start: u64,
-    count: u64,
+pub(crate) struct SubIdRange {
+    pub(crate) owner: String,
+    pub(crate) start: u64,
+    pub(crate) count: u64,
 }
 
 /// Parses a subordinate id file; `None` if it cannot be read. Malformed lines are skipped.
-fn read_subids(path: &Path) -> Option<Vec<SubIdRange>> {
+pub(crate) fn read_subids(path: &Path) -> Option<Vec<SubIdRange>> {
     let text = fs::read_to_string(path).ok()?;
     Some(parse_subids(&text))
 }
@@ -881,7 +881,7 @@ fn gather_cgroup(root: &Path, uid: u32) -> CgroupView {
 }
 
 /// Login name of `uid` via NSS (`getpwuid_r`), so LDAP/sssd users are found too.
-fn user_name(uid: u32) -> Option<String> {
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 1024];
     loop {
         let mut pwd = std::mem::MaybeUninit::<libc::passwd>::zeroed();

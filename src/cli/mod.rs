@@ -3,9 +3,12 @@
 //! library and results into output.
 
 mod check;
+mod containers;
 mod images;
 pub mod output;
 mod overlay;
+mod profile;
+mod run;
 mod transfer;
 
 use crate::error::EXIT_FAILED;
@@ -25,8 +28,9 @@ pub struct Cli {
     /// Store directory [default: $XDG_DATA_HOME/hutch or ~/.local/share/hutch]
     #[arg(long, global = true, env = "HUTCH_ROOT", value_name = "DIR")]
     root: Option<PathBuf>,
-    /// More log output (-v info, -vv debug); RUST_LOG overrides
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More log output (--verbose info, twice debug); RUST_LOG overrides.
+    /// (No -v: `run -v` mounts a volume, as in Docker.)
+    #[arg(long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
     command: Command,
@@ -64,8 +68,16 @@ enum Command {
     Rollback(images::RollbackArgs),
     /// Remove blobs and unpacked layers that no image uses
     Prune(images::PruneArgs),
+    /// Run a command in a new container
+    Run(run::RunArgs),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Remove containers
+    Rm(containers::RmArgs),
     /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
     Overlay(overlay::OverlayArgs),
+    /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
+    Profile(profile::ProfileArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -114,7 +126,11 @@ pub fn main() -> i32 {
         Command::History(a) => images::history(a, open_store(&cli.root)),
         Command::Rollback(a) => images::rollback(a, open_store(&cli.root)),
         Command::Prune(a) => images::prune(a, open_store(&cli.root)),
+        Command::Run(a) => run::run(a, open_store(&cli.root)),
+        Command::Ps(a) => containers::ps(a, open_store(&cli.root)),
+        Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
+        Command::Profile(a) => profile::run(a),
     };
     match result {
         Ok(code) => code,

@@ -73,6 +73,12 @@ impl Store {
                 }
             }
         }
+        // A container keeps the layers it runs on, even after `rmi`.
+        for diff_id in self.container_layers()? {
+            if let Ok(d) = Digest::parse(&diff_id) {
+                layers.insert(d);
+            }
+        }
         Ok((blobs, layers))
     }
 

@@ -9,7 +9,7 @@
 //! layers/sha256/<hex>/   one unpacked layer per DiffID: `meta.json` and `root/`
 //! refs.json              tags -> manifest digest, with each tag's history
 //! tmp/                   work in progress; anything here is garbage after a crash
-//! containers/            per-container state (later issues)
+//! containers/<id>/       one container: state, upper dir (see containers.rs)
 //! ```
 //!
 //! Everything becomes visible by an atomic rename, and the ref is written
@@ -18,6 +18,7 @@
 //! complete but is not.
 
 pub mod blobs;
+pub mod containers;
 pub mod gc;
 pub mod layers;
 pub mod lock;

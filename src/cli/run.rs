@@ -1,0 +1,196 @@
+//! `hutch run`: start a container from an image (see src/sandbox/).
+
+use crate::profile::{self, NetworkMode};
+use crate::sandbox::launch;
+use crate::sandbox::plan::{RunRequest, diff_ids, plan, write_etc_files};
+use crate::store::Store;
+use crate::store::containers::{ContainerState, Status, new_id, now_rfc3339};
+use anyhow::{Result, bail};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+#[command(
+    disable_help_flag = true,
+    after_long_help = "\
+Runs COMMAND (or the image's Entrypoint/Cmd) in new user, mount, PID, UTS,
+IPC, cgroup and network namespaces, on hutch's FUSE overlay over the image's
+layers: changes go to the container's own upper dir and never touch the
+image. The container is kept until `hutch rm` (or --rm).
+
+IMAGE is a name from `hutch images`, an ID or digest, or `host` (the host's
+own root filesystem, read-only, with /home, /root, /run and /tmp hidden).
+
+Exit status: the command's; 125 when hutch fails, 126 when the command
+cannot be executed, 127 when it is not found, 128+N when it dies of signal N.
+
+Examples:
+  hutch run host -- uname -a
+  hutch run --rm -it debian bash
+  hutch run --profile dev debian make test
+  hutch run --profile untrusted -v $PWD/dl:/work node npm install"
+)]
+pub struct RunArgs {
+    /// Print help (-h is --hostname, as in Docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    /// Name the container (default: a generated name)
+    #[arg(long)]
+    name: Option<String>,
+    /// Keep stdin open (without it, the command reads /dev/null)
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the command a pseudo-terminal
+    #[arg(short, long)]
+    tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass hutch's own)
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines)
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container (created if missing)
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// Run as USER[:GROUP], names or numbers from the image
+    #[arg(short, long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// Replace the image's Entrypoint ("" to clear it)
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// Bind-mount a host path: HOST:CONTAINER[:ro|rw]
+    #[arg(short, long = "volume", value_name = "HOST:CTR[:ro]")]
+    volume: Vec<String>,
+    /// Mount a fresh tmpfs: PATH[:OPTIONS]
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    tmpfs: Vec<String>,
+    /// Make the root filesystem read-only
+    #[arg(long)]
+    read_only: bool,
+    /// The container's hostname (default: its name)
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Network mode: none (loopback only) or host
+    #[arg(long, value_name = "MODE")]
+    network: Option<String>,
+    /// Profile: a name (built-in or ~/.config/hutch/profiles/NAME.toml) or a path
+    #[arg(long, default_value = profile::DEFAULT_PROFILE)]
+    profile: String,
+    /// Print the resolved run (the SandboxSpec) as JSON and start nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// The image to run
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// The command and its arguments (default: the image's)
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    command: Vec<String>,
+}
+
+fn network(s: &str) -> Result<NetworkMode> {
+    Ok(match s {
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        "slirp" | "slirp4netns" | "pasta" => NetworkMode::Slirp,
+        _ => bail!("--network {s:?}: use none or host"),
+    })
+}
+
+pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let profile = profile::load(&a.profile)?;
+    let mut command = a.command;
+    if command.first().map(String::as_str) == Some("--") {
+        command.remove(0);
+    }
+    let req = RunRequest {
+        image: a.image,
+        command,
+        name: a.name,
+        remove: a.rm,
+        interactive: a.interactive || a.tty,
+        tty: a.tty,
+        env: a.env,
+        env_files: a.env_file,
+        workdir: a.workdir,
+        user: a.user,
+        entrypoint: a.entrypoint,
+        volumes: a.volume,
+        tmpfs: a.tmpfs,
+        read_only: a.read_only,
+        hostname: a.hostname,
+        network: a.network.as_deref().map(network).transpose()?,
+        profile: Some(a.profile),
+    };
+    let id = new_id()?;
+    if a.dry_run {
+        let name = req.name.clone().unwrap_or_else(|| "(generated)".into());
+        let spec = plan(
+            &store,
+            &req,
+            &profile,
+            &id,
+            &name,
+            &store.container_dir(&id),
+        )?;
+        super::output::print_json(&spec)?;
+        return Ok(0);
+    }
+    // Hold the store lock until the container's state pins its layers.
+    let lock = store.lock_shared()?;
+    let probe = plan(
+        &store,
+        &req,
+        &profile,
+        &id,
+        "probe",
+        &store.container_dir(&id),
+    )?;
+    let layers = diff_ids(&store, &req.image);
+    let (state, running) =
+        store.create_container(&id, req.name.as_deref(), |name| ContainerState {
+            id: id.clone(),
+            name: name.to_string(),
+            image: req.image.clone(),
+            image_id: probe.image_id.clone(),
+            layers,
+            command: probe.process.args.clone(),
+            profile: profile.name.clone(),
+            created: now_rfc3339(),
+            status: Status::Created,
+            pid: None,
+            exit_code: None,
+            finished: None,
+        })?;
+    drop(lock);
+    let dir = store.container_dir(&id);
+    let result = (|| {
+        let spec = plan(&store, &req, &profile, &id, &state.name, &dir)?;
+        write_etc_files(&spec, &dir.join("etc"))?;
+        let mut st = state.clone();
+        st.status = Status::Running;
+        st.pid = Some(std::process::id() as i32);
+        store.save_container(&st)?;
+        let code = launch::run(&spec, &dir.join("etc"));
+        st.status = Status::Exited;
+        st.pid = None;
+        st.finished = Some(now_rfc3339());
+        st.exit_code = code.as_ref().ok().copied();
+        store.save_container(&st)?;
+        code
+    })();
+    drop(running);
+    if req.remove
+        && let Err(e) = store.remove_container(&id, false)
+    {
+        eprintln!("hutch: warning: removing container {}: {e:#}", state.name);
+    }
+    result
+}

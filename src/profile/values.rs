@@ -1,0 +1,445 @@
+//! Checks and parsers for the string values of a profile: paths with
+//! `${CWD}`/`${HOME}`, `HOST:CONTAINER[:ro|rw]` mounts, tmpfs entries,
+//! capability names, sizes, host names and environment variable names.
+//!
+//! Every check returns a message that says what is allowed; the TOML layer
+//! adds the file, line and key.
+
+use std::path::Path;
+
+/// The variables a profile may use in paths, expanded at run time.
+pub const VARIABLES: [&str; 2] = ["${CWD}", "${HOME}"];
+
+/// Every capability Linux knows (up to 6.x), without the `CAP_` prefix.
+pub const CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// `${CWD}` and `${HOME}` replaced by the given directories. Other text,
+/// including a `$` that starts no known variable, is left as it is.
+pub fn expand(s: &str, cwd: &Path, home: &Path) -> String {
+    if !s.contains("${") {
+        return s.to_owned();
+    }
+    s.replace("${CWD}", &cwd.to_string_lossy())
+        .replace("${HOME}", &home.to_string_lossy())
+}
+
+/// Refuse `${NAME}` for any NAME but CWD and HOME.
+fn check_variables(s: &str) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i..];
+        let Some(end) = after.find('}') else {
+            return Err(format!(
+                "`{s}` has an unterminated `${{`; the variables are ${{CWD}} and ${{HOME}}"
+            ));
+        };
+        let var = &after[..=end];
+        if !VARIABLES.contains(&var) {
+            return Err(format!(
+                "`{s}` uses the unknown variable {var}; only ${{CWD}} (the directory hutch was \
+                 started in) and ${{HOME}} (your home directory) are expanded"
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// An absolute path, or one that starts with `${CWD}` or `${HOME}` (which
+/// expand to absolute paths). `what` names the value in the message.
+pub fn check_path(s: &str, what: &str) -> Result<(), String> {
+    check_variables(s)?;
+    if s.contains('\0') {
+        return Err(format!("{what} `{}` contains a NUL byte", s.escape_debug()));
+    }
+    let absolute = s.starts_with('/')
+        || VARIABLES.iter().any(|v| {
+            s.strip_prefix(v)
+                .is_some_and(|r| r.is_empty() || r.starts_with('/'))
+        });
+    if !absolute {
+        return Err(format!(
+            "{what} `{s}` is not absolute: write a path starting with `/`, or with ${{CWD}} \
+             or ${{HOME}} (e.g. `${{CWD}}/{}`)",
+            s.trim_start_matches("./")
+        ));
+    }
+    Ok(())
+}
+
+/// A bind mount, `HOST:CONTAINER[:ro|rw]` as in `podman -v`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MountSpec {
+    /// Path on the host (may still contain `${CWD}`/`${HOME}`).
+    pub host: String,
+    /// Path inside the sandbox.
+    pub container: String,
+    pub read_only: bool,
+}
+
+impl MountSpec {
+    /// Both paths with `${CWD}` and `${HOME}` expanded.
+    pub fn expand(&self, cwd: &Path, home: &Path) -> MountSpec {
+        MountSpec {
+            host: expand(&self.host, cwd, home),
+            container: expand(&self.container, cwd, home),
+            read_only: self.read_only,
+        }
+    }
+}
+
+const MOUNT_FORMAT: &str = "write mounts as \"HOST:CONTAINER\", \"HOST:CONTAINER:ro\" or \
+                            \"HOST:CONTAINER:rw\", e.g. \"${CWD}:/src:ro\"";
+
+/// Parse (and check) `HOST:CONTAINER[:ro|rw]`. Split before expanding the
+/// variables: an expanded directory may contain `:`.
+pub fn parse_mount(s: &str) -> Result<MountSpec, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, container, read_only) = match parts.as_slice() {
+        [h, c] => (*h, *c, false),
+        [h, c, "ro"] => (*h, *c, true),
+        [h, c, "rw"] => (*h, *c, false),
+        [_, _, opt] => {
+            return Err(format!(
+                "mount `{s}` has the option `{opt}`; the options are `ro` and `rw`"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "mount `{s}` is not HOST:CONTAINER[:ro|rw]; {MOUNT_FORMAT}"
+            ));
+        }
+    };
+    if host.is_empty() || container.is_empty() {
+        return Err(format!("mount `{s}` has an empty path; {MOUNT_FORMAT}"));
+    }
+    check_path(host, &format!("the host path of mount `{s}`:"))?;
+    check_path(container, &format!("the container path of mount `{s}`:"))?;
+    Ok(MountSpec {
+        host: host.to_owned(),
+        container: container.to_owned(),
+        read_only,
+    })
+}
+
+/// A tmpfs, `PATH[:OPTIONS]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TmpfsSpec {
+    /// Path inside the sandbox.
+    pub path: String,
+    /// Mount options as given (comma-separated; `size=`, `mode=`,
+    /// `nr_inodes=`, `noexec`, `nosuid`, `nodev`), possibly empty.
+    pub options: String,
+}
+
+/// Parse (and check) a tmpfs entry: `/tmp` or `/tmp:size=64m,mode=1777`.
+pub fn parse_tmpfs(s: &str) -> Result<TmpfsSpec, String> {
+    let (path, options) = s.split_once(':').unwrap_or((s, ""));
+    check_path(path, "tmpfs path")?;
+    for opt in options.split(',').filter(|o| !o.is_empty()) {
+        let ok = match opt.split_once('=') {
+            Some(("size", v)) => tmpfs_size_ok(v),
+            Some(("nr_inodes", v)) => tmpfs_size_ok(v),
+            Some(("mode", v)) => {
+                !v.is_empty() && u32::from_str_radix(v, 8).is_ok_and(|m| m <= 0o7777)
+            }
+            Some(_) => false,
+            None => matches!(opt, "noexec" | "nosuid" | "nodev" | "exec" | "suid" | "dev"),
+        };
+        if !ok {
+            return Err(format!(
+                "tmpfs `{s}` has the option `{opt}`; allowed are size=N[k|m|g|%], \
+                 nr_inodes=N[k|m|g], mode=OCTAL, noexec, nosuid, nodev (comma-separated, \
+                 e.g. \"/tmp:size=64m,mode=1777\")"
+            ));
+        }
+    }
+    Ok(TmpfsSpec {
+        path: path.to_owned(),
+        options: options.to_owned(),
+    })
+}
+
+fn tmpfs_size_ok(v: &str) -> bool {
+    let digits = v.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
+    !digits.is_empty() && v.len() - digits.len() <= 1 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `CAP_CHOWN`, `chown`, `cap_chown` ... -> `CAP_CHOWN`, or what is allowed.
+pub fn normalise_capability(s: &str) -> Result<String, String> {
+    let upper = s.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    if CAPABILITIES.contains(&bare) {
+        return Ok(format!("CAP_{bare}"));
+    }
+    Err(format!(
+        "unknown capability `{s}`; capabilities are names like \"CAP_CHOWN\" or \
+         \"NET_BIND_SERVICE\" (see capabilities(7)): {}",
+        CAPABILITIES.join(", ")
+    ))
+}
+
+const SIZE_FORMAT: &str = "a size is a whole number of bytes with an optional K, M, G or T \
+                           suffix (binary: 1K = 1024 bytes), e.g. \"512M\" or \"2G\"";
+
+/// "512M" -> 536870912. Suffixes K, M, G, T (any case, optionally followed
+/// by `B` or `iB`) are binary; no suffix or `B` means bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(digits_end);
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("invalid size \"{s}\": {SIZE_FORMAT}")),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size \"{s}\": {SIZE_FORMAT}"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("size \"{s}\" is too large"))
+}
+
+/// 2147483648 -> "2G": the largest exact binary suffix.
+pub fn format_size(bytes: u64) -> String {
+    for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if bytes != 0 && bytes.is_multiple_of(1u64 << shift) {
+            return format!("{}{suffix}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// A host name as `sethostname` and resolvers accept it (RFC 1123), or "".
+pub fn check_hostname(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    let ok = s.len() <= 64
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid hostname \"{s}\": use at most 64 letters, digits, `-` and `.` \
+             (no label may start or end with `-`), or \"\" for the container name"
+        ))
+    }
+}
+
+/// An environment variable name: not empty, no `=`, no NUL.
+pub fn check_env_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.contains('=') || s.contains('\0') {
+        return Err(format!(
+            "invalid environment variable name `{}`: a name must be non-empty and contain \
+             neither `=` nor NUL",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A profile name: letters, digits, `.`, `_`, `-`, not starting with `.`.
+pub fn check_profile_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && !s.starts_with('.')
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid profile name `{s}`: use letters, digits, `.`, `_` and `-` (not starting \
+             with `.`), or a path to a file (containing `/` or ending in `.toml`)"
+        ))
+    }
+}
+
+/// Whether `--profile X` / `extends = "X"` names a file rather than a profile.
+pub fn is_path(s: &str) -> bool {
+    s.contains('/') || s.ends_with(".toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expand_variables() {
+        let (cwd, home) = (Path::new("/work/p"), Path::new("/home/me"));
+        assert_eq!(expand("${CWD}:${CWD}", cwd, home), "/work/p:/work/p");
+        assert_eq!(expand("${HOME}/.cache", cwd, home), "/home/me/.cache");
+        assert_eq!(expand("/plain/$HOME", cwd, home), "/plain/$HOME");
+        assert_eq!(expand("${OTHER}", cwd, home), "${OTHER}");
+    }
+
+    #[test]
+    fn paths() {
+        assert!(check_path("/tmp", "p").is_ok());
+        assert!(check_path("${CWD}", "p").is_ok());
+        assert!(check_path("${HOME}/x", "p").is_ok());
+        assert!(check_path("tmp", "p").unwrap_err().contains("not absolute"));
+        assert!(check_path("${CWD}x", "p").is_err());
+        assert!(check_path("./src", "p").unwrap_err().contains("${CWD}/src"));
+        assert!(
+            check_path("/a/${USER}", "p")
+                .unwrap_err()
+                .contains("${USER}")
+        );
+        assert!(
+            check_path("/a/${CWD", "p")
+                .unwrap_err()
+                .contains("unterminated")
+        );
+    }
+
+    #[test]
+    fn mounts() {
+        let m = parse_mount("${CWD}:/src:ro").unwrap();
+        assert_eq!(
+            (m.host.as_str(), m.container.as_str(), m.read_only),
+            ("${CWD}", "/src", true)
+        );
+        assert!(!parse_mount("/a:/b").unwrap().read_only);
+        assert!(!parse_mount("/a:/b:rw").unwrap().read_only);
+        assert!(
+            parse_mount("/a:/b:rx")
+                .unwrap_err()
+                .contains("`ro` and `rw`")
+        );
+        assert!(parse_mount("/a").unwrap_err().contains("HOST:CONTAINER"));
+        assert!(
+            parse_mount("src:/src")
+                .unwrap_err()
+                .contains("not absolute")
+        );
+        assert!(
+            parse_mount("/src:src")
+                .unwrap_err()
+                .contains("container path")
+        );
+        let e = m.expand(Path::new("/w:x"), Path::new("/h"));
+        assert_eq!(e.host, "/w:x");
+    }
+
+    #[test]
+    fn tmpfs() {
+        assert_eq!(parse_tmpfs("/tmp").unwrap().options, "");
+        let t = parse_tmpfs("/tmp:size=64m,mode=1777,noexec").unwrap();
+        assert_eq!(
+            (t.path.as_str(), t.options.as_str()),
+            ("/tmp", "size=64m,mode=1777,noexec")
+        );
+        assert!(parse_tmpfs("/tmp:size=50%").is_ok());
+        assert!(parse_tmpfs("/tmp:size=64q").is_err());
+        assert!(parse_tmpfs("/tmp:mode=999").is_err());
+        assert!(parse_tmpfs("/tmp:uid=0").is_err());
+        assert!(parse_tmpfs("tmp").is_err());
+    }
+
+    #[test]
+    fn capabilities() {
+        assert_eq!(normalise_capability("chown").unwrap(), "CAP_CHOWN");
+        assert_eq!(
+            normalise_capability("Cap_Net_Bind_Service").unwrap(),
+            "CAP_NET_BIND_SERVICE"
+        );
+        assert_eq!(
+            normalise_capability("CAP_SYS_ADMIN").unwrap(),
+            "CAP_SYS_ADMIN"
+        );
+        assert!(
+            normalise_capability("CAP_FLY")
+                .unwrap_err()
+                .contains("CHOWN")
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1KiB").unwrap(), 1024);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("3T").unwrap(), 3 << 40);
+        assert!(parse_size("12Q").unwrap_err().contains("K, M, G or T"));
+        assert!(parse_size("1.5G").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(
+            parse_size("99999999999T")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert_eq!(format_size(2 << 30), "2G");
+        assert_eq!(format_size(1536), "1536");
+        assert_eq!(format_size(1536 << 20), "1536M");
+        assert_eq!(format_size(0), "0");
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_hostname("").is_ok());
+        assert!(check_hostname("box-1.local").is_ok());
+        assert!(check_hostname("-bad").is_err());
+        assert!(check_hostname("a_b").is_err());
+        assert!(check_env_name("PATH").is_ok());
+        assert!(check_env_name("A=B").is_err());
+        assert!(check_profile_name("my-dev_2").is_ok());
+        assert!(check_profile_name(".hidden").is_err());
+        assert!(check_profile_name("a b").is_err());
+        assert!(is_path("./x.toml") && is_path("x.toml") && !is_path("dev"));
+    }
+}

@@ -1,0 +1,567 @@
+//! Capabilities of the container's process, and `no_new_privs`.
+//!
+//! Docker semantics: root in the container keeps a small set (Docker's
+//! default 14, or a profile's list) in its bounding, permitted and
+//! effective sets; a non-root user gets none (it could only regain some of
+//! the bounding set through setuid-root or file-capability binaries, which
+//! `no_new_privs` rules out). The inheritable and ambient sets are always
+//! empty (as Docker since the CVE-2022-24769 fix): nothing passes across
+//! execve to a non-root program.
+//!
+//! Everything here acts inside the container's user namespace: "root" is
+//! uid 0 of that namespace, and its capabilities never reach the host.
+//!
+//! [`prepare`] resolves the names before fork; in the child,
+//! [`CapsPlan::drop_bounding`] runs while still uid 0 (dropping from the
+//! bounding set needs `CAP_SETPCAP`, which a switch to a non-root uid
+//! loses), then setgroups/setgid/setuid, then [`CapsPlan::apply`]. Both
+//! only make syscalls: no allocation, no locks, no logging.
+
+use anyhow::{Result, bail};
+use caps::Capability;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which capabilities root in the container keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapLevel {
+    /// Docker's default set ([`DOCKER_DEFAULT`]).
+    Default,
+    /// No capability at all, even for root.
+    None,
+    /// These names (`CAP_CHOWN`, `chown`, `Cap_Chown` are all accepted;
+    /// `ALL` means every capability the kernel knows).
+    List(Vec<String>),
+}
+
+/// Docker's (and Podman's) default capability set for containers.
+pub const DOCKER_DEFAULT: [Capability; 14] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FSETID,
+    Capability::CAP_FOWNER,
+    Capability::CAP_MKNOD,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETFCAP,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_KILL,
+    Capability::CAP_AUDIT_WRITE,
+];
+
+/// Parse one capability name: `CAP_NET_RAW`, `net_raw` or any case of
+/// either. `ALL` is not a single capability: see [`CapLevel::List`].
+pub fn parse_cap(name: &str) -> Result<Capability> {
+    let trimmed = name.trim();
+    let upper = trimmed.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    match Capability::from_str(&full) {
+        Ok(c) => Ok(c),
+        Err(_) => bail!(
+            "unknown capability {trimmed:?}: use a name from capabilities(7) such as \
+             CAP_NET_BIND_SERVICE or CAP_SYS_PTRACE (the CAP_ prefix is optional)"
+        ),
+    }
+}
+
+/// The bit mask (bit N = capability N) a level keeps.
+pub fn keep_mask(level: &CapLevel) -> Result<u64> {
+    match level {
+        CapLevel::Default => Ok(DOCKER_DEFAULT.iter().fold(0, |m, c| m | c.bitmask())),
+        CapLevel::None => Ok(0),
+        CapLevel::List(names) => {
+            let mut mask = 0u64;
+            for name in names {
+                if name.trim().eq_ignore_ascii_case("ALL") {
+                    mask |= caps::all().iter().fold(0, |m, c| m | c.bitmask());
+                } else {
+                    mask |= parse_cap(name)?.bitmask();
+                }
+            }
+            Ok(mask)
+        }
+    }
+}
+
+/// Names of the capabilities in `mask`, sorted by number (for messages and
+/// `hutch inspect`).
+pub fn mask_names(mask: u64) -> Vec<String> {
+    let mut all: Vec<Capability> = caps::all().into_iter().collect();
+    all.sort_by_key(|c| c.index());
+    all.into_iter()
+        .filter(|c| mask & c.bitmask() != 0)
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// A failed syscall in the child, described without allocating: which
+/// step (a fixed text that also says what to do) and the errno. The
+/// child can write `what` and `errno` to a pipe as they are; `Display`
+/// (in the parent) renders both. Shared by every `apply` of the sandbox
+/// modules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyError {
+    pub what: &'static str,
+    pub errno: i32,
+}
+
+impl ApplyError {
+    /// The error of the syscall that just failed.
+    pub fn last(what: &'static str) -> ApplyError {
+        ApplyError {
+            what,
+            errno: std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        }
+    }
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.what,
+            std::io::Error::from_raw_os_error(self.errno)
+        )
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// Set `PR_SET_NO_NEW_PRIVS`: from now on execve never grants privileges
+/// (setuid/setgid bits and file capabilities are ignored). It cannot be
+/// undone, is inherited by children, and lets an unprivileged process
+/// install seccomp filters and Landlock rulesets.
+pub fn set_no_new_privs() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The capability sets to apply, resolved from a [`CapLevel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapsPlan {
+    keep: u64,
+}
+
+/// Resolve `level` (names are checked here, before fork).
+pub fn prepare(level: &CapLevel) -> Result<CapsPlan> {
+    Ok(CapsPlan {
+        keep: keep_mask(level)?,
+    })
+}
+
+/// Highest capability number the kernel may know; numbers above the
+/// running kernel's last one fail with EINVAL and are skipped.
+const MAX_CAP: u32 = 63;
+
+impl CapsPlan {
+    /// The capabilities kept (bit N = capability N).
+    pub fn keep(&self) -> u64 {
+        self.keep
+    }
+
+    /// Step 1, in the child while still uid 0 of the namespace (before
+    /// setuid): remove every other capability from the bounding set, so
+    /// that no later execve can gain it.
+    pub fn drop_bounding(&self) -> Result<(), ApplyError> {
+        for cap in 0..=MAX_CAP {
+            if self.keep & (1u64 << cap) != 0 {
+                continue;
+            }
+            match bounding_has(cap) {
+                Ok(false) => continue,
+                Ok(true) => {}
+                // Not a capability of this kernel.
+                Err(libc::EINVAL) => continue,
+                Err(errno) => {
+                    return Err(ApplyError {
+                        what: "reading the capability bounding set",
+                        errno,
+                    });
+                }
+            }
+            if let Err(errno) = bounding_drop(cap) {
+                return Err(ApplyError {
+                    what: "dropping a capability from the bounding set (needs CAP_SETPCAP: \
+                           call drop_bounding before switching to a non-root user)",
+                    errno,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 2, after setgroups/setgid/setuid: make sure the bounding set
+    /// is right (dropping again what is left, which works only as root),
+    /// then set permitted = effective = the kept set for root (as far as
+    /// the process still has them) or nothing for another user, and empty
+    /// the inheritable and ambient sets.
+    pub fn apply(&self, target_uid_is_root: bool) -> Result<(), ApplyError> {
+        self.drop_bounding()?;
+        let current = capget()
+            .map_err(|errno| ApplyError {
+                what: "reading the process capabilities",
+                errno,
+            })?
+            .permitted;
+        let keep = if target_uid_is_root {
+            self.keep & current
+        } else {
+            0
+        };
+        capset(CapSets {
+            effective: keep,
+            permitted: keep,
+            inheritable: 0,
+        })
+        .map_err(|errno| ApplyError {
+            what: "setting the process capabilities",
+            errno,
+        })?;
+        match ambient_clear() {
+            // EINVAL: a kernel before 4.3 has no ambient set.
+            Ok(()) | Err(libc::EINVAL) => Ok(()),
+            Err(errno) => Err(ApplyError {
+                what: "clearing the ambient capabilities",
+                errno,
+            }),
+        }
+    }
+}
+
+/// The three capability sets of `capget(2)`/`capset(2)`, as 64-bit masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// capget(2) for the calling thread.
+pub fn capget() -> Result<CapSets, i32> {
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: version 3 takes a header and an array of two data structs,
+    // both valid for writing for the duration of the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(last_errno());
+    }
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok(CapSets {
+        effective: join(data[0].effective, data[1].effective),
+        permitted: join(data[0].permitted, data[1].permitted),
+        inheritable: join(data[0].inheritable, data[1].inheritable),
+    })
+}
+
+/// capset(2) for the calling thread: all three sets in one call.
+fn capset(sets: CapSets) -> Result<(), i32> {
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let split = |m: u64| (m as u32, (m >> 32) as u32);
+    let (e0, e1) = split(sets.effective);
+    let (p0, p1) = split(sets.permitted);
+    let (i0, i1) = split(sets.inheritable);
+    let data = [
+        CapData {
+            effective: e0,
+            permitted: p0,
+            inheritable: i0,
+        },
+        CapData {
+            effective: e1,
+            permitted: p1,
+            inheritable: i1,
+        },
+    ];
+    // SAFETY: version 3 takes a header (written by the kernel on a version
+    // mismatch) and two data structs that it only reads.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) };
+    if rc != 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// Whether capability `cap` is in the bounding set (PR_CAPBSET_READ).
+fn bounding_has(cap: u32) -> Result<bool, i32> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
+    match rc {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(last_errno()),
+    }
+}
+
+/// Remove capability `cap` from the bounding set (PR_CAPBSET_DROP).
+fn bounding_drop(cap: u32) -> Result<(), i32> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+    if rc == 0 { Ok(()) } else { Err(last_errno()) }
+}
+
+/// Empty the ambient set (PR_CAP_AMBIENT_CLEAR_ALL).
+fn ambient_clear() -> Result<(), i32> {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(last_errno()) }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Run `f` in a forked child and return its exit code. `f` must not
+    /// allocate or take locks (the test harness has other threads).
+    pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: fork has no memory-safety preconditions; the child runs
+        // only `f` (syscalls, no allocation) and leaves with _exit, so no
+        // state shared with the parent's other threads is touched.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let code = f();
+            // SAFETY: _exit never returns and runs no destructors.
+            unsafe { libc::_exit(code) }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child with a valid out pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        assert!(
+            libc::WIFEXITED(status),
+            "child died of signal {}",
+            libc::WTERMSIG(status)
+        );
+        libc::WEXITSTATUS(status)
+    }
+
+    fn mask(caps: &[Capability]) -> u64 {
+        caps.iter().fold(0, |m, c| m | c.bitmask())
+    }
+
+    #[test]
+    fn names_parse_in_any_spelling() {
+        assert_eq!(parse_cap("CAP_CHOWN").unwrap(), Capability::CAP_CHOWN);
+        assert_eq!(parse_cap("chown").unwrap(), Capability::CAP_CHOWN);
+        assert_eq!(
+            parse_cap(" Cap_Net_Bind_Service ").unwrap(),
+            Capability::CAP_NET_BIND_SERVICE
+        );
+        assert_eq!(parse_cap("sys_admin").unwrap(), Capability::CAP_SYS_ADMIN);
+    }
+
+    #[test]
+    fn unknown_names_are_explained() {
+        let e = parse_cap("CAP_FLY").unwrap_err().to_string();
+        assert!(
+            e.contains("CAP_FLY") && e.contains("capabilities(7)"),
+            "{e}"
+        );
+        let e = keep_mask(&CapLevel::List(vec!["chown".into(), "nope".into()]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"nope\""), "{e}");
+        assert!(parse_cap("").is_err());
+    }
+
+    #[test]
+    fn level_masks() {
+        let def = keep_mask(&CapLevel::Default).unwrap();
+        assert_eq!(def.count_ones(), 14);
+        assert_eq!(def, mask(&DOCKER_DEFAULT));
+        assert_eq!(def & Capability::CAP_SYS_ADMIN.bitmask(), 0);
+        assert_eq!(def & Capability::CAP_SYS_PTRACE.bitmask(), 0);
+        assert_ne!(def & Capability::CAP_NET_BIND_SERVICE.bitmask(), 0);
+        assert_eq!(keep_mask(&CapLevel::None).unwrap(), 0);
+        assert_eq!(
+            keep_mask(&CapLevel::List(vec![
+                "CAP_CHOWN".into(),
+                "kill".into(),
+                "chown".into()
+            ]))
+            .unwrap(),
+            mask(&[Capability::CAP_CHOWN, Capability::CAP_KILL])
+        );
+        assert_eq!(keep_mask(&CapLevel::List(vec![])).unwrap(), 0);
+        let all = keep_mask(&CapLevel::List(vec!["all".into()])).unwrap();
+        assert_eq!(all.count_ones() as usize, caps::all().len());
+        assert_eq!(
+            mask_names(mask(&[Capability::CAP_KILL, Capability::CAP_CHOWN])),
+            vec!["CAP_CHOWN", "CAP_KILL"]
+        );
+    }
+
+    #[test]
+    fn apply_error_renders_step_and_errno() {
+        let e = ApplyError {
+            what: "setting the process capabilities",
+            errno: libc::EPERM,
+        };
+        let s = e.to_string();
+        assert!(s.starts_with("setting the process capabilities: "), "{s}");
+        assert!(s.contains("not permitted"), "{s}");
+        let any: anyhow::Error = e.into();
+        assert!(any.downcast_ref::<ApplyError>().is_some());
+    }
+
+    /// Whether this process can change its capability sets (root, or root
+    /// of a user namespace).
+    fn privileged() -> bool {
+        capget()
+            .map(|s| s.effective & Capability::CAP_SETPCAP.bitmask() != 0)
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn root_keeps_the_set_and_loses_the_rest() {
+        if !privileged() {
+            eprintln!("skipped: needs CAP_SETPCAP (run as root)");
+            return;
+        }
+        let plan = prepare(&CapLevel::Default).unwrap();
+        let keep = plan.keep();
+        let code = in_child(|| {
+            let before = match capget() {
+                Ok(s) => s.permitted,
+                Err(_) => return 10,
+            };
+            if plan.drop_bounding().is_err() {
+                return 11;
+            }
+            if plan.apply(true).is_err() {
+                return 12;
+            }
+            let Ok(after) = capget() else { return 13 };
+            if after.effective != keep & before || after.permitted != keep & before {
+                return 14;
+            }
+            if after.inheritable != 0 {
+                return 15;
+            }
+            if bounding_has(Capability::CAP_SYS_ADMIN.index().into()) != Ok(false) {
+                return 16;
+            }
+            if bounding_has(Capability::CAP_CHOWN.index().into()) != Ok(true) {
+                return 17;
+            }
+            if set_no_new_privs().is_err() {
+                return 18;
+            }
+            0
+        });
+        assert_eq!(code, 0);
+    }
+
+    /// Child exit code: uid/gid 65534 cannot be switched to (e.g. in a
+    /// user namespace that maps only root).
+    const SKIP_UNMAPPED: i32 = 77;
+
+    fn skip_or_pass(code: i32) {
+        if code == SKIP_UNMAPPED {
+            eprintln!("skipped: cannot switch to uid/gid 65534 here (not mapped)");
+            return;
+        }
+        assert_eq!(code, 0, "child step {code} failed");
+    }
+
+    #[test]
+    fn non_root_user_gets_nothing() {
+        if !privileged() || rustix::process::geteuid().as_raw() != 0 {
+            eprintln!("skipped: needs root to switch to another uid");
+            return;
+        }
+        let plan = prepare(&CapLevel::Default).unwrap();
+        let code = in_child(|| {
+            if plan.drop_bounding().is_err() {
+                return 11;
+            }
+            // SAFETY: plain id-changing syscalls.
+            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+                return SKIP_UNMAPPED;
+            }
+            if plan.apply(false).is_err() {
+                return 13;
+            }
+            let Ok(after) = capget() else { return 14 };
+            if after.effective != 0 || after.permitted != 0 || after.inheritable != 0 {
+                return 15;
+            }
+            0
+        });
+        skip_or_pass(code);
+    }
+
+    #[test]
+    fn apply_after_setuid_without_drop_bounding_fails_clearly() {
+        if !privileged() || rustix::process::geteuid().as_raw() != 0 {
+            eprintln!("skipped: needs root to switch to another uid");
+            return;
+        }
+        let plan = prepare(&CapLevel::Default).unwrap();
+        let code = in_child(|| {
+            // SAFETY: plain id-changing syscalls.
+            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+                return SKIP_UNMAPPED;
+            }
+            match plan.apply(false) {
+                Err(e) if e.errno == libc::EPERM && e.what.contains("drop_bounding") => 0,
+                _ => 13,
+            }
+        });
+        skip_or_pass(code);
+    }
+}

@@ -1,0 +1,277 @@
+//! The processes below hutch, each a forked child that never returns:
+//!
+//! ```text
+//! hutch (user+mount ns: serves the overlay, relays signals and the pty)
+//!  └─ relay   unshares mount, UTS, IPC, PID, cgroup (and network) ns;
+//!     │       forwards signals to init, exits with init's status
+//!     └─ init PID 1: builds the filesystem view (rootfs.rs), pivot_root,
+//!        │    reaps zombies, forwards signals to the command, exits with
+//!        │    the command's status (which ends every other process)
+//!        └─ command: session, tty, cwd, user, limits, capabilities,
+//!                    no_new_privs, Landlock, seccomp, execve
+//! ```
+//!
+//! Children of a multi-threaded parent (hutch serves FUSE from threads)
+//! use only syscalls, glibc malloc and raw writes: no std stdio locks, no
+//! tracing. A failure before the command starts is written to the error
+//! pipe (the launcher prints it and exits 125); a command that cannot be
+//! found or executed exits 127 or 126 with a message, as Docker does.
+
+use super::rootfs;
+use super::security::Security;
+use super::spec::SandboxSpec;
+use super::sys::{self, Forked, SigSet};
+use crate::error::{EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
+use rustix::io::Errno;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// Everything the children need, prepared by the launcher before forking.
+pub struct ChildPlan<'a> {
+    pub spec: &'a SandboxSpec,
+    /// The overlay mount point (hutch's view).
+    pub root: PathBuf,
+    /// Generated hosts, hostname, resolv.conf.
+    pub etc_dir: PathBuf,
+    /// The container gets its own network namespace.
+    pub own_netns: bool,
+    /// Write end of the error pipe (close-on-exec).
+    pub err_fd: RawFd,
+    /// The pty's terminal side, with `-t`.
+    pub tty: Option<OwnedFd>,
+    /// pid of hutch (the relay dies if it is gone).
+    pub launcher_pid: i32,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// The container's PATH, for looking up a bare command name.
+    pub path: Vec<String>,
+    pub security: Security,
+    /// `cgroup.procs` of the container's cgroup, when it has limits.
+    pub cgroup_procs: Option<CString>,
+}
+
+/// Signals hutch and the relay forward to the container.
+pub const FORWARDED: &[i32] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGCONT,
+    libc::SIGWINCH,
+];
+
+fn fail(plan: &ChildPlan, msg: &str) -> ! {
+    sys::write_fd(plan.err_fd, msg.as_bytes());
+    sys::exit_now(EXIT_FAILED)
+}
+
+/// SIGKILL when the parent dies; `expected_parent` (if the parent is in
+/// our PID namespace) guards against it having died already.
+fn die_with_parent(plan: &ChildPlan, expected_parent: Option<i32>) {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+    if let Some(expected) = expected_parent
+        && parent != Some(expected)
+    {
+        fail(plan, "hutch exited while the container was starting");
+    }
+}
+
+/// The relay: new namespaces, then init below it.
+pub fn relay(plan: &ChildPlan) -> ! {
+    die_with_parent(plan, Some(plan.launcher_pid));
+    if let Some(procs) = &plan.cgroup_procs
+        && let Err(e) = std::fs::write(std::ffi::OsStr::from_bytes(procs.as_bytes()), b"0\n")
+    {
+        fail(plan, &format!("entering the container's cgroup: {e}"));
+    }
+    let mut flags = rustix::thread::UnshareFlags::NEWNS
+        | rustix::thread::UnshareFlags::NEWUTS
+        | rustix::thread::UnshareFlags::NEWIPC
+        | rustix::thread::UnshareFlags::NEWPID
+        | rustix::thread::UnshareFlags::NEWCGROUP;
+    if plan.own_netns {
+        flags |= rustix::thread::UnshareFlags::NEWNET;
+    }
+    // SAFETY: this process is single-threaded (a fresh fork) and the flags
+    // do not include CLONE_FILES, so no fd of ours changes meaning.
+    if let Err(e) = unsafe { rustix::thread::unshare_unsafe(flags) } {
+        fail(
+            plan,
+            &format!(
+                "creating the container's namespaces: {}",
+                std::io::Error::from(e)
+            ),
+        );
+    }
+    let mut set = FORWARDED.to_vec();
+    set.push(libc::SIGCHLD);
+    let set = SigSet::of(&set);
+    sys::block(&set);
+    let init = match sys::fork() {
+        Ok(Forked::Child) => init(plan),
+        Ok(Forked::Parent(p)) => p,
+        Err(e) => fail(
+            plan,
+            &format!("starting the container's init: {}", std::io::Error::from(e)),
+        ),
+    };
+    if let Some(tty) = &plan.tty {
+        sys::close_inherited(tty.as_raw_fd());
+    }
+    loop {
+        let sig = sys::wait_signal(&set);
+        if sig == libc::SIGCHLD {
+            if let Ok(Some((_, status))) = sys::wait(init, true) {
+                sys::exit_now(sys::exit_code(status));
+            }
+        } else {
+            sys::kill(init, sig);
+        }
+    }
+}
+
+/// PID 1 of the container.
+fn init(plan: &ChildPlan) -> ! {
+    // The relay is outside our PID namespace: getppid() is 0 here.
+    die_with_parent(plan, None);
+    let all = SigSet::full();
+    sys::block(&all);
+    if let Err(msg) = rootfs::setup(plan.spec, &plan.root, &plan.etc_dir, plan.own_netns) {
+        fail(plan, &msg);
+    }
+    let cmd = match sys::fork() {
+        Ok(Forked::Child) => command(plan),
+        Ok(Forked::Parent(p)) => p,
+        Err(e) => fail(
+            plan,
+            &format!("starting the command: {}", std::io::Error::from(e)),
+        ),
+    };
+    // Close our copy of the terminal so the launcher sees EOF when the
+    // command's side closes.
+    if let Some(tty) = &plan.tty {
+        sys::close_inherited(tty.as_raw_fd());
+    }
+    loop {
+        let sig = sys::wait_signal(&all);
+        if sig == libc::SIGCHLD {
+            while let Ok(Some((pid, status))) = sys::wait(-1, true) {
+                if pid == cmd {
+                    sys::exit_now(sys::exit_code(status));
+                }
+            }
+        } else {
+            sys::kill(cmd, sig);
+        }
+    }
+}
+
+/// The container's command: final process setup, then execve.
+fn command(plan: &ChildPlan) -> ! {
+    sys::reset_signal_dispositions();
+    sys::set_mask(&SigSet::empty());
+    let _ = rustix::process::setsid();
+    if let Some(tty) = &plan.tty {
+        if let Err(e) = rustix::process::ioctl_tiocsctty(tty) {
+            fail(
+                plan,
+                &format!(
+                    "making the pty the controlling terminal: {}",
+                    std::io::Error::from(e)
+                ),
+            );
+        }
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard fds; `tty` stays open.
+            unsafe {
+                libc::dup2(tty.as_raw_fd(), fd);
+            }
+        }
+    } else if !plan.spec.process.stdin {
+        match rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        ) {
+            // SAFETY: dup2 onto fd 0; the opened fd is dropped after.
+            Ok(null) => unsafe {
+                libc::dup2(null.as_raw_fd(), 0);
+            },
+            Err(e) => fail(
+                plan,
+                &format!("opening /dev/null: {}", std::io::Error::from(e)),
+            ),
+        }
+    }
+    let cwd = &plan.spec.process.cwd;
+    if let Err(msg) = rootfs::ensure_dir(cwd) {
+        fail(plan, &msg);
+    }
+    if let Err(e) = rustix::process::chdir(cwd.as_str()) {
+        fail(
+            plan,
+            &format!(
+                "entering the working directory {cwd}: {}",
+                std::io::Error::from(e)
+            ),
+        );
+    }
+    if let Err(msg) = plan.security.apply(&plan.spec.process.user) {
+        fail(plan, &msg);
+    }
+    exec(plan)
+}
+
+/// execve the command, looking a bare name up in the container's PATH.
+fn exec(plan: &ChildPlan) -> ! {
+    let Some(arg0) = plan.argv.first() else {
+        fail(
+            plan,
+            "no command to run: the image has no Entrypoint or Cmd; give one after the image name",
+        );
+    };
+    let name = arg0.to_string_lossy().into_owned();
+    let candidates: Vec<String> = if name.contains('/') {
+        vec![name.clone()]
+    } else {
+        plan.path
+            .iter()
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{}/{name}", d.trim_end_matches('/')))
+            .collect()
+    };
+    let mut worst: Option<Errno> = None;
+    for c in &candidates {
+        let Ok(path) = CString::new(c.as_bytes()) else {
+            continue;
+        };
+        let e = sys::execve(&path, &plan.argv, &plan.envp);
+        // Like execvp: remember that something was found but not runnable.
+        if e != Errno::NOENT && e != Errno::NOTDIR {
+            worst = Some(e);
+        }
+    }
+    match worst {
+        None => {
+            let where_ = if name.contains('/') {
+                String::new()
+            } else {
+                format!(" in PATH {}", plan.path.join(":"))
+            };
+            sys::write_stderr(&format!("hutch: {name}: command not found{where_}\n"));
+            sys::exit_now(EXIT_NOT_FOUND)
+        }
+        Some(e) => {
+            sys::write_stderr(&format!(
+                "hutch: {name}: cannot execute: {}\n",
+                std::io::Error::from(e)
+            ));
+            sys::exit_now(EXIT_NOT_EXECUTABLE)
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The launcher: executes a [`SandboxSpec`].
+//!
+//! 1. Fork a map helper, then `unshare(CLONE_NEWUSER | CLONE_NEWNS)`; the
+//!    helper, still outside, writes our uid/gid maps (`newuidmap` with a
+//!    subordinate range, or one id each). hutch is now root of its user
+//!    namespace, with a private mount namespace.
+//! 2. Mount the overlay (image layers + the container's upper dir) and
+//!    serve it from threads of this process.
+//! 3. Fork the relay → init → command chain (child.rs), which builds the
+//!    container's view and runs the command.
+//! 4. Forward signals (and with `-t` the terminal) until the relay exits,
+//!    then unmount and return the command's exit status.
+//!
+//! If hutch is killed, the kernel aborts the FUSE connection, the relay
+//! and init die with their parent (PDEATHSIG), and the PID namespace takes
+//! every container process with it: nothing is left behind.
+
+use super::child::{self, ChildPlan, FORWARDED};
+use super::pty;
+use super::security::Security;
+use super::spec::SandboxSpec;
+use super::sys::{self, Forked, SigSet};
+use crate::overlay::{OverlayConfig, mount_overlay};
+use crate::profile::NetworkMode;
+use anyhow::{Context, Result, bail};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
+    v.iter()
+        .map(|s| {
+            CString::new(s.as_bytes()).with_context(|| format!("{what} {s:?} contains a NUL byte"))
+        })
+        .collect()
+}
+
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(1)
+}
+
+fn read_all(fd: &OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = rustix::io::read(fd, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Enter a new user + mount namespace, with maps written by a helper
+/// process that stays outside.
+fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Result<()> {
+    let n = threads();
+    if n > 1 {
+        bail!(
+            "internal error: the launcher must be single-threaded before unsharing (it runs {n} threads)"
+        );
+    }
+    let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(std::io::Error::from)
+        .context("creating a pipe")?;
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let helper = match sys::fork()
+        .map_err(std::io::Error::from)
+        .context("forking the id map helper")?
+    {
+        Forked::Child => {
+            drop(go_w);
+            let mut b = [0u8; 1];
+            let ok = matches!(rustix::io::read(&go_r, &mut b), Ok(1));
+            if !ok {
+                sys::exit_now(1);
+            }
+            match super::idmap::write_maps(me, &spec.id_maps) {
+                Ok(()) => sys::exit_now(0),
+                Err(e) => {
+                    sys::write_fd(err_w.as_raw_fd(), format!("{e:#}").as_bytes());
+                    sys::exit_now(1)
+                }
+            }
+        }
+        Forked::Parent(p) => p,
+    };
+    drop(go_r);
+    // SAFETY: single-threaded (checked above); no CLONE_FILES.
+    let unshared = unsafe {
+        rustix::thread::unshare_unsafe(
+            rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
+        )
+    };
+    if let Err(e) = unshared {
+        drop(go_w);
+        let _ = sys::wait(helper, false);
+        return Err(std::io::Error::from(e)).context(
+            "creating a user namespace (unprivileged user namespaces may be disabled or \
+             restricted by AppArmor; `hutch check` says what to change)",
+        );
+    }
+    let _ = rustix::io::write(&go_w, b"x");
+    drop(go_w);
+    let status = sys::wait(helper, false)
+        .map_err(std::io::Error::from)
+        .context("waiting for the id map helper")?
+        .map(|(_, s)| s)
+        .unwrap_or(0);
+    if sys::exit_code(status) != 0 {
+        let _ = rustix::fs::fcntl_setfl(err_r, rustix::fs::OFlags::NONBLOCK);
+        let msg = read_all(err_r);
+        bail!("writing the user namespace's id maps: {}", msg.trim());
+    }
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::DOWNSTREAM
+            | rustix::mount::MountPropagationFlags::REC,
+    )
+    .map_err(std::io::Error::from)
+    .context("making hutch's mounts private")?;
+    Ok(())
+}
+
+/// Run the container described by `spec`; returns the command's exit
+/// status (128+N for a signal; 126/127 when it cannot be run). `etc_dir`
+/// holds the generated hosts, hostname and resolv.conf.
+pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
+    let own_netns = match spec.network {
+        NetworkMode::None => true,
+        NetworkMode::Host => false,
+        NetworkMode::Slirp => {
+            bail!("--network slirp is not available yet; use --network none or --network host")
+        }
+    };
+    let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(std::io::Error::from)
+        .context("creating a pipe")?;
+    let security = Security::prepare(spec)?;
+    // cgroup v2 limits, created while we are still outside the user
+    // namespace; the relay moves itself in before it unshares its cgroup
+    // namespace. Without a delegated cgroup the limits are skipped with a
+    // warning (rlimits and the profile's other rules still apply).
+    let limits = super::cgroup::CgroupLimits {
+        memory: spec.limits.memory,
+        pids: spec.limits.pids,
+        cpus: spec.limits.cpus,
+    };
+    let cgroup = match super::cgroup::create(&format!("hutch-{}", &spec.id[..12]), &limits) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hutch: warning: memory/pids/cpu limits not applied: {e:#}");
+            None
+        }
+    };
+    let cgroup_procs = match &cgroup {
+        Some(c) => Some(
+            CString::new(c.path().join("cgroup.procs").as_os_str().as_encoded_bytes())
+                .context("cgroup path")?,
+        ),
+        None => None,
+    };
+    enter_namespaces(spec, &err_w, &err_r)?;
+
+    // Signals to forward are blocked in every thread (the FUSE threads
+    // inherit the mask) and taken by one thread with sigwait.
+    let forwarded = SigSet::of(FORWARDED);
+    sys::block(&forwarded);
+
+    let mut cfg = OverlayConfig::new(
+        spec.rootfs.lowers.clone(),
+        spec.rootfs.upper.clone(),
+        spec.rootfs.work.clone(),
+    );
+    cfg.threads = None;
+    let mounted = mount_overlay(cfg, &spec.rootfs.mountpoint)
+        .context("mounting the container's root filesystem")?;
+
+    let pty = if spec.process.terminal {
+        Some(pty::open()?)
+    } else {
+        None
+    };
+    let path: Vec<String> = spec
+        .process
+        .env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(super::plan::DEFAULT_PATH)
+        .split(':')
+        .map(String::from)
+        .collect();
+    let plan = ChildPlan {
+        spec,
+        root: spec.rootfs.mountpoint.clone(),
+        etc_dir: etc_dir.to_path_buf(),
+        own_netns,
+        err_fd: err_w.as_raw_fd(),
+        tty: match &pty {
+            Some(p) => Some(p.terminal.try_clone().context("duplicating the pty")?),
+            None => None,
+        },
+        launcher_pid: rustix::process::getpid().as_raw_nonzero().get(),
+        argv: cstrings(&spec.process.args, "argument")?,
+        envp: cstrings(&spec.process.env, "environment variable")?,
+        path,
+        security,
+        cgroup_procs,
+    };
+    let relay = match sys::fork()
+        .map_err(std::io::Error::from)
+        .context("starting the container")?
+    {
+        Forked::Child => child::relay(&plan),
+        Forked::Parent(p) => p,
+    };
+    drop(plan);
+    drop(err_w);
+    let raw = pty.as_ref().map(|_| pty::RawMode::enter());
+    let output = match &pty {
+        Some(p) => Some(pty::relay(&p.controller)?),
+        None => None,
+    };
+    let resize_target = match &pty {
+        Some(p) => Some(p.controller.try_clone().context("duplicating the pty")?),
+        None => None,
+    };
+    std::thread::Builder::new()
+        .name("hutch-signals".into())
+        .spawn(move || {
+            loop {
+                let sig = sys::wait_signal(&forwarded);
+                if sig == libc::SIGWINCH {
+                    if let Some(c) = &resize_target {
+                        let size = rustix::termios::tcgetwinsize(rustix::stdio::stdin());
+                        if let Ok(size) = size {
+                            let _ = rustix::termios::tcsetwinsize(c.as_fd(), size);
+                        }
+                    }
+                    continue;
+                }
+                sys::kill(relay, sig);
+            }
+        })
+        .context("starting the signal relay")?;
+    let status = sys::wait(relay, false)
+        .map_err(std::io::Error::from)
+        .context("waiting for the container")?
+        .map(|(_, s)| s)
+        .unwrap_or(0);
+    if let Some(p) = pty {
+        drop(p.terminal);
+        if let Some(out) = output {
+            let _ = out.join();
+        }
+        drop(p.controller);
+    }
+    drop(raw);
+    let _ = rustix::fs::fcntl_setfl(&err_r, rustix::fs::OFlags::NONBLOCK);
+    let msg = read_all(&err_r);
+    let unmounted = mounted.unmount();
+    if !msg.is_empty() {
+        bail!("starting the container: {}", msg.trim());
+    }
+    unmounted?;
+    drop(cgroup);
+    Ok(sys::exit_code(status))
+}

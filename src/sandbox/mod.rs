@@ -1,0 +1,29 @@
+//! The launcher of `hutch run`: from a [`spec::SandboxSpec`] to a process
+//! in its own user, mount, PID, UTS, IPC, cgroup and network namespaces on
+//! hutch's overlay filesystem.
+//!
+//! * `plan`: image config + profile + flags → `SandboxSpec` (`spec`).
+//! * `users`: `-u` names from the image's /etc/passwd and /etc/group.
+//! * `idmap`: uid/gid maps (newuidmap with a subordinate range, or one id).
+//! * `launch`: namespaces, the overlay mount, signals, the terminal.
+//! * `child`: the relay → init → command processes.
+//! * `rootfs`: /proc, /dev, /sys, mounts, masked paths, pivot_root.
+//! * `security`: the order in which the boundary is applied, using
+//!   `caps`, `rlimits`, `landlock`, `seccomp`; `cgroup` for limits.
+//! * `pty`, `sys`: the terminal and the raw syscall wrappers.
+
+pub mod caps;
+pub mod cgroup;
+mod child;
+pub mod idmap;
+pub mod landlock;
+pub mod launch;
+pub mod plan;
+mod pty;
+pub mod rlimits;
+mod rootfs;
+pub mod seccomp;
+mod security;
+pub mod spec;
+mod sys;
+pub mod users;

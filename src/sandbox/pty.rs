@@ -1,0 +1,120 @@
+//! `-t`: a pseudo-terminal for the container, relayed to hutch's own
+//! terminal in raw mode, with window size changes passed on.
+
+use anyhow::{Context, Result};
+use rustix::termios::{OptionalActions, Termios};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+pub struct Pty {
+    pub controller: OwnedFd,
+    pub terminal: OwnedFd,
+}
+
+/// A new pty pair with the window size of hutch's terminal (80x24 when
+/// hutch has none).
+pub fn open() -> Result<Pty> {
+    use rustix::pty::OpenptFlags;
+    let controller =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+            .map_err(std::io::Error::from)
+            .context("opening /dev/ptmx for -t")?;
+    rustix::pty::grantpt(&controller)
+        .and_then(|()| rustix::pty::unlockpt(&controller))
+        .map_err(std::io::Error::from)
+        .context("unlocking the pty")?;
+    let name = rustix::pty::ptsname(&controller, Vec::new())
+        .map_err(std::io::Error::from)
+        .context("naming the pty")?;
+    let terminal = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("opening {}", name.to_string_lossy()))?;
+    let pty = Pty {
+        controller,
+        terminal,
+    };
+    pty.resize();
+    Ok(pty)
+}
+
+impl Pty {
+    /// Copy hutch's terminal size to the container's pty.
+    pub fn resize(&self) {
+        let size = rustix::termios::tcgetwinsize(rustix::stdio::stdin()).unwrap_or(
+            rustix::termios::Winsize {
+                ws_row: 24,
+                ws_col: 80,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+        );
+        let _ = rustix::termios::tcsetwinsize(&self.controller, size);
+    }
+}
+
+/// hutch's terminal in raw mode until dropped.
+pub struct RawMode {
+    saved: Option<Termios>,
+}
+
+impl RawMode {
+    pub fn enter() -> RawMode {
+        let stdin = rustix::stdio::stdin();
+        let Ok(saved) = rustix::termios::tcgetattr(stdin) else {
+            return RawMode { saved: None };
+        };
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let _ = rustix::termios::tcsetattr(stdin, OptionalActions::Now, &raw);
+        RawMode { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = rustix::termios::tcsetattr(rustix::stdio::stdin(), OptionalActions::Now, t);
+        }
+    }
+}
+
+fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
+    let mut buf = [0u8; 16384];
+    match rustix::io::read(from, &mut buf) {
+        Ok(0) => false,
+        Ok(n) => {
+            let mut off = 0;
+            while off < n {
+                match rustix::io::write(to, &buf[off..n]) {
+                    Ok(w) => off += w,
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => return false,
+                }
+            }
+            true
+        }
+        Err(rustix::io::Errno::INTR) => true,
+        Err(_) => false,
+    }
+}
+
+/// Relay stdin → pty (background thread, ends with hutch) and pty →
+/// stdout (the returned thread ends when the container side closes).
+pub fn relay(controller: &OwnedFd) -> Result<std::thread::JoinHandle<()>> {
+    let input = controller.try_clone().context("duplicating the pty fd")?;
+    std::thread::Builder::new()
+        .name("hutch-tty-in".into())
+        .spawn(move || while copy(rustix::stdio::stdin(), input.as_fd()) {})
+        .context("starting the terminal input relay")?;
+    let output = controller.try_clone().context("duplicating the pty fd")?;
+    std::thread::Builder::new()
+        .name("hutch-tty-out".into())
+        .spawn(move || {
+            while copy(output.as_fd(), rustix::stdio::stdout()) {}
+            let _ = output.as_raw_fd();
+        })
+        .context("starting the terminal output relay")
+}

@@ -1,0 +1,163 @@
+//! `SandboxSpec`: the fully resolved, serialisable description of one run.
+//!
+//! Image config + profile + command-line flags are merged into a spec by
+//! `plan.rs`; the launcher (`launch.rs`) only executes a spec. `hutch run
+//! --dry-run` prints it as JSON, which makes runs explainable and testable
+//! without starting anything.
+
+use crate::profile::NetworkMode;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxSpec {
+    /// Container ID (64 hex digits).
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it, and what it resolved to (a
+    /// manifest digest, or `host`).
+    pub image: String,
+    pub image_id: String,
+    /// Profile name and where it came from.
+    pub profile: String,
+    pub rootfs: RootfsSpec,
+    pub process: ProcessSpec,
+    pub hostname: String,
+    pub id_maps: IdMaps,
+    /// Mounts on top of the root filesystem, in order.
+    pub mounts: Vec<MountSpec>,
+    pub network: NetworkMode,
+    pub security: SecuritySpec,
+    pub limits: LimitsSpec,
+    /// Remove the container when it exits (`--rm`).
+    pub remove: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RootfsSpec {
+    /// Read-only layers, top first.
+    pub lowers: Vec<PathBuf>,
+    /// The container's writable layer and its scratch dir.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where hutch mounts the overlay in its private mount namespace.
+    pub mountpoint: PathBuf,
+    pub read_only: bool,
+    /// The lower is the host's own root: hide the host's home and runtime
+    /// directories (`/home`, `/root`, `/run`, `/tmp`, `/var/tmp`) behind
+    /// empty tmpfs mounts unless the profile mounts them.
+    pub host: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessSpec {
+    /// argv; `args[0]` is looked up in the container's `PATH` when it has
+    /// no '/'.
+    pub args: Vec<String>,
+    /// `KEY=VALUE`.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: UserSpec,
+    /// `-t`: a pseudo-terminal.
+    pub terminal: bool,
+    /// `-i`: keep stdin open (without it the command's stdin is /dev/null).
+    pub stdin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserSpec {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// For messages only.
+    pub name: String,
+}
+
+/// One line of a uid or gid map: ids `inside..inside+count` in the
+/// container are `outside..outside+count` on the host.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdMap {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IdMaps {
+    pub uid: Vec<IdMap>,
+    pub gid: Vec<IdMap>,
+    /// Written by `newuidmap`/`newgidmap` (a subordinate id range), or by
+    /// hutch itself (one id each, setgroups denied).
+    pub helper: bool,
+}
+
+impl IdMaps {
+    /// Whether container uid `id` exists in this mapping.
+    pub fn maps_uid(&self, id: u32) -> bool {
+        self.uid
+            .iter()
+            .any(|m| id >= m.inside && (id - m.inside) < m.count)
+    }
+
+    pub fn maps_gid(&self, id: u32) -> bool {
+        self.gid
+            .iter()
+            .any(|m| id >= m.inside && (id - m.inside) < m.count)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum MountSpec {
+    /// A host path (file or directory) bound into the container.
+    Bind {
+        source: PathBuf,
+        destination: String,
+        read_only: bool,
+    },
+    /// A fresh tmpfs; `options` as for mount(8) (`size=64m,mode=1777`).
+    Tmpfs {
+        destination: String,
+        options: String,
+    },
+}
+
+impl MountSpec {
+    pub fn destination(&self) -> &str {
+        match self {
+            MountSpec::Bind { destination, .. } | MountSpec::Tmpfs { destination, .. } => {
+                destination
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SecuritySpec {
+    /// `default`, `strict` or `unconfined`.
+    pub seccomp: String,
+    /// Capabilities kept in the bounding, permitted and effective sets
+    /// (for root in the container; a non-root user gets none).
+    pub capabilities: Vec<String>,
+    /// Always on: setuid binaries and file capabilities cannot gain
+    /// privileges.
+    pub no_new_privs: bool,
+    /// Landlock path rules (container paths), when enabled.
+    pub landlock: Option<LandlockSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LandlockSpec {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LimitsSpec {
+    pub nofile: Option<u64>,
+    pub nproc: Option<u64>,
+    pub core: Option<u64>,
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
+}

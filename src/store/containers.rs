@@ -1,0 +1,394 @@
+//! Containers in the store: `containers/<id>/`.
+//!
+//! ```text
+//! containers/<id>/state.json   ContainerState (written atomically)
+//! containers/<id>/running.lock held (flock) by the hutch process that runs
+//!                              the container and by the container's init,
+//!                              so a killed hutch is noticed without pids
+//! containers/<id>/upper/       the overlay's writable layer
+//! containers/<id>/work/        its scratch dir
+//! containers/<id>/rootfs/      mount point (the mount exists only inside
+//!                              the container's own mount namespace)
+//! containers/<id>/etc/         hosts, hostname, resolv.conf given to it
+//! ```
+//!
+//! Names are unique; creating and removing take `locks/containers.lock`.
+//! The image a container was made from stays in the store (`prune` keeps
+//! the layers of every container's image) until the container is removed.
+
+use super::{Store, write_atomic};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub name: String,
+    /// The image as named, and its manifest digest (or `host`).
+    pub image: String,
+    pub image_id: String,
+    /// DiffIDs of the image's layers (kept by `prune`).
+    pub layers: Vec<String>,
+    pub command: Vec<String>,
+    pub profile: String,
+    /// RFC 3339.
+    pub created: String,
+    pub status: Status,
+    /// The hutch process serving the container, while it runs.
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub finished: Option<String>,
+}
+
+/// A container as `ps` shows it: its state, corrected by whether anyone
+/// still holds its lock.
+#[derive(Debug, Clone)]
+pub struct ContainerInfo {
+    pub state: ContainerState,
+    pub alive: bool,
+}
+
+impl ContainerInfo {
+    /// `running`, `exited (N)`, `created`, or `killed` (hutch died while
+    /// the container ran, so there is no exit code).
+    pub fn status_text(&self) -> String {
+        match (self.state.status, self.alive) {
+            (_, true) => "running".into(),
+            (Status::Running, false) => "killed".into(),
+            (Status::Created, false) => "created".into(),
+            (Status::Exited, false) => match self.state.exit_code {
+                Some(c) => format!("exited ({c})"),
+                None => "exited".into(),
+            },
+        }
+    }
+}
+
+/// The lock a running container holds; dropping it marks it stopped.
+#[derive(Debug)]
+pub struct RunningLock {
+    _file: File,
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A fresh random container ID (64 hex digits).
+pub fn new_id() -> Result<String> {
+    let mut b = [0u8; 32];
+    rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty())
+        .map_err(std::io::Error::from)
+        .context("reading random bytes for a container ID")?;
+    Ok(hex::encode(b))
+}
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lively",
+    "lucky", "merry", "nimble", "proud", "quick", "quiet", "sharp", "snug", "swift", "witty",
+];
+const ANIMALS: &[&str] = &[
+    "badger", "beaver", "bunny", "ferret", "fox", "gopher", "hamster", "hare", "hedgehog",
+    "lemming", "marmot", "mole", "otter", "pika", "rabbit", "squirrel", "stoat", "vole", "weasel",
+    "wombat",
+];
+
+/// A readable name from the ID's bytes (`quick_otter`), with a suffix when
+/// taken.
+fn generated_name(id: &str, taken: &dyn Fn(&str) -> bool) -> String {
+    let b = hex::decode(&id[..8]).unwrap_or_else(|_| vec![0; 4]);
+    let base = format!(
+        "{}_{}",
+        ADJECTIVES[b[0] as usize % ADJECTIVES.len()],
+        ANIMALS[b[1] as usize % ANIMALS.len()]
+    );
+    if !taken(&base) {
+        return base;
+    }
+    (2..)
+        .map(|n| format!("{base}{n}"))
+        .find(|n| !taken(n))
+        .unwrap_or(base)
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 128
+}
+
+impl Store {
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    fn container_lock(&self) -> Result<super::StoreLock> {
+        super::StoreLock::exclusive(&self.lock_path("containers"))
+    }
+
+    /// Every container, newest first.
+    pub fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
+        let dir = self.containers_dir();
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for e in entries {
+            let e = e.with_context(|| format!("listing {}", dir.display()))?;
+            let path = e.path().join("state.json");
+            // A directory without a state file is a container being created
+            // or removed: not listed.
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let state: ContainerState = serde_json::from_slice(&bytes).with_context(|| {
+                format!("reading {}: not a container state file", path.display())
+            })?;
+            let alive = is_locked(&e.path().join("running.lock"));
+            out.push(ContainerInfo { state, alive });
+        }
+        out.sort_by(|a, b| b.state.created.cmp(&a.state.created));
+        Ok(out)
+    }
+
+    /// A container by full ID, unique ID prefix or name.
+    pub fn find_container(&self, key: &str) -> Result<ContainerInfo> {
+        let all = self.list_containers()?;
+        if let Some(c) = all
+            .iter()
+            .find(|c| c.state.name == key || c.state.id == key)
+        {
+            return Ok(c.clone());
+        }
+        let hits: Vec<_> = all
+            .iter()
+            .filter(|c| key.len() >= 3 && c.state.id.starts_with(key))
+            .collect();
+        match hits.len() {
+            1 => Ok(hits[0].clone()),
+            0 => bail!("no container {key:?}; `hutch ps -a` lists them"),
+            n => bail!("{key:?} matches {n} containers; give more of the ID"),
+        }
+    }
+
+    /// Make a new container's directory and state (status `created`) and
+    /// take its running lock. `name`: the user's, or generated.
+    pub fn create_container(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        fill: impl FnOnce(&str) -> ContainerState,
+    ) -> Result<(ContainerState, RunningLock)> {
+        let _guard = self.container_lock()?;
+        let existing = self.list_containers()?;
+        let taken = |n: &str| existing.iter().any(|c| c.state.name == n);
+        let name = match name {
+            Some(n) => {
+                if !valid_name(n) {
+                    bail!(
+                        "--name {n:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+                    );
+                }
+                if taken(n) {
+                    bail!(
+                        "the name {n:?} is in use by a container; `hutch rm {n}` removes it, or pick another --name"
+                    );
+                }
+                n.to_string()
+            }
+            None => generated_name(id, &taken),
+        };
+        let dir = self.container_dir(id);
+        for sub in ["upper", "work", "rootfs", "etc"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        }
+        let lock = lock_running(&dir.join("running.lock"))?;
+        let state = fill(&name);
+        self.save_container(&state)?;
+        Ok((state, lock))
+    }
+
+    pub fn save_container(&self, state: &ContainerState) -> Result<()> {
+        let path = self.container_dir(&state.id).join("state.json");
+        let bytes = serde_json::to_vec_pretty(state).context("encoding a container state")?;
+        write_atomic(&path, &bytes)
+    }
+
+    /// Remove a stopped container; with `force`, stop a running one first
+    /// (SIGKILL to the hutch process that serves it).
+    pub fn remove_container(&self, key: &str, force: bool) -> Result<ContainerState> {
+        let c = self.find_container(key)?;
+        let dir = self.container_dir(&c.state.id);
+        if c.alive {
+            if !force {
+                bail!(
+                    "container {} is running; stop it first or use `hutch rm -f {}`",
+                    c.state.name,
+                    c.state.name
+                );
+            }
+            if let Some(pid) = c.state.pid {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid).context("bad pid in state")?,
+                    rustix::process::Signal::KILL,
+                );
+            }
+            // Wait (up to 10 s) for the lock to be released.
+            let lock = dir.join("running.lock");
+            let t0 = std::time::Instant::now();
+            while is_locked(&lock) {
+                if t0.elapsed() > std::time::Duration::from_secs(10) {
+                    bail!("container {} did not stop after SIGKILL", c.state.name);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        let _guard = self.container_lock()?;
+        // Rename first so a crash midway leaves no half container listed.
+        let doomed = self.tmp_path("container");
+        std::fs::rename(&dir, &doomed).with_context(|| format!("removing {}", dir.display()))?;
+        remove_tree(&doomed)?;
+        Ok(c.state)
+    }
+
+    /// DiffIDs of the layers of every container's image (kept by gc).
+    pub fn container_layers(&self) -> Result<Vec<String>> {
+        Ok(self
+            .list_containers()?
+            .into_iter()
+            .flat_map(|c| c.state.layers)
+            .collect())
+    }
+}
+
+fn lock_running(path: &Path) -> Result<RunningLock> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.try_lock()
+        .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
+    Ok(RunningLock { _file: file })
+}
+
+/// Whether some process holds the lock at `path`.
+fn is_locked(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(_) => false,
+    }
+}
+
+/// Remove a directory tree, first giving its directories owner rwx on disk
+/// (a container may leave a mode-000 directory behind).
+pub fn remove_tree(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(p: &Path) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(p)?;
+        if !meta.is_dir() {
+            return std::fs::remove_file(p);
+        }
+        if meta.permissions().mode() & 0o700 != 0o700 {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))?;
+        }
+        for e in std::fs::read_dir(p)? {
+            walk(&e?.path())?;
+        }
+        std::fs::remove_dir(p)
+    }
+    match walk(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web-1") && valid_name("a") && valid_name("x.y_z"));
+        assert!(!valid_name("") && !valid_name("-x") && !valid_name("a/b") && !valid_name("a b"));
+        let id = "00010000";
+        let n = generated_name(id, &|_| false);
+        assert_eq!(n, "brave_beaver");
+        let n2 = generated_name(id, &|n| n == "brave_beaver");
+        assert_eq!(n2, "brave_beaver2");
+    }
+
+    #[test]
+    fn create_list_find_remove() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path().join("s")).unwrap();
+        let id = new_id().unwrap();
+        let fill = |name: &str| ContainerState {
+            id: id.clone(),
+            name: name.to_string(),
+            image: "busybox".into(),
+            image_id: "sha256:00".into(),
+            layers: vec!["sha256:aa".into()],
+            command: vec!["true".into()],
+            profile: "default".into(),
+            created: now_rfc3339(),
+            status: Status::Created,
+            pid: None,
+            exit_code: None,
+            finished: None,
+        };
+        let (st, lock) = store.create_container(&id, Some("one"), fill).unwrap();
+        assert_eq!(st.name, "one");
+        let c = store.find_container("one").unwrap();
+        assert!(c.alive, "the running lock is held");
+        assert!(store.find_container(&id[..6]).is_ok());
+        assert!(
+            store
+                .create_container(&new_id().unwrap(), Some("one"), |_| unreachable!())
+                .unwrap_err()
+                .to_string()
+                .contains("in use")
+        );
+        assert!(store.remove_container("one", false).is_err(), "running");
+        drop(lock);
+        let c = store.find_container("one").unwrap();
+        assert!(!c.alive);
+        assert_eq!(c.status_text(), "created");
+        std::fs::create_dir_all(store.container_dir(&id).join("upper/locked/inner")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            store.container_dir(&id).join("upper/locked"),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        store.remove_container("one", false).unwrap();
+        assert!(!store.container_dir(&id).exists());
+        assert!(store.find_container("one").is_err());
+    }
+}
