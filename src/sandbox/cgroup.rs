@@ -39,7 +39,7 @@ const SUPERVISOR_LEAF: &str = "hutch-supervisor";
 
 const HOW_TO: &str = "start hutch in a delegated cgroup of its own from a systemd user session, \
                       e.g. `systemd-run --user --scope -p Delegate=yes hutch run ...`, or run \
-                      without --memory/--pids/--cpus limits";
+                      with a profile that sets no memory/pids/cpus [limits]";
 
 /// Limits for the container's cgroup; `None` leaves a resource alone.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub enum CgroupError {
     #[error(
         "cgroup limits need the unified cgroup v2 hierarchy, and this system uses cgroup v1 \
          ({reason}); boot with systemd.unified_cgroup_hierarchy=1 (the default of current \
-         distributions), or run without --memory/--pids/--cpus limits"
+         distributions), or run with a profile that sets no memory/pids/cpus [limits]"
     )]
     NotV2 { reason: String },
     #[error(
