@@ -139,6 +139,7 @@ pub fn relay(plan: &ChildPlan) -> ! {
 fn init(plan: &ChildPlan) -> ! {
     // The relay is outside our PID namespace: getppid() is 0 here.
     die_with_parent(plan, None);
+    sys::set_process_title("hutch-init");
     let all = SigSet::full();
     sys::block(&all);
     if let Err(msg) = rootfs::setup(plan.spec, &plan.root, &plan.etc_dir, plan.own_netns) {

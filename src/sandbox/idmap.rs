@@ -148,12 +148,23 @@ pub fn write_maps(pid: i32, maps: &IdMaps) -> Result<()> {
     if maps.helper {
         let (nu, ng) = privileged_helpers()
             .context("newuidmap/newgidmap are gone or lost their privileges")?;
+        // Both at once: each is a setuid exec of a few milliseconds.
+        let mut running = Vec::new();
         for (tool, m) in [(&nu, &maps.uid), (&ng, &maps.gid)] {
-            let out = Command::new(tool)
+            let child = Command::new(tool)
                 .arg(pid.to_string())
                 .args(map_args(m))
-                .output()
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .with_context(|| format!("running {}", tool.display()))?;
+            running.push((tool, m, child));
+        }
+        for (tool, m, child) in running {
+            let out = child
+                .wait_with_output()
+                .with_context(|| format!("waiting for {}", tool.display()))?;
             if !out.status.success() {
                 bail!(
                     "{} {pid} {} failed: {} (check /etc/subuid and /etc/subgid; `hutch check` tells)",

@@ -167,7 +167,11 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         ),
         None => None,
     };
+    tracing::debug!("launch: prepared");
+    tracing::debug!("launch: prepared");
     enter_namespaces(spec, &err_w, &err_r)?;
+    tracing::debug!("launch: in the user namespace");
+    tracing::debug!("launch: in the user namespace");
 
     // Signals to forward are blocked in every thread (the FUSE threads
     // inherit the mask) and taken by one thread with sigwait.
@@ -182,6 +186,8 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     cfg.threads = None;
     let mounted = mount_overlay(cfg, &spec.rootfs.mountpoint)
         .context("mounting the container's root filesystem")?;
+    tracing::debug!("launch: overlay mounted");
+    tracing::debug!("launch: overlay mounted");
 
     let pty = if spec.process.terminal {
         Some(pty::open()?)
@@ -250,6 +256,8 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
             }
         })
         .context("starting the signal relay")?;
+    tracing::debug!("launch: container started");
+    tracing::debug!("launch: container started");
     let status = sys::wait(relay, false)
         .map_err(std::io::Error::from)
         .context("waiting for the container")?
@@ -265,7 +273,10 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     drop(raw);
     let _ = rustix::fs::fcntl_setfl(&err_r, rustix::fs::OFlags::NONBLOCK);
     let msg = read_all(&err_r);
+    tracing::debug!("launch: container exited");
+    tracing::debug!("launch: container exited");
     let unmounted = mounted.unmount();
+    tracing::debug!("launch: overlay unmounted");
     if !msg.is_empty() {
         bail!("starting the container: {}", msg.trim());
     }

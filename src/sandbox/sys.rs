@@ -196,6 +196,45 @@ pub fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> Errno {
     Errno::from_raw_os_error(last_errno())
 }
 
+/// Rename the calling process as `ps` shows it: the thread name and the
+/// command line (which for the container's init would otherwise be hutch's
+/// own, with host paths). The argument area is overwritten in place, as
+/// setproctitle does; the process must not read its argv afterwards.
+pub fn set_process_title(title: &str) {
+    if let Ok(name) = CString::new(title) {
+        let _ = rustix::thread::set_name(&name);
+    }
+    // Fields 48 and 49 of /proc/self/stat: start and end of the argv area.
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some(after_comm) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return;
+    };
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    // after_comm starts at field 3.
+    let (Some(start), Some(end)) = (
+        fields.get(48 - 3).and_then(|f| f.parse::<usize>().ok()),
+        fields.get(49 - 3).and_then(|f| f.parse::<usize>().ok()),
+    ) else {
+        return;
+    };
+    if end <= start + 1 {
+        return;
+    }
+    let len = end - start;
+    let t = title.as_bytes();
+    let n = t.len().min(len - 1);
+    // SAFETY: [start, end) is this process's own argv area, mapped and
+    // writable (it is on the initial stack); nothing holds references into
+    // it (hutch never keeps argv pointers), and we write only within it.
+    unsafe {
+        let p = start as *mut u8;
+        std::ptr::write_bytes(p, 0, len);
+        std::ptr::copy_nonoverlapping(t.as_ptr(), p, n);
+    }
+}
+
 /// Set IFF_UP on interface `name` (e.g. "lo").
 pub fn interface_up(name: &str) -> Result<(), Errno> {
     let sock = rustix::net::socket(
