@@ -582,3 +582,43 @@ fn debian_owners_with_and_without_a_subuid_range() {
         "with one id"
     );
 }
+
+/// The `dev` profile: the current directory at the same path, as the
+/// working directory, and the user's own uid/gid inside (keep-id), so files
+/// made inside belong to the user on the host.
+#[test]
+fn dev_profile_mounts_the_project_and_keeps_the_user() {
+    let st = busybox();
+    let proj = st.tmp().join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    std::fs::write(proj.join("Makefile"), "all:\n").unwrap();
+    let out = st
+        .hutch()
+        .current_dir(&proj)
+        .args([
+            "run",
+            "--rm",
+            "--profile",
+            "dev",
+            "busybox",
+            "sh",
+            "-c",
+            "pwd; id -u; id -g; ls; echo built > out.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    assert_eq!(
+        text(&out),
+        format!("{}\n{uid}\n{gid}\nMakefile\n", proj.display())
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(proj.join("out.txt")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (uid, gid),
+        "owned by the user on the host"
+    );
+}
