@@ -44,6 +44,9 @@ const COPY_LOCK_STRIPES: usize = 64;
 const OVERLAY_XATTR_PREFIX: &[u8] = b"user.overlay.";
 pub(crate) const ESCAPED_OVERLAY_XATTR_PREFIX: &[u8] = b"user.overlay.overlay.";
 
+/// Largest lower file [`OverlayFs::prefetch`] pushes into the page cache.
+pub const PREFETCH_MAX: u64 = 16 << 20;
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -1724,6 +1727,53 @@ impl OverlayFs {
             )?
         };
         Ok((self.add_file(node, fd, write), write))
+    }
+
+    /// Push node `id`'s data to `store` when it is a regular file of a
+    /// read-only layer that looks executable (x bits, or `.so` in its name)
+    /// and is at most [`PREFETCH_MAX`] bytes. `store` runs with the file's
+    /// copy lock held, so no copy-up (and so no write through this mount)
+    /// can come in between and be overwritten by the stored lower data.
+    pub fn prefetch(&self, id: u64, store: impl FnOnce(&[u8])) -> Res<()> {
+        let node = self.node(id)?;
+        let s = node.snapshot();
+        if s.is_upper() || s.unlinked || s.dtype != FileType::RegularFile {
+            return Ok(());
+        }
+        let attr = {
+            let _ns = rlock(&self.ns);
+            self.attr_locked(&node)?
+        };
+        let name = s.path.rsplit(|b| *b == b'/').next().unwrap_or_default();
+        let looks_exec = attr.perm & 0o111 != 0 || name.windows(3).any(|w| w == b".so");
+        if !looks_exec || attr.size == 0 || attr.size > PREFETCH_MAX {
+            return Ok(());
+        }
+        let _g = self.copy_lock(s.key);
+        let fd = {
+            let _ns = rlock(&self.ns);
+            let s = node.snapshot();
+            if s.is_upper() || s.unlinked {
+                return Ok(());
+            }
+            rustix::fs::openat(
+                self.layers.fd(s.top())?,
+                s.path.as_slice(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?
+        };
+        let mut data = vec![0u8; attr.size as usize];
+        let mut off = 0;
+        while off < data.len() {
+            match rustix::io::pread(&fd, &mut data[off..], off as u64)? {
+                0 => break,
+                n => off += n,
+            }
+        }
+        data.truncate(off);
+        store(&data);
+        Ok(())
     }
 
     /// `create(2)`: make a regular file and open it.

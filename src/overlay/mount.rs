@@ -164,14 +164,18 @@ pub fn mount_overlay(cfg: OverlayConfig, mountpoint: &Path) -> Result<MountedOve
     config.n_threads = Some(cfg.threads.unwrap_or_else(default_threads).max(1));
     config.clone_fd = true;
     let fs = Arc::new(fs);
+    let notifier = Arc::new(std::sync::OnceLock::new());
     let fuse = Fuse {
         fs: fs.clone(),
+        notifier: notifier.clone(),
+        prefetched: std::sync::Mutex::new(std::collections::HashSet::new()),
         writeback: cfg.writeback,
         stats: super::fuse::Stats::new(),
     };
     let session = Session::from_fd(fuse, dev, SessionACL::All, config)
         .and_then(|s| {
             start_invalidator(&fs, s.notifier())?;
+            let _ = notifier.set(s.notifier());
             s.spawn()
         })
         .inspect_err(|_| {

@@ -16,7 +16,7 @@
 //! The image a container was made from stays in the store (`prune` keeps
 //! the layers of every container's image) until the container is removed.
 
-use super::{Store, write_atomic};
+use super::{Store, write_replace_nosync};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -231,7 +231,7 @@ impl Store {
     pub fn save_container(&self, state: &ContainerState) -> Result<()> {
         let path = self.container_dir(&state.id).join("state.json");
         let bytes = serde_json::to_vec_pretty(state).context("encoding a container state")?;
-        write_atomic(&path, &bytes)
+        write_replace_nosync(&path, &bytes)
     }
 
     /// Remove a stopped container; with `force`, stop a running one first

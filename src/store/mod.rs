@@ -114,6 +114,18 @@ pub(crate) fn unique_name(what: &str) -> String {
 
 /// Write `data` to `path` atomically: a temp file beside it, fsync, rename.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_replace(path, data, true)
+}
+
+/// Like [`write_atomic`] but without the fsync: readers see the old or the
+/// new content, and after a power loss the file may be lost. For state
+/// that is cheap to lose (a container's status), where an fsync per
+/// `hutch run` would cost milliseconds.
+pub(crate) fn write_replace_nosync(path: &Path, data: &[u8]) -> Result<()> {
+    write_replace(path, data, false)
+}
+
+fn write_replace(path: &Path, data: &[u8], sync: bool) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()
@@ -122,7 +134,9 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

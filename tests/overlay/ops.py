@@ -1106,6 +1106,14 @@ def file_apis(r):
             os.close(fd)
     r.do("o_direct_read_lower", ["data/big"], direct_read_lower)
 
+    # An executable of a lower layer is pushed into the page cache at its
+    # first open for reading (hutch's prefetch); a later write must win.
+    r.read("modes/m755")
+    r.append("modes/m755", b"appended after a read-only open")
+    r.read("modes/m755")
+    r.mmap_write("modes/m755", 2, b"XY")
+    r.read("modes/m755")
+
 
 @scenario
 def truncate_lower(r):
