@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod error;
 pub mod image;
+pub mod net;
 pub mod overlay;
 pub mod profile;
 pub mod sandbox;

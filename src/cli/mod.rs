@@ -69,7 +69,7 @@ enum Command {
     /// Remove blobs and unpacked layers that no image uses
     Prune(images::PruneArgs),
     /// Run a command in a new container
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List containers
     Ps(containers::PsArgs),
     /// Remove containers
@@ -126,7 +126,7 @@ pub fn main() -> i32 {
         Command::History(a) => images::history(a, open_store(&cli.root)),
         Command::Rollback(a) => images::rollback(a, open_store(&cli.root)),
         Command::Prune(a) => images::prune(a, open_store(&cli.root)),
-        Command::Run(a) => run::run(a, open_store(&cli.root)),
+        Command::Run(a) => run::run(*a, open_store(&cli.root)),
         Command::Ps(a) => containers::ps(a, open_store(&cli.root)),
         Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),

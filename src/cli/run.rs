@@ -73,9 +73,15 @@ pub struct RunArgs {
     /// The container's hostname (default: its name)
     #[arg(short = 'h', long)]
     hostname: Option<String>,
-    /// Network mode: none (loopback only) or host
+    /// Network mode: slirp (userspace network), none (loopback only) or host
     #[arg(long, value_name = "MODE")]
     network: Option<String>,
+    /// Publish a container port: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp] (slirp)
+    #[arg(short, long = "publish", value_name = "[IP:]HOST:CTR")]
+    publish: Vec<String>,
+    /// MTU of the container's eth0 with --network slirp [default: 65520]
+    #[arg(long, value_name = "BYTES")]
+    mtu: Option<u32>,
     /// Profile: a name (built-in or ~/.config/hutch/profiles/NAME.toml) or a path
     #[arg(long, default_value = profile::DEFAULT_PROFILE)]
     profile: String,
@@ -99,7 +105,7 @@ fn network(s: &str) -> Result<NetworkMode> {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
         "slirp" | "slirp4netns" | "pasta" => NetworkMode::Slirp,
-        _ => bail!("--network {s:?}: use none or host"),
+        _ => bail!("--network {s:?}: use slirp, none or host"),
     })
 }
 
@@ -127,6 +133,8 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         read_only: a.read_only,
         hostname: a.hostname,
         network: a.network.as_deref().map(network).transpose()?,
+        publish: a.publish,
+        mtu: a.mtu,
         profile: Some(a.profile),
     };
     let id = new_id()?;

@@ -24,7 +24,7 @@ use super::sys::{self, Forked, SigSet};
 use crate::error::{EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
 use rustix::io::Errno;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -50,6 +50,8 @@ pub struct ChildPlan<'a> {
     pub security: Security,
     /// `cgroup.procs` of the container's cgroup, when it has limits.
     pub cgroup_procs: Option<CString>,
+    /// With `--network slirp`: the socket on which init sends the TAP fd.
+    pub net_sock: Option<OwnedFd>,
 }
 
 /// Signals hutch and the relay forward to the container.
@@ -123,6 +125,9 @@ pub fn relay(plan: &ChildPlan) -> ! {
     if let Some(tty) = &plan.tty {
         sys::close_inherited(tty.as_raw_fd());
     }
+    if let Some(sock) = &plan.net_sock {
+        sys::close_inherited(sock.as_raw_fd());
+    }
     loop {
         let sig = sys::wait_signal(&set);
         if sig == libc::SIGCHLD {
@@ -142,6 +147,21 @@ fn init(plan: &ChildPlan) -> ! {
     sys::set_process_title("hutch-init");
     let all = SigSet::full();
     sys::block(&all);
+    // eth0 is made before pivot_root, while /dev/net/tun is the host's.
+    if let Some(sock) = &plan.net_sock {
+        match super::tap::create(plan.spec.net.mtu) {
+            Ok(tap) => {
+                if let Err(e) = super::tap::send_fd(sock.as_fd(), tap.as_fd()) {
+                    fail(
+                        plan,
+                        &format!("handing eth0 to hutch: {}", std::io::Error::from(e)),
+                    );
+                }
+            }
+            Err(msg) => fail(plan, &msg),
+        }
+        sys::close_inherited(sock.as_raw_fd());
+    }
     if let Err(msg) = rootfs::setup(plan.spec, &plan.root, &plan.etc_dir, plan.own_netns) {
         fail(plan, &msg);
     }

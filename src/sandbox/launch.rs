@@ -136,9 +136,25 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     let own_netns = match spec.network {
         NetworkMode::None => true,
         NetworkMode::Host => false,
-        NetworkMode::Slirp => {
-            bail!("--network slirp is not available yet; use --network none or --network host")
-        }
+        NetworkMode::Slirp => true,
+    };
+    // With slirp: init sends the TAP fd of eth0 over this socket pair.
+    let net_pair = if spec.network == NetworkMode::Slirp {
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(std::io::Error::from)
+        .context("creating a socket pair for the container's network")?;
+        Some((a, b))
+    } else {
+        None
+    };
+    let net_config = match &net_pair {
+        Some(_) => Some(super::network::config(spec)?),
+        None => None,
     };
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(std::io::Error::from)
@@ -219,6 +235,11 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         path,
         security,
         cgroup_procs,
+        net_sock: net_pair
+            .as_ref()
+            .map(|(_, child_end)| child_end.try_clone())
+            .transpose()
+            .context("duplicating the network socket")?,
     };
     let relay = match sys::fork()
         .map_err(std::io::Error::from)
@@ -229,6 +250,7 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     };
     drop(plan);
     drop(err_w);
+    let net_parent = net_pair.map(|(parent_end, _child_end)| parent_end);
     let raw = pty.as_ref().map(|_| pty::RawMode::enter());
     let output = match &pty {
         Some(p) => Some(pty::relay(&p.controller)?),
@@ -256,7 +278,22 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
             }
         })
         .context("starting the signal relay")?;
-    tracing::debug!("launch: container started");
+    // The network starts when init has made eth0 (frames sent before wait
+    // in the TAP queue); no fd means the container failed before that.
+    let network = match (net_parent, net_config) {
+        (Some(sock), Some(cfg)) => match super::tap::recv_fd(sock.as_fd()) {
+            Ok(Some(tap)) => {
+                let started = super::network::start(tap, cfg);
+                if started.is_err() {
+                    // No network, no container: stop it before it runs on.
+                    sys::kill(relay, libc::SIGKILL);
+                }
+                Some(started)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     tracing::debug!("launch: container started");
     let status = sys::wait(relay, false)
         .map_err(std::io::Error::from)
@@ -274,11 +311,14 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     let _ = rustix::fs::fcntl_setfl(&err_r, rustix::fs::OFlags::NONBLOCK);
     let msg = read_all(&err_r);
     tracing::debug!("launch: container exited");
-    tracing::debug!("launch: container exited");
+    let network_result = network.map(|n| n.and_then(|h| h.stop()));
     let unmounted = mounted.unmount();
     tracing::debug!("launch: overlay unmounted");
     if !msg.is_empty() {
         bail!("starting the container: {}", msg.trim());
+    }
+    if let Some(Err(e)) = network_result {
+        return Err(e.context("starting the container's network"));
     }
     unmounted?;
     drop(cgroup);

@@ -56,6 +56,8 @@ pub struct RunRequest {
     pub read_only: bool,
     pub hostname: Option<String>,
     pub network: Option<NetworkMode>,
+    pub publish: Vec<String>,
+    pub mtu: Option<u32>,
     pub profile: Option<String>,
 }
 
@@ -341,6 +343,18 @@ pub fn plan(
         bail!("the working directory {cwd_inside:?} must be an absolute path");
     }
 
+    let network = req.network.unwrap_or(profile.network.mode);
+    if !req.publish.is_empty() && network != NetworkMode::Slirp {
+        bail!(
+            "-p needs --network slirp (the network is {})",
+            network.as_str()
+        );
+    }
+    if let Some(m) = req.mtu
+        && !(1280..=65520).contains(&m)
+    {
+        bail!("--mtu {m}: use 1280 to 65520");
+    }
     let capabilities = match &profile.security.capabilities {
         CapabilityPolicy::Default => DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect(),
         CapabilityPolicy::None => Vec::new(),
@@ -386,7 +400,12 @@ pub fn plan(
         hostname,
         id_maps,
         mounts: deduped,
-        network: req.network.unwrap_or(profile.network.mode),
+        network,
+        net: NetSpec {
+            allow_host_loopback: profile.network.allow_host_loopback,
+            mtu: req.mtu.unwrap_or(65520),
+            publish: req.publish.clone(),
+        },
         security: SecuritySpec {
             seccomp: profile.security.seccomp.as_str().to_string(),
             capabilities,
@@ -427,9 +446,17 @@ pub fn diff_ids(store: &Store, image: &str) -> Vec<String> {
 pub fn write_etc_files(spec: &SandboxSpec, etc_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(etc_dir).with_context(|| format!("creating {}", etc_dir.display()))?;
     let h = &spec.hostname;
-    let hosts = format!(
+    let mut hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"
     );
+    if spec.network == NetworkMode::Slirp {
+        hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.2.100\t{h}\n"
+        );
+        if spec.net.allow_host_loopback {
+            hosts.push_str("10.0.2.2\thost.hutch.internal\n");
+        }
+    }
     let resolv = match spec.network {
         NetworkMode::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         NetworkMode::None => "# no network (hutch --network none)\n".to_string(),

@@ -27,6 +27,8 @@ pub struct SandboxSpec {
     /// Mounts on top of the root filesystem, in order.
     pub mounts: Vec<MountSpec>,
     pub network: NetworkMode,
+    /// `--network slirp` details.
+    pub net: NetSpec,
     pub security: SecuritySpec,
     pub limits: LimitsSpec,
     /// Remove the container when it exits (`--rm`).
@@ -130,6 +132,16 @@ impl MountSpec {
             }
         }
     }
+}
+
+/// The userspace network (`--network slirp`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetSpec {
+    /// The host's loopback is reachable at 10.0.2.2.
+    pub allow_host_loopback: bool,
+    pub mtu: u32,
+    /// `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]`, as given.
+    pub publish: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

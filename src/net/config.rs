@@ -1,0 +1,228 @@
+//! Configuration of the userspace network: addresses, MTU, port forwards.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// The container's address on the virtual link (slirp4netns' default).
+pub const CONTAINER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+/// The gateway, which is also the host as seen from the container.
+pub const GATEWAY_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// The DNS forwarder.
+pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// Prefix length of the virtual link.
+pub const PREFIX_LEN: u8 = 24;
+/// The network address of the virtual link.
+pub const NETWORK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 0);
+/// The stack's MAC address (the one slirp uses for its gateway).
+pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
+/// Default IP MTU: the largest a TAP device takes, as slirp4netns and pasta use.
+pub const DEFAULT_MTU: usize = 65520;
+
+/// Transport protocol of a port forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// One `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]` forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortForward {
+    /// Address and port to bind on the host.
+    pub host: SocketAddr,
+    /// Port inside the container (at [`CONTAINER_ADDR`]).
+    pub container_port: u16,
+    pub proto: Proto,
+}
+
+/// Settings of one stack.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// IP MTU of the TAP device (the Ethernet frame is 14 bytes more).
+    pub mtu: usize,
+    /// Whether 10.0.2.2 reaches the host's loopback (127.0.0.1).
+    pub allow_host_loopback: bool,
+    /// Ports published from the host into the container.
+    pub forwards: Vec<PortForward>,
+    /// Resolvers that 10.0.2.3:53 relays to, in order of preference: UDP
+    /// queries move to the next one when one refuses or stays silent for
+    /// 2 s; TCP goes to the first.
+    pub dns_upstreams: Vec<SocketAddr>,
+    /// Size of each direction's buffer of a relayed TCP connection.
+    pub tcp_buffer: usize,
+    /// Idle time after which a UDP flow (and its host socket) is dropped.
+    pub udp_timeout: Duration,
+    /// Idle time for flows to the DNS forwarder.
+    pub dns_timeout: Duration,
+    /// How long to wait for a host `connect` before refusing the container's SYN.
+    pub connect_timeout: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            mtu: DEFAULT_MTU,
+            allow_host_loopback: false,
+            forwards: Vec::new(),
+            dns_upstreams: super::dns::host_resolvers(),
+            tcp_buffer: 256 * 1024,
+            udp_timeout: Duration::from_secs(60),
+            dns_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl NetConfig {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(576..=65520).contains(&self.mtu) {
+            bail!("MTU {} out of range (576 to 65520)", self.mtu);
+        }
+        if self.tcp_buffer < 4096 {
+            bail!("TCP buffer of {} bytes is too small", self.tcp_buffer);
+        }
+        Ok(())
+    }
+}
+
+/// Parse `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]` as Podman does.
+///
+/// The host address defaults to 127.0.0.1 (Podman binds all addresses; hutch
+/// binds only what is asked). IPv6 host addresses are written in brackets:
+/// `[::1]:8080:80`. An empty host address (`:8080:80`) also means the default.
+pub fn parse_publish(s: &str) -> Result<PortForward> {
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((spec, p)) => {
+            let proto = match p.to_ascii_lowercase().as_str() {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                _ => bail!("publish {s:?}: unknown protocol {p:?} (expected tcp or udp)"),
+            };
+            (spec, proto)
+        }
+        None => (s, Proto::Tcp),
+    };
+    let port = |p: &str, what: &str| -> Result<u16> {
+        let n: u16 = p
+            .parse()
+            .with_context(|| format!("publish {s:?}: bad {what} port {p:?}"))?;
+        if n == 0 {
+            bail!("publish {s:?}: {what} port must not be 0");
+        }
+        Ok(n)
+    };
+    let (host_ip, rest): (IpAddr, &str) = if let Some(after) = spec.strip_prefix('[') {
+        let (ip, rest) = after
+            .split_once(']')
+            .with_context(|| format!("publish {s:?}: missing ']' after IPv6 address"))?;
+        let ip = ip
+            .parse()
+            .with_context(|| format!("publish {s:?}: bad host address {ip:?}"))?;
+        let rest = rest
+            .strip_prefix(':')
+            .with_context(|| format!("publish {s:?}: expected ':' after host address"))?;
+        (ip, rest)
+    } else {
+        let parts: Vec<&str> = spec.split(':').collect();
+        match parts.as_slice() {
+            [_, _] => (IpAddr::V4(Ipv4Addr::LOCALHOST), spec),
+            ["", h, c] => (
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                &spec[spec.len() - h.len() - c.len() - 1..],
+            ),
+            [ip, _, _] => {
+                let addr = ip
+                    .parse()
+                    .with_context(|| format!("publish {s:?}: bad host address {ip:?}"))?;
+                (addr, &spec[ip.len() + 1..])
+            }
+            _ => bail!("publish {s:?}: expected [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]"),
+        }
+    };
+    let (h, c) = rest
+        .split_once(':')
+        .with_context(|| format!("publish {s:?}: expected HOSTPORT:CTRPORT"))?;
+    if c.contains(':') {
+        bail!("publish {s:?}: expected [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]");
+    }
+    Ok(PortForward {
+        host: SocketAddr::new(host_ip, port(h, "host")?),
+        container_port: port(c, "container")?,
+        proto,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pf(host: &str, c: u16, proto: Proto) -> PortForward {
+        PortForward {
+            host: host.parse().unwrap(),
+            container_port: c,
+            proto,
+        }
+    }
+
+    #[test]
+    fn publish_forms() {
+        assert_eq!(
+            parse_publish("8080:80").unwrap(),
+            pf("127.0.0.1:8080", 80, Proto::Tcp)
+        );
+        assert_eq!(
+            parse_publish("8080:80/tcp").unwrap(),
+            pf("127.0.0.1:8080", 80, Proto::Tcp)
+        );
+        assert_eq!(
+            parse_publish("5353:53/udp").unwrap(),
+            pf("127.0.0.1:5353", 53, Proto::Udp)
+        );
+        assert_eq!(
+            parse_publish("5353:53/UDP").unwrap(),
+            pf("127.0.0.1:5353", 53, Proto::Udp)
+        );
+        assert_eq!(
+            parse_publish("0.0.0.0:80:8000").unwrap(),
+            pf("0.0.0.0:80", 8000, Proto::Tcp)
+        );
+        assert_eq!(
+            parse_publish("192.168.1.5:80:8000/udp").unwrap(),
+            pf("192.168.1.5:80", 8000, Proto::Udp)
+        );
+        assert_eq!(
+            parse_publish(":9000:90").unwrap(),
+            pf("127.0.0.1:9000", 90, Proto::Tcp)
+        );
+        assert_eq!(
+            parse_publish("[::1]:8080:80").unwrap(),
+            pf("[::1]:8080", 80, Proto::Tcp)
+        );
+    }
+
+    #[test]
+    fn publish_errors() {
+        for bad in [
+            "",
+            "80",
+            "a:80",
+            "80:b",
+            "0:80",
+            "80:0",
+            "70000:80",
+            "80:80/sctp",
+            "1.2.3:80:80",
+            "1:2:3:4",
+            "[::1:80:80",
+            "[::1]80:80",
+            "80:80:80",
+            "80:80/",
+        ] {
+            assert!(parse_publish(bad).is_err(), "{bad:?} should not parse");
+        }
+        let e = parse_publish("80:80/sctp").unwrap_err().to_string();
+        assert!(e.contains("sctp"), "{e}");
+    }
+}

@@ -1,0 +1,266 @@
+//! `--network slirp`: hutch's userspace network, as the unprivileged test
+//! user, with traffic only to 127.0.0.1 (through 10.0.2.2) or inside the
+//! container's own namespace.
+
+mod common;
+
+use common::{TestStore, describe, fixture};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn busybox() -> TestStore {
+    let st = TestStore::new();
+    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
+    // A profile that lets the container reach the host's loopback.
+    let dir = st.home().join(".config/hutch/profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("hostlo.toml"),
+        "extends = \"default\"\n[network]\nmode = \"slirp\"\nallow_host_loopback = true\n",
+    )
+    .unwrap();
+    st
+}
+
+fn run(st: &TestStore, args: &[&str]) -> Output {
+    st.run(["run", "--rm"].iter().chain(args)).1
+}
+
+/// A one-shot HTTP server on 127.0.0.1 answering `body` to every request.
+fn http_server(body: &'static str) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn http_to_the_host_loopback_only_when_allowed() {
+    let st = busybox();
+    let port = http_server("hello from the host\n");
+    let url = format!("http://10.0.2.2:{port}/");
+    let out = run(
+        &st,
+        &[
+            "--profile",
+            "hostlo",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &url,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the host\n"
+    );
+    // Without allow_host_loopback the connection is refused (busybox nc:
+    // busybox wget crashes on connection errors, on the host too).
+    let out = run(
+        &st,
+        &[
+            "--network",
+            "slirp",
+            "busybox",
+            "sh",
+            "-c",
+            &format!(
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.0.2.2 {port}; echo \"rc=$?\""
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "rc=1\n",
+        "refused without allow_host_loopback: {}",
+        describe(&out)
+    );
+    // The container's view of its network.
+    let out = run(
+        &st,
+        &[
+            "--profile",
+            "hostlo",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /sys/class/net/eth0/mtu; ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; \
+             ip route | grep default; cat /etc/resolv.conf; grep host.hutch.internal /etc/hosts",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "65520\ninet 10.0.2.100/24\ndefault via 10.0.2.2 dev eth0 \nnameserver 10.0.2.3\n10.0.2.2\thost.hutch.internal\n"
+    );
+}
+
+#[test]
+fn udp_round_trip_through_the_gateway() {
+    let st = busybox();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let mut reply = b"echo:".to_vec();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = sock.send_to(&reply, from);
+        }
+    });
+    // busybox nc has no UDP: perl from the Debian fixture sends the datagram.
+    st.run_ok(["load", "-q", fixture("debian-oci.tar").to_str().unwrap()]);
+    let script = format!(
+        "use IO::Socket::INET; my $s = IO::Socket::INET->new(PeerAddr => '10.0.2.2:{port}', Proto => 'udp') or die $!; \
+         $s->send(\"ping\\n\"); my $r; $s->recv($r, 100); print $r;"
+    );
+    let out = run(
+        &st,
+        &[
+            "--profile",
+            "hostlo",
+            "debian:bookworm",
+            "perl",
+            "-e",
+            &script,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "echo:ping\n");
+}
+
+/// A minimal DNS server: answers every A query with 192.0.2.55.
+fn dns_server() -> u16 {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if n < 12 {
+                continue;
+            }
+            let mut r = buf[..n].to_vec();
+            r[2] = 0x81; // response, recursion desired
+            r[3] = 0x80; // recursion available, no error
+            r[6..8].copy_from_slice(&[0, 1]); // one answer
+            r[8..12].copy_from_slice(&[0, 0, 0, 0]);
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 55]);
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    port
+}
+
+#[test]
+fn dns_goes_through_the_forwarder() {
+    let st = busybox();
+    let port = dns_server();
+    let out = st
+        .hutch()
+        .env("HUTCH_DNS_UPSTREAM", format!("127.0.0.1:{port}"))
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "slirp",
+            "busybox",
+            "nslookup",
+            "example.test",
+            "10.0.2.3",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("192.0.2.55"),
+        "{}",
+        describe(&out)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn published_port_reaches_a_server_in_the_container() {
+    let st = busybox();
+    let port = free_port();
+    let publish = format!("{port}:8080");
+    let mut child = st
+        .hutch()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "slirp",
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo served-from-container > /www/index.html && \
+             httpd -f -p 8080 -h /www & echo ready; sleep 20",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = [0u8; 6];
+    out.read_exact(&mut seen).unwrap();
+    let t0 = Instant::now();
+    let body = loop {
+        let r = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut v = String::new();
+            s.read_to_string(&mut v)?;
+            Ok(v)
+        });
+        match r {
+            Ok(v) if v.contains("served-from-container") => break v,
+            _ if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("no answer through -p {publish}: {other:?}"),
+        }
+    };
+    assert!(body.starts_with("HTTP/1."), "{body}");
+    let _ = child.kill();
+    let _ = child.wait();
+    // A port that is taken is a clear error before anything runs.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = format!("{}:80", taken.local_addr().unwrap().port());
+    let (code, err) = st.run_fail([
+        "run",
+        "--rm",
+        "--network",
+        "slirp",
+        "-p",
+        &p,
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("127.0.0.1"), "{err}");
+}
