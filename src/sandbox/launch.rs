@@ -184,9 +184,7 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         None => None,
     };
     tracing::debug!("launch: prepared");
-    tracing::debug!("launch: prepared");
     enter_namespaces(spec, &err_w, &err_r)?;
-    tracing::debug!("launch: in the user namespace");
     tracing::debug!("launch: in the user namespace");
 
     // Signals to forward are blocked in every thread (the FUSE threads
@@ -202,7 +200,6 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     cfg.threads = None;
     let mounted = mount_overlay(cfg, &spec.rootfs.mountpoint)
         .context("mounting the container's root filesystem")?;
-    tracing::debug!("launch: overlay mounted");
     tracing::debug!("launch: overlay mounted");
 
     let pty = if spec.process.terminal {
@@ -283,6 +280,9 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     let network = match (net_parent, net_config) {
         (Some(sock), Some(cfg)) => match super::tap::recv_fd(sock.as_fd()) {
             Ok(Some(tap)) => {
+                if let Err(e) = super::tap::set_persist(tap.as_fd()) {
+                    tracing::debug!("TUNSETPERSIST: {e}");
+                }
                 let started = super::network::start(tap, cfg);
                 if started.is_err() {
                     // No network, no container: stop it before it runs on.
