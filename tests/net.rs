@@ -112,6 +112,48 @@ fn http_to_the_host_loopback_only_when_allowed() {
 }
 
 #[test]
+fn default_profile_has_the_network_and_install_keeps_the_host_out() {
+    let st = busybox();
+    let port = http_server("host service\n");
+    let out = run(
+        &st,
+        &["busybox", "sh", "-c", "ls /sys/class/net | tr '\\n' ' '"],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "eth0 lo ",
+        "slirp by default"
+    );
+    let work = st.tmp().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let out = st
+        .hutch()
+        .current_dir(&work)
+        .args([
+            "run",
+            "--rm",
+            "--profile",
+            "install",
+            "busybox",
+            "sh",
+            "-c",
+            &format!(
+                "ls /sys/class/net | tr '\\n' ' '; echo; touch /etc/x 2>/dev/null || echo root-ro; \
+                 printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.0.2.2 {port}; echo rc=$?"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "eth0 lo \nroot-ro\nrc=1\n",
+        "install: network, read-only root, no host loopback"
+    );
+}
+
+#[test]
 fn udp_round_trip_through_the_gateway() {
     let st = busybox();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -40,7 +40,7 @@ fn list_shows_the_builtins() {
             && lines[0].contains("DESCRIPTION"),
         "{out}"
     );
-    for name in ["default", "dev", "untrusted"] {
+    for name in ["default", "dev", "install", "untrusted"] {
         let line = lines
             .iter()
             .find(|l| l.split_whitespace().next() == Some(name))
@@ -55,7 +55,7 @@ fn list_shows_the_builtins() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["default", "dev", "untrusted"]);
+    assert_eq!(names, ["default", "dev", "install", "untrusted"]);
     for p in json.as_array().unwrap() {
         assert_eq!(p["source"], "built-in");
         assert_eq!(p["overrides_builtin"], false);
@@ -189,7 +189,11 @@ fn user_profile_overrides_a_builtin() {
         .find(|p| p["name"] == "untrusted")
         .unwrap();
     assert_eq!(u["overrides_builtin"], true);
-    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert_eq!(
+        json.as_array().unwrap().len(),
+        4,
+        "the four built-ins, one overridden"
+    );
 }
 
 #[test]

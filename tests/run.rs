@@ -164,6 +164,8 @@ fn the_container_sees_its_own_system() {
     let out = run_ok(
         &st,
         &[
+            "--network",
+            "none",
             "busybox",
             "sh",
             "-c",

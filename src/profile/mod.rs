@@ -35,6 +35,7 @@ pub const DEFAULT_PROFILE: &str = "default";
 pub const BUILTINS: &[(&str, &str)] = &[
     ("default", include_str!("../../profiles/default.toml")),
     ("dev", include_str!("../../profiles/dev.toml")),
+    ("install", include_str!("../../profiles/install.toml")),
     ("untrusted", include_str!("../../profiles/untrusted.toml")),
 ];
 
@@ -720,7 +721,8 @@ mod tests {
     fn builtin_values() {
         let c = Catalog::new(None);
         let d = c.load(DEFAULT_PROFILE).unwrap();
-        assert_eq!(d.network.mode, NetworkMode::None);
+        assert_eq!(d.network.mode, NetworkMode::Slirp);
+        assert!(!d.network.allow_host_loopback);
         assert_eq!(d.security.seccomp, SeccompMode::Default);
         assert_eq!(d.security.capabilities, CapabilityPolicy::Default);
         assert!(!d.filesystem.read_only && !d.user.keep_id && !d.security.landlock);
@@ -742,6 +744,13 @@ mod tests {
             assert!(u.security.landlock_write.iter().any(|w| w == p), "{p}");
         }
         assert_eq!(u.network.mode, NetworkMode::None);
+        let i = c.load("install").unwrap();
+        assert_eq!(i.network.mode, NetworkMode::Slirp);
+        assert!(!i.network.allow_host_loopback);
+        assert_eq!(
+            (i.filesystem.clone(), i.security.clone(), i.limits.clone()),
+            (u.filesystem.clone(), u.security.clone(), u.limits.clone())
+        );
         assert_eq!(
             u.limits,
             Limits {
@@ -820,7 +829,7 @@ mod tests {
         let e = c.load("nosuch").unwrap_err().to_string();
         assert!(
             e.starts_with(
-                "no profile named `nosuch`: the built-in profiles are default, dev, untrusted"
+                "no profile named `nosuch`: the built-in profiles are default, dev, install, untrusted"
             ),
             "{e}"
         );
@@ -865,13 +874,16 @@ mod tests {
         std::fs::write(_d.path().join("notes.txt"), "").unwrap();
         let l = c.list().unwrap();
         let names: Vec<_> = l.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(names, ["broken", "default", "dev", "untrusted", "zz"]);
+        assert_eq!(
+            names,
+            ["broken", "default", "dev", "install", "untrusted", "zz"]
+        );
         let dev = &l[2];
         assert!(
             dev.overrides_builtin && dev.source.ends_with("dev.toml") && dev.description == "mine"
         );
         assert!(!l[1].overrides_builtin && l[1].source == "built-in");
-        assert!(!l[4].overrides_builtin);
+        assert!(!l[5].overrides_builtin);
         assert!(
             l[0].error
                 .as_ref()
@@ -884,7 +896,7 @@ mod tests {
                 .list()
                 .unwrap()
                 .len(),
-            3
+            BUILTINS.len()
         );
     }
 

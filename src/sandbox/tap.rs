@@ -111,7 +111,13 @@ pub fn create(mtu: u32) -> Result<OwnedFd, String> {
 /// namespace instead, in the kernel's own cleanup work.
 pub fn set_persist(tap: BorrowedFd<'_>) -> Result<(), Errno> {
     // SAFETY: TUNSETPERSIST takes an integer argument, no pointer.
-    let rc = unsafe { libc::ioctl(tap.as_raw_fd(), libc::TUNSETPERSIST as _, 1 as libc::c_ulong) };
+    let rc = unsafe {
+        libc::ioctl(
+            tap.as_raw_fd(),
+            libc::TUNSETPERSIST as _,
+            1 as libc::c_ulong,
+        )
+    };
     if rc < 0 { Err(last()) } else { Ok(()) }
 }
 
