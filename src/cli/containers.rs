@@ -51,7 +51,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
         .collect();
     if a.quiet {
         for r in &rows {
-            outln!("{}", &r.id[..12]);
+            outln!("{}", r.id.get(..12).unwrap_or(&r.id));
         }
         return Ok(0);
     }
@@ -66,7 +66,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                         cmd = cmd.chars().take(27).collect::<String>() + "...";
                     }
                     vec![
-                        r.id[..12].to_string(),
+                        r.id.get(..12).unwrap_or(&r.id).to_string(),
                         r.image.clone(),
                         cmd,
                         output::human_age(Some(&r.created)),

@@ -169,7 +169,10 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         pids: spec.limits.pids,
         cpus: spec.limits.cpus,
     };
-    let cgroup = match super::cgroup::create(&format!("hutch-{}", &spec.id[..12]), &limits) {
+    let cgroup = match super::cgroup::create(
+        &format!("hutch-{}", spec.id.get(..12).unwrap_or(&spec.id)),
+        &limits,
+    ) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hutch: warning: memory/pids/cpu limits not applied: {e:#}");

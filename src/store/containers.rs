@@ -108,7 +108,7 @@ const ANIMALS: &[&str] = &[
 /// A readable name from the ID's bytes (`quick_otter`), with a suffix when
 /// taken.
 fn generated_name(id: &str, taken: &dyn Fn(&str) -> bool) -> String {
-    let b = hex::decode(&id[..8]).unwrap_or_else(|_| vec![0; 4]);
+    let b = hex::decode(id.get(..8).unwrap_or("00000000")).unwrap_or_else(|_| vec![0; 4]);
     let base = format!(
         "{}_{}",
         ADJECTIVES[b[0] as usize % ADJECTIVES.len()],
