@@ -412,14 +412,7 @@ pub fn plan(
             no_new_privs: true,
             landlock,
         },
-        limits: LimitsSpec {
-            nofile: profile.limits.nofile,
-            nproc: profile.limits.nproc,
-            core: profile.limits.core,
-            memory: profile.limits.memory,
-            pids: profile.limits.pids,
-            cpus: profile.limits.cpus,
-        },
+        limits: profile.limits.clone(),
         remove: req.remove,
     })
 }

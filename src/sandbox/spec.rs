@@ -5,7 +5,7 @@
 //! --dry-run` prints it as JSON, which makes runs explainable and testable
 //! without starting anything.
 
-use crate::profile::NetworkMode;
+use crate::profile::{Limits, NetworkMode};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -30,7 +30,8 @@ pub struct SandboxSpec {
     /// `--network slirp` details.
     pub net: NetSpec,
     pub security: SecuritySpec,
-    pub limits: LimitsSpec,
+    /// rlimits and cgroup limits, as the profile resolved them.
+    pub limits: Limits,
     /// Remove the container when it exits (`--rm`).
     pub remove: bool,
 }
@@ -162,14 +163,4 @@ pub struct SecuritySpec {
 pub struct LandlockSpec {
     pub read: Vec<String>,
     pub write: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct LimitsSpec {
-    pub nofile: Option<u64>,
-    pub nproc: Option<u64>,
-    pub core: Option<u64>,
-    pub memory: Option<u64>,
-    pub pids: Option<u64>,
-    pub cpus: Option<f64>,
 }
