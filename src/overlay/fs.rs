@@ -64,6 +64,9 @@ pub(crate) struct Node {
     /// Opened for writing during this mount: the kernel may hold dirty
     /// pages of it (writeback cache), so the data on disk may lag.
     pub written: AtomicBool,
+    /// Its data was pushed into the kernel's page cache ([`OverlayFs::prefetch`]);
+    /// a node made anew after the kernel forgot the inode starts unset.
+    pub prefetched: AtomicBool,
     /// Directories: the merged listing being read (built when the kernel
     /// reads from offset 0, which it does again after every change).
     listing: Mutex<Option<Arc<Vec<DirEntry>>>>,
@@ -353,6 +356,7 @@ impl OverlayFs {
             id: ROOT_ID,
             nlookup: AtomicU64::new(1),
             written: AtomicBool::new(false),
+            prefetched: AtomicBool::new(false),
             listing: Mutex::new(None),
             st: Mutex::new(NodeState {
                 path: b".".to_vec(),
@@ -593,6 +597,7 @@ impl OverlayFs {
                         id,
                         nlookup: AtomicU64::new(0),
                         written: AtomicBool::new(false),
+                        prefetched: AtomicBool::new(false),
                         listing: Mutex::new(None),
                         st: Mutex::new(NodeState {
                             path: path.clone(),
@@ -1734,8 +1739,12 @@ impl OverlayFs {
     /// and is at most [`PREFETCH_MAX`] bytes. `store` runs with the file's
     /// copy lock held, so no copy-up (and so no write through this mount)
     /// can come in between and be overwritten by the stored lower data.
+    /// Once per node: later calls return at once.
     pub fn prefetch(&self, id: u64, store: impl FnOnce(&[u8])) -> Res<()> {
         let node = self.node(id)?;
+        if node.prefetched.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
         let s = node.snapshot();
         if s.is_upper() || s.unlinked || s.dtype != FileType::RegularFile {
             return Ok(());

@@ -32,8 +32,6 @@ pub(crate) struct Fuse {
     pub fs: Arc<OverlayFs>,
     /// For FUSE_NOTIFY_STORE (set once the session exists).
     pub notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
-    /// Nodes already pushed into the page cache.
-    pub prefetched: std::sync::Mutex<std::collections::HashSet<u64>>,
     /// Ask for the kernel's writeback cache (faster small writes; the
     /// kernel then owns file times and sizes, see `OverlayConfig`).
     pub writeback: bool,
@@ -162,14 +160,6 @@ impl Fuse {
         let Some(n) = self.notifier.get() else {
             return;
         };
-        if !self
-            .prefetched
-            .lock()
-            .map(|mut set| set.insert(ino))
-            .unwrap_or(false)
-        {
-            return;
-        }
         let r = self.fs.prefetch(ino, |data| {
             for (i, chunk) in data.chunks(1 << 20).enumerate() {
                 if let Err(e) = n.store(INodeNo(ino), (i as u64) << 20, chunk) {

@@ -168,7 +168,6 @@ pub fn mount_overlay(cfg: OverlayConfig, mountpoint: &Path) -> Result<MountedOve
     let fuse = Fuse {
         fs: fs.clone(),
         notifier: notifier.clone(),
-        prefetched: std::sync::Mutex::new(std::collections::HashSet::new()),
         writeback: cfg.writeback,
         stats: super::fuse::Stats::new(),
     };
