@@ -2,10 +2,10 @@
 
 use crate::profile::{self, NetworkMode};
 use crate::sandbox::launch;
-use crate::sandbox::plan::{RunRequest, diff_ids, plan, write_etc_files};
+use crate::sandbox::plan::{RunRequest, plan, write_etc_files};
 use crate::store::Store;
 use crate::store::containers::{ContainerState, Status, new_id, now_rfc3339};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -153,34 +153,30 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     }
     // Hold the store lock until the container's state pins its layers.
     let lock = store.lock_shared()?;
-    let probe = plan(
-        &store,
-        &req,
-        &profile,
-        &id,
-        "probe",
-        &store.container_dir(&id),
-    )?;
-    let layers = diff_ids(&store, &req.image);
-    let (state, running) =
-        store.create_container(&id, req.name.as_deref(), |name| ContainerState {
+    let dir = store.container_dir(&id);
+    let mut planned = None;
+    let (state, running) = store.create_container(&id, req.name.as_deref(), |name| {
+        let spec = plan(&store, &req, &profile, &id, name, &dir)?;
+        let state = ContainerState {
             id: id.clone(),
             name: name.to_string(),
             image: req.image.clone(),
-            image_id: probe.image_id.clone(),
-            layers,
-            command: probe.process.args.clone(),
+            image_id: spec.image_id.clone(),
+            layers: spec.rootfs.layers.clone(),
+            command: spec.process.args.clone(),
             profile: profile.name.clone(),
             created: now_rfc3339(),
             status: Status::Created,
             pid: None,
             exit_code: None,
             finished: None,
-        })?;
+        };
+        planned = Some(spec);
+        Ok(state)
+    })?;
     drop(lock);
-    let dir = store.container_dir(&id);
+    let spec = planned.context("internal error: the container was created without a plan")?;
     let result = (|| {
-        let spec = plan(&store, &req, &profile, &id, &state.name, &dir)?;
         write_etc_files(&spec, &dir.join("etc"))?;
         let mut st = state.clone();
         st.status = Status::Running;

@@ -383,6 +383,7 @@ pub fn plan(
         profile: profile.name.clone(),
         rootfs: RootfsSpec {
             lowers: img.lowers,
+            layers: img.diff_ids,
             upper: dir.join("upper"),
             work: dir.join("work"),
             mountpoint: dir.join("rootfs"),

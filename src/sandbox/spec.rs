@@ -40,6 +40,8 @@ pub struct SandboxSpec {
 pub struct RootfsSpec {
     /// Read-only layers, top first.
     pub lowers: Vec<PathBuf>,
+    /// Their DiffIDs (empty for `host`).
+    pub layers: Vec<String>,
     /// The container's writable layer and its scratch dir.
     pub upper: PathBuf,
     pub work: PathBuf,

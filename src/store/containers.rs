@@ -191,12 +191,14 @@ impl Store {
     }
 
     /// Make a new container's directory and state (status `created`) and
-    /// take its running lock. `name`: the user's, or generated.
+    /// take its running lock. `name`: the user's, or generated; `fill`
+    /// gets the final name and returns the state (if it fails, the
+    /// directory is removed again).
     pub fn create_container(
         &self,
         id: &str,
         name: Option<&str>,
-        fill: impl FnOnce(&str) -> ContainerState,
+        fill: impl FnOnce(&str) -> Result<ContainerState>,
     ) -> Result<(ContainerState, RunningLock)> {
         let _guard = self.container_lock()?;
         let existing = self.list_containers()?;
@@ -222,10 +224,15 @@ impl Store {
             std::fs::create_dir_all(dir.join(sub))
                 .with_context(|| format!("creating {}", dir.join(sub).display()))?;
         }
-        let lock = lock_running(&dir.join("running.lock"))?;
-        let state = fill(&name);
-        self.save_container(&state)?;
-        Ok((state, lock))
+        let made = lock_running(&dir.join("running.lock")).and_then(|lock| {
+            let state = fill(&name)?;
+            self.save_container(&state)?;
+            Ok((state, lock))
+        });
+        if made.is_err() {
+            let _ = remove_tree(&dir);
+        }
+        made
     }
 
     pub fn save_container(&self, state: &ContainerState) -> Result<()> {
@@ -349,19 +356,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let store = Store::open(d.path().join("s")).unwrap();
         let id = new_id().unwrap();
-        let fill = |name: &str| ContainerState {
-            id: id.clone(),
-            name: name.to_string(),
-            image: "busybox".into(),
-            image_id: "sha256:00".into(),
-            layers: vec!["sha256:aa".into()],
-            command: vec!["true".into()],
-            profile: "default".into(),
-            created: now_rfc3339(),
-            status: Status::Created,
-            pid: None,
-            exit_code: None,
-            finished: None,
+        let fill = |name: &str| -> Result<ContainerState> {
+            Ok(ContainerState {
+                id: id.clone(),
+                name: name.to_string(),
+                image: "busybox".into(),
+                image_id: "sha256:00".into(),
+                layers: vec!["sha256:aa".into()],
+                command: vec!["true".into()],
+                profile: "default".into(),
+                created: now_rfc3339(),
+                status: Status::Created,
+                pid: None,
+                exit_code: None,
+                finished: None,
+            })
         };
         let (st, lock) = store.create_container(&id, Some("one"), fill).unwrap();
         assert_eq!(st.name, "one");
@@ -376,6 +385,14 @@ mod tests {
                 .contains("in use")
         );
         assert!(store.remove_container("one", false).is_err(), "running");
+        // A failing fill leaves no directory behind.
+        let id2 = new_id().unwrap();
+        assert!(
+            store
+                .create_container(&id2, Some("two"), |_| anyhow::bail!("no"))
+                .is_err()
+        );
+        assert!(!store.container_dir(&id2).exists());
         drop(lock);
         let c = store.find_container("one").unwrap();
         assert!(!c.alive);
