@@ -233,14 +233,7 @@ impl HostView {
                 let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
                 Path::new(&home).join(".local/bin/hutch")
             });
-        let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect())
-            .unwrap_or_default();
-        for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
-            if !dirs.iter().any(|x| x == Path::new(d)) {
-                dirs.push(d.into());
-            }
-        }
+        let dirs = helper_dirs();
         HostView {
             kernel_release: rustix::system::uname()
                 .release()
@@ -807,6 +800,20 @@ fn sh_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// Where `newuidmap`/`newgidmap` are looked for: PATH, then the usual
+/// system directories (check and the launcher use the same list).
+pub(crate) fn helper_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for d in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] {
+        if !dirs.iter().any(|x| x == Path::new(d)) {
+            dirs.push(d.into());
+        }
+    }
+    dirs
 }
 
 /// One `owner:start:count` line of /etc/subuid or /etc/subgid.

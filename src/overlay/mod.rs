@@ -21,4 +21,5 @@ mod fuse;
 mod layers;
 mod mount;
 
+pub(crate) use mount::thread_count;
 pub use mount::{MountedOverlay, OverlayConfig, enter_user_namespace, mount_overlay};

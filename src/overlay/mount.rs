@@ -64,7 +64,7 @@ impl OverlayConfig {
 }
 
 /// Number of threads of this process (from /proc/self/status).
-fn thread_count() -> Option<usize> {
+pub(crate) fn thread_count() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

@@ -16,7 +16,7 @@
 //! calls [`write_maps`] for the launcher's pid.
 
 use super::spec::{IdMap, IdMaps};
-use crate::check::host::{Helper, read_subids};
+use crate::check::host::{Helper, helper_dirs, read_subids};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,13 +42,6 @@ fn sub_range(file: &Path, user: Option<&str>, uid: u32) -> Option<SubRange> {
             let count = u32::try_from(e.count.min(RANGE)).ok()?;
             (count > 0).then_some(SubRange { start, count })
         })
-}
-
-fn helper_dirs() -> Vec<PathBuf> {
-    ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin"]
-        .iter()
-        .map(PathBuf::from)
-        .collect()
 }
 
 /// Both helpers, if installed with the privileges they need.

@@ -35,17 +35,6 @@ fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
         .collect()
 }
 
-fn threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(1)
-}
-
 fn read_all(fd: &OwnedFd) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -61,7 +50,7 @@ fn read_all(fd: &OwnedFd) -> String {
 /// Enter a new user + mount namespace, with maps written by a helper
 /// process that stays outside.
 fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Result<()> {
-    let n = threads();
+    let n = crate::overlay::thread_count().unwrap_or(1);
     if n > 1 {
         bail!(
             "internal error: the launcher must be single-threaded before unsharing (it runs {n} threads)"
