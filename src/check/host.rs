@@ -27,7 +27,7 @@ pub const MIN_KERNEL: (u32, u32) = (5, 11);
 /// (container 1..65536 -> the range).
 pub const SUBID_COUNT: u64 = 65536;
 
-/// Cgroup controllers hutch's resource limits use (`--cpus`, `--memory`, `--pids`).
+/// Cgroup controllers the memory/pids/cpus limits of profiles use.
 pub const LIMIT_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
 
 /// The names of the checks, in the order [`check_host_at`] reports them.
@@ -665,7 +665,7 @@ fn check_subids(h: &HostView) -> Finding {
 fn check_cgroup(h: &HostView) -> Finding {
     const C: &str = "cgroup";
     let cg = &h.cgroup;
-    let limits = "resource limits (--cpus, --memory, --pids) need it; everything else works";
+    let limits = "the memory/pids/cpus limits of profiles need it; everything else works";
     let delegate = [
         "sudo mkdir -p /etc/systemd/system/user@.service.d",
         "printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' | sudo tee /etc/systemd/system/user@.service.d/delegate.conf",
