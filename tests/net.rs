@@ -306,3 +306,150 @@ fn published_port_reaches_a_server_in_the_container() {
     assert_eq!(code, 125);
     assert!(err.contains("127.0.0.1"), "{err}");
 }
+
+#[test]
+fn ipv6_to_the_host_loopback_and_ping_the_gateway() {
+    let st = busybox();
+    // The container's IPv6 view, and ICMP echo to the gateway in both
+    // families (answered by the stack itself).
+    let out = run(
+        &st,
+        &[
+            "--network",
+            "slirp",
+            "busybox",
+            "sh",
+            "-c",
+            "ip -6 addr show eth0 | grep -o 'inet6 fd00[0-9a-f:/]*'; ip -6 route | grep -o 'default via fd00::2'; \
+             ping -c 1 -W 5 fd00::2 | grep -o '1 packets received'; \
+             ping -c 1 -W 5 10.0.2.2 | grep -o '1 packets received'",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "inet6 fd00::100/64\ndefault via fd00::2\n1 packets received\n1 packets received\n"
+    );
+    let Ok(l) = TcpListener::bind("[::1]:0") else {
+        eprintln!("this host has no IPv6 loopback: TCP over IPv6 not tested here");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let peer = s.peer_addr().unwrap();
+            let _ = writeln!(s, "hello over IPv6 from {}", peer.ip());
+        }
+    });
+    // `--network slirp:allow_host_loopback=true` (Podman's spelling) opens
+    // the host's loopback, [::1] at fd00::2 as 127.0.0.1 at 10.0.2.2.
+    let nc = format!("nc fd00::2 {port} </dev/null; echo rc=$?");
+    let out = run(
+        &st,
+        &[
+            "--network",
+            "slirp:allow_host_loopback=true",
+            "busybox",
+            "sh",
+            "-c",
+            &nc,
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello over IPv6 from ::1\nrc=0\n"
+    );
+    let out = run(&st, &["--network", "slirp", "busybox", "sh", "-c", &nc]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "rc=1\n",
+        "refused without allow_host_loopback: {}",
+        describe(&out)
+    );
+}
+
+/// Run hutch inside a user+network namespace made for the test, where
+/// 192.0.2.1 and 2001:db8::1 are local addresses (so echo requests never
+/// leave the machine) and `net.ipv4.ping_group_range` is `range` (or the
+/// kernel's default for a new namespace, "1 0": nobody).
+fn run_in_private_netns(st: &TestStore, range: Option<&str>, args: &[&str]) -> Output {
+    let base = st.hutch();
+    let mut cmd = std::process::Command::new("unshare");
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    // Inside a user namespace of its own hutch maps one id.
+    cmd.env("HUTCH_IDMAP", "single");
+    let range = range
+        .map(|r| format!("echo '{r}' > /proc/sys/net/ipv4/ping_group_range; "))
+        .unwrap_or_default();
+    let setup = format!(
+        "set -e; ip link set lo up; ip addr add 192.0.2.1/32 dev lo; \
+         ip addr add 2001:db8::1/128 dev lo nodad; {range}exec \"$@\""
+    );
+    cmd.args(["-Urn", "sh", "-c", &setup, "sh"])
+        .arg(base.get_program())
+        .args(["run", "--rm"])
+        .args(args);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn icmp_echo_to_the_world_goes_through_ping_sockets() {
+    let st = busybox();
+    // Allowed (gid 0 of the test's namespace is the test user's group):
+    // replies come back in both families.
+    let out = run_in_private_netns(
+        &st,
+        Some("0 0"),
+        &[
+            "busybox",
+            "sh",
+            "-c",
+            "ping -c 2 -W 5 192.0.2.1 | grep -o '2 packets received'; \
+             ping -c 2 -W 5 2001:db8::1 | grep -o '2 packets received'",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2 packets received\n2 packets received\n",
+        "{}",
+        describe(&out)
+    );
+    // Not allowed (the default range excludes every group): the
+    // container gets "communication administratively prohibited" from the
+    // gateway rather than silence. perl reads it on a raw socket.
+    st.run_ok(["load", "-q", fixture("debian-oci.tar").to_str().unwrap()]);
+    let script = r#"
+        use Socket;
+        socket(my $s, PF_INET, SOCK_RAW, 1) or die "socket: $!";
+        my $p = pack("CCnnn", 8, 0, 0, 0x4242, 1) . "hutch-icmp";
+        my $sum = 0;
+        $sum += $_ for unpack("n*", $p);
+        $sum = ($sum >> 16) + ($sum & 0xffff);
+        $sum += $sum >> 16;
+        substr($p, 2, 2) = pack("n", ~$sum & 0xffff);
+        send($s, $p, 0, sockaddr_in(0, inet_aton("192.0.2.1"))) or die "send: $!";
+        $SIG{ALRM} = sub { print "timeout\n"; exit 1 };
+        alarm 5;
+        while (1) {
+            my $from = recv($s, my $buf, 1500, 0);
+            my ($t, $c) = unpack("CC", substr($buf, 20));
+            next if $t == 8;
+            my (undef, $addr) = sockaddr_in($from);
+            print "type $t code $c from ", inet_ntoa($addr), "\n";
+            last;
+        }
+    "#;
+    let out = run_in_private_netns(&st, None, &["debian:bookworm", "perl", "-e", script]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "type 3 code 13 from 10.0.2.2\n"
+    );
+}

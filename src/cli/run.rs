@@ -73,8 +73,10 @@ pub struct RunArgs {
     /// The container's hostname (default: its name)
     #[arg(short = 'h', long)]
     hostname: Option<String>,
-    /// Network mode: slirp (userspace network), none (loopback only) or host
-    #[arg(long, value_name = "MODE")]
+    /// Network mode: slirp (userspace network), none (loopback only) or host;
+    /// slirp takes options as Podman's slirp4netns does:
+    /// slirp:allow_host_loopback=true,mtu=1500
+    #[arg(long, value_name = "MODE[:OPT=VAL,...]")]
     network: Option<String>,
     /// Publish a container port: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp] (slirp)
     #[arg(short, long = "publish", value_name = "[IP:]HOST:CTR")]
@@ -100,13 +102,52 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-fn network(s: &str) -> Result<NetworkMode> {
-    Ok(match s {
+/// `--network MODE[:OPT=VAL,...]`: the mode, then slirp's options
+/// (`allow_host_loopback=true|false`, `mtu=N`).
+struct NetworkArg {
+    mode: NetworkMode,
+    allow_host_loopback: Option<bool>,
+    mtu: Option<u32>,
+}
+
+fn network(s: &str) -> Result<NetworkArg> {
+    let (mode, opts) = s.split_once(':').unwrap_or((s, ""));
+    let mode = match mode {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
         "slirp" | "slirp4netns" | "pasta" => NetworkMode::Slirp,
         _ => bail!("--network {s:?}: use slirp, none or host"),
-    })
+    };
+    let mut arg = NetworkArg {
+        mode,
+        allow_host_loopback: None,
+        mtu: None,
+    };
+    for opt in opts.split(',').filter(|o| !o.is_empty()) {
+        if mode != NetworkMode::Slirp {
+            bail!("--network {s:?}: options are for slirp only");
+        }
+        let (k, v) = opt.split_once('=').unwrap_or((opt, "true"));
+        match k {
+            "allow_host_loopback" => {
+                arg.allow_host_loopback = Some(match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => bail!("--network {s:?}: allow_host_loopback is true or false"),
+                })
+            }
+            "mtu" => {
+                arg.mtu =
+                    Some(v.parse().map_err(|_| {
+                        anyhow::anyhow!("--network {s:?}: mtu {v:?} is not a number")
+                    })?)
+            }
+            _ => bail!(
+                "--network {s:?}: unknown option {k:?} (slirp knows allow_host_loopback and mtu)"
+            ),
+        }
+    }
+    Ok(arg)
 }
 
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
@@ -116,6 +157,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     if command.first().map(String::as_str) == Some("--") {
         command.remove(0);
     }
+    let net = a.network.as_deref().map(network).transpose()?;
     let req = RunRequest {
         image: a.image,
         command,
@@ -132,9 +174,10 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         tmpfs: a.tmpfs,
         read_only: a.read_only,
         hostname: a.hostname,
-        network: a.network.as_deref().map(network).transpose()?,
+        network: net.as_ref().map(|n| n.mode),
+        allow_host_loopback: net.as_ref().and_then(|n| n.allow_host_loopback),
         publish: a.publish,
-        mtu: a.mtu,
+        mtu: a.mtu.or(net.as_ref().and_then(|n| n.mtu)),
         profile: Some(a.profile),
     };
     let id = new_id()?;
@@ -197,4 +240,39 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         eprintln!("hutch: warning: removing container {}: {e:#}", state.name);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes_and_slirp_options() {
+        let n = network("slirp").unwrap();
+        assert_eq!(
+            (n.mode, n.allow_host_loopback, n.mtu),
+            (NetworkMode::Slirp, None, None)
+        );
+        let n = network("slirp4netns:allow_host_loopback=true,mtu=1500").unwrap();
+        assert_eq!(
+            (n.mode, n.allow_host_loopback, n.mtu),
+            (NetworkMode::Slirp, Some(true), Some(1500))
+        );
+        let n = network("slirp:allow_host_loopback=false").unwrap();
+        assert_eq!(n.allow_host_loopback, Some(false));
+        assert_eq!(network("none").unwrap().mode, NetworkMode::None);
+        for bad in [
+            "bridge",
+            "none:mtu=1500",
+            "slirp:mtu=big",
+            "slirp:allow_host_loopback=yes",
+            "slirp:port_handler=rootlesskit",
+        ] {
+            let e = network(bad).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains(bad)),
+                "{bad}: {e:?}"
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Configuration of the userspace network: addresses, MTU, port forwards.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +15,15 @@ pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 pub const PREFIX_LEN: u8 = 24;
 /// The network address of the virtual link.
 pub const NETWORK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 0);
+/// The container's IPv6 address (a ULA, as slirp4netns and Podman use).
+pub const CONTAINER_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+/// The gateway's IPv6 address: the host's `::1` when the host loopback is
+/// allowed.
+pub const GATEWAY_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+/// The DNS forwarder's IPv6 address.
+pub const DNS_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3);
+/// Prefix length of the IPv6 link.
+pub const PREFIX_LEN6: u8 = 64;
 /// The stack's MAC address (the one slirp uses for its gateway).
 pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 /// Default IP MTU: the largest a TAP device takes, as slirp4netns and pasta use.

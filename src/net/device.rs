@@ -164,6 +164,17 @@ impl FdDevice {
         true
     }
 
+    /// Queue a frame built outside smoltcp for the container. Returns false
+    /// when the ring is full.
+    pub fn send_raw(&mut self, frame: &[u8]) -> bool {
+        if self.tx.is_full() || frame.len() > self.frame_max {
+            return false;
+        }
+        self.tx.tail_buf()[..frame.len()].copy_from_slice(frame);
+        self.tx.commit(frame.len());
+        true
+    }
+
     /// Write queued frames until the fd would block. Returns the status and
     /// whether frames are still queued.
     pub fn flush(&mut self) -> io::Result<bool> {
@@ -263,6 +274,7 @@ impl Device for FdDevice {
         ck.tcp = Checksum::Tx;
         ck.udp = Checksum::Tx;
         ck.icmpv4 = Checksum::Tx;
+        ck.icmpv6 = Checksum::Tx;
         caps.checksum = ck;
         caps
     }

@@ -3,7 +3,8 @@
 //! # Shape
 //!
 //! The container's network namespace has a TAP device (`eth0`,
-//! 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3). Its fd, opened with
+//! 10.0.2.100/24 and fd00::100/64, gateway 10.0.2.2 and fd00::2, DNS
+//! 10.0.2.3 and fd00::3). Its fd, opened with
 //! `IFF_NO_PI`, reaches hutch, and [`spawn`] runs one thread that moves
 //! frames between that fd and a smoltcp [`Interface`](smoltcp::iface::Interface),
 //! and data between smoltcp sockets and ordinary host sockets:
@@ -19,11 +20,13 @@
 //!   written in batches into preallocated rings; nothing is allocated per
 //!   packet; read errors are counted, never fatal.
 //! * `filter.rs`: every frame is parsed and its checksums verified before
-//!   smoltcp sees it. Malformed frames, fragments, IPv6 and anything not
-//!   meant for the stack are dropped and counted ([`NetStats`]). New TCP SYNs
-//!   and UDP datagrams are reported to the NAT tables.
-//! * `stack.rs`: the interface (addresses 10.0.2.2 and 10.0.2.3, `any_ip`,
-//!   a default route through itself so that every destination is "local")
+//!   smoltcp sees it. Malformed frames, fragments, IPv6 extension headers
+//!   and anything not meant for the stack are dropped and counted
+//!   ([`NetStats`]). New TCP SYNs, UDP datagrams and echo requests to the
+//!   world are reported to the NAT tables.
+//! * `stack.rs`: the interface (addresses 10.0.2.2, 10.0.2.3, fd00::2 and
+//!   fd00::3, `any_ip`, default routes through itself so that every
+//!   destination is "local")
 //!   and the event loop: `poll(2)` over the TAP fd, a stop socket, the
 //!   port-forward listeners and every host socket, then smoltcp's `poll`.
 //! * `tcp.rs`: outbound TCP. A SYN to a new destination is *held*: hutch
@@ -40,6 +43,10 @@
 //! * `udp.rs`: UDP NAT. One smoltcp UDP socket per destination the
 //!   container talks to, one connected host socket per (container port,
 //!   destination) flow, dropped after an idle timeout.
+//! * `icmp.rs`: echo requests to the world go out of unprivileged ICMP
+//!   ("ping") sockets and the replies come back rewritten; where the host
+//!   does not allow those sockets (`net.ipv4.ping_group_range`), the
+//!   container gets "administratively prohibited" from the gateway.
 //! * `dns.rs`: 10.0.2.3:53 maps to the first host resolver (from
 //!   `/etc/resolv.conf`, 127.0.0.53 included, or [`NetConfig::dns_upstreams`]).
 //! * `forward.rs`: `-p` listeners, bound in [`spawn`] so that a taken port is
@@ -47,18 +54,22 @@
 //!   socket that connects from 10.0.2.2 to 10.0.2.100:CTRPORT; UDP forwards
 //!   relay datagrams per host peer.
 //!
-//! Destination mapping: 10.0.2.2 is the host's 127.0.0.1 when
-//! `allow_host_loopback` is set and refused otherwise; 10.0.2.3:53 is the
-//! DNS forwarder; other 10.0.2.0/24 addresses, loopback, multicast and
-//! broadcast destinations are refused; everything else is reached through
-//! a host socket to the same address. ICMP echo is answered by the stack for
-//! 10.0.2.2 and 10.0.2.3 only; IPv6 is not handled yet. ARP is answered for
-//! 10.0.2.2 and 10.0.2.3 only (with `any_ip`, smoltcp would answer for every
-//! address, the container's own included); only 10.0.2.100 may be a source.
+//! Destination mapping: 10.0.2.2 (fd00::2) is the host's 127.0.0.1 (::1)
+//! when `allow_host_loopback` is set and refused otherwise; 10.0.2.3:53
+//! (fd00::3) is the DNS forwarder; other addresses of the link, loopback,
+//! link-local, multicast, broadcast and IPv4-mapped destinations are
+//! refused; everything else is reached through a host socket to the same
+//! address. ICMP echo to the stack's addresses is answered by smoltcp. ARP
+//! and neighbour solicitations are answered for the stack's addresses only
+//! (with `any_ip`, smoltcp would answer for every address, the container's
+//! own included); only 10.0.2.100 and fd00::100 may be sources (and the
+//! container's link-local address, for neighbour discovery). The
+//! container's IPv6 address is added without duplicate address detection
+//! (src/sandbox/netlink.rs), so it is usable at once.
 //!
 //! Limits, so that a container cannot make the stack grow without bound:
-//! 16384 TCP connections, 4096 UDP destinations and 8192 UDP flows at once
-//! (beyond: refused or dropped, and counted); a TCP connection whose
+//! 16384 TCP connections, 4096 UDP destinations, 8192 UDP flows and 64
+//! echo flows at once (beyond: refused or dropped, and counted); a TCP connection whose
 //! container side stays silent for 5 minutes despite keep-alive probes is
 //! dropped; held SYNs expire after `connect_timeout`.
 //!
@@ -70,6 +81,7 @@ mod device;
 mod dns;
 mod filter;
 mod forward;
+mod icmp;
 mod stack;
 mod tcp;
 mod udp;
@@ -86,8 +98,8 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result, anyhow};
 
 pub use config::{
-    CONTAINER_ADDR, DEFAULT_MTU, DNS_ADDR, GATEWAY_ADDR, GATEWAY_MAC, NetConfig, PREFIX_LEN,
-    PortForward, Proto, parse_publish,
+    CONTAINER_ADDR, CONTAINER_ADDR6, DEFAULT_MTU, DNS_ADDR, DNS_ADDR6, GATEWAY_ADDR, GATEWAY_ADDR6,
+    GATEWAY_MAC, NetConfig, PREFIX_LEN, PREFIX_LEN6, PortForward, Proto, parse_publish,
 };
 pub use dns::{host_resolvers, parse_resolv_conf};
 
@@ -109,6 +121,8 @@ pub(crate) struct Counters {
     tcp_forwarded: AtomicU64,
     udp_flows: AtomicU64,
     udp_dropped: AtomicU64,
+    icmp_echo_out: AtomicU64,
+    icmp_refused: AtomicU64,
 }
 
 /// A snapshot of the stack's counters.
@@ -140,6 +154,10 @@ pub struct NetStats {
     pub udp_flows: u64,
     /// Datagrams dropped (full buffers, send errors).
     pub udp_dropped: u64,
+    /// Echo requests sent to the world through host ICMP sockets.
+    pub icmp_echo_out: u64,
+    /// Echo requests answered with "unreachable" or dropped.
+    pub icmp_refused: u64,
 }
 
 impl Counters {
@@ -161,6 +179,8 @@ impl Counters {
             tcp_forwarded: g(&self.tcp_forwarded),
             udp_flows: g(&self.udp_flows),
             udp_dropped: g(&self.udp_dropped),
+            icmp_echo_out: g(&self.icmp_echo_out),
+            icmp_refused: g(&self.icmp_refused),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The interface and the event loop.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -14,42 +14,65 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 use super::Counters;
 use super::config::{
-    DNS_ADDR, GATEWAY_ADDR, GATEWAY_MAC, NETWORK_ADDR, NetConfig, PREFIX_LEN, PortForward,
+    CONTAINER_ADDR6, DNS_ADDR, DNS_ADDR6, GATEWAY_ADDR, GATEWAY_ADDR6, GATEWAY_MAC, NETWORK_ADDR,
+    NetConfig, PREFIX_LEN, PREFIX_LEN6, PortForward,
 };
 use super::device::{FdDevice, ReadStatus};
 use super::filter::{Class, classify};
 use super::forward::Listeners;
+use super::icmp::IcmpRelay;
 use super::tcp::TcpNat;
 use super::udp::UdpNat;
 
 /// Where a destination seen by the container goes on the host; `None`:
 /// refused.
-pub fn map_dest(cfg: &NetConfig, dst: SocketAddrV4) -> Option<SocketAddr> {
-    let ip = *dst.ip();
-    if ip == GATEWAY_ADDR {
+pub fn map_dest(cfg: &NetConfig, dst: SocketAddr) -> Option<SocketAddr> {
+    let ip = dst.ip();
+    if ip == IpAddr::V4(GATEWAY_ADDR) || ip == IpAddr::V6(GATEWAY_ADDR6) {
+        let lo: IpAddr = match ip {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        };
         return cfg
             .allow_host_loopback
-            .then(|| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), dst.port()));
+            .then(|| SocketAddr::new(lo, dst.port()));
     }
-    if ip == DNS_ADDR {
+    if ip == IpAddr::V4(DNS_ADDR) || ip == IpAddr::V6(DNS_ADDR6) {
         return if dst.port() == 53 {
             cfg.dns_upstreams.first().copied()
         } else {
             None
         };
     }
-    let in_link =
-        u32::from(ip) >> (32 - PREFIX_LEN) == u32::from(NETWORK_ADDR) >> (32 - PREFIX_LEN);
-    if in_link
-        || ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || dst.port() == 0
-    {
+    if dst.port() == 0 || !routable(ip) {
         return None;
     }
-    Some(SocketAddr::V4(dst))
+    Some(dst)
+}
+
+/// Whether the container may reach `ip` through a host socket: not the
+/// virtual link, loopback, multicast, broadcast or unspecified addresses.
+pub fn routable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => {
+            let in_link =
+                u32::from(ip) >> (32 - PREFIX_LEN) == u32::from(NETWORK_ADDR) >> (32 - PREFIX_LEN);
+            !(in_link
+                || ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_broadcast())
+        }
+        IpAddr::V6(ip) => {
+            let in_link = ip.segments()[..4] == CONTAINER_ADDR6.segments()[..4];
+            !(in_link
+                || ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_unicast_link_local()
+                || ip.to_ipv4_mapped().is_some())
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -60,6 +83,7 @@ enum Token {
     Tcp(u64),
     UdpListener(u64),
     Udp(u64),
+    Icmp(u64),
 }
 
 pub struct Stack {
@@ -70,6 +94,7 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     tcp: TcpNat,
     udp: UdpNat,
+    icmp: IcmpRelay,
     tcp_listeners: Vec<(TcpListener, PortForward, bool)>,
     /// Listeners left out of `poll` after an accept error (EMFILE...),
     /// until the given time: level-triggered readiness would spin.
@@ -96,6 +121,8 @@ impl Stack {
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(GATEWAY_ADDR), PREFIX_LEN));
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(DNS_ADDR), PREFIX_LEN));
+            let _ = a.push(IpCidr::new(IpAddress::Ipv6(GATEWAY_ADDR6), PREFIX_LEN6));
+            let _ = a.push(IpCidr::new(IpAddress::Ipv6(DNS_ADDR6), PREFIX_LEN6));
         });
         // A default route through our own address: with any_ip, every
         // destination is then accepted as local.
@@ -103,6 +130,10 @@ impl Stack {
             .routes_mut()
             .add_default_ipv4_route(GATEWAY_ADDR)
             .context("adding the default route")?;
+        iface
+            .routes_mut()
+            .add_default_ipv6_route(GATEWAY_ADDR6)
+            .context("adding the default IPv6 route")?;
         iface.set_any_ip(true);
         let tcp = TcpNat::new(cfg.tcp_buffer, cfg.connect_timeout, counters.clone());
         let udp = UdpNat::new(
@@ -122,12 +153,13 @@ impl Stack {
                 .map(|(l, f)| (l, f, false))
                 .collect(),
             cfg,
-            counters,
+            counters: counters.clone(),
             iface,
             dev,
             sockets: SocketSet::new(Vec::new()),
             tcp,
             udp,
+            icmp: IcmpRelay::new(counters.clone()),
             stop,
             pfds: Vec::new(),
             tokens: Vec::new(),
@@ -143,15 +175,15 @@ impl Stack {
             }
             // Frames in: filter, then hand them over.
             let status = {
-                let (cfg, counters, tcp, udp, sockets) = (
-                    &self.cfg,
-                    &self.counters,
-                    &mut self.tcp,
-                    &mut self.udp,
-                    &mut self.sockets,
-                );
-                self.dev
-                    .read_batch(|frame| filter_frame(frame, cfg, counters, tcp, udp, sockets))
+                let mut nat = Nat {
+                    cfg: &self.cfg,
+                    counters: &self.counters,
+                    tcp: &mut self.tcp,
+                    udp: &mut self.udp,
+                    icmp: &mut self.icmp,
+                    sockets: &mut self.sockets,
+                };
+                self.dev.read_batch(|frame| nat.filter_frame(frame))
             };
             if status == ReadStatus::Closed {
                 return Ok(());
@@ -167,6 +199,9 @@ impl Stack {
             self.accept();
             self.tcp.relay(&mut self.sockets);
             self.udp.service(&mut self.sockets);
+            self.icmp.service();
+            let dev = &mut self.dev;
+            self.icmp.drain(|f| dev.send_raw(f));
             let now = Instant::now();
             self.iface.poll(now, &mut self.dev, &mut self.sockets);
             let tx_blocked = match self.dev.flush() {
@@ -209,6 +244,7 @@ impl Stack {
                     Token::Tcp(id) => self.tcp.set_revents(id, r),
                     Token::UdpListener(l) => self.udp.set_readable(true, l),
                     Token::Udp(id) => self.udp.set_readable(false, id),
+                    Token::Icmp(id) => self.icmp.set_readable(id),
                 }
             }
         }
@@ -250,9 +286,14 @@ impl Stack {
         }
         let snow = std::time::Instant::now();
         let paused = self.paused.iter().flatten().min().copied();
-        for d in [self.tcp.next_deadline(), self.udp.next_deadline(), paused]
-            .into_iter()
-            .flatten()
+        for d in [
+            self.tcp.next_deadline(),
+            self.udp.next_deadline(),
+            self.icmp.next_deadline(),
+            paused,
+        ]
+        .into_iter()
+        .flatten()
         {
             let left = d.saturating_duration_since(snow) + Duration::from_millis(1);
             min(left.as_millis().min(60_000) as u64);
@@ -301,31 +342,52 @@ impl Stack {
             };
             push(fd, libc::POLLIN, t)
         });
+        self.icmp
+            .interest(|id, fd| push(fd, libc::POLLIN, Token::Icmp(id)));
     }
 }
 
-fn filter_frame(
-    frame: &[u8],
-    cfg: &NetConfig,
-    counters: &Counters,
-    tcp: &mut TcpNat,
-    udp: &mut UdpNat,
-    sockets: &mut SocketSet<'static>,
-) -> bool {
-    match classify(frame) {
-        Class::Malformed => {
-            counters.dropped_malformed.fetch_add(1, Relaxed);
-            false
-        }
-        Class::Unsupported => {
-            counters.dropped_unsupported.fetch_add(1, Relaxed);
-            false
-        }
-        Class::Pass => true,
-        Class::TcpSyn { src, dst } => tcp.on_syn(frame, src, dst, map_dest(cfg, dst), sockets),
-        Class::Udp { src: _, dst } => {
-            let dns = *dst.ip() == DNS_ADDR && dst.port() == 53;
-            udp.on_datagram(dst, map_dest(cfg, dst), dns, sockets)
+/// What the frame filter needs to hand frames to the NAT tables.
+struct Nat<'a> {
+    cfg: &'a NetConfig,
+    counters: &'a Counters,
+    tcp: &'a mut TcpNat,
+    udp: &'a mut UdpNat,
+    icmp: &'a mut IcmpRelay,
+    sockets: &'a mut SocketSet<'static>,
+}
+
+impl Nat<'_> {
+    /// Whether `frame` goes on to smoltcp.
+    fn filter_frame(&mut self, frame: &[u8]) -> bool {
+        match classify(frame) {
+            Class::Malformed => {
+                self.counters.dropped_malformed.fetch_add(1, Relaxed);
+                false
+            }
+            Class::Unsupported => {
+                self.counters.dropped_unsupported.fetch_add(1, Relaxed);
+                false
+            }
+            Class::Pass => true,
+            Class::TcpSyn { src, dst } => {
+                self.tcp
+                    .on_syn(frame, src, dst, map_dest(self.cfg, dst), self.sockets)
+            }
+            Class::Udp { src: _, dst } => {
+                let dns = (dst.ip() == IpAddr::V4(DNS_ADDR) || dst.ip() == IpAddr::V6(DNS_ADDR6))
+                    && dst.port() == 53;
+                self.udp
+                    .on_datagram(dst, map_dest(self.cfg, dst), dns, self.sockets)
+            }
+            Class::EchoOut { dst } => {
+                if routable(dst) {
+                    self.icmp.on_request(frame);
+                } else {
+                    self.counters.dropped_unsupported.fetch_add(1, Relaxed);
+                }
+                false
+            }
         }
     }
 }

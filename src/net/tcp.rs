@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,7 +28,7 @@ use super::config::{CONTAINER_ADDR, GATEWAY_ADDR};
 use super::device::FdDevice;
 use super::forward::PortAlloc;
 
-type Flow = (SocketAddrV4, SocketAddrV4);
+type Flow = (SocketAddr, SocketAddr);
 
 /// Connections at once (each holds a host fd and two buffers); SYNs beyond
 /// are refused, accepted forwards beyond are closed.
@@ -70,7 +70,7 @@ pub struct TcpNat {
     flows: HashMap<Flow, u64>,
     next_id: u64,
     /// Destinations with a listener created in this round (see module doc).
-    fresh_dsts: HashSet<SocketAddrV4>,
+    fresh_dsts: HashSet<SocketAddr>,
     fresh: Vec<u64>,
     dead: Vec<(u64, bool)>,
     again: bool,
@@ -141,12 +141,12 @@ impl TcpNat {
         id
     }
 
-    fn listen(&mut self, dst: SocketAddrV4, sockets: &mut SocketSet<'static>) -> SocketHandle {
+    fn listen(&mut self, dst: SocketAddr, sockets: &mut SocketSet<'static>) -> SocketHandle {
         let mut s = new_socket(self.buf_size);
         // Cannot fail: the port is not 0 (the filter drops those) and the
         // socket is new.
         let _ = s.listen(IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(*dst.ip())),
+            addr: Some(IpAddress::from(dst.ip())),
             port: dst.port(),
         });
         self.fresh_dsts.insert(dst);
@@ -159,8 +159,8 @@ impl TcpNat {
     pub fn on_syn(
         &mut self,
         frame: &[u8],
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
+        src: SocketAddr,
+        dst: SocketAddr,
         target: Option<SocketAddr>,
         sockets: &mut SocketSet<'static>,
     ) -> bool {
@@ -271,7 +271,7 @@ impl TcpNat {
                 continue;
             };
             let s = sockets.get::<tcp::Socket>(h);
-            let expected = IpEndpoint::new(IpAddress::Ipv4(*src.ip()), src.port());
+            let expected = IpEndpoint::new(IpAddress::from(src.ip()), src.port());
             if s.state() == State::Listen || s.remote_endpoint() != Some(expected) {
                 self.remove(*id, sockets, true);
             }

@@ -51,10 +51,16 @@ impl Container {
         iface.update_ip_addrs(|a| {
             a.push(IpCidr::new(IpAddress::Ipv4(CONTAINER_ADDR), PREFIX_LEN))
                 .unwrap();
+            a.push(IpCidr::new(IpAddress::Ipv6(CONTAINER_ADDR6), PREFIX_LEN6))
+                .unwrap();
         });
         iface
             .routes_mut()
             .add_default_ipv4_route(GATEWAY_ADDR)
+            .unwrap();
+        iface
+            .routes_mut()
+            .add_default_ipv6_route(GATEWAY_ADDR6)
             .unwrap();
         Container {
             iface,
@@ -119,10 +125,14 @@ impl Container {
     }
 
     fn connect(&mut self, h: SocketHandle, to: (std::net::Ipv4Addr, u16), local_port: u16) {
+        self.connect_ip(h, (to.0.into(), to.1), local_port)
+    }
+
+    fn connect_ip(&mut self, h: SocketHandle, to: (std::net::IpAddr, u16), local_port: u16) {
         let cx = self.iface.context();
         self.sockets
             .get_mut::<tcp::Socket>(h)
-            .connect(cx, IpEndpoint::new(IpAddress::Ipv4(to.0), to.1), local_port)
+            .connect(cx, IpEndpoint::new(IpAddress::from(to.0), to.1), local_port)
             .unwrap();
     }
 
@@ -712,7 +722,10 @@ fn destination_mapping() {
     let mut cfg = test_cfg();
     cfg.dns_upstreams = vec!["127.0.0.53:53".parse().unwrap()];
     let m = |cfg: &NetConfig, ip: [u8; 4], port| {
-        stack::map_dest(cfg, SocketAddrV4::new(Ipv4Addr::from(ip), port))
+        stack::map_dest(cfg, SocketAddrV4::new(Ipv4Addr::from(ip), port).into())
+    };
+    let m6 = |cfg: &NetConfig, ip: &str, port| {
+        stack::map_dest(cfg, SocketAddr::new(ip.parse().unwrap(), port))
     };
     assert_eq!(
         m(&cfg, [10, 0, 2, 2], 80),
@@ -731,8 +744,28 @@ fn destination_mapping() {
         m(&cfg, [93, 184, 216, 34], 443),
         Some("93.184.216.34:443".parse().unwrap())
     );
+    assert_eq!(m6(&cfg, "fd00::2", 80), Some("[::1]:80".parse().unwrap()));
+    assert_eq!(
+        m6(&cfg, "fd00::3", 53),
+        Some("127.0.0.53:53".parse().unwrap())
+    );
+    for refused in [
+        "fd00::9",
+        "::1",
+        "fe80::1",
+        "ff02::1",
+        "::",
+        "::ffff:10.0.2.2",
+    ] {
+        assert_eq!(m6(&cfg, refused, 80), None, "{refused}");
+    }
+    assert_eq!(
+        m6(&cfg, "2001:db8::1", 443),
+        Some("[2001:db8::1]:443".parse().unwrap())
+    );
     cfg.allow_host_loopback = false;
     assert_eq!(m(&cfg, [10, 0, 2, 2], 80), None);
+    assert_eq!(m6(&cfg, "fd00::2", 80), None);
 }
 
 #[test]
@@ -938,10 +971,13 @@ fn ping_gateway_is_answered_and_others_are_not() {
             }
         }
     };
+    // 10.0.2.77 is on the link but nobody's: no reply, no relay (echo
+    // requests to the world go through host ICMP sockets, which a unit
+    // test must not reach; tests/net.rs covers them in a private netns).
     for dst in [
         GATEWAY_ADDR,
         DNS_ADDR,
-        std::net::Ipv4Addr::new(192, 0, 2, 1),
+        std::net::Ipv4Addr::new(10, 0, 2, 77),
     ] {
         rustix::io::write(&b, &echo(dst)).unwrap();
     }
@@ -1110,5 +1146,59 @@ fn dns_fails_over_to_the_next_upstream() {
     }
     assert_eq!(reply.as_deref(), Some(&b"\x00\x01query"[..]));
     server.join().unwrap();
+    handle.stop().unwrap();
+}
+
+/// TCP over IPv6: the container's neighbour discovery finds fd00::2, and
+/// [fd00::2]:PORT reaches the host's [::1]:PORT (data both ways, FIN).
+#[test]
+fn tcp_over_ipv6_to_host_loopback() {
+    let Ok(l) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback on this host: nothing to test");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = l.accept().unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(b"pong6").unwrap();
+        (peer, got)
+    });
+    let (handle, mut c) = start(test_cfg());
+    let h = c.tcp_socket();
+    c.connect_ip(h, (GATEWAY_ADDR6.into(), port), 40600);
+    assert!(
+        c.run_until(10, |c| c.tcp(h).may_send()),
+        "IPv6 connection to [fd00::2]:{port} not established"
+    );
+    c.tcp(h).send_slice(b"ping6").unwrap();
+    c.tcp(h).close();
+    let mut reply = Vec::new();
+    assert!(c.run_until(10, |c| {
+        let s = c.tcp(h);
+        while s.can_recv() {
+            s.recv(|b| {
+                reply.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+        !s.may_recv()
+    }));
+    assert_eq!(reply, b"pong6");
+    let (peer, got) = server.join().unwrap();
+    assert_eq!(got, b"ping6");
+    assert!(peer.ip().is_loopback(), "{peer}");
+    // Refused without allow_host_loopback, as for IPv4.
+    handle.stop().unwrap();
+    let (handle, mut c) = start(NetConfig {
+        allow_host_loopback: false,
+        ..test_cfg()
+    });
+    let h = c.tcp_socket();
+    c.connect_ip(h, (GATEWAY_ADDR6.into(), port), 40601);
+    assert!(c.run_until(10, |c| c.tcp(h).state() == tcp::State::Closed));
+    assert!(handle.stats().tcp_refused >= 1);
     handle.stop().unwrap();
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -44,8 +44,8 @@ struct Bind {
 enum Kind {
     Out {
         host: UdpSocket,
-        container: SocketAddrV4,
-        dst: SocketAddrV4,
+        container: SocketAddr,
+        dst: SocketAddr,
         dns: Option<DnsState>,
     },
     Fwd {
@@ -86,8 +86,8 @@ struct Flow {
 }
 
 pub struct UdpNat {
-    binds: HashMap<SocketAddrV4, Bind>,
-    out: HashMap<(SocketAddrV4, SocketAddrV4), u64>,
+    binds: HashMap<SocketAddr, Bind>,
+    out: HashMap<(SocketAddr, SocketAddr), u64>,
     fwd: HashMap<(usize, SocketAddr), u64>,
     flows: HashMap<u64, Flow>,
     listeners: Vec<(UdpSocket, PortForward, bool)>,
@@ -109,8 +109,8 @@ fn new_socket(max_payload: usize) -> udp::Socket<'static> {
     )
 }
 
-fn ep(a: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new(IpAddress::Ipv4(*a.ip()), a.port())
+fn ep(a: SocketAddr) -> IpEndpoint {
+    IpEndpoint::new(IpAddress::from(a.ip()), a.port())
 }
 
 fn host_socket(target: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -156,13 +156,13 @@ impl UdpNat {
     /// goes on.
     pub fn on_datagram(
         &mut self,
-        dst: SocketAddrV4,
+        dst: SocketAddr,
         target: Option<SocketAddr>,
         dns: bool,
         sockets: &mut SocketSet<'static>,
     ) -> bool {
         // Replies to our own inbound (forwarded) flows.
-        if *dst.ip() == GATEWAY_ADDR && self.ports.contains(dst.port()) {
+        if dst.ip() == IpAddr::V4(GATEWAY_ADDR) && self.ports.contains(dst.port()) {
             return true;
         }
         let Some(target) = target else { return true };
@@ -177,7 +177,7 @@ impl UdpNat {
         }
         let mut s = new_socket(self.buf.len());
         if s.bind(IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(*dst.ip())),
+            addr: Some(IpAddress::from(dst.ip())),
             port: dst.port(),
         })
         .is_err()
@@ -220,7 +220,7 @@ impl UdpNat {
     pub fn service(&mut self, sockets: &mut SocketSet<'static>) {
         let now = Instant::now();
         // Container -> host (outbound).
-        let dsts: Vec<SocketAddrV4> = self.binds.keys().copied().collect();
+        let dsts: Vec<SocketAddr> = self.binds.keys().copied().collect();
         for dst in dsts {
             let Some(b) = self.binds.get(&dst) else {
                 continue;
@@ -233,11 +233,7 @@ impl UdpNat {
             for _ in 0..BURST {
                 let s = sockets.get_mut::<udp::Socket>(handle);
                 let Ok((data, meta)) = s.recv() else { break };
-                #[allow(irrefutable_let_patterns)]
-                let IpAddress::Ipv4(cip) = meta.endpoint.addr else {
-                    continue;
-                };
-                let container = SocketAddrV4::new(cip, meta.endpoint.port);
+                let container = SocketAddr::new(meta.endpoint.addr.into(), meta.endpoint.port);
                 let id = match self.out.get(&(container, dst)) {
                     Some(id) => *id,
                     None if self.flows.len() >= MAX_FLOWS => {

@@ -10,6 +10,8 @@
 //! * `rootfs`: /proc, /dev, /sys, mounts, masked paths, pivot_root.
 //! * `security`: the order in which the boundary is applied, using
 //!   `caps`, `rlimits`, `landlock`, `seccomp`; `cgroup` for limits.
+//! * `tap`, `netlink`, `network`: the container's eth0 for `--network
+//!   slirp` and the userspace stack (src/net) serving it.
 //! * `pty`, `sys`: the terminal and the raw syscall wrappers.
 
 pub mod caps;
@@ -18,6 +20,7 @@ mod child;
 pub mod idmap;
 pub mod landlock;
 pub mod launch;
+mod netlink;
 mod network;
 pub mod plan;
 mod pty;

@@ -56,6 +56,8 @@ pub struct RunRequest {
     pub read_only: bool,
     pub hostname: Option<String>,
     pub network: Option<NetworkMode>,
+    /// `--network slirp:allow_host_loopback=...`; the profile's otherwise.
+    pub allow_host_loopback: Option<bool>,
     pub publish: Vec<String>,
     pub mtu: Option<u32>,
     pub profile: Option<String>,
@@ -403,7 +405,9 @@ pub fn plan(
         mounts: deduped,
         network,
         net: NetSpec {
-            allow_host_loopback: profile.network.allow_host_loopback,
+            allow_host_loopback: req
+                .allow_host_loopback
+                .unwrap_or(profile.network.allow_host_loopback),
             mtu: req.mtu.unwrap_or(65520),
             publish: req.publish.clone(),
         },

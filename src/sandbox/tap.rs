@@ -8,12 +8,10 @@ use rustix::io::Errno;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-/// Address plan (as slirp4netns): the container is .100, the gateway (the
-/// host, through hutch) .2, the DNS forwarder .3.
-pub const CONTAINER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
-pub const GATEWAY_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
-pub const NETMASK: Ipv4Addr = Ipv4Addr::new(255, 255, 255, 0);
+// The address plan is the stack's (src/net/config.rs): the container is
+// .100 (fd00::100), the gateway .2 (fd00::2), the DNS forwarder .3.
+use crate::net::{CONTAINER_ADDR, CONTAINER_ADDR6, GATEWAY_ADDR, GATEWAY_ADDR6, PREFIX_LEN6};
+const NETMASK: Ipv4Addr = Ipv4Addr::new(255, 255, 255, 0);
 
 fn last() -> Errno {
     Errno::from_raw_os_error(
@@ -55,9 +53,10 @@ fn ioctl<T>(fd: BorrowedFd<'_>, req: libc::c_ulong, arg: &mut T) -> Result<(), E
     if rc < 0 { Err(last()) } else { Ok(()) }
 }
 
-/// Create `eth0` as a TAP device, give it the container address, `mtu`,
-/// a default route through the gateway, and bring it up. Returns the TAP
-/// fd. Runs in the container's network namespace.
+/// Create `eth0` as a TAP device, give it the container addresses (IPv4
+/// and, where the kernel has IPv6, IPv6), `mtu`, default routes through
+/// the gateway, and bring it up. Returns the TAP fd. Runs in the
+/// container's network namespace.
 pub fn create(mtu: u32) -> Result<OwnedFd, String> {
     let e = |what: &str, x: Errno| format!("{what}: {}", std::io::Error::from(x));
     let tun = rustix::fs::open(
@@ -102,7 +101,23 @@ pub fn create(mtu: u32) -> Result<OwnedFd, String> {
     rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
     ioctl(sock.as_fd(), libc::SIOCADDRT, &mut rt)
         .map_err(|x| e("adding the default route via 10.0.2.2", x))?;
+    ipv6(sock.as_fd()).map_err(|(what, x)| e(what, x))?;
     Ok(tun)
+}
+
+/// IPv6 on eth0: fd00::100/64 and a default route via fd00::2. A kernel
+/// without IPv6 (ipv6.disable=1) leaves the container with IPv4 only.
+fn ipv6(sock: BorrowedFd<'_>) -> Result<(), (&'static str, Errno)> {
+    let mut req = ifreq("eth0");
+    ioctl(sock, libc::SIOCGIFINDEX, &mut req).map_err(|x| ("finding eth0's index", x))?;
+    // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
+    let index = unsafe { req.ifr_ifru.ifru_ifindex } as u32;
+    match super::netlink::add_ipv6_address(index, CONTAINER_ADDR6, PREFIX_LEN6) {
+        Err(Errno::AFNOSUPPORT | Errno::OPNOTSUPP) => return Ok(()),
+        r => r.map_err(|x| ("setting the IPv6 address of eth0", x))?,
+    }
+    super::netlink::add_ipv6_default_route(index, GATEWAY_ADDR6)
+        .map_err(|x| ("adding the default IPv6 route via fd00::2", x))
 }
 
 /// Mark the TAP device persistent, so that closing hutch's fd does not
