@@ -624,3 +624,41 @@ fn dev_profile_mounts_the_project_and_keeps_the_user() {
         "owned by the user on the host"
     );
 }
+
+/// hutch holds a host file for each file open in the container (every
+/// running program's included): it lifts its own soft open-files limit,
+/// and gives the container the limit it started with.
+#[test]
+fn many_programs_at_once_do_not_exhaust_hutchs_open_files() {
+    let st = busybox();
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid out pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
+    // More programs than the usual soft limit of 1024, well within the hard.
+    let n = (soft + 100).min(hard.saturating_sub(200));
+    if n <= soft {
+        eprintln!("hard open-files limit {hard} leaves no room above {soft}: nothing to test");
+        return;
+    }
+    let script = format!(
+        "ulimit -n; i=0; while [ $i -lt {n} ]; do sleep 30 & i=$((i + 1)); done; \
+         echo started; kill $(jobs -p) 2>/dev/null; wait; echo done"
+    );
+    let out = run(&st, &["--network", "none", "busybox", "sh", "-c", &script]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        text(&out),
+        format!("{soft}\nstarted\ndone\n"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Too many open files"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -170,9 +170,11 @@ impl Stack {
     pub fn run(&mut self) -> Result<()> {
         let mut stop_seen = false;
         loop {
-            if stop_seen {
-                return Ok(());
-            }
+            // After a stop, one last pass without waiting: frames the
+            // container sent before it exited (its kernel has seen them
+            // acknowledged or queued them) still reach the host sockets,
+            // and FINs become shutdowns, before everything is closed.
+            let last_pass = stop_seen;
             // Frames in: filter, then hand them over.
             let status = {
                 let mut nat = Nat {
@@ -208,6 +210,9 @@ impl Stack {
                 Ok(b) => b,
                 Err(_) => return Ok(()),
             };
+            if last_pass {
+                return Ok(());
+            }
             // Wait.
             let timeout = self.timeout(now, tx_blocked);
             self.build_pollfds(tx_blocked);

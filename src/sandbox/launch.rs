@@ -148,6 +148,10 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(std::io::Error::from)
         .context("creating a pipe")?;
+    // The overlay and the network hold host fds for the container's open
+    // files and connections: lift hutch's own soft limit first (the
+    // container gets the old one back, see rlimits.rs).
+    super::rlimits::raise_own_nofile();
     let security = Security::prepare(spec)?;
     // cgroup v2 limits, created while we are still outside the user
     // namespace; the relay moves itself in before it unshares its cgroup

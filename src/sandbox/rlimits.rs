@@ -11,11 +11,20 @@
 //! make fork fail at once when the user runs many processes elsewhere.
 //! The cgroup `pids` limit (see `cgroup.rs`) counts the container only.
 //!
+//! hutch itself needs many open files: the overlay holds a host file for
+//! each file open in the container (every running program's included), and
+//! the network a host socket per connection. [`raise_own_nofile`] lifts
+//! hutch's soft RLIMIT_NOFILE to its hard limit at launch (as Podman
+//! does); the container's processes get the soft limit hutch started with
+//! back unless the profile sets `nofile`, so programs that use select(2)
+//! see the limit they expect.
+//!
 //! [`prepare`] reads the current limits and computes the values (before
 //! fork); [`PreparedRlimits::apply`] is only setrlimit calls.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 use super::caps::ApplyError;
 
@@ -36,14 +45,38 @@ type Resource = libc::__rlimit_resource_t;
 #[cfg(not(target_env = "gnu"))]
 type Resource = libc::c_int;
 
-/// One limit to set: resource, value (soft = hard).
+/// One limit to set: resource, soft and hard values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     resource: Resource,
     name: &'static str,
     /// The step, for [`ApplyError`].
     what: &'static str,
-    value: u64,
+    soft: u64,
+    hard: u64,
+}
+
+/// hutch's soft RLIMIT_NOFILE before [`raise_own_nofile`] raised it.
+static ORIGINAL_NOFILE: OnceLock<u64> = OnceLock::new();
+
+/// Raise this process's soft RLIMIT_NOFILE to its hard limit, remembering
+/// the old value for the container (see the module note). Best effort:
+/// hutch still runs, with fewer files, if this fails.
+pub fn raise_own_nofile() {
+    let Ok((soft, hard)) = getrlimit(libc::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard || ORIGINAL_NOFILE.get().is_some() {
+        return;
+    }
+    let lim = libc::rlimit {
+        rlim_cur: hard,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a valid pointer for the call, only read.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        let _ = ORIGINAL_NOFILE.set(soft);
+    }
 }
 
 /// Limits ready to set; a fixed array, no heap.
@@ -66,11 +99,11 @@ fn getrlimit(resource: Resource) -> std::io::Result<(u64, u64)> {
     Ok((lim.rlim_cur, lim.rlim_max))
 }
 
-/// setrlimit with soft = hard = `value`.
-fn setrlimit(resource: Resource, value: u64) -> Result<(), i32> {
+/// setrlimit with the given soft and hard values.
+fn setrlimit(resource: Resource, soft: u64, hard: u64) -> Result<(), i32> {
     let lim = libc::rlimit {
-        rlim_cur: value,
-        rlim_max: value,
+        rlim_cur: soft,
+        rlim_max: hard,
     };
     // SAFETY: `lim` is a valid pointer for the call, only read.
     let rc = unsafe { libc::setrlimit(resource, &lim) };
@@ -121,30 +154,42 @@ pub fn prepare(set: &RlimitSet) -> Result<PreparedRlimits> {
     ];
     let mut entries = [None; 3];
     for (slot, (value, resource, name, what)) in entries.iter_mut().zip(wanted) {
-        let Some(value) = value else { continue };
         let (_, hard) =
             getrlimit(resource).with_context(|| format!("reading the current {name} limit"))?;
+        let (soft, hard) = match value {
+            Some(v) => {
+                let v = capped(name, v, hard);
+                (v, v)
+            }
+            // Give the container the open files limit hutch started with.
+            None if resource == libc::RLIMIT_NOFILE => match ORIGINAL_NOFILE.get() {
+                Some(&orig) => (orig, hard),
+                None => continue,
+            },
+            None => continue,
+        };
         *slot = Some(Entry {
             resource,
             name,
             what,
-            value: capped(name, value, hard),
+            soft,
+            hard,
         });
     }
     Ok(PreparedRlimits { entries })
 }
 
 impl PreparedRlimits {
-    /// The (name, value) pairs that `apply` sets, for `--verbose`.
+    /// The (name, soft value) pairs that `apply` sets, for `--verbose`.
     pub fn values(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        self.entries.iter().flatten().map(|e| (e.name, e.value))
+        self.entries.iter().flatten().map(|e| (e.name, e.soft))
     }
 
-    /// Set the limits on the calling process (soft = hard). Only
-    /// setrlimit calls; allocates nothing.
+    /// Set the limits on the calling process. Only setrlimit calls;
+    /// allocates nothing.
     pub fn apply(&self) -> Result<(), ApplyError> {
         for e in self.entries.iter().flatten() {
-            setrlimit(e.resource, e.value).map_err(|errno| ApplyError {
+            setrlimit(e.resource, e.soft, e.hard).map_err(|errno| ApplyError {
                 what: e.what,
                 errno,
             })?;
@@ -159,10 +204,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nothing_requested_sets_nothing() {
+    fn nothing_requested_sets_nothing_but_the_original_open_files_limit() {
         let p = prepare(&RlimitSet::default()).unwrap();
-        assert_eq!(p.values().count(), 0);
-        assert!(p.apply().is_ok());
+        let v: Vec<_> = p.values().collect();
+        match ORIGINAL_NOFILE.get() {
+            // Another test raised this process's limit already.
+            Some(&orig) => assert_eq!(v, vec![("nofile", orig)]),
+            None => assert!(v.is_empty(), "{v:?}"),
+        }
+    }
+
+    #[test]
+    fn hutch_raises_its_open_files_and_the_container_gets_the_old_limit() {
+        let (soft, hard) = getrlimit(libc::RLIMIT_NOFILE).unwrap();
+        raise_own_nofile();
+        let (now, _) = getrlimit(libc::RLIMIT_NOFILE).unwrap();
+        assert_eq!(now, hard, "soft limit raised to the hard limit");
+        let orig = ORIGINAL_NOFILE.get().copied().unwrap_or(soft);
+        let p = prepare(&RlimitSet::default()).unwrap();
+        let code = in_child(|| {
+            if p.apply().is_err() {
+                return 10;
+            }
+            match getrlimit(libc::RLIMIT_NOFILE) {
+                Ok((s, h)) if s == orig && h == hard => 0,
+                _ => 11,
+            }
+        });
+        assert_eq!(code, 0, "child step {code} failed");
     }
 
     #[test]
@@ -206,7 +275,7 @@ mod tests {
             // Raising the hard limit again is refused (without
             // CAP_SYS_RESOURCE; as root it would work, so only check the
             // error kind when it fails).
-            match setrlimit(libc::RLIMIT_CORE, 1) {
+            match setrlimit(libc::RLIMIT_CORE, 1, 1) {
                 Ok(()) | Err(libc::EPERM) => 0,
                 Err(_) => 13,
             }
