@@ -59,7 +59,9 @@ pub struct NetConfig {
     /// queries move to the next one when one refuses or stays silent for
     /// 2 s; TCP goes to the first.
     pub dns_upstreams: Vec<SocketAddr>,
-    /// Size of each direction's buffer of a relayed TCP connection.
+    /// Size of each direction's buffer of a relayed TCP connection (1 MiB:
+    /// 256 KiB held host-to-container throughput to two thirds at MTU
+    /// 65520; memory is only touched as data flows).
     pub tcp_buffer: usize,
     /// Idle time after which a UDP flow (and its host socket) is dropped.
     pub udp_timeout: Duration,
@@ -76,7 +78,7 @@ impl Default for NetConfig {
             allow_host_loopback: false,
             forwards: Vec::new(),
             dns_upstreams: super::dns::host_resolvers(),
-            tcp_buffer: 256 * 1024,
+            tcp_buffer: 1024 * 1024,
             udp_timeout: Duration::from_secs(60),
             dns_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(30),
