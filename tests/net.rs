@@ -453,3 +453,54 @@ fn icmp_echo_to_the_world_goes_through_ping_sockets() {
         "type 3 code 13 from 10.0.2.2\n"
     );
 }
+
+#[test]
+fn published_udp_port_reaches_a_server_in_the_container() {
+    let st = busybox();
+    st.run_ok(["load", "-q", fixture("debian-oci.tar").to_str().unwrap()]);
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("{port}:5353/udp");
+    // A UDP echo server in the container (busybox nc has no UDP: perl),
+    // answering three datagrams, then exiting.
+    let script = "use IO::Socket::INET; \
+        my $s = IO::Socket::INET->new(LocalPort => 5353, Proto => 'udp') or die $!; \
+        $| = 1; print \"ready\\n\"; \
+        for (1..3) { my $m; my $peer = $s->recv($m, 2048); $s->send(\"echo:$m\", 0, $peer); }";
+    let mut child = st
+        .hutch()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "slirp",
+            "-p",
+            &publish,
+            "debian:bookworm",
+            "perl",
+            "-e",
+            script,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+    assert_eq!(&ready, b"ready\n");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..3 {
+        let msg = format!("datagram {i}");
+        sock.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, from) = sock.recv_from(&mut buf).expect("an answer through -p/udp");
+        assert_eq!(from.port(), port);
+        assert_eq!(&buf[..n], format!("echo:{msg}").as_bytes());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+}
