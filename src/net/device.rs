@@ -66,6 +66,16 @@ impl Ring {
     }
 }
 
+/// What [`FdDevice::send_raw`] did with a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendRaw {
+    Queued,
+    /// The output ring is full: try again after a flush.
+    NoRoom,
+    /// Larger than the MTU: dropped (and counted).
+    TooBig,
+}
+
 /// What reading the fd found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadStatus {
@@ -164,15 +174,18 @@ impl FdDevice {
         true
     }
 
-    /// Queue a frame built outside smoltcp for the container. Returns false
-    /// when the ring is full.
-    pub fn send_raw(&mut self, frame: &[u8]) -> bool {
-        if self.tx.is_full() || frame.len() > self.frame_max {
-            return false;
+    /// Queue a frame built outside smoltcp for the container.
+    pub fn send_raw(&mut self, frame: &[u8]) -> SendRaw {
+        if frame.len() > self.frame_max {
+            self.counters.dropped_oversized.fetch_add(1, Relaxed);
+            return SendRaw::TooBig;
+        }
+        if self.tx.is_full() {
+            return SendRaw::NoRoom;
         }
         self.tx.tail_buf()[..frame.len()].copy_from_slice(frame);
         self.tx.commit(frame.len());
-        true
+        SendRaw::Queued
     }
 
     /// Write queued frames until the fd would block. Returns the status and

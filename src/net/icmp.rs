@@ -409,12 +409,13 @@ impl IcmpRelay {
         }
     }
 
-    /// Frames for the container, oldest first; `send` returns false when
-    /// the device has no room (the rest stays queued).
-    pub fn drain(&mut self, mut send: impl FnMut(&[u8]) -> bool) {
+    /// Frames for the container, oldest first; `no_room` returns true when
+    /// the device could not take the frame now (it and the rest stay
+    /// queued).
+    pub fn drain(&mut self, mut no_room: impl FnMut(&[u8]) -> bool) {
         let mut sent = 0;
         for f in &self.queued {
-            if !send(f) {
+            if no_room(f) {
                 break;
             }
             sent += 1;

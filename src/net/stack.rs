@@ -17,7 +17,7 @@ use super::config::{
     CONTAINER_ADDR6, DNS_ADDR, DNS_ADDR6, GATEWAY_ADDR, GATEWAY_ADDR6, GATEWAY_MAC, NETWORK_ADDR,
     NetConfig, PREFIX_LEN, PREFIX_LEN6, PortForward,
 };
-use super::device::{FdDevice, ReadStatus};
+use super::device::{FdDevice, ReadStatus, SendRaw};
 use super::filter::{Class, classify};
 use super::forward::Listeners;
 use super::icmp::IcmpRelay;
@@ -203,7 +203,7 @@ impl Stack {
             self.udp.service(&mut self.sockets);
             self.icmp.service();
             let dev = &mut self.dev;
-            self.icmp.drain(|f| dev.send_raw(f));
+            self.icmp.drain(|f| dev.send_raw(f) == SendRaw::NoRoom);
             let now = Instant::now();
             self.iface.poll(now, &mut self.dev, &mut self.sockets);
             let tx_blocked = match self.dev.flush() {

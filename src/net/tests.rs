@@ -1237,3 +1237,25 @@ fn tcp_over_ipv6_to_host_loopback() {
     assert!(handle.stats().tcp_refused >= 1);
     handle.stop().unwrap();
 }
+
+/// Frames built outside smoltcp (ICMP replies) go out when there is room,
+/// wait when there is none, and are dropped when larger than the MTU
+/// (instead of blocking the ones behind them).
+#[test]
+fn raw_frames_queue_wait_or_drop() {
+    use super::device::SendRaw;
+    let (a, _b) = pair();
+    let mut dev = FdDevice::new(a, 1500, Arc::new(Counters::default()));
+    assert_eq!(dev.send_raw(&[0u8; 1514 + 1]), SendRaw::TooBig);
+    let mut queued = 0;
+    loop {
+        match dev.send_raw(&[0u8; 100]) {
+            SendRaw::Queued => queued += 1,
+            SendRaw::NoRoom => break,
+            SendRaw::TooBig => panic!("100 bytes is not too big"),
+        }
+    }
+    assert!(queued >= 16, "{queued}");
+    assert!(!dev.flush().unwrap(), "everything written");
+    assert_eq!(dev.send_raw(&[0u8; 100]), SendRaw::Queued);
+}

@@ -106,14 +106,15 @@ pub fn create(mtu: u32) -> Result<OwnedFd, String> {
 }
 
 /// IPv6 on eth0: fd00::100/64 and a default route via fd00::2. A kernel
-/// without IPv6 (ipv6.disable=1) leaves the container with IPv4 only.
+/// without IPv6 (ipv6.disable=1), or with IPv6 disabled for new
+/// interfaces (disable_ipv6: EACCES), leaves the container with IPv4 only.
 fn ipv6(sock: BorrowedFd<'_>) -> Result<(), (&'static str, Errno)> {
     let mut req = ifreq("eth0");
     ioctl(sock, libc::SIOCGIFINDEX, &mut req).map_err(|x| ("finding eth0's index", x))?;
     // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
     let index = unsafe { req.ifr_ifru.ifru_ifindex } as u32;
     match super::netlink::add_ipv6_address(index, CONTAINER_ADDR6, PREFIX_LEN6) {
-        Err(Errno::AFNOSUPPORT | Errno::OPNOTSUPP) => return Ok(()),
+        Err(Errno::AFNOSUPPORT | Errno::OPNOTSUPP | Errno::ACCESS) => return Ok(()),
         r => r.map_err(|x| ("setting the IPv6 address of eth0", x))?,
     }
     super::netlink::add_ipv6_default_route(index, GATEWAY_ADDR6)
