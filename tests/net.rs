@@ -504,3 +504,39 @@ fn published_udp_port_reaches_a_server_in_the_container() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+#[test]
+fn mtu_from_the_profile_the_flag_and_the_network_option() {
+    let st = busybox();
+    let dir = st.home().join(".config/hutch/profiles");
+    std::fs::write(
+        dir.join("small.toml"),
+        "extends = \"default\"\n[network]\nmtu = 1500\n",
+    )
+    .unwrap();
+    let mtu = |args: &[&str]| -> u64 {
+        let mut all = vec!["run", "--dry-run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["busybox", "true"]);
+        let out = st.run_ok(all);
+        let spec: serde_json::Value = serde_json::from_str(&out).unwrap();
+        spec["net"]["mtu"].as_u64().unwrap()
+    };
+    assert_eq!(mtu(&[]), 65520);
+    assert_eq!(mtu(&["--profile", "small"]), 1500);
+    assert_eq!(mtu(&["--profile", "small", "--mtu", "9000"]), 9000);
+    assert_eq!(mtu(&["--network", "slirp:mtu=2000"]), 2000);
+    // And the container sees it.
+    let out = run(
+        &st,
+        &[
+            "--profile",
+            "small",
+            "busybox",
+            "cat",
+            "/sys/class/net/eth0/mtu",
+        ],
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1500\n");
+}

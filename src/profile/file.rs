@@ -177,6 +177,24 @@ impl Serialize for Count {
     }
 }
 
+/// The MTU of the container's eth0 (`[network] mtu`): 1280 (IPv6's
+/// minimum) to 65520 (the largest a TAP device takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Mtu(pub u32);
+
+impl<'de> Deserialize<'de> for Mtu {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        if !(1280..=65520).contains(&v) {
+            return Err(de::Error::custom(format!(
+                "{v} is out of range: the MTU is 1280 to 65520"
+            )));
+        }
+        Ok(Mtu(v as u32))
+    }
+}
+
 /// A size in bytes (`core` with MIN = 0, `memory` with MIN = 1): an integer
 /// or a string like "512M"; `None` is "unlimited".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -347,6 +365,8 @@ pub struct NetworkSection {
     pub mode: Option<NetworkMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_host_loopback: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<Mtu>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -411,7 +431,7 @@ impl UserSection {
 }
 impl NetworkSection {
     fn merge(base: Self, over: Self) -> Self {
-        overlay!(base, over; mode, allow_host_loopback)
+        overlay!(base, over; mode, allow_host_loopback, mtu)
     }
 }
 impl SecuritySection {
@@ -473,6 +493,7 @@ impl ProfileFile {
             network: NetworkPolicy {
                 mode: net.mode.unwrap_or_default(),
                 allow_host_loopback: net.allow_host_loopback.unwrap_or(false),
+                mtu: net.mtu.map_or(crate::net::DEFAULT_MTU as u32, |m| m.0),
             },
             security: SecurityPolicy {
                 seccomp: sec.seccomp.unwrap_or_default(),
@@ -534,6 +555,7 @@ impl From<&Profile> for ProfileFile {
             network: Some(NetworkSection {
                 mode: Some(p.network.mode),
                 allow_host_loopback: Some(p.network.allow_host_loopback),
+                mtu: Some(Mtu(p.network.mtu)),
             }),
             security: Some(SecuritySection {
                 seccomp: Some(p.security.seccomp),
@@ -785,7 +807,7 @@ FOO = "bar"
         let e = err("description = \"x\"\n\n[network]\nnetwrk = \"none\"\n");
         assert_eq!(
             e,
-            "profile t.toml, line 4: unknown key `netwrk` in [network]; allowed keys: `mode`, `allow_host_loopback`"
+            "profile t.toml, line 4: unknown key `netwrk` in [network]; allowed keys: `mode`, `allow_host_loopback`, `mtu`"
         );
         let e = err("colour = 1\n");
         assert!(e.starts_with("profile t.toml, line 1: unknown key `colour` at the top level; allowed keys: `description`"), "{e}");
@@ -852,6 +874,18 @@ FOO = "bar"
             ),
             ("[limits]\nmemory = 0\n", 2, "limits.memory", "at least 1"),
             ("[limits]\nnofile = -1\n", 2, "limits.nofile", "at least 1"),
+            (
+                "[network]\nmtu = 70000\n",
+                2,
+                "network.mtu",
+                "1280 to 65520",
+            ),
+            (
+                "\n[network]\nmtu = 576\n",
+                3,
+                "network.mtu",
+                "1280 to 65520",
+            ),
             (
                 "[limits]\nnproc = \"lots\"\n",
                 2,

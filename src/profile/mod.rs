@@ -80,10 +80,22 @@ pub struct UserPolicy {
     pub keep_id: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkPolicy {
     pub mode: NetworkMode,
     pub allow_host_loopback: bool,
+    /// MTU of the container's eth0 with slirp.
+    pub mtu: u32,
+}
+
+impl Default for NetworkPolicy {
+    fn default() -> Self {
+        NetworkPolicy {
+            mode: NetworkMode::default(),
+            allow_host_loopback: false,
+            mtu: crate::net::DEFAULT_MTU as u32,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -696,6 +708,7 @@ mod tests {
             "[network]",
             "mode",
             "allow_host_loopback",
+            "mtu",
             "[security]",
             "seccomp",
             "capabilities",

@@ -408,7 +408,7 @@ pub fn plan(
             allow_host_loopback: req
                 .allow_host_loopback
                 .unwrap_or(profile.network.allow_host_loopback),
-            mtu: req.mtu.unwrap_or(65520),
+            mtu: req.mtu.unwrap_or(profile.network.mtu),
             publish: req.publish.clone(),
         },
         security: SecuritySpec {
