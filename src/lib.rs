@@ -12,5 +12,6 @@ pub mod image;
 pub mod net;
 pub mod overlay;
 pub mod profile;
+pub mod registry;
 pub mod sandbox;
 pub mod store;

@@ -8,6 +8,7 @@ mod images;
 pub mod output;
 mod overlay;
 mod profile;
+mod pull;
 mod run;
 mod transfer;
 
@@ -48,6 +49,8 @@ pub enum OutputFormat {
 enum Command {
     /// Check that this host can run hutch (and with --store, the store's integrity)
     Check(check::CheckArgs),
+    /// Pull an image from a registry
+    Pull(pull::PullArgs),
     /// Load images from an OCI layout, OCI archive or docker-archive
     Load(transfer::LoadArgs),
     /// Make a one-layer image from a root filesystem tarball
@@ -116,6 +119,7 @@ pub fn main() -> i32 {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Check(a) => check::run(a, &cli.root),
+        Command::Pull(a) => pull::run(a, open_store(&cli.root)),
         Command::Load(a) => transfer::load(a, open_store(&cli.root)),
         Command::Import(a) => transfer::import(a, open_store(&cli.root)),
         Command::Save(a) => transfer::save(a, open_store(&cli.root)),

@@ -93,7 +93,7 @@ fn descriptor_digest(src: &dyn Source, desc: &Value) -> Result<Digest> {
 }
 
 /// Follow a descriptor through indexes down to an image manifest.
-fn resolve(
+pub(crate) fn resolve(
     src: &dyn Source,
     desc: &Value,
     want: &Platform,

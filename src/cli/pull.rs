@@ -1,0 +1,43 @@
+//! `hutch pull`.
+
+use crate::cli::output::outln;
+use crate::image::platform::Platform;
+use crate::registry::pull;
+use crate::store::Store;
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// NAME[:TAG] or NAME@sha256:DIGEST (`debian` is docker.io/library/debian:latest)
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// Platform to pick from multi-platform images [default: the host's]
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// Verify the registry's TLS certificate; false also allows plain HTTP
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    /// Print only the manifest digest
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub fn run(a: PullArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let pulled = pull::pull(&store, &a.image, &platform, a.tls_verify)?;
+    if a.quiet {
+        outln!("{}", pulled.manifest);
+    } else {
+        match &pulled.tag {
+            Some(t) => outln!("Pulled {t} ({})", pulled.manifest),
+            None => outln!("Pulled {} (untagged)", pulled.manifest),
+        }
+    }
+    Ok(0)
+}

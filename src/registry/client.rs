@@ -1,0 +1,219 @@
+//! HTTP to one registry: the distribution API's GETs with the token or
+//! Basic authentication the registry asks for in its 401 answer.
+
+use super::auth::{self, Challenge};
+use anyhow::{Context, Result, bail};
+use std::sync::Mutex;
+use std::time::Duration;
+use ureq::http::Response;
+
+/// What a response body is read as.
+pub type Body = ureq::Body;
+
+pub struct Client {
+    agent: ureq::Agent,
+    /// `https://host[:port]` or, with `tls_verify` off and a server that
+    /// does not speak TLS, `http://host[:port]`.
+    base: Mutex<String>,
+    tls_verify: bool,
+    /// The registry as the user names it (`docker.io`, `127.0.0.1:5000`).
+    pub registry: String,
+    /// The `Authorization` header that the last challenge earned.
+    authorization: Mutex<Option<String>>,
+}
+
+/// The host that serves a registry name (Docker Hub's API is elsewhere).
+fn api_host(registry: &str) -> &str {
+    if registry == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
+impl Client {
+    pub fn new(registry: &str, tls_verify: bool) -> Client {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .disable_verification(!tls_verify)
+            .build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .user_agent(concat!("hutch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Client {
+            agent,
+            base: Mutex::new(format!("https://{}", api_host(registry))),
+            tls_verify,
+            registry: registry.to_owned(),
+            authorization: Mutex::new(None),
+        }
+    }
+
+    fn base(&self) -> String {
+        self.base.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    fn send(&self, method: &str, url: &str, accept: &str) -> Result<Response<Body>, ureq::Error> {
+        let auth = self.authorization.lock().ok().and_then(|a| a.clone());
+        let req = ureq::http::Request::builder().method(method).uri(url);
+        let req = if accept.is_empty() {
+            req
+        } else {
+            req.header("Accept", accept)
+        };
+        let req = match auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        };
+        let req = req.body(()).map_err(ureq::Error::from)?;
+        self.agent.run(req)
+    }
+
+    /// GET (or HEAD) `path` (`/v2/...`), answering one authentication
+    /// challenge for `scope`. Any status comes back; transport errors are
+    /// errors.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        accept: &str,
+        scope: &str,
+    ) -> Result<Response<Body>> {
+        let mut url = format!("{}{path}", self.base());
+        let mut resp = match self.send(method, &url, accept) {
+            Ok(r) => r,
+            // With --tls-verify=false a registry may speak plain HTTP, as
+            // Podman allows.
+            Err(e) if !self.tls_verify && url.starts_with("https://") => {
+                let plain = format!("http://{}", api_host(&self.registry));
+                url = format!("{plain}{path}");
+                let r = self.send(method, &url, accept).with_context(|| {
+                    format!("connecting to registry {} (https: {e})", self.registry)
+                })?;
+                if let Ok(mut b) = self.base.lock() {
+                    *b = plain;
+                }
+                r
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "connecting to registry {} (for a registry without TLS or with a \
+                         self-signed certificate: --tls-verify=false)",
+                        self.registry
+                    )
+                });
+            }
+        };
+        if resp.status().as_u16() == 401 {
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .and_then(auth::parse);
+            match challenge {
+                Some(Challenge::Bearer {
+                    realm,
+                    service,
+                    scope: asked,
+                }) => {
+                    let token = self.token(
+                        &realm,
+                        service.as_deref(),
+                        asked.as_deref().unwrap_or(scope),
+                    )?;
+                    if let Ok(mut a) = self.authorization.lock() {
+                        *a = Some(format!("Bearer {token}"));
+                    }
+                    resp = self
+                        .send(method, &url, accept)
+                        .with_context(|| format!("connecting to registry {}", self.registry))?;
+                }
+                Some(Challenge::Basic) => bail!(
+                    "registry {} asks for a username and password (hutch login comes with \
+                     credential support; anonymous access only for now)",
+                    self.registry
+                ),
+                None => bail!(
+                    "registry {} refused access (401) without an authentication scheme hutch knows",
+                    self.registry
+                ),
+            }
+        }
+        Ok(resp)
+    }
+
+    /// An anonymous token from the registry's token service.
+    fn token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
+        let mut url = realm.to_owned();
+        let mut sep = if url.contains('?') { '&' } else { '?' };
+        for (k, v) in [("service", service), ("scope", Some(scope))] {
+            if let Some(v) = v {
+                url.push(sep);
+                url.push_str(k);
+                url.push('=');
+                url.push_str(&encode(v));
+                sep = '&';
+            }
+        }
+        let what = || {
+            format!(
+                "getting a token for registry {} from {realm}",
+                self.registry
+            )
+        };
+        let resp = self.agent.get(&url).call().with_context(what)?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            bail!("{}: the token service answered HTTP {status}", what());
+        }
+        let bytes = resp
+            .into_body()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .with_context(what)?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes).with_context(what)?;
+        body.get("token")
+            .or_else(|| body.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("{}: the answer has no token", what()))
+    }
+}
+
+/// Percent-encode a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            super::encode("repository:library/busybox:pull,push"),
+            "repository:library/busybox:pull%2Cpush"
+        );
+        assert_eq!(super::encode("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn docker_hub_api_host() {
+        assert_eq!(super::api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(super::api_host("127.0.0.1:5000"), "127.0.0.1:5000");
+    }
+}

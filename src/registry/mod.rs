@@ -1,0 +1,16 @@
+//! The OCI distribution client: pull from registries (push, login and
+//! credentials come next; see the issue notes).
+//!
+//! * `auth`: `WWW-Authenticate` challenges.
+//! * `client`: HTTP to one registry (ureq, rustls with the system's
+//!   roots), answering 401s with the token flow; `--tls-verify=false`
+//!   allows self-signed certificates and plain HTTP.
+//! * `source`: a repository as an image `Source`, so pulling shares the
+//!   store's verified, parallel ingest with `hutch load`.
+//! * `pull`: reference -> manifest (through indexes, by platform) -> store
+//!   -> tag with history.
+
+pub mod auth;
+pub mod client;
+pub mod pull;
+pub mod source;

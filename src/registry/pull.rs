@@ -1,0 +1,89 @@
+//! `hutch pull`: a manifest (through an index to the wanted platform) and
+//! its config and layers from a registry into the store, verified while
+//! they stream; the tag moves last, keeping its previous digest in its
+//! history (so `hutch rollback` works for pulled images).
+
+use super::client::Client;
+use super::source::RegistrySource;
+use crate::image::Digest;
+use crate::image::ingest::ingest_image;
+use crate::image::oci_layout::resolve;
+use crate::image::platform::Platform;
+use crate::image::reference::parse_any;
+use crate::image::source::{MAX_DOCUMENT, Source};
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use std::io::Read;
+
+/// What a pull brought in.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The image manifest stored (for an index: the platform's manifest).
+    pub manifest: Digest,
+    /// The tag that now points to it (none for a pull by digest).
+    pub tag: Option<String>,
+}
+
+pub fn pull(store: &Store, input: &str, platform: &Platform, tls_verify: bool) -> Result<Pulled> {
+    let (tag, digest) = parse_any(input)?;
+    // NAME@DIGEST has no tag; its registry and repository come from NAME.
+    let repo = match (&tag, input.split_once('@')) {
+        (None, Some((name, _))) if !name.is_empty() => parse_any(name)?.0,
+        _ => tag.clone(),
+    };
+    let Some(repo) = repo else {
+        bail!("{input:?}: a pull needs a name (NAME[:TAG] or NAME@sha256:...)");
+    };
+    let src = RegistrySource {
+        client: Client::new(&repo.registry, tls_verify),
+        repository: repo.repository.clone(),
+    };
+    let reference = digest
+        .as_ref()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| repo.tag.clone());
+    let mut top = Vec::new();
+    src.get("manifests", &reference)?
+        .into_reader()
+        .take(MAX_DOCUMENT + 1)
+        .read_to_end(&mut top)
+        .with_context(|| format!("{}: reading manifest {reference}", src.describe()))?;
+    if top.len() as u64 > MAX_DOCUMENT {
+        bail!(
+            "{}: manifest {reference} is larger than {} MiB; refusing it",
+            src.describe(),
+            MAX_DOCUMENT >> 20
+        );
+    }
+    let top_digest = Digest::of(&top);
+    if let Some(d) = &digest
+        && *d != top_digest
+    {
+        bail!(
+            "{}: digest mismatch for manifest {d}: the registry sent a document that hashes to {top_digest}",
+            src.describe()
+        );
+    }
+    let desc = serde_json::json!({ "digest": top_digest.to_string() });
+    let (manifest, bytes) = resolve(&src, &desc, platform, 0)?;
+    let reason = format!("pull {input}");
+    store.all_or_nothing(|| {
+        let stored = ingest_image(store, &src, &bytes, Some(&manifest))?;
+        let name = tag.as_ref().map(|t| t.to_string());
+        store
+            .update_refs(|refs| {
+                match &name {
+                    Some(n) => {
+                        refs.set_tag(n, &stored, &reason);
+                    }
+                    None => refs.add_untagged(&stored, &reason),
+                }
+                Ok(())
+            })
+            .context("recording the pulled image")?;
+        Ok(Pulled {
+            manifest: stored,
+            tag: name,
+        })
+    })
+}

@@ -1,0 +1,201 @@
+//! `hutch pull` against a real registry: Debian's `docker-registry` (the
+//! CNCF distribution registry) on a free 127.0.0.1 port with its storage in
+//! a temporary directory, filled by `skopeo copy` from the fixtures.
+
+mod common;
+
+use common::{TestStore, describe, fixture};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A registry process, stopped on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+fn registry() -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry (tests/host-setup.sh installs it)");
+    let reg = Registry {
+        child,
+        port,
+        _dir: dir,
+    };
+    let t0 = Instant::now();
+    while http_status(port, "/v2/") != Some(200) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "docker-registry did not answer on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reg
+}
+
+/// `skopeo copy` SRC to the registry as NAME; returns the pushed digest as
+/// `skopeo inspect` reports it.
+fn push(st: &TestStore, reg: &Registry, src: &str, name: &str, all: bool) -> String {
+    let dest = format!("docker://127.0.0.1:{}/{name}", reg.port);
+    let mut cmd = Command::new("skopeo");
+    cmd.env("HOME", st.home()).env("TMPDIR", st.tmp()).args([
+        "copy",
+        "--insecure-policy",
+        "--dest-tls-verify=false",
+        "-q",
+    ]);
+    if all {
+        cmd.arg("--all");
+    }
+    let out = cmd.args([src, &dest]).output().unwrap();
+    assert!(out.status.success(), "skopeo copy: {}", describe(&out));
+    let out = Command::new("skopeo")
+        .env("HOME", st.home())
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &dest,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo inspect: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn pull_matches_skopeo_runs_and_keeps_the_tags_history() {
+    let st = TestStore::new();
+    let reg = registry();
+    let src = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    let digest = push(&st, &reg, &src, "test/busybox:1.0", false);
+    let name = format!("127.0.0.1:{}/test/busybox:1.0", reg.port);
+    let out = st.run_ok(["pull", "--tls-verify=false", &name]);
+    assert_eq!(out, format!("Pulled {name} ({digest})\n"));
+    let out = st.run_ok(["run", "--rm", "--network", "none", &name, "echo", "pulled"]);
+    assert_eq!(out, "pulled\n");
+    // Pulling again fetches nothing new and moves nothing.
+    let again = st.run_ok(["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(again.trim(), digest);
+    // A new version under the same tag: the old one stays in the history.
+    let deb = format!("oci-archive:{}", fixture("debian-oci.tar").display());
+    let new = push(&st, &reg, &deb, "test/busybox:1.0", false);
+    assert_ne!(new, digest);
+    st.run_ok(["pull", "-q", "--tls-verify=false", &name]);
+    st.run_ok(["rollback", &name]);
+    let out = st.run_ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &name,
+        "echo",
+        "old again",
+    ]);
+    assert_eq!(out, "old again\n");
+}
+
+#[test]
+fn pull_of_an_index_picks_the_host_platform() {
+    let st = TestStore::new();
+    let reg = registry();
+    let src = format!("oci:{}:latest", fixture("busybox-index-oci").display());
+    push(&st, &reg, &src, "multi/busybox:latest", true);
+    let name = format!("127.0.0.1:{}/multi/busybox", reg.port);
+    st.run_ok(["pull", "--tls-verify=false", &name]);
+    let out = st.run_ok(["run", "--rm", "--network", "none", &name, "uname", "-m"]);
+    assert_eq!(out.trim(), std::env::consts::ARCH);
+    // A platform the index does not have is a clear error.
+    let (code, err) = st.run_fail([
+        "pull",
+        "--tls-verify=false",
+        "--platform",
+        "linux/s390x",
+        &name,
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("no image for linux/s390x"), "{err}");
+}
+
+#[test]
+fn missing_images_are_clear_errors_and_change_nothing() {
+    let st = TestStore::new();
+    let reg = registry();
+    let src = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    let digest = push(&st, &reg, &src, "test/busybox:1.0", false);
+    st.run_ok(["images"]); // the store's skeleton exists from here on
+    let before = st.listing();
+    for (name, want) in [
+        (
+            format!("127.0.0.1:{}/test/busybox:2.0", reg.port),
+            "2.0 not found",
+        ),
+        (
+            format!("127.0.0.1:{}/test/nothing:1.0", reg.port),
+            "repository test/nothing",
+        ),
+        (
+            format!(
+                "127.0.0.1:{}/test/busybox@sha256:{}",
+                reg.port,
+                "0".repeat(64)
+            ),
+            "not found",
+        ),
+    ] {
+        let (code, err) = st.run_fail(["pull", "--tls-verify=false", &name]);
+        assert_eq!(code, 125, "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(err.contains(&format!("127.0.0.1:{}", reg.port)), "{err}");
+        assert_eq!(st.listing(), before, "{name} left something in the store");
+    }
+    // By digest: stored untagged, runnable by digest.
+    let by_digest = format!("127.0.0.1:{}/test/busybox@{digest}", reg.port);
+    let out = st.run_ok(["pull", "--tls-verify=false", &by_digest]);
+    assert_eq!(out, format!("Pulled {digest} (untagged)\n"));
+    // Without --tls-verify=false the plain-HTTP registry is refused.
+    let (code, err) = st.run_fail(["pull", &format!("127.0.0.1:{}/test/busybox:1.0", reg.port)]);
+    assert_eq!(code, 125);
+    assert!(err.contains("--tls-verify=false"), "{err}");
+}
