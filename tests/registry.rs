@@ -199,3 +199,78 @@ fn missing_images_are_clear_errors_and_change_nothing() {
     assert_eq!(code, 125);
     assert!(err.contains("--tls-verify=false"), "{err}");
 }
+
+#[test]
+fn push_is_read_by_skopeo_podman_and_hutch_with_the_same_digest() {
+    let st = TestStore::new();
+    let reg = registry();
+    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&st.run_ok(["inspect", "busybox"])).unwrap();
+    let digest = inspect["Digest"].as_str().unwrap().to_owned();
+    let dest = format!("127.0.0.1:{}/pushed/busybox:2", reg.port);
+    let out = st.run_ok(["push", "--tls-verify=false", "busybox", &dest]);
+    assert_eq!(
+        out,
+        format!("Pushed {dest} ({digest}): 2 blobs uploaded, 0 already there\n")
+    );
+    // Again: everything is there already.
+    let out = st.run_ok(["push", "--tls-verify=false", "busybox", &dest]);
+    assert!(
+        out.ends_with("0 blobs uploaded, 2 already there\n"),
+        "{out}"
+    );
+    // skopeo sees the same digest.
+    let out = Command::new("skopeo")
+        .env("HOME", st.home())
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{dest}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    // Rootless podman pulls it (vfs storage in the test's directory).
+    let podman = |args: &[&str]| {
+        let root = st.tmp().join("podman");
+        Command::new("podman")
+            .env("HOME", st.home())
+            .env("XDG_RUNTIME_DIR", st.tmp())
+            .arg("--root")
+            .arg(root.join("root"))
+            .arg("--runroot")
+            .arg(root.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = podman(&["pull", "-q", "--tls-verify=false", &dest]);
+    assert!(out.status.success(), "podman pull: {}", describe(&out));
+    let out = podman(&["image", "inspect", "--format", "{{.Digest}}", &dest]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    let _ = podman(&[
+        "unshare",
+        "rm",
+        "-rf",
+        st.tmp().join("podman").to_str().unwrap(),
+    ]);
+    // And another store pulls it back and runs it.
+    let other = TestStore::new();
+    let out = other.run_ok(["pull", "-q", "--tls-verify=false", &dest]);
+    assert_eq!(out.trim(), digest);
+    let out = other.run_ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &dest,
+        "echo",
+        "round trip",
+    ]);
+    assert_eq!(out, "round trip\n");
+    // A missing destination name is a clear error.
+    let (code, err) = st.run_fail(["push", "--tls-verify=false", &digest[7..19]]);
+    assert_eq!(code, 125);
+    assert!(err.contains("give a destination"), "{err}");
+}

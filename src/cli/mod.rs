@@ -51,6 +51,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Pull an image from a registry
     Pull(pull::PullArgs),
+    /// Push an image to a registry
+    Push(pull::PushArgs),
     /// Load images from an OCI layout, OCI archive or docker-archive
     Load(transfer::LoadArgs),
     /// Make a one-layer image from a root filesystem tarball
@@ -120,6 +122,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Check(a) => check::run(a, &cli.root),
         Command::Pull(a) => pull::run(a, open_store(&cli.root)),
+        Command::Push(a) => pull::push(a, open_store(&cli.root)),
         Command::Load(a) => transfer::load(a, open_store(&cli.root)),
         Command::Import(a) => transfer::import(a, open_store(&cli.root)),
         Command::Save(a) => transfer::save(a, open_store(&cli.root)),

@@ -1,4 +1,4 @@
-//! `hutch pull`.
+//! `hutch pull` and `hutch push`.
 
 use crate::cli::output::outln;
 use crate::image::platform::Platform;
@@ -38,6 +38,40 @@ pub fn run(a: PullArgs, store: Result<Store>) -> Result<i32> {
             Some(t) => outln!("Pulled {t} ({})", pulled.manifest),
             None => outln!("Pulled {} (untagged)", pulled.manifest),
         }
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The image in the store (name, ID or digest)
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// Where to: REGISTRY/NAME[:TAG] [default: IMAGE's own name]
+    #[arg(value_name = "DEST")]
+    dest: Option<String>,
+    /// Verify the registry's TLS certificate; false also allows plain HTTP
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    /// Print only the manifest digest
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+pub fn push(a: PushArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let p = crate::registry::push::push(&store, &a.image, a.dest.as_deref(), a.tls_verify)?;
+    if a.quiet {
+        outln!("{}", p.manifest);
+    } else {
+        outln!(
+            "Pushed {} ({}): {} blobs uploaded, {} already there",
+            p.dest,
+            p.manifest,
+            p.uploaded,
+            p.skipped
+        );
     }
     Ok(0)
 }

@@ -59,19 +59,49 @@ impl Client {
     }
 
     fn send(&self, method: &str, url: &str, accept: &str) -> Result<Response<Body>, ureq::Error> {
+        self.send_body(method, url, &[("Accept", accept)], ())
+    }
+
+    /// One request with the current authorization and the non-empty
+    /// `headers`.
+    fn send_body(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl ureq::AsSendBody,
+    ) -> Result<Response<Body>, ureq::Error> {
         let auth = self.authorization.lock().ok().and_then(|a| a.clone());
-        let req = ureq::http::Request::builder().method(method).uri(url);
-        let req = if accept.is_empty() {
-            req
-        } else {
-            req.header("Accept", accept)
-        };
-        let req = match auth {
-            Some(a) => req.header("Authorization", a),
-            None => req,
-        };
-        let req = req.body(()).map_err(ureq::Error::from)?;
+        let mut req = ureq::http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            if !v.is_empty() {
+                req = req.header(*k, *v);
+            }
+        }
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let req = req.body(body).map_err(ureq::Error::from)?;
         self.agent.run(req)
+    }
+
+    /// A request with a body to `location` (a path or the absolute URL a
+    /// registry handed out), with the authorization an earlier
+    /// [`request`](Self::request) earned.
+    pub fn upload(
+        &self,
+        method: &str,
+        location: &str,
+        content_type: &str,
+        body: impl ureq::AsSendBody,
+    ) -> Result<Response<Body>> {
+        let url = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.base())
+        };
+        self.send_body(method, &url, &[("Content-Type", content_type)], body)
+            .with_context(|| format!("sending to registry {}", self.registry))
     }
 
     /// GET (or HEAD) `path` (`/v2/...`), answering one authentication

@@ -1,5 +1,5 @@
-//! The OCI distribution client: pull from registries (push, login and
-//! credentials come next; see the issue notes).
+//! The OCI distribution client: pull from and push to registries (login
+//! and credentials come next; see the issue notes).
 //!
 //! * `auth`: `WWW-Authenticate` challenges.
 //! * `client`: HTTP to one registry (ureq, rustls with the system's
@@ -9,8 +9,10 @@
 //!   store's verified, parallel ingest with `hutch load`.
 //! * `pull`: reference -> manifest (through indexes, by platform) -> store
 //!   -> tag with history.
+//! * `push`: blobs the registry lacks (HEAD, then POST + PUT), manifest last.
 
 pub mod auth;
 pub mod client;
 pub mod pull;
+pub mod push;
 pub mod source;
