@@ -34,7 +34,8 @@ warn() { echo "host-setup: WARNING: $*" >&2; }
 # hyperfine (what bench/ compares with).
 pkgs=(busybox-static debootstrap debian-archive-keyring skopeo podman crun umoci
       uidmap fuse-overlayfs docker-registry zstd jq attr python3 tar gzip
-      util-linux procps iproute2 slirp4netns passt iperf3 bubblewrap hyperfine runc)
+      util-linux procps iproute2 slirp4netns passt iperf3 bubblewrap hyperfine runc
+      apache2-utils)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

@@ -34,7 +34,26 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 }
 
 fn registry() -> Registry {
+    registry_with_auth(None)
+}
+
+/// With `Some((user, password))`: htpasswd (Basic) authentication.
+fn registry_with_auth(user: Option<(&str, &str)>) -> Registry {
     let dir = tempfile::tempdir().unwrap();
+    let mut auth = String::new();
+    if let Some((u, p)) = user {
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", u, p])
+            .output()
+            .expect("htpasswd (apache2-utils, installed by tests/host-setup.sh)");
+        assert!(out.status.success(), "{}", describe(&out));
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, &out.stdout).unwrap();
+        auth = format!(
+            "auth:\n  htpasswd:\n    realm: hutch-test\n    path: {}\n",
+            file.display()
+        );
+    }
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,7 +64,7 @@ fn registry() -> Registry {
         &config,
         format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
+             http:\n  addr: 127.0.0.1:{port}\n{auth}",
             dir.path().join("data").display()
         ),
     )
@@ -63,7 +82,8 @@ fn registry() -> Registry {
         _dir: dir,
     };
     let t0 = Instant::now();
-    while http_status(port, "/v2/") != Some(200) {
+    let up = if user.is_some() { 401 } else { 200 };
+    while http_status(port, "/v2/") != Some(up) {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
             "docker-registry did not answer on 127.0.0.1:{port}"
@@ -273,4 +293,100 @@ fn push_is_read_by_skopeo_podman_and_hutch_with_the_same_digest() {
     let (code, err) = st.run_fail(["push", "--tls-verify=false", &digest[7..19]]);
     assert_eq!(code, 125);
     assert!(err.contains("give a destination"), "{err}");
+}
+
+#[test]
+fn login_keeps_podman_credentials_that_push_pull_and_skopeo_use() {
+    let st = TestStore::new();
+    let reg = registry_with_auth(Some(("alice", "s3cret-pw")));
+    let runtime = st.tmp().join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let hutch = |args: &[&str], stdin: &str| {
+        let mut child = st
+            .hutch()
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("s3cret")
+                && !String::from_utf8_lossy(&out.stderr).contains("s3cret"),
+            "a password was printed: {}",
+            describe(&out)
+        );
+        out
+    };
+    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
+    let registry = format!("127.0.0.1:{}", reg.port);
+    let dest = format!("{registry}/private/busybox:1");
+    let auth_file = runtime.join("containers/auth.json");
+    // Without credentials: refused, with the way out in the message.
+    let out = hutch(&["push", "--tls-verify=false", "busybox", &dest], "");
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("hutch login {registry}")),
+        "{}",
+        describe(&out)
+    );
+    // A wrong password is refused and nothing is kept.
+    let login = [
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "--password-stdin",
+        &registry,
+    ];
+    let out = hutch(&login, "wrong\n");
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(!auth_file.exists());
+    // The right one is kept in Podman's file, readable by the user only.
+    let out = hutch(&login, "s3cret-pw\n");
+    assert!(out.status.success(), "{}", describe(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&auth_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&auth_file).unwrap()).unwrap();
+    assert!(doc["auths"][&registry]["auth"].is_string(), "{doc}");
+    // push and pull use it; skopeo reads the same file.
+    let out = hutch(&["push", "--tls-verify=false", "busybox", &dest], "");
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = Command::new("skopeo")
+        .env("HOME", st.home())
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            "--authfile",
+        ])
+        .arg(&auth_file)
+        .arg(format!("docker://{dest}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo with hutch's auth.json: {}",
+        describe(&out)
+    );
+    let out = hutch(&["pull", "-q", "--tls-verify=false", &dest], "");
+    assert!(out.status.success(), "{}", describe(&out));
+    // logout forgets; the next pull is refused again.
+    let out = hutch(&["logout", &registry], "");
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = hutch(&["pull", "--tls-verify=false", &dest], "");
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let out = hutch(&["logout", &registry], "");
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
 }

@@ -5,6 +5,7 @@
 mod check;
 mod containers;
 mod images;
+mod login;
 pub mod output;
 mod overlay;
 mod profile;
@@ -53,6 +54,10 @@ enum Command {
     Pull(pull::PullArgs),
     /// Push an image to a registry
     Push(pull::PushArgs),
+    /// Check and keep credentials for a registry (Podman's auth.json)
+    Login(login::LoginArgs),
+    /// Forget the credentials for a registry
+    Logout(login::LogoutArgs),
     /// Load images from an OCI layout, OCI archive or docker-archive
     Load(transfer::LoadArgs),
     /// Make a one-layer image from a root filesystem tarball
@@ -123,6 +128,8 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(a, &cli.root),
         Command::Pull(a) => pull::run(a, open_store(&cli.root)),
         Command::Push(a) => pull::push(a, open_store(&cli.root)),
+        Command::Login(a) => login::login(a),
+        Command::Logout(a) => login::logout(a),
         Command::Load(a) => transfer::load(a, open_store(&cli.root)),
         Command::Import(a) => transfer::import(a, open_store(&cli.root)),
         Command::Save(a) => transfer::save(a, open_store(&cli.root)),

@@ -1,7 +1,9 @@
-//! HTTP to one registry: the distribution API's GETs with the token or
-//! Basic authentication the registry asks for in its 401 answer.
+//! HTTP to one registry: the distribution API's requests with the token or
+//! Basic authentication the registry asks for in its 401 answer, using the
+//! credentials `hutch login` stored (or none).
 
 use super::auth::{self, Challenge};
+use super::credentials::{self, Credentials};
 use anyhow::{Context, Result, bail};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -20,6 +22,8 @@ pub struct Client {
     pub registry: String,
     /// The `Authorization` header that the last challenge earned.
     authorization: Mutex<Option<String>>,
+    /// From `hutch login` (auth.json) or given for a login check.
+    creds: Option<Credentials>,
 }
 
 /// The host that serves a registry name (Docker Hub's API is elsewhere).
@@ -32,7 +36,17 @@ fn api_host(registry: &str) -> &str {
 }
 
 impl Client {
-    pub fn new(registry: &str, tls_verify: bool) -> Client {
+    /// A client with the credentials stored for `registry` (if any).
+    pub fn new(registry: &str, tls_verify: bool) -> Result<Client> {
+        let creds = credentials::lookup(registry)?;
+        Ok(Client::with_credentials(registry, tls_verify, creds))
+    }
+
+    pub fn with_credentials(
+        registry: &str,
+        tls_verify: bool,
+        creds: Option<Credentials>,
+    ) -> Client {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .disable_verification(!tls_verify)
@@ -51,6 +65,7 @@ impl Client {
             tls_verify,
             registry: registry.to_owned(),
             authorization: Mutex::new(None),
+            creds,
         }
     }
 
@@ -164,13 +179,38 @@ impl Client {
                         .send(method, &url, accept)
                         .with_context(|| format!("connecting to registry {}", self.registry))?;
                 }
-                Some(Challenge::Basic) => bail!(
-                    "registry {} asks for a username and password (hutch login comes with \
-                     credential support; anonymous access only for now)",
+                Some(Challenge::Basic) => {
+                    let Some(c) = &self.creds else {
+                        bail!(
+                            "registry {} asks for a username and password: `hutch login {}` first",
+                            self.registry,
+                            self.registry
+                        );
+                    };
+                    if let Ok(mut a) = self.authorization.lock() {
+                        *a = Some(c.basic_header());
+                    }
+                    resp = self
+                        .send(method, &url, accept)
+                        .with_context(|| format!("connecting to registry {}", self.registry))?;
+                }
+                None => bail!(
+                    "registry {} refused access (401) without an authentication scheme hutch knows",
+                    self.registry
+                ),
+            }
+        }
+        if resp.status().as_u16() == 401 {
+            match &self.creds {
+                Some(c) => bail!(
+                    "registry {} refused the credentials of {} (HTTP 401): `hutch login {}` again",
+                    self.registry,
+                    c.username,
                     self.registry
                 ),
                 None => bail!(
-                    "registry {} refused access (401) without an authentication scheme hutch knows",
+                    "registry {} refused anonymous access (HTTP 401): `hutch login {}` first",
+                    self.registry,
                     self.registry
                 ),
             }
@@ -178,11 +218,15 @@ impl Client {
         Ok(resp)
     }
 
-    /// An anonymous token from the registry's token service.
+    /// A token from the registry's token service (with the credentials,
+    /// when there are some).
     fn token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
         let mut url = realm.to_owned();
         let mut sep = if url.contains('?') { '&' } else { '?' };
-        for (k, v) in [("service", service), ("scope", Some(scope))] {
+        for (k, v) in [
+            ("service", service),
+            ("scope", Some(scope).filter(|s| !s.is_empty())),
+        ] {
             if let Some(v) = v {
                 url.push(sep);
                 url.push_str(k);
@@ -197,8 +241,19 @@ impl Client {
                 self.registry
             )
         };
-        let resp = self.agent.get(&url).call().with_context(what)?;
+        let mut req = self.agent.get(&url);
+        if let Some(c) = &self.creds {
+            req = req.header("Authorization", c.basic_header());
+        }
+        let resp = req.call().with_context(what)?;
         let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            bail!(
+                "{}: the credentials were refused (HTTP {status}): `hutch login {}`",
+                what(),
+                self.registry
+            );
+        }
         if status != 200 {
             bail!("{}: the token service answered HTTP {status}", what());
         }

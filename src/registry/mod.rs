@@ -1,10 +1,12 @@
-//! The OCI distribution client: pull from and push to registries (login
-//! and credentials come next; see the issue notes).
+//! The OCI distribution client: pull from and push to registries, with
+//! credentials from `hutch login`.
 //!
 //! * `auth`: `WWW-Authenticate` challenges.
 //! * `client`: HTTP to one registry (ureq, rustls with the system's
 //!   roots), answering 401s with the token flow; `--tls-verify=false`
 //!   allows self-signed certificates and plain HTTP.
+//! * `credentials`: Podman's auth.json (and Docker's config.json).
+//! * `login`: check credentials against a registry, then keep them.
 //! * `source`: a repository as an image `Source`, so pulling shares the
 //!   store's verified, parallel ingest with `hutch load`.
 //! * `pull`: reference -> manifest (through indexes, by platform) -> store
@@ -13,6 +15,8 @@
 
 pub mod auth;
 pub mod client;
+pub mod credentials;
+pub mod login;
 pub mod pull;
 pub mod push;
 pub mod source;

@@ -35,7 +35,7 @@ pub fn pull(store: &Store, input: &str, platform: &Platform, tls_verify: bool) -
         bail!("{input:?}: a pull needs a name (NAME[:TAG] or NAME@sha256:...)");
     };
     let src = RegistrySource {
-        client: Client::new(&repo.registry, tls_verify),
+        client: Client::new(&repo.registry, tls_verify)?,
         repository: repo.repository.clone(),
     };
     let reference = digest

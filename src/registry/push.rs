@@ -31,7 +31,7 @@ pub fn push(store: &Store, image: &str, dest: Option<&str>, tls_verify: bool) ->
         }
     };
     let dest = TagRef::parse(&dest_name)?;
-    let client = Client::new(&dest.registry, tls_verify);
+    let client = Client::new(&dest.registry, tls_verify)?;
     let repo = &dest.repository;
     let what = format!("registry {}, repository {repo}", dest.registry);
     let scope = format!("repository:{repo}:pull,push");
