@@ -390,3 +390,68 @@ fn login_keeps_podman_credentials_that_push_pull_and_skopeo_use() {
     let out = hutch(&["logout", &registry], "");
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
 }
+
+#[test]
+fn run_pulls_what_is_missing_unless_told_not_to() {
+    let st = TestStore::new();
+    let reg = registry();
+    let src = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    let digest = push(&st, &reg, &src, "test/busybox:1.0", false);
+    let name = format!("127.0.0.1:{}/test/busybox:1.0", reg.port);
+    let run = |pull: &str| {
+        st.hutch()
+            .args(["run", "--rm", "--network", "none", "--pull", pull])
+            .args(["--tls-verify=false", &name, "echo", "ran"])
+            .output()
+            .unwrap()
+    };
+    // never: not in the store, so it fails and nothing is fetched.
+    let out = run("never");
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no image"),
+        "{}",
+        describe(&out)
+    );
+    // missing (the default): pulled (reported on stderr), then run.
+    let out = run("missing");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("Pulled {name} ({digest})")),
+        "{}",
+        describe(&out)
+    );
+    // Now it is there: no pull.
+    let out = run("missing");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Pulled"),
+        "{}",
+        describe(&out)
+    );
+    // always: a new version under the tag is fetched first.
+    let deb = format!("oci-archive:{}", fixture("debian-oci.tar").display());
+    let new = push(&st, &reg, &deb, "test/busybox:1.0", false);
+    let out = run("always");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&new),
+        "{}",
+        describe(&out)
+    );
+    // A missing image that cannot be pulled says both.
+    let gone = format!("127.0.0.1:{}/test/gone:1", reg.port);
+    let out = st
+        .hutch()
+        .args(["run", "--rm", "--tls-verify=false", &gone, "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not in the store and pulling it failed"),
+        "{err}"
+    );
+    assert!(err.contains("not found"), "{err}");
+}

@@ -90,6 +90,13 @@ pub struct RunArgs {
     /// Print the resolved run (the SandboxSpec) as JSON and start nothing
     #[arg(long)]
     dry_run: bool,
+    /// Pull the image first: missing (when it is not in the store), always, never
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pull: PullPolicy,
+    /// For that pull: verify the registry's TLS certificate (false also allows plain HTTP)
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    tls_verify: bool,
     /// The image to run
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -100,6 +107,47 @@ pub struct RunArgs {
         value_name = "COMMAND"
     )]
     command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PullPolicy {
+    Missing,
+    Always,
+    Never,
+}
+
+/// Pull `image` before the run as `policy` says (never the `host` image).
+/// A pull that was only tried because the image is missing reports both
+/// facts when it fails.
+fn pull_first(store: &Store, image: &str, policy: PullPolicy, tls_verify: bool) -> Result<()> {
+    use crate::image::resolve::{HOST_IMAGE, resolve};
+    if image == HOST_IMAGE || policy == PullPolicy::Never {
+        return Ok(());
+    }
+    let missing = match resolve(store, image) {
+        Ok(_) => false,
+        Err(e) if policy == PullPolicy::Missing => {
+            if !e.to_string().starts_with("no image") {
+                return Err(e);
+            }
+            true
+        }
+        Err(_) => true,
+    };
+    if policy == PullPolicy::Missing && !missing {
+        return Ok(());
+    }
+    let platform = crate::image::platform::Platform::host();
+    match crate::registry::pull::pull(store, image, &platform, tls_verify) {
+        Ok(p) => {
+            eprintln!("Pulled {} ({})", p.tag.as_deref().unwrap_or(image), p.manifest);
+            Ok(())
+        }
+        Err(e) if missing => Err(e.context(format!(
+            "{image} is not in the store and pulling it failed (`--pull never` runs only what the store has)"
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// `--network MODE[:OPT=VAL,...]`: the mode, then slirp's options
@@ -158,6 +206,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         command.remove(0);
     }
     let net = a.network.as_deref().map(network).transpose()?;
+    pull_first(&store, &a.image, a.pull, a.tls_verify)?;
     let req = RunRequest {
         image: a.image,
         command,
