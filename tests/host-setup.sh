@@ -30,12 +30,13 @@ warn() { echo "host-setup: WARNING: $*" >&2; }
 # Fixtures: busybox-static debootstrap skopeo zstd python3 jq (+ tar gzip).
 # Tests: uidmap (newuidmap), podman/crun/fuse-overlayfs/umoci/skopeo (the
 # tools hutch must interoperate with), docker-registry (local registry),
-# attr (getfattr), slirp4netns/passt/iperf3 (networking), bubblewrap and
+# attr (getfattr), slirp4netns/passt/iperf3 (networking), apache2-utils
+# (htpasswd) and openssl (the token service) for registry auth, bubblewrap and
 # hyperfine (what bench/ compares with).
 pkgs=(busybox-static debootstrap debian-archive-keyring skopeo podman crun umoci
       uidmap fuse-overlayfs docker-registry zstd jq attr python3 tar gzip
       util-linux procps iproute2 slirp4netns passt iperf3 bubblewrap hyperfine runc
-      apache2-utils)
+      apache2-utils openssl)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

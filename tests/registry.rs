@@ -37,6 +37,12 @@ fn registry() -> Registry {
     registry_with_auth(None)
 }
 
+/// A registry with `auth` (YAML) in its configuration, which answers 401
+/// to an anonymous `/v2/`.
+fn registry_with_config(auth: &str) -> Registry {
+    registry_inner(auth.to_owned(), 401, tempfile::tempdir().unwrap())
+}
+
 /// With `Some((user, password))`: htpasswd (Basic) authentication.
 fn registry_with_auth(user: Option<(&str, &str)>) -> Registry {
     let dir = tempfile::tempdir().unwrap();
@@ -54,6 +60,11 @@ fn registry_with_auth(user: Option<(&str, &str)>) -> Registry {
             file.display()
         );
     }
+    let up = if user.is_some() { 401 } else { 200 };
+    registry_inner(auth, up, dir)
+}
+
+fn registry_inner(auth: String, up: u16, dir: tempfile::TempDir) -> Registry {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -82,7 +93,6 @@ fn registry_with_auth(user: Option<(&str, &str)>) -> Registry {
         _dir: dir,
     };
     let t0 = Instant::now();
-    let up = if user.is_some() { 401 } else { 200 };
     while http_status(port, "/v2/") != Some(up) {
         assert!(
             t0.elapsed() < Duration::from_secs(30),
@@ -454,4 +464,199 @@ fn run_pulls_what_is_missing_unless_told_not_to() {
         "{err}"
     );
     assert!(err.contains("not found"), "{err}");
+}
+
+/// A token service for the registry's bearer flow: RS256 JWTs signed with
+/// `openssl dgst` by a key whose self-signed certificate the registry
+/// trusts. Anonymous requests get pull access; `alice:s3cret-pw` gets push
+/// too; anything else is refused. Returns (port, requests seen).
+fn token_server(dir: &std::path::Path) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(dir.join("cert.pem"))
+        .output()
+        .unwrap()
+        .stdout;
+    let x5c = STANDARD.encode(der);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let dir = dir.to_owned();
+    std::thread::spawn(move || {
+        for (n, s) in l.incoming().flatten().enumerate() {
+            let mut s = s;
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => req.extend_from_slice(&buf[..k]),
+                }
+            }
+            let req = String::from_utf8_lossy(&req).into_owned();
+            let line = req.lines().next().unwrap_or_default().to_owned();
+            let user = req
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    let v = v.trim();
+                    (k.eq_ignore_ascii_case("authorization") && v.starts_with("Basic "))
+                        .then(|| v["Basic ".len()..].to_owned())
+                })
+                .and_then(|b| STANDARD.decode(b.trim()).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            log.lock().unwrap().push(format!("{line} user={user:?}"));
+            let (code, body) = match user.as_deref() {
+                Some("alice:s3cret-pw") | None => {
+                    let query = line.split(['?', ' ']).nth(2).unwrap_or_default();
+                    let scopes: Vec<String> = query
+                        .split('&')
+                        .filter_map(|kv| kv.strip_prefix("scope="))
+                        .map(|v| {
+                            v.replace("%3A", ":")
+                                .replace("%2F", "/")
+                                .replace("%2C", ",")
+                        })
+                        .collect();
+                    let access: Vec<serde_json::Value> = scopes
+                        .iter()
+                        .filter_map(|sc| {
+                            let mut p = sc.splitn(3, ':');
+                            let (kind, name, actions) = (p.next()?, p.next()?, p.next()?);
+                            let granted: Vec<&str> = actions
+                                .split(',')
+                                .filter(|a| *a == "pull" || user.is_some())
+                                .collect();
+                            Some(
+                                serde_json::json!({"type": kind, "name": name, "actions": granted}),
+                            )
+                        })
+                        .collect();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                    let claims = serde_json::json!({
+                        "iss": "hutch-test-issuer", "sub": user.clone().unwrap_or_default(),
+                        "aud": "hutch-test-registry", "exp": now + 300, "nbf": now - 10,
+                        "iat": now, "jti": format!("t{n}"), "access": access,
+                    });
+                    let input = format!(
+                        "{}.{}",
+                        URL_SAFE_NO_PAD.encode(header.to_string()),
+                        URL_SAFE_NO_PAD.encode(claims.to_string())
+                    );
+                    let f = dir.join(format!("input-{n}"));
+                    std::fs::write(&f, &input).unwrap();
+                    let sig = Command::new("openssl")
+                        .args(["dgst", "-sha256", "-sign"])
+                        .arg(dir.join("key.pem"))
+                        .arg(&f)
+                        .output()
+                        .unwrap()
+                        .stdout;
+                    let jwt = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
+                    (200, serde_json::json!({ "token": jwt }).to_string())
+                }
+                Some(_) => (401, "{\"details\":\"bad credentials\"}".to_owned()),
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.0 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn bearer_token_flow_with_a_token_service() {
+    let st = TestStore::new();
+    let keys = tempfile::tempdir().unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=hutch-token", "-keyout"])
+        .arg(keys.path().join("key.pem"))
+        .arg("-out")
+        .arg(keys.path().join("cert.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let (tport, seen) = token_server(keys.path());
+    let reg = registry_with_config(&format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: hutch-test-registry\n    \
+         issuer: hutch-test-issuer\n    rootcertbundle: {}\n",
+        keys.path().join("cert.pem").display()
+    ));
+    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
+    let registry = format!("127.0.0.1:{}", reg.port);
+    let dest = format!("{registry}/tok/busybox:1");
+    let runtime = st.tmp().join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let hutch = |args: &[&str], stdin: &str| {
+        let mut child = st
+            .hutch()
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Anonymous: the token grants pull only, so the push is refused.
+    let out = hutch(&["push", "--tls-verify=false", "busybox", &dest], "");
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    // Wrong password: the token service refuses, login keeps nothing.
+    let login = [
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "--password-stdin",
+        &registry,
+    ];
+    let out = hutch(&login, "nope\n");
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused"),
+        "{}",
+        describe(&out)
+    );
+    // With the right one: push (token with push), then an anonymous pull
+    // in another store (token with pull).
+    let out = hutch(&login, "s3cret-pw\n");
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = hutch(&["push", "--tls-verify=false", "busybox", &dest], "");
+    assert!(out.status.success(), "{}", describe(&out));
+    let other = TestStore::new();
+    let out = other.run_ok(["pull", "-q", "--tls-verify=false", &dest]);
+    assert!(out.starts_with("sha256:"), "{out}");
+    let log = seen.lock().unwrap().join("\n");
+    // The push asked for (and, with credentials, got) push access.
+    assert!(
+        log.contains("scope=repository:tok/busybox:") && log.contains("push"),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("push") && l.contains("alice")),
+        "{log}"
+    );
+    assert!(log.contains("user=Some(\"alice:s3cret-pw\")"), "{log}");
+    assert!(log.contains("user=None"), "{log}");
 }
