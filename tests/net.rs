@@ -10,19 +10,7 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn busybox() -> TestStore {
-    let st = TestStore::new();
-    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
-    // A profile that lets the container reach the host's loopback.
-    let dir = st.home().join(".config/hutch/profiles");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("hostlo.toml"),
-        "extends = \"default\"\n[network]\nmode = \"slirp\"\nallow_host_loopback = true\n",
-    )
-    .unwrap();
-    st
-}
+use common::busybox_with_hostlo_profile as busybox;
 
 fn run(st: &TestStore, args: &[&str]) -> Output {
     st.run(["run", "--rm"].iter().chain(args)).1

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{TestStore, describe, fixture};
+use common::{TestStore, describe};
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -41,20 +41,7 @@ fn crowd_lock() -> MutexGuard<'static, ()> {
     CROWD_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A store with the busybox image and a profile `hostlo` (slirp, host
-/// loopback reachable as 10.0.2.2).
-fn busybox() -> TestStore {
-    let st = TestStore::new();
-    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
-    let dir = st.home().join(".config/hutch/profiles");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("hostlo.toml"),
-        "extends = \"default\"\n[network]\nmode = \"slirp\"\nallow_host_loopback = true\n",
-    )
-    .unwrap();
-    st
-}
+use common::busybox_with_hostlo_profile as busybox;
 
 /// A token unique to one test run, passed into the container as
 /// `HUTCH_BULK_TOKEN` so that leftover processes can be found.

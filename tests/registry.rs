@@ -305,37 +305,46 @@ fn push_is_read_by_skopeo_podman_and_hutch_with_the_same_digest() {
     assert!(err.contains("give a destination"), "{err}");
 }
 
+/// Run hutch with its credentials under `runtime` (as XDG_RUNTIME_DIR) and
+/// `stdin` as input; asserts that no password of these tests is printed.
+fn hutch_with_auth_dir(
+    st: &TestStore,
+    runtime: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    std::fs::create_dir_all(runtime).unwrap();
+    let mut child = st
+        .hutch()
+        .env("XDG_RUNTIME_DIR", runtime)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("s3cret")
+            && !String::from_utf8_lossy(&out.stderr).contains("s3cret"),
+        "a password was printed: {}",
+        describe(&out)
+    );
+    out
+}
+
 #[test]
 fn login_keeps_podman_credentials_that_push_pull_and_skopeo_use() {
     let st = TestStore::new();
     let reg = registry_with_auth(Some(("alice", "s3cret-pw")));
     let runtime = st.tmp().join("runtime");
-    std::fs::create_dir_all(&runtime).unwrap();
-    let hutch = |args: &[&str], stdin: &str| {
-        let mut child = st
-            .hutch()
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            !String::from_utf8_lossy(&out.stdout).contains("s3cret")
-                && !String::from_utf8_lossy(&out.stderr).contains("s3cret"),
-            "a password was printed: {}",
-            describe(&out)
-        );
-        out
-    };
+    let hutch = |args: &[&str], stdin: &str| hutch_with_auth_dir(&st, &runtime, args, stdin);
     st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
     let registry = format!("127.0.0.1:{}", reg.port);
     let dest = format!("{registry}/private/busybox:1");
@@ -599,25 +608,7 @@ fn bearer_token_flow_with_a_token_service() {
     let registry = format!("127.0.0.1:{}", reg.port);
     let dest = format!("{registry}/tok/busybox:1");
     let runtime = st.tmp().join("runtime");
-    std::fs::create_dir_all(&runtime).unwrap();
-    let hutch = |args: &[&str], stdin: &str| {
-        let mut child = st
-            .hutch()
-            .env("XDG_RUNTIME_DIR", &runtime)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let hutch = |args: &[&str], stdin: &str| hutch_with_auth_dir(&st, &runtime, args, stdin);
     // Anonymous: the token grants pull only, so the push is refused.
     let out = hutch(&["push", "--tls-verify=false", "busybox", &dest], "");
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));

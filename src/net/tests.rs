@@ -18,7 +18,7 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
 use super::device::{FdDevice, ReadStatus};
 use super::*;
 
-const CONTAINER_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+const CONTAINER_MAC: [u8; 6] = super::icmp::tests::MAC;
 
 fn pair() -> (OwnedFd, OwnedFd) {
     let (a, b) = rustix::net::socketpair(
@@ -946,34 +946,16 @@ fn port_forward_to_closed_container_port_resets_host_client() {
 
 #[test]
 fn ping_gateway_is_answered_and_others_are_not() {
-    use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::*;
     fn echo(dst: std::net::Ipv4Addr) -> Vec<u8> {
-        let icmp = Icmpv4Repr::EchoRequest {
-            ident: 7,
-            seq_no: 1,
-            data: b"abcdefgh",
-        };
-        let ip = Ipv4Repr {
-            src_addr: CONTAINER_ADDR,
-            dst_addr: dst,
-            next_header: IpProtocol::Icmp,
-            payload_len: icmp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut f = vec![0u8; 14 + ip.buffer_len() + ip.payload_len];
-        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
-        EthernetRepr {
-            src_addr: EthernetAddress(CONTAINER_MAC),
-            dst_addr: EthernetAddress(GATEWAY_MAC),
-            ethertype: EthernetProtocol::Ipv4,
-        }
-        .emit(&mut eth);
-        let caps = ChecksumCapabilities::default();
-        let mut ipp = Ipv4Packet::new_unchecked(eth.payload_mut());
-        ip.emit(&mut ipp, &caps);
-        icmp.emit(&mut Icmpv4Packet::new_unchecked(ipp.payload_mut()), &caps);
-        f
+        super::icmp::tests::v4(
+            dst,
+            Icmpv4Repr::EchoRequest {
+                ident: 7,
+                seq_no: 1,
+                data: b"abcdefgh",
+            },
+        )
     }
     let (a, b) = pair();
     let handle = spawn(a, test_cfg()).unwrap();

@@ -235,3 +235,18 @@ pub fn tree_listing(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A store with the busybox image and a user profile `hostlo` (slirp, the
+/// host's loopback reachable as 10.0.2.2), for the network tests.
+pub fn busybox_with_hostlo_profile() -> TestStore {
+    let st = TestStore::new();
+    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
+    let dir = st.home().join(".config/hutch/profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("hostlo.toml"),
+        "extends = \"default\"\n[network]\nmode = \"slirp\"\nallow_host_loopback = true\n",
+    )
+    .unwrap();
+    st
+}
