@@ -34,10 +34,10 @@ pub fn pull(store: &Store, input: &str, platform: &Platform, tls_verify: bool) -
     let Some(repo) = repo else {
         bail!("{input:?}: a pull needs a name (NAME[:TAG] or NAME@sha256:...)");
     };
-    let src = RegistrySource {
-        client: Client::new(&repo.registry, tls_verify)?,
-        repository: repo.repository.clone(),
-    };
+    let src = RegistrySource::new(
+        Client::new(&repo.registry, tls_verify)?,
+        repo.repository.clone(),
+    );
     let reference = digest
         .as_ref()
         .map(|d| d.to_string())
@@ -64,6 +64,7 @@ pub fn pull(store: &Store, input: &str, platform: &Platform, tls_verify: bool) -
             src.describe()
         );
     }
+    src.remember(&top_digest, top);
     let desc = serde_json::json!({ "digest": top_digest.to_string() });
     let (manifest, bytes) = resolve(&src, &desc, platform, 0)?;
     let reason = format!("pull {input}");

@@ -7,7 +7,9 @@
 use super::client::Client;
 use crate::image::source::Source;
 use anyhow::{Result, bail};
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Mutex;
 
 /// Every manifest and index media type hutch reads.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -18,9 +20,27 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 pub struct RegistrySource {
     pub client: Client,
     pub repository: String,
+    /// Documents already fetched (by hex digest), served from memory.
+    fetched: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl RegistrySource {
+    pub fn new(client: Client, repository: String) -> RegistrySource {
+        RegistrySource {
+            client,
+            repository,
+            fetched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keep a document fetched by tag, so that reading it again by its
+    /// digest costs no request.
+    pub fn remember(&self, digest: &crate::image::Digest, bytes: Vec<u8>) {
+        if let Ok(mut f) = self.fetched.lock() {
+            f.insert(digest.hex().to_owned(), bytes);
+        }
+    }
+
     pub fn scope(&self) -> String {
         format!("repository:{}:pull", self.repository)
     }
@@ -62,6 +82,9 @@ impl Source for RegistrySource {
         let Some(hex) = path.strip_prefix("blobs/sha256/") else {
             bail!("{}: no file {path} in a registry", self.describe());
         };
+        if let Some(bytes) = self.fetched.lock().ok().and_then(|f| f.get(hex).cloned()) {
+            return Ok(Box::new(std::io::Cursor::new(bytes)));
+        }
         let digest = format!("sha256:{hex}");
         let body = match self.get("blobs", &digest) {
             Ok(b) => b,
