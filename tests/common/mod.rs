@@ -9,6 +9,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod registry;
+
 /// Default fixture directory; `HUTCH_FIXTURES` overrides it.
 pub const DEFAULT_FIXTURES: &str = "/var/cache/hutch-fixtures";
 
