@@ -2,6 +2,7 @@
 
 use crate::cli::output::outln;
 use crate::image::platform::Platform;
+use crate::image::progress::Progress;
 use crate::registry::pull;
 use crate::store::Store;
 use anyhow::Result;
@@ -19,7 +20,7 @@ pub struct PullArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     tls_verify: bool,
-    /// Print only the manifest digest
+    /// No progress; print only the manifest digest
     #[arg(short, long)]
     quiet: bool,
 }
@@ -30,7 +31,8 @@ pub fn run(a: PullArgs, store: Result<Store>) -> Result<i32> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    let pulled = pull::pull(&store, &a.image, &platform, a.tls_verify)?;
+    let progress = Progress::for_stderr(a.quiet);
+    let pulled = pull::pull(&store, &a.image, &platform, a.tls_verify, &progress)?;
     if a.quiet {
         outln!("{}", pulled.manifest);
     } else {

@@ -138,7 +138,8 @@ fn pull_first(store: &Store, image: &str, policy: PullPolicy, tls_verify: bool) 
         return Ok(());
     }
     let platform = crate::image::platform::Platform::host();
-    match crate::registry::pull::pull(store, image, &platform, tls_verify) {
+    let progress = crate::image::progress::Progress::for_stderr(false);
+    match crate::registry::pull::pull(store, image, &platform, tls_verify, &progress) {
         Ok(p) => {
             eprintln!("Pulled {} ({})", p.tag.as_deref().unwrap_or(image), p.manifest);
             Ok(())

@@ -114,6 +114,17 @@ impl Hasher {
     }
 }
 
+/// Hashing what is copied into it (`io::copy(&mut file, &mut hasher)`).
+impl Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A reader that hashes everything read through it.
 pub struct HashingReader<R> {
     inner: R,

@@ -116,11 +116,19 @@ pub fn ingest_legacy(
             size: 0,
         });
     }
-    let open = |l: &LayerRef| -> Result<Box<dyn Read + Send + '_>> {
+    // Not resumable: layers are always read from their start.
+    let open = |l: &LayerRef, _offset: u64| -> Result<Box<dyn Read + Send + '_>> {
         let path = paths.get(&l.blob).context("layer path lost")?;
         src.open(path)
     };
-    ingest_layers(store, &layers, &open, &what)?;
+    ingest_layers(
+        store,
+        &layers,
+        &open,
+        false,
+        &crate::image::progress::Progress::hidden(),
+        &what,
+    )?;
     store.put_blob(&config_bytes)?;
     let mut descs = Vec::new();
     for l in &layers {

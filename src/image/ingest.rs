@@ -3,6 +3,7 @@
 //! blob), then publish config and manifest. The caller moves tags last.
 
 use crate::image::Digest;
+use crate::image::progress::{BlobProgress, Progress};
 use crate::image::source::Source;
 use crate::image::stored::{LayerRef, digest_of, parse_config, parse_manifest};
 use crate::store::Store;
@@ -10,17 +11,29 @@ use anyhow::{Context, Result, bail};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Reads a layer blob from an offset on.
+pub type LayerOpener<'s> =
+    dyn Fn(&LayerRef, u64) -> Result<Box<dyn std::io::Read + Send + 's>> + Sync + 's;
+
 /// Store every layer (skipping what the store has), `threads` at a time.
+/// `open(layer, offset)` reads a layer blob from `offset` on; with
+/// `resumable`, downloads a killed hutch left half done are continued.
 pub fn ingest_layers<'s>(
     store: &Store,
     layers: &[LayerRef],
-    open: &(dyn Fn(&LayerRef) -> Result<Box<dyn std::io::Read + Send + 's>> + Sync),
+    open: &LayerOpener<'s>,
+    resumable: bool,
+    progress: &Progress,
     what: &str,
 ) -> Result<()> {
-    let todo: Vec<&LayerRef> = layers
-        .iter()
-        .filter(|l| !(store.has_blob(&l.blob) && store.has_layer(&l.diff_id)))
-        .collect();
+    let mut todo: Vec<(&LayerRef, BlobProgress)> = Vec::new();
+    for l in layers {
+        if store.has_blob(&l.blob) && store.has_layer(&l.diff_id) {
+            progress.skipped(&l.blob, "already in the store");
+        } else if !todo.iter().any(|(t, _)| t.blob == l.blob) {
+            todo.push((l, progress.blob(&l.blob, l.size, "pulled")));
+        }
+    }
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let threads = std::thread::available_parallelism()
@@ -33,12 +46,19 @@ pub fn ingest_layers<'s>(
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(layer) = todo.get(i) else { break };
+                    let Some((layer, shown)) = todo.get(i) else {
+                        break;
+                    };
                     if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
                         break;
                     }
-                    let result = open(layer)
-                        .and_then(|reader| store.ingest_layer(reader, &layer.blob, &layer.diff_id));
+                    let result = store.ingest_layer(
+                        |offset| Ok(shown.wrap(open(layer, offset)?, offset)),
+                        resumable,
+                        &layer.blob,
+                        &layer.diff_id,
+                    );
+                    shown.finish(result.is_ok());
                     if let Err(e) = result {
                         let e = e.context(format!("{what}: layer {}", layer.blob));
                         if let Ok(mut slot) = first_error.lock() {
@@ -64,6 +84,7 @@ pub fn ingest_image(
     src: &dyn Source,
     manifest_bytes: &[u8],
     expected: Option<&Digest>,
+    progress: &Progress,
 ) -> Result<Digest> {
     let digest = Digest::of(manifest_bytes);
     if let Some(expected) = expected
@@ -77,7 +98,11 @@ pub fn ingest_image(
     let what = format!("{} image {digest}", src.describe());
     let manifest = parse_manifest(manifest_bytes, &what)?;
     let config_digest = digest_of(manifest.config().digest())?;
-    let config_bytes = src.read_verified(&config_digest, "image config")?;
+    // A re-pull finds the config in the store (verified when stored).
+    let config_bytes = match store.has_blob(&config_digest) {
+        true => store.read_blob(&config_digest)?,
+        false => src.read_verified(&config_digest, "image config")?,
+    };
     let (_, layers) = parse_config(&config_bytes, &manifest, &what)?;
     for l in &layers {
         if !store.has_blob(&l.blob) && !src.exists(&format!("blobs/sha256/{}", l.blob.hex())) {
@@ -87,7 +112,9 @@ pub fn ingest_image(
     ingest_layers(
         store,
         &layers,
-        &|l: &LayerRef| src.open_blob(&l.blob),
+        &|l: &LayerRef, offset| src.open_blob_at(&l.blob, offset),
+        src.resumable(),
+        progress,
         &what,
     )?;
     store

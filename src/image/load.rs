@@ -91,7 +91,13 @@ fn load_inner(
             Vec::new()
         };
         for found in read_layout(src, &fallback, platform)? {
-            let digest = ingest_image(store, src, &found.manifest_bytes, Some(&found.manifest))?;
+            let digest = ingest_image(
+                store,
+                src,
+                &found.manifest_bytes,
+                Some(&found.manifest),
+                &crate::image::progress::Progress::hidden(),
+            )?;
             let mut names: Vec<TagRef> = found.names;
             // Docker 25+ archives name their images in manifest.json.
             let manifest = parse_manifest(&found.manifest_bytes, &src.describe())?;

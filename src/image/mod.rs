@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod load;
 pub mod oci_layout;
 pub mod platform;
+pub mod progress;
 pub mod resolve;
 pub mod rootfs;
 pub mod save;

@@ -103,7 +103,7 @@ pub(crate) fn resolve(
         bail!("{}: indexes nested more than 4 deep", src.describe());
     }
     let digest = descriptor_digest(src, desc)?;
-    let bytes = src.read_verified(&digest, "manifest")?;
+    let bytes = src.read_manifest(&digest)?;
     let doc: Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: manifest {digest} is not valid JSON", src.describe()))?;
     match media::sniff_document(&doc) {

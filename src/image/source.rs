@@ -25,6 +25,32 @@ pub trait Source: Sync {
             .with_context(|| format!("{}: blob {digest} is missing", self.describe()))
     }
 
+    /// A blob from byte `offset` on (to finish a download that a killed
+    /// hutch left half done). Local sources skip the first bytes.
+    fn open_blob_at(&self, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send + '_>> {
+        let mut r = self.open_blob(digest)?;
+        let skipped = std::io::copy(&mut r.by_ref().take(offset), &mut std::io::sink())
+            .with_context(|| format!("{}: reading blob {digest}", self.describe()))?;
+        if skipped < offset {
+            bail!(
+                "{}: blob {digest} is shorter than {offset} bytes",
+                self.describe()
+            );
+        }
+        Ok(r)
+    }
+
+    /// Whether half-done copies of this source's blobs are worth keeping
+    /// across a killed hutch (downloads are; local reads are cheap).
+    fn resumable(&self) -> bool {
+        false
+    }
+
+    /// A manifest or index by digest, verified.
+    fn read_manifest(&self, digest: &Digest) -> Result<Vec<u8>> {
+        self.read_verified(digest, "manifest")
+    }
+
     /// Read a small member (JSON documents), refusing anything too large.
     fn read_small(&self, path: &str) -> Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -52,7 +78,7 @@ pub trait Source: Sync {
         let actual = Digest::of(&data);
         if actual != *digest {
             bail!(
-                "{}: digest mismatch for the {what}: expected {digest}, the file hashes to {actual}",
+                "{}: digest mismatch for the {what}: expected {digest}, the data hashes to {actual}",
                 self.describe()
             );
         }

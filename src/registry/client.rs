@@ -73,8 +73,41 @@ impl Client {
         self.base.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
-    fn send(&self, method: &str, url: &str, accept: &str) -> Result<Response<Body>, ureq::Error> {
-        self.send_body(method, url, &[("Accept", accept)], ())
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Body>, ureq::Error> {
+        self.send_body(method, url, headers, ())
+    }
+
+    /// [`send`](Self::send), again after a pause when the connection fails
+    /// or the registry answers 429/502/503/504 (busy or restarting), up to
+    /// [`RETRIES`] times.
+    fn send_retrying(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Body>, ureq::Error> {
+        let mut attempt = 0;
+        loop {
+            let result = self.send(method, url, headers);
+            let wait = match &result {
+                Ok(r) if transient_status(r.status().as_u16()) => {
+                    retry_after(r).unwrap_or_else(|| backoff(attempt))
+                }
+                Err(e) if transient_error(e) => backoff(attempt),
+                _ => return result,
+            };
+            if attempt >= RETRIES {
+                return result;
+            }
+            tracing::debug!("{method} {url}: transient failure, retrying in {wait:?}");
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
     }
 
     /// One request with the current authorization and the non-empty
@@ -119,9 +152,9 @@ impl Client {
             .with_context(|| format!("sending to registry {}", self.registry))
     }
 
-    /// GET (or HEAD) `path` (`/v2/...`), answering one authentication
-    /// challenge for `scope`. Any status comes back; transport errors are
-    /// errors.
+    /// GET (or HEAD, or a bodyless POST) `path` (`/v2/...`), answering one
+    /// authentication challenge for `scope`. Any status comes back;
+    /// transport errors are errors (after retries).
     pub fn request(
         &self,
         method: &str,
@@ -129,15 +162,34 @@ impl Client {
         accept: &str,
         scope: &str,
     ) -> Result<Response<Body>> {
+        self.request_with(method, path, &[("Accept", accept)], scope)
+    }
+
+    /// [`request`](Self::request) with other headers (`Range`).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        scope: &str,
+    ) -> Result<Response<Body>> {
         let mut url = format!("{}{path}", self.base());
-        let mut resp = match self.send(method, &url, accept) {
+        // An https attempt that may be answered by a plain-HTTP server is
+        // not retried: its failure is the answer.
+        let probing = !self.tls_verify && url.starts_with("https://");
+        let first = if probing {
+            self.send(method, &url, headers)
+        } else {
+            self.send_retrying(method, &url, headers)
+        };
+        let mut resp = match first {
             Ok(r) => r,
             // With --tls-verify=false a registry may speak plain HTTP, as
             // Podman allows.
-            Err(e) if !self.tls_verify && url.starts_with("https://") => {
+            Err(e) if probing => {
                 let plain = format!("http://{}", api_host(&self.registry));
                 url = format!("{plain}{path}");
-                let r = self.send(method, &url, accept).with_context(|| {
+                let r = self.send_retrying(method, &url, headers).with_context(|| {
                     format!("connecting to registry {} (https: {e})", self.registry)
                 })?;
                 if let Ok(mut b) = self.base.lock() {
@@ -176,7 +228,7 @@ impl Client {
                         *a = Some(format!("Bearer {token}"));
                     }
                     resp = self
-                        .send(method, &url, accept)
+                        .send_retrying(method, &url, headers)
                         .with_context(|| format!("connecting to registry {}", self.registry))?;
                 }
                 Some(Challenge::Basic) => {
@@ -191,7 +243,7 @@ impl Client {
                         *a = Some(c.basic_header());
                     }
                     resp = self
-                        .send(method, &url, accept)
+                        .send_retrying(method, &url, headers)
                         .with_context(|| format!("connecting to registry {}", self.registry))?;
                 }
                 None => bail!(
@@ -270,6 +322,41 @@ impl Client {
             .map(str::to_owned)
             .with_context(|| format!("{}: the answer has no token", what()))
     }
+}
+
+/// How many times a failed request is tried again.
+pub const RETRIES: u32 = 3;
+
+/// The pause before retry `attempt` (0-based): 250 ms, doubling.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.min(5))
+}
+
+/// Statuses that mean "later" rather than "no".
+fn transient_status(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
+/// Transport failures worth another try (not TLS, DNS or protocol errors,
+/// which would fail the same way again).
+fn transient_error(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
+    )
+}
+
+/// A `Retry-After: SECONDS` answer, capped at 10 s.
+fn retry_after(resp: &Response<Body>) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(10)))
 }
 
 /// Percent-encode a query value.

@@ -9,6 +9,8 @@
 //! * `login`: check credentials against a registry, then keep them.
 //! * `source`: a repository as an image `Source`, so pulling shares the
 //!   store's verified, parallel ingest with `hutch load`.
+//! * `download`: a blob download that resumes with Range requests when
+//!   the connection breaks.
 //! * `pull`: reference -> manifest (through indexes, by platform) -> store
 //!   -> tag with history.
 //! * `push`: blobs the registry lacks (HEAD, then POST + PUT), manifest last.
@@ -16,6 +18,7 @@
 pub mod auth;
 pub mod client;
 pub mod credentials;
+pub mod download;
 pub mod login;
 pub mod pull;
 pub mod push;

@@ -9,11 +9,11 @@ use crate::image::Digest;
 use crate::image::ingest::ingest_image;
 use crate::image::oci_layout::resolve;
 use crate::image::platform::Platform;
+use crate::image::progress::Progress;
 use crate::image::reference::parse_any;
-use crate::image::source::{MAX_DOCUMENT, Source};
+use crate::image::source::Source;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
-use std::io::Read;
 
 /// What a pull brought in.
 #[derive(Debug, Clone)]
@@ -24,7 +24,13 @@ pub struct Pulled {
     pub tag: Option<String>,
 }
 
-pub fn pull(store: &Store, input: &str, platform: &Platform, tls_verify: bool) -> Result<Pulled> {
+pub fn pull(
+    store: &Store,
+    input: &str,
+    platform: &Platform,
+    tls_verify: bool,
+    progress: &Progress,
+) -> Result<Pulled> {
     let (tag, digest) = parse_any(input)?;
     // NAME@DIGEST has no tag; its registry and repository come from NAME.
     let repo = match (&tag, input.split_once('@')) {
@@ -42,19 +48,7 @@ pub fn pull(store: &Store, input: &str, platform: &Platform, tls_verify: bool) -
         .as_ref()
         .map(|d| d.to_string())
         .unwrap_or_else(|| repo.tag.clone());
-    let mut top = Vec::new();
-    src.get("manifests", &reference)?
-        .into_reader()
-        .take(MAX_DOCUMENT + 1)
-        .read_to_end(&mut top)
-        .with_context(|| format!("{}: reading manifest {reference}", src.describe()))?;
-    if top.len() as u64 > MAX_DOCUMENT {
-        bail!(
-            "{}: manifest {reference} is larger than {} MiB; refusing it",
-            src.describe(),
-            MAX_DOCUMENT >> 20
-        );
-    }
+    let top = src.fetch_manifest(&reference)?;
     let top_digest = Digest::of(&top);
     if let Some(d) = &digest
         && *d != top_digest
@@ -69,7 +63,7 @@ pub fn pull(store: &Store, input: &str, platform: &Platform, tls_verify: bool) -
     let (manifest, bytes) = resolve(&src, &desc, platform, 0)?;
     let reason = format!("pull {input}");
     store.all_or_nothing(|| {
-        let stored = ingest_image(store, &src, &bytes, Some(&manifest))?;
+        let stored = ingest_image(store, &src, &bytes, Some(&manifest), progress)?;
         let name = tag.as_ref().map(|t| t.to_string());
         store
             .update_refs(|refs| {

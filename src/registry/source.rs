@@ -1,12 +1,14 @@
-//! A repository in a registry as an image [`Source`]: blob paths map to
-//! the distribution API (`/v2/NAME/blobs/DIGEST`, or `/manifests/DIGEST`
-//! for manifests and indexes, which registries keep apart), so the store's
-//! ingest (verification while streaming, parallel layers, skipping what the
-//! store has) is the same as for archives.
+//! A repository in a registry as an image [`Source`]: blobs come from
+//! `/v2/NAME/blobs/DIGEST` (resumable, see `download`), manifests and
+//! indexes from `/v2/NAME/manifests/REF` (registries keep them apart), so
+//! the store's ingest (verification while streaming, parallel layers,
+//! skipping what the store has) is the same as for archives.
 
 use super::client::Client;
-use crate::image::source::Source;
-use anyhow::{Result, bail};
+use super::download::BlobStream;
+use crate::image::Digest;
+use crate::image::source::{MAX_DOCUMENT, Source};
+use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Mutex;
@@ -35,7 +37,7 @@ impl RegistrySource {
 
     /// Keep a document fetched by tag, so that reading it again by its
     /// digest costs no request.
-    pub fn remember(&self, digest: &crate::image::Digest, bytes: Vec<u8>) {
+    pub fn remember(&self, digest: &Digest, bytes: Vec<u8>) {
         if let Ok(mut f) = self.fetched.lock() {
             f.insert(digest.hex().to_owned(), bytes);
         }
@@ -47,15 +49,29 @@ impl RegistrySource {
 
     /// GET `/v2/REPO/{kind}/{reference}`; a clear error unless 200.
     pub fn get(&self, kind: &str, reference: &str) -> Result<ureq::Body> {
+        Ok(self.get_with(kind, reference, &[])?.into_body())
+    }
+
+    /// GET with more `headers`; a clear error unless 200 or 206.
+    pub fn get_with(
+        &self,
+        kind: &str,
+        reference: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let path = format!("/v2/{}/{kind}/{reference}", self.repository);
         let accept = if kind == "manifests" {
             MANIFEST_ACCEPT
         } else {
             ""
         };
-        let resp = self.client.request("GET", &path, accept, &self.scope())?;
+        let mut all = vec![("Accept", accept)];
+        all.extend_from_slice(headers);
+        let resp = self
+            .client
+            .request_with("GET", &path, &all, &self.scope())?;
         match resp.status().as_u16() {
-            200 => Ok(resp.into_body()),
+            200 | 206 => Ok(resp),
             404 => bail!(
                 "{}: {reference} not found (HTTP 404 for {kind})",
                 self.describe()
@@ -67,6 +83,60 @@ impl RegistrySource {
             ),
             s => bail!("{}: HTTP {s} for {kind}/{reference}", self.describe()),
         }
+    }
+
+    /// A manifest or index by tag or digest: at most [`MAX_DOCUMENT`]
+    /// bytes, answered as one of the manifest media types hutch asked for.
+    pub fn fetch_manifest(&self, reference: &str) -> Result<Vec<u8>> {
+        let resp = self.get_with("manifests", reference, &[])?;
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        // application/json: old registries; the document's own mediaType
+        // (checked when it is parsed) then says what it is.
+        let known = MANIFEST_ACCEPT.split(", ").any(|t| t == content_type)
+            || content_type == "application/json";
+        if !known {
+            bail!(
+                "{}: manifest {reference} came back with Content-Type {:?}, which is not a \
+                 manifest media type (is this a registry, or a proxy or login page in front of \
+                 it?)",
+                self.describe(),
+                content_type
+            );
+        }
+        let mut out = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(MAX_DOCUMENT + 1)
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: reading manifest {reference}", self.describe()))?;
+        if out.len() as u64 > MAX_DOCUMENT {
+            bail!(
+                "{}: manifest {reference} is larger than {} MiB; refusing it",
+                self.describe(),
+                MAX_DOCUMENT >> 20
+            );
+        }
+        if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&out)
+            && let Some(declared) = doc.get("mediaType").and_then(|m| m.as_str())
+            && content_type != "application/json"
+            && declared != content_type
+        {
+            bail!(
+                "{}: manifest {reference} says its media type is {declared} but came back \
+                 with Content-Type {content_type}",
+                self.describe()
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -82,16 +152,38 @@ impl Source for RegistrySource {
         let Some(hex) = path.strip_prefix("blobs/sha256/") else {
             bail!("{}: no file {path} in a registry", self.describe());
         };
-        if let Some(bytes) = self.fetched.lock().ok().and_then(|f| f.get(hex).cloned()) {
-            return Ok(Box::new(std::io::Cursor::new(bytes)));
-        }
-        let digest = format!("sha256:{hex}");
-        let body = match self.get("blobs", &digest) {
-            Ok(b) => b,
-            // Manifests and indexes are not blobs to most registries.
-            Err(blob_err) => self.get("manifests", &digest).map_err(|_| blob_err)?,
+        let digest = Digest::from_hex(hex)
+            .map_err(|e| anyhow::anyhow!("{}: {path}: {e}", self.describe()))?;
+        self.open_blob_at(&digest, 0)
+    }
+
+    fn open_blob_at(&self, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(BlobStream::new(self, digest.clone(), offset)))
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn read_manifest(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let cached = self
+            .fetched
+            .lock()
+            .ok()
+            .and_then(|f| f.get(digest.hex()).cloned());
+        let bytes = match cached {
+            Some(b) => b,
+            None => self.fetch_manifest(&digest.to_string())?,
         };
-        Ok(Box::new(body.into_reader()))
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            bail!(
+                "{}: digest mismatch for manifest {digest}: the registry sent a document that \
+                 hashes to {actual}",
+                self.describe()
+            );
+        }
+        Ok(bytes)
     }
 
     fn exists(&self, path: &str) -> bool {

@@ -63,6 +63,40 @@ impl Store {
         })
     }
 
+    /// Start or continue the download of blob `expected`: the bytes go to
+    /// `tmp/download-<hex>`, a name the next pull finds again if this hutch
+    /// is killed, so it can ask the registry for the rest only. Returns the
+    /// writer (positioned at the end, the bytes already there hashed) and
+    /// how many bytes it holds. The caller holds the layer's lock, so one
+    /// process at a time writes the file. Dropped without `commit` (a
+    /// failed pull), the file is removed like any other.
+    pub fn resume_blob_writer(&self, expected: &Digest) -> Result<(BlobWriter, u64)> {
+        let path = self.download_path(expected);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .with_context(|| format!("opening the download file {}", path.display()))?;
+        let mut hasher = Hasher::default();
+        let have = io::copy(&mut file, &mut hasher)
+            .with_context(|| format!("reading the download file {}", path.display()))?;
+        Ok((
+            BlobWriter {
+                store: self.clone(),
+                tmp: path,
+                file: Some(BufWriter::with_capacity(256 * 1024, file)),
+                hasher,
+            },
+            have,
+        ))
+    }
+
+    /// Where a download of `digest` is kept until it is complete.
+    pub fn download_path(&self, digest: &Digest) -> PathBuf {
+        self.tmp_dir().join(format!("download-{}", digest.hex()))
+    }
+
     /// Every blob digest present in the store.
     pub fn list_blobs(&self) -> Result<Vec<Digest>> {
         let dir = self.root().join("blobs/sha256");
@@ -92,6 +126,11 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
+    /// The file the blob is written to until it is committed.
+    pub fn tmp_path(&self) -> &std::path::Path {
+        &self.tmp
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.hasher.len()

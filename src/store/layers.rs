@@ -81,27 +81,23 @@ impl Store {
         StoreLock::exclusive(&self.lock_path(&format!("layer-{}", &diff_id.hex()[..1])))
     }
 
-    /// Store a layer from `source` (the layer blob as published, possibly
-    /// compressed): the blob goes to `blobs/` (checked against `blob`), and
-    /// the layer is unpacked in the same pass (checked against `diff_id`).
-    /// Work already done (blob present, layer present) is skipped.
-    pub fn ingest_layer(
+    /// Store a layer whose blob `open_at(offset)` reads (as published,
+    /// possibly compressed, from byte `offset` on): the blob goes to
+    /// `blobs/` (checked against `blob`), and the layer is unpacked in the
+    /// same pass (checked against `diff_id`). Work already done (blob
+    /// present, layer present) is skipped. With `resumable`, the blob is
+    /// written where a killed hutch's half download is found again, and
+    /// only the rest is asked of `open_at`.
+    pub fn ingest_layer<'r>(
         &self,
-        source: impl Read,
+        open_at: impl FnOnce(u64) -> Result<Box<dyn Read + Send + 'r>>,
+        resumable: bool,
         blob: &Digest,
         diff_id: &Digest,
     ) -> Result<LayerMeta> {
         let _guard = self.lock_layer(diff_id)?;
         let have_blob = self.has_blob(blob);
-        if self.has_layer(diff_id) {
-            if !have_blob {
-                let mut w = self.blob_writer()?;
-                let mut source = source;
-                std::io::copy(&mut source, &mut w)
-                    .with_context(|| format!("reading layer blob {blob}"))?;
-                w.commit(Some(blob))
-                    .with_context(|| format!("storing layer blob {blob}"))?;
-            }
+        if have_blob && self.has_layer(diff_id) {
             return self.layer_meta(diff_id);
         }
         if have_blob {
@@ -110,10 +106,36 @@ impl Store {
                 .unpack_verified(file, diff_id)
                 .with_context(|| format!("unpacking layer blob {blob}"));
         }
-        let mut writer = self.blob_writer()?;
+        let (mut writer, have) = if resumable {
+            self.resume_blob_writer(blob)?
+        } else {
+            (self.blob_writer()?, 0)
+        };
+        if have > 0 {
+            tracing::info!("blob {blob}: resuming a download at byte {have}");
+        }
+        // The bytes a killed hutch already downloaded, then the rest.
+        let done: Box<dyn Read + Send> = if have > 0 {
+            let path = writer.tmp_path().to_owned();
+            let f = std::fs::File::open(&path)
+                .with_context(|| format!("reading the download file {}", path.display()))?;
+            Box::new(f.take(have))
+        } else {
+            Box::new(std::io::empty())
+        };
+        let rest = open_at(have)?;
+        if self.has_layer(diff_id) {
+            let mut source = done.chain(rest);
+            std::io::copy(&mut source, &mut writer)
+                .with_context(|| format!("reading layer blob {blob}"))?;
+            writer
+                .commit(Some(blob))
+                .with_context(|| format!("storing layer blob {blob}"))?;
+            return self.layer_meta(diff_id);
+        }
         let meta = {
-            let tee = TeeReader::new(source, &mut writer);
-            self.unpack_to_tmp(tee, Some(diff_id), Some(blob))?
+            let tee = TeeReader::new(rest, &mut writer);
+            self.unpack_to_tmp(done.chain(tee), Some(diff_id), Some(blob))?
         };
         writer
             .commit(Some(blob))
@@ -219,4 +241,79 @@ impl Drop for StagedLayer {
 pub fn open_decompressed(store: &Store, blob: &Digest) -> Result<(Compression, Box<dyn Read>)> {
     let file = store.open_blob(blob)?;
     compression::decompress(file).with_context(|| format!("reading layer blob {blob}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A gzip layer with one file, as (blob bytes, diff_id).
+    fn layer() -> (Vec<u8>, Digest) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let data = vec![7u8; 200_000];
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "f", &data[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let diff_id = Digest::of(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        (gz.finish().unwrap(), diff_id)
+    }
+
+    #[test]
+    fn a_half_download_left_by_a_killed_process_is_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (blob_bytes, diff_id) = layer();
+        let blob = Digest::of(&blob_bytes);
+        let half = blob_bytes.len() / 2;
+        std::fs::write(store.download_path(&blob), &blob_bytes[..half]).unwrap();
+        let asked = std::sync::Mutex::new(None);
+        let meta = store
+            .ingest_layer(
+                |offset| {
+                    *asked.lock().unwrap() = Some(offset);
+                    Ok(Box::new(std::io::Cursor::new(
+                        blob_bytes[offset as usize..].to_vec(),
+                    )))
+                },
+                true,
+                &blob,
+                &diff_id,
+            )
+            .unwrap();
+        assert_eq!(*asked.lock().unwrap(), Some(half as u64));
+        assert_eq!(meta.diff_id, diff_id);
+        assert_eq!(store.read_blob(&blob).unwrap(), blob_bytes);
+        assert!(store.has_layer(&diff_id));
+        assert!(!store.download_path(&blob).exists());
+    }
+
+    #[test]
+    fn a_corrupt_half_download_fails_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (blob_bytes, diff_id) = layer();
+        let blob = Digest::of(&blob_bytes);
+        let half = blob_bytes.len() / 2;
+        let mut bad = blob_bytes[..half].to_vec();
+        bad[half / 2] ^= 0xff;
+        std::fs::write(store.download_path(&blob), &bad).unwrap();
+        let open = |offset: u64| -> Result<Box<dyn Read + Send>> {
+            Ok(Box::new(std::io::Cursor::new(
+                blob_bytes[offset as usize..].to_vec(),
+            )))
+        };
+        assert!(store.ingest_layer(open, true, &blob, &diff_id).is_err());
+        assert!(!store.has_blob(&blob));
+        assert!(!store.has_layer(&diff_id));
+        assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+        // The next attempt starts from the beginning and succeeds.
+        store.ingest_layer(open, true, &blob, &diff_id).unwrap();
+        assert!(store.has_layer(&diff_id));
+    }
 }

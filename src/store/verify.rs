@@ -143,7 +143,9 @@ impl Store {
                     l.diff_id
                 ));
                 if repair {
-                    self.ingest_layer(self.open_blob(&l.blob)?, &l.blob, &l.diff_id)?;
+                    // The blob is present, so it is unpacked from the store.
+                    let unused = |_| anyhow::bail!("layer blob {} vanished", l.blob);
+                    self.ingest_layer(unused, false, &l.blob, &l.diff_id)?;
                     r.repaired
                         .push(format!("unpacked layer {} again from its blob", l.diff_id));
                 }

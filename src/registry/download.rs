@@ -1,0 +1,187 @@
+//! One blob download that survives a broken connection: when the body
+//! stops short (reset, timeout, the server closing early), the stream asks
+//! again from the byte it got to (`Range: bytes=N-`) after a pause, so the
+//! reader on top (decompression and unpacking, hashing) never notices. A
+//! server that ignores the Range (200 instead of 206) is read from the
+//! start with the first N bytes skipped.
+
+use super::client::{RETRIES, backoff};
+use super::source::RegistrySource;
+use crate::image::Digest;
+use crate::image::source::Source;
+use std::io::{self, Read};
+
+/// How many times one blob's download is resumed before giving up (on top
+/// of the retries of each request).
+pub const RESUMES: u32 = RETRIES + 2;
+
+pub struct BlobStream<'a> {
+    src: &'a RegistrySource,
+    digest: Digest,
+    /// Bytes of the blob delivered so far (where a resume starts).
+    pos: u64,
+    /// The blob's size, once a response said it.
+    size: Option<u64>,
+    body: Option<Box<dyn Read + Send + 'a>>,
+    resumes: u32,
+    /// Whether a request for it succeeded once (before that, a refusal is
+    /// the answer, not an interruption).
+    opened: bool,
+}
+
+impl<'a> BlobStream<'a> {
+    /// The blob from byte `offset` on; nothing is requested before the
+    /// first read.
+    pub fn new(src: &'a RegistrySource, digest: Digest, offset: u64) -> BlobStream<'a> {
+        BlobStream {
+            src,
+            digest,
+            pos: offset,
+            size: None,
+            body: None,
+            resumes: 0,
+            opened: false,
+        }
+    }
+
+    /// GET the blob from `self.pos` on.
+    fn open(&mut self) -> anyhow::Result<Box<dyn Read + Send + 'a>> {
+        let range = format!("bytes={}-", self.pos);
+        let headers: &[(&str, &str)] = if self.pos > 0 {
+            &[("Range", &range)]
+        } else {
+            &[]
+        };
+        let resp = self
+            .src
+            .get_with("blobs", &self.digest.to_string(), headers)?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let length: Option<u64> = header("content-length").and_then(|v| v.parse().ok());
+        let partial = resp.status().as_u16() == 206;
+        let skip = if partial {
+            // Content-Range: bytes START-END/TOTAL
+            let range = header("content-range").unwrap_or_default();
+            let (start, total) = parse_content_range(&range).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the registry answered a Range request with Content-Range {range:?}"
+                )
+            })?;
+            if start != self.pos {
+                anyhow::bail!(
+                    "asked for bytes from {} on, the registry sent them from {start}",
+                    self.pos
+                );
+            }
+            self.size = total.or(self.size);
+            0
+        } else {
+            self.size = length.or(self.size);
+            self.pos
+        };
+        let mut body: Box<dyn Read + Send + 'a> = Box::new(resp.into_body().into_reader());
+        if skip > 0 {
+            let skipped = io::copy(&mut body.by_ref().take(skip), &mut io::sink())?;
+            if skipped < skip {
+                anyhow::bail!("the blob ended after {skipped} bytes, before byte {skip}");
+            }
+        }
+        Ok(body)
+    }
+
+    /// Give up, or pause before the next attempt.
+    fn interrupted(&mut self, why: String) -> io::Result<()> {
+        self.body = None;
+        if self.resumes >= RESUMES {
+            let of = self.size.map(|s| format!(" of {s}")).unwrap_or_default();
+            return Err(io::Error::other(format!(
+                "{}: the download of blob {} broke at byte {}{of} and {} resumes did not \
+                 finish it: {why}",
+                self.src.describe(),
+                self.digest,
+                self.pos,
+                RESUMES
+            )));
+        }
+        tracing::debug!(
+            "blob {}: interrupted at byte {} ({why}); resuming",
+            self.digest,
+            self.pos
+        );
+        std::thread::sleep(backoff(self.resumes));
+        self.resumes += 1;
+        Ok(())
+    }
+}
+
+impl Read for BlobStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.body.is_none() {
+                match self.open() {
+                    Ok(b) => {
+                        self.body = Some(b);
+                        self.opened = true;
+                    }
+                    // A refusal (404, 401) is final; the request itself
+                    // already retried transient failures.
+                    Err(e) if !self.opened => {
+                        return Err(io::Error::other(format!("{e:#}")));
+                    }
+                    Err(e) => {
+                        self.interrupted(format!("{e:#}"))?;
+                        continue;
+                    }
+                }
+            }
+            let Some(body) = self.body.as_mut() else {
+                continue;
+            };
+            match body.read(buf) {
+                Ok(0) => match self.size {
+                    Some(size) if self.pos < size => {
+                        self.interrupted(format!("the connection closed at byte {}", self.pos))?
+                    }
+                    _ => return Ok(0),
+                },
+                Ok(n) => {
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.interrupted(e.to_string())?,
+            }
+        }
+    }
+}
+
+/// `bytes START-END/TOTAL` (TOTAL may be `*`) -> (START, TOTAL).
+fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes")?.trim_start();
+    let (span, total) = rest.split_once('/')?;
+    let (start, _) = span.split_once('-')?;
+    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            Some((100, Some(200)))
+        );
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
+        assert_eq!(parse_content_range("items 1-2/3"), None);
+        assert_eq!(parse_content_range("bytes x-2/3"), None);
+    }
+}
