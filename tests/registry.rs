@@ -115,17 +115,41 @@ fn push_is_read_by_skopeo_podman_and_hutch_with_the_same_digest() {
         serde_json::from_str(&st.run_ok(["inspect", "busybox"])).unwrap();
     let digest = inspect["Digest"].as_str().unwrap().to_owned();
     let dest = format!("127.0.0.1:{}/pushed/busybox:2", reg.port);
-    let out = st.run_ok(["push", "--tls-verify=false", "busybox", &dest]);
+    let (_, out) = st.run(["push", "--tls-verify=false", "busybox", &dest]);
+    assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(
-        out,
-        format!("Pushed {dest} ({digest}): 2 blobs uploaded, 0 already there\n")
+        String::from_utf8_lossy(&out.stdout),
+        format!("Pushed {dest} ({digest}): 2 blobs uploaded, 0 mounted, 0 already there\n")
+    );
+    // Off a terminal, progress is a line per blob on stderr.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("blob sha256:") && l.contains(": pushed "))
+            .count(),
+        2,
+        "{err}"
     );
     // Again: everything is there already.
     let out = st.run_ok(["push", "--tls-verify=false", "busybox", &dest]);
     assert!(
-        out.ends_with("0 blobs uploaded, 2 already there\n"),
+        out.ends_with("0 blobs uploaded, 0 mounted, 2 already there\n"),
         "{out}"
     );
+    // To another repository of the same registry: mounted, not uploaded.
+    let copy = format!("127.0.0.1:{}/other/copy:1", reg.port);
+    let out = st.run_ok(["push", "--tls-verify=false", "busybox", &copy]);
+    assert!(
+        out.ends_with("0 blobs uploaded, 2 mounted, 0 already there\n"),
+        "{out}"
+    );
+    let other = TestStore::new();
+    let out = other.run_ok(["pull", "-q", "--tls-verify=false", &copy]);
+    assert_eq!(out.trim(), digest);
+    // -q: the digest alone, no progress.
+    let (_, out) = st.run(["push", "-q", "--tls-verify=false", "busybox", &dest]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{digest}\n"));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     // skopeo sees the same digest.
     let out = Command::new("skopeo")
         .env("HOME", st.home())
@@ -513,7 +537,24 @@ fn bearer_token_flow_with_a_token_service() {
     let other = TestStore::new();
     let out = other.run_ok(["pull", "-q", "--tls-verify=false", &dest]);
     assert!(out.starts_with("sha256:"), "{out}");
+    // A push to another repository mounts the blobs from the first: the
+    // token asked for then covers both repositories.
+    let copy = format!("{registry}/tok/copy:1");
+    let out = hutch(&["push", "--tls-verify=false", "busybox", &copy], "");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .ends_with("0 blobs uploaded, 2 mounted, 0 already there\n"),
+        "{}",
+        describe(&out)
+    );
     let log = seen.lock().unwrap().join("\n");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("scope=repository:tok/copy:pull%2Cpush")
+                && l.contains("scope=repository:tok/busybox:pull")),
+        "{log}"
+    );
     // The push asked for (and, with credentials, got) push access.
     assert!(
         log.contains("scope=repository:tok/busybox:") && log.contains("push"),

@@ -56,22 +56,25 @@ pub struct PushArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     tls_verify: bool,
-    /// Print only the manifest digest
+    /// No progress; print only the manifest digest
     #[arg(short, long)]
     quiet: bool,
 }
 
 pub fn push(a: PushArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let p = crate::registry::push::push(&store, &a.image, a.dest.as_deref(), a.tls_verify)?;
+    let progress = Progress::for_stderr(a.quiet);
+    let p =
+        crate::registry::push::push(&store, &a.image, a.dest.as_deref(), a.tls_verify, &progress)?;
     if a.quiet {
         outln!("{}", p.manifest);
     } else {
         outln!(
-            "Pushed {} ({}): {} blobs uploaded, {} already there",
+            "Pushed {} ({}): {} blobs uploaded, {} mounted, {} already there",
             p.dest,
             p.manifest,
             p.uploaded,
+            p.mounted,
             p.skipped
         );
     }

@@ -110,8 +110,8 @@ impl Client {
         }
     }
 
-    /// One request with the current authorization and the non-empty
-    /// `headers`.
+    /// One request with the non-empty `headers` and the current
+    /// authorization (unless `headers` has one).
     fn send_body(
         &self,
         method: &str,
@@ -119,7 +119,13 @@ impl Client {
         headers: &[(&str, &str)],
         body: impl ureq::AsSendBody,
     ) -> Result<Response<Body>, ureq::Error> {
-        let auth = self.authorization.lock().ok().and_then(|a| a.clone());
+        let explicit = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        let auth = match explicit {
+            true => None,
+            false => self.authorization.lock().ok().and_then(|a| a.clone()),
+        };
         let mut req = ureq::http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             if !v.is_empty() {
@@ -133,6 +139,27 @@ impl Client {
         self.agent.run(req)
     }
 
+    /// The request again with the `authorization` a challenge earned, which
+    /// then becomes the one later requests use. It is sent explicitly:
+    /// another thread may set a different one (for another scope) meanwhile.
+    fn retry_authorized(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        authorization: String,
+    ) -> Result<Response<Body>> {
+        let mut with_auth = headers.to_vec();
+        with_auth.push(("Authorization", &authorization));
+        let resp = self
+            .send_retrying(method, url, &with_auth)
+            .with_context(|| format!("connecting to registry {}", self.registry))?;
+        if let Ok(mut a) = self.authorization.lock() {
+            *a = Some(authorization.clone());
+        }
+        Ok(resp)
+    }
+
     /// A request with a body to `location` (a path or the absolute URL a
     /// registry handed out), with the authorization an earlier
     /// [`request`](Self::request) earned.
@@ -141,6 +168,7 @@ impl Client {
         method: &str,
         location: &str,
         content_type: &str,
+        length: Option<u64>,
         body: impl ureq::AsSendBody,
     ) -> Result<Response<Body>> {
         let url = if location.starts_with("http://") || location.starts_with("https://") {
@@ -148,7 +176,9 @@ impl Client {
         } else {
             format!("{}{location}", self.base())
         };
-        self.send_body(method, &url, &[("Content-Type", content_type)], body)
+        let length = length.map(|l| l.to_string()).unwrap_or_default();
+        let headers = [("Content-Type", content_type), ("Content-Length", &length)];
+        self.send_body(method, &url, &headers, body)
             .with_context(|| format!("sending to registry {}", self.registry))
     }
 
@@ -219,17 +249,21 @@ impl Client {
                     service,
                     scope: asked,
                 }) => {
-                    let token = self.token(
-                        &realm,
-                        service.as_deref(),
-                        asked.as_deref().unwrap_or(scope),
-                    )?;
-                    if let Ok(mut a) = self.authorization.lock() {
-                        *a = Some(format!("Bearer {token}"));
+                    // What the registry asks for and what this client will
+                    // need (push, a mount's source): parallel uploads share
+                    // the token, so each must carry every scope.
+                    let mut scopes: Vec<&str> = Vec::new();
+                    for sc in asked.as_deref().unwrap_or("").split_whitespace() {
+                        scopes.push(sc);
                     }
-                    resp = self
-                        .send_retrying(method, &url, headers)
-                        .with_context(|| format!("connecting to registry {}", self.registry))?;
+                    for sc in scope.split_whitespace() {
+                        if !scopes.contains(&sc) {
+                            scopes.push(sc);
+                        }
+                    }
+                    let token = self.token(&realm, service.as_deref(), &scopes.join(" "))?;
+                    resp =
+                        self.retry_authorized(method, &url, headers, format!("Bearer {token}"))?;
                 }
                 Some(Challenge::Basic) => {
                     let Some(c) = &self.creds else {
@@ -239,12 +273,7 @@ impl Client {
                             self.registry
                         );
                     };
-                    if let Ok(mut a) = self.authorization.lock() {
-                        *a = Some(c.basic_header());
-                    }
-                    resp = self
-                        .send_retrying(method, &url, headers)
-                        .with_context(|| format!("connecting to registry {}", self.registry))?;
+                    resp = self.retry_authorized(method, &url, headers, c.basic_header())?;
                 }
                 None => bail!(
                     "registry {} refused access (401) without an authentication scheme hutch knows",
@@ -275,17 +304,18 @@ impl Client {
     fn token(&self, realm: &str, service: Option<&str>, scope: &str) -> Result<String> {
         let mut url = realm.to_owned();
         let mut sep = if url.contains('?') { '&' } else { '?' };
-        for (k, v) in [
-            ("service", service),
-            ("scope", Some(scope).filter(|s| !s.is_empty())),
-        ] {
-            if let Some(v) = v {
-                url.push(sep);
-                url.push_str(k);
-                url.push('=');
-                url.push_str(&encode(v));
-                sep = '&';
-            }
+        // One `scope` parameter per scope: a push that mounts a blob from
+        // another repository asks for two.
+        let params = service
+            .map(|v| ("service", v))
+            .into_iter()
+            .chain(scope.split_whitespace().map(|v| ("scope", v)));
+        for (k, v) in params {
+            url.push(sep);
+            url.push_str(k);
+            url.push('=');
+            url.push_str(&encode(v));
+            sep = '&';
         }
         let what = || {
             format!(

@@ -64,6 +64,11 @@ pub fn pull(
     let reason = format!("pull {input}");
     store.all_or_nothing(|| {
         let stored = ingest_image(store, &src, &bytes, Some(&manifest), progress)?;
+        remember_sources(
+            store,
+            &stored,
+            &format!("{}/{}", repo.registry, repo.repository),
+        );
         let name = tag.as_ref().map(|t| t.to_string());
         store
             .update_refs(|refs| {
@@ -81,4 +86,18 @@ pub fn pull(
             tag: name,
         })
     })
+}
+
+/// Note that the registry repository holds the image's blobs, so a later
+/// push to another repository there can mount them. A hint only: failing
+/// to note it does not fail the pull.
+fn remember_sources(store: &Store, manifest: &Digest, repository: &str) {
+    let noted = crate::image::StoredImage::load(store, manifest).and_then(|img| {
+        let mut blobs: Vec<Digest> = img.layers.iter().map(|l| l.blob.clone()).collect();
+        blobs.push(img.config_digest);
+        store.add_blob_sources(&blobs, repository)
+    });
+    if let Err(e) = noted {
+        tracing::warn!("remembering where the pulled blobs came from: {e:#}");
+    }
 }

@@ -8,7 +8,10 @@
 //! blobs/sha256/<hex>     manifests, configs and layer blobs exactly as received
 //! layers/sha256/<hex>/   one unpacked layer per DiffID: `meta.json` and `root/`
 //! refs.json              tags -> manifest digest, with each tag's history
-//! tmp/                   work in progress; anything here is garbage after a crash
+//! blob-sources.json      registry repositories known to hold each blob (push mounts)
+//! tmp/                   work in progress; anything here is garbage after a crash,
+//!                        except download-<hex>: a pull's half-downloaded blob,
+//!                        which the next pull of it continues (prune removes it)
 //! containers/<id>/       one container: state, upper dir (see containers.rs)
 //! ```
 //!
@@ -23,6 +26,7 @@ pub mod gc;
 pub mod layers;
 pub mod lock;
 pub mod refs;
+pub mod sources;
 pub mod unpack;
 pub mod verify;
 
