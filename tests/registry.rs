@@ -101,9 +101,32 @@ fn missing_images_are_clear_errors_and_change_nothing() {
     let out = st.run_ok(["pull", "--tls-verify=false", &by_digest]);
     assert_eq!(out, format!("Pulled {digest} (untagged)\n"));
     // Without --tls-verify=false the plain-HTTP registry is refused.
-    let (code, err) = st.run_fail(["pull", &format!("127.0.0.1:{}/test/busybox:1.0", reg.port)]);
+    let name = format!("127.0.0.1:{}/test/busybox:1.0", reg.port);
+    let (code, err) = st.run_fail(["pull", &name]);
     assert_eq!(code, 125);
     assert!(err.contains("--tls-verify=false"), "{err}");
+    assert!(err.contains("registries.toml"), "{err}");
+    // ... unless registries.toml says it is insecure (Podman's syntax); the
+    // command line still wins.
+    let conf = st.home().join(".config/hutch/registries.toml");
+    std::fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nlocation = \"127.0.0.1:{}\"\ninsecure = true\n",
+            reg.port
+        ),
+    )
+    .unwrap();
+    let out = st.run_ok(["pull", "-q", &name]);
+    assert_eq!(out.trim(), digest);
+    let (code, _) = st.run_fail(["pull", "--tls-verify=true", &name]);
+    assert_eq!(code, 125);
+    // A broken file is a clear error naming it.
+    std::fs::write(&conf, "[[registry]]\nlocation = 5\n").unwrap();
+    let (code, err) = st.run_fail(["pull", &name]);
+    assert_eq!(code, 125);
+    assert!(err.contains(&conf.display().to_string()), "{err}");
 }
 
 #[test]

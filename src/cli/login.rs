@@ -18,10 +18,10 @@ pub struct LoginArgs {
     /// Read the password from standard input (never from the command line)
     #[arg(long)]
     password_stdin: bool,
-    /// Verify the registry's TLS certificate; false also allows plain HTTP
-    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+    /// Verify the registry's TLS certificate; false also allows plain HTTP [default: true, or `insecure` in registries.toml]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
-    tls_verify: bool,
+    tls_verify: Option<bool>,
 }
 
 #[derive(Args, Debug)]

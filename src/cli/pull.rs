@@ -16,10 +16,10 @@ pub struct PullArgs {
     /// Platform to pick from multi-platform images [default: the host's]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
-    /// Verify the registry's TLS certificate; false also allows plain HTTP
-    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+    /// Verify the registry's TLS certificate; false also allows plain HTTP [default: true, or `insecure` in registries.toml]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
-    tls_verify: bool,
+    tls_verify: Option<bool>,
     /// No progress; print only the manifest digest
     #[arg(short, long)]
     quiet: bool,
@@ -52,10 +52,10 @@ pub struct PushArgs {
     /// Where to: REGISTRY/NAME[:TAG] [default: IMAGE's own name]
     #[arg(value_name = "DEST")]
     dest: Option<String>,
-    /// Verify the registry's TLS certificate; false also allows plain HTTP
-    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+    /// Verify the registry's TLS certificate; false also allows plain HTTP [default: true, or `insecure` in registries.toml]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
-    tls_verify: bool,
+    tls_verify: Option<bool>,
     /// No progress; print only the manifest digest
     #[arg(short, long)]
     quiet: bool,

@@ -93,10 +93,10 @@ pub struct RunArgs {
     /// Pull the image first: missing (when it is not in the store), always, never
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pull: PullPolicy,
-    /// For that pull: verify the registry's TLS certificate (false also allows plain HTTP)
-    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+    /// For that pull: verify the registry's TLS certificate (false also allows plain HTTP) [default: true, or `insecure` in registries.toml]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
-    tls_verify: bool,
+    tls_verify: Option<bool>,
     /// The image to run
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -119,7 +119,12 @@ enum PullPolicy {
 /// Pull `image` before the run as `policy` says (never the `host` image).
 /// A pull that was only tried because the image is missing reports both
 /// facts when it fails.
-fn pull_first(store: &Store, image: &str, policy: PullPolicy, tls_verify: bool) -> Result<()> {
+fn pull_first(
+    store: &Store,
+    image: &str,
+    policy: PullPolicy,
+    tls_verify: Option<bool>,
+) -> Result<()> {
     use crate::image::resolve::{HOST_IMAGE, resolve};
     if image == HOST_IMAGE || policy == PullPolicy::Never {
         return Ok(());

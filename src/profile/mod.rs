@@ -380,9 +380,9 @@ pub struct ProfileInfo {
     pub error: Option<String>,
 }
 
-/// The user's profile directory: `$XDG_CONFIG_HOME/hutch/profiles`, else
-/// `$HOME/.config/hutch/profiles`; `None` when neither is set.
-pub fn user_dir() -> Option<PathBuf> {
+/// hutch's configuration directory: `$XDG_CONFIG_HOME/hutch`, else
+/// `$HOME/.config/hutch`; `None` when neither is set.
+pub fn config_dir() -> Option<PathBuf> {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -392,7 +392,12 @@ pub fn user_dir() -> Option<PathBuf> {
     let config = env("XDG_CONFIG_HOME")
         .filter(|p| p.is_absolute())
         .or_else(|| env("HOME").map(|h| h.join(".config")))?;
-    Some(config.join("hutch/profiles"))
+    Some(config.join("hutch"))
+}
+
+/// The user's profile directory: `profiles/` in [`config_dir`].
+pub fn user_dir() -> Option<PathBuf> {
+    Some(config_dir()?.join("profiles"))
 }
 
 /// Load a profile by name (user file, else built-in) or by path, with

@@ -231,8 +231,12 @@ impl Client {
                 return Err(e).with_context(|| {
                     format!(
                         "connecting to registry {} (for a registry without TLS or with a \
-                         self-signed certificate: --tls-verify=false)",
-                        self.registry
+                         self-signed certificate: --tls-verify=false, or `insecure = true` \
+                         for it in {})",
+                        self.registry,
+                        super::config::path()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| "~/.config/hutch/registries.toml".into())
                     )
                 });
             }

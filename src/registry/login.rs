@@ -7,10 +7,11 @@ use anyhow::{Result, bail};
 use std::path::PathBuf;
 
 /// Check `creds` against `registry` and store them; returns the file.
-pub fn login(registry: &str, creds: &Credentials, tls_verify: bool) -> Result<PathBuf> {
+pub fn login(registry: &str, creds: &Credentials, tls_verify: Option<bool>) -> Result<PathBuf> {
     if creds.username.is_empty() || creds.username.contains(':') {
         bail!("a username is needed, without ':'");
     }
+    let tls_verify = super::config::tls_verify(registry, "", tls_verify)?;
     let client = Client::with_credentials(registry, tls_verify, Some(creds.clone()));
     let resp = client.request("GET", "/v2/", "", "")?;
     let status = resp.status().as_u16();

@@ -5,6 +5,7 @@
 //! * `client`: HTTP to one registry (ureq, rustls with the system's
 //!   roots), answering 401s with the token flow; `--tls-verify=false`
 //!   allows self-signed certificates and plain HTTP.
+//! * `config`: per-registry settings (`insecure`) in registries.toml.
 //! * `credentials`: Podman's auth.json (and Docker's config.json).
 //! * `login`: check credentials against a registry, then keep them.
 //! * `source`: a repository as an image `Source`, so pulling shares the
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod credentials;
 pub mod download;
 pub mod login;

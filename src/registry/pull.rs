@@ -28,7 +28,7 @@ pub fn pull(
     store: &Store,
     input: &str,
     platform: &Platform,
-    tls_verify: bool,
+    tls_verify: Option<bool>,
     progress: &Progress,
 ) -> Result<Pulled> {
     let (tag, digest) = parse_any(input)?;
@@ -40,6 +40,7 @@ pub fn pull(
     let Some(repo) = repo else {
         bail!("{input:?}: a pull needs a name (NAME[:TAG] or NAME@sha256:...)");
     };
+    let tls_verify = super::config::tls_verify(&repo.registry, &repo.repository, tls_verify)?;
     let src = RegistrySource::new(
         Client::new(&repo.registry, tls_verify)?,
         repo.repository.clone(),

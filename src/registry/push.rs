@@ -50,7 +50,7 @@ pub fn push(
     store: &Store,
     image: &str,
     dest: Option<&str>,
-    tls_verify: bool,
+    tls_verify: Option<bool>,
     progress: &Progress,
 ) -> Result<Pushed> {
     let (img, tag) = match resolve(store, image)? {
@@ -65,6 +65,7 @@ pub fn push(
         }
     };
     let dest = TagRef::parse(&dest_name)?;
+    let tls_verify = super::config::tls_verify(&dest.registry, &dest.repository, tls_verify)?;
     let pusher = Pusher {
         client: Client::new(&dest.registry, tls_verify)?,
         store,
