@@ -9,6 +9,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod faulty_proxy;
 pub mod registry;
 
 /// Default fixture directory; `HUTCH_FIXTURES` overrides it.
