@@ -514,15 +514,31 @@ fn wire_truncated_blob_with_a_short_content_length_is_refused() {
 #[test]
 fn wire_connection_dropped_mid_layer_every_time_gives_up() {
     let w = Wire::busybox();
+    // Half the layer, then every resume is cut before its first byte: no
+    // progress, so hutch must give up (a connection that breaks but makes
+    // progress each time is resumed to the end, as the test above shows).
     w.proxy.fault(
         &w.blob(&w.layer),
         Fault::DropAfter(w.layer_size / 2),
-        Times::Always,
+        Times::First(1),
     );
-    w.pull_fails(&w.name, &[&w.layer], Duration::from_secs(60));
-    // It tried again before giving up.
+    w.proxy
+        .fault(&w.blob(&w.layer), Fault::DropAfter(0), Times::Always);
+    w.pull_fails(
+        &w.name,
+        &[&w.layer, "broke at byte"],
+        Duration::from_secs(60),
+    );
+    // It resumed from where it was before giving up.
     let gets = w.proxy.requests_to(&w.blob(&w.layer));
-    assert!(gets.len() > 1, "{}", w.proxy.log_text());
+    assert!(gets.len() > 2, "{}", w.proxy.log_text());
+    assert!(
+        gets[1..]
+            .iter()
+            .all(|r| r.range_start() == Some(w.layer_size / 2)),
+        "{}",
+        w.proxy.log_text()
+    );
 }
 
 #[test]
@@ -755,6 +771,13 @@ fn wire_pull_killed_mid_layer_resumes_the_partial_download() {
         .filter(|r| r["digest"].as_str() == Some(digest.as_str()))
         .count();
     assert_eq!(listed, 1, "{rows}");
+    // Nothing of the killed pull is left behind: its half download became
+    // the blob, its half-unpacked layer was swept.
+    let tmp: Vec<_> = std::fs::read_dir(st.root().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(tmp.is_empty(), "left in tmp/: {tmp:?}");
     let out = st.hutch().args(["check", "--store"]).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     let out = st.run_ok([

@@ -323,7 +323,7 @@ impl Client {
         }
         let what = || {
             format!(
-                "getting a token for registry {} from {realm}",
+                "getting a token for registry {} ({scope}) from {realm}",
                 self.registry
             )
         };

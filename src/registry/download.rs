@@ -27,6 +27,8 @@ pub struct BlobStream<'a> {
     /// Whether a request for it succeeded once (before that, a refusal is
     /// the answer, not an interruption).
     opened: bool,
+    /// Why it gave up: later reads fail the same way without a request.
+    failed: Option<String>,
 }
 
 impl<'a> BlobStream<'a> {
@@ -41,6 +43,7 @@ impl<'a> BlobStream<'a> {
             body: None,
             resumes: 0,
             opened: false,
+            failed: None,
         }
     }
 
@@ -98,14 +101,16 @@ impl<'a> BlobStream<'a> {
         self.body = None;
         if self.resumes >= RESUMES {
             let of = self.size.map(|s| format!(" of {s}")).unwrap_or_default();
-            return Err(io::Error::other(format!(
+            let msg = format!(
                 "{}: the download of blob {} broke at byte {}{of} and {} resumes did not \
                  finish it: {why}",
                 self.src.describe(),
                 self.digest,
                 self.pos,
                 RESUMES
-            )));
+            );
+            self.failed = Some(msg.clone());
+            return Err(io::Error::other(msg));
         }
         tracing::debug!(
             "blob {}: interrupted at byte {} ({why}); resuming",
@@ -122,6 +127,9 @@ impl Read for BlobStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if let Some(why) = &self.failed {
+            return Err(io::Error::other(why.clone()));
         }
         loop {
             if self.body.is_none() {

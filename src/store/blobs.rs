@@ -140,6 +140,22 @@ impl BlobWriter {
         self.hasher.is_empty()
     }
 
+    /// Whether what was written hashes to `expected`, without publishing
+    /// it (the file goes away with the writer).
+    pub fn check(mut self, expected: &Digest) -> Result<()> {
+        if let Some(file) = self.file.as_mut() {
+            file.flush().context("flushing a blob")?;
+        }
+        let len = self.len();
+        let digest = std::mem::take(&mut self.hasher).finish();
+        if digest != *expected {
+            bail!(
+                "digest mismatch: expected {expected}, the data hashes to {digest} ({len} bytes)"
+            );
+        }
+        Ok(())
+    }
+
     /// Finish the blob: check it against `expected` (when given) and publish it.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<Digest> {
         let result = self.publish(expected);

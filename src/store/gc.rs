@@ -157,6 +157,7 @@ impl Store {
     /// store as it was. The cleanup holds the exclusive lock: no other
     /// command is then half-way, so anything new and unreferenced is garbage.
     pub fn all_or_nothing<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.sweep_tmp();
         let before = self.snapshot()?;
         let shared = self.lock_shared()?;
         match work() {
@@ -167,6 +168,27 @@ impl Store {
                     tracing::warn!("cleaning up after a failed command: {cleanup:#}");
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Remove what killed hutch processes left in `tmp/` (half-unpacked
+    /// layers, unfinished blobs): names carry the writer's pid, and one
+    /// that no longer runs will never finish them. Half downloads
+    /// (`download-<hex>`) stay for the next pull to continue. Best effort:
+    /// whatever cannot be removed now is left for `hutch prune`.
+    pub fn sweep_tmp(&self) {
+        let Ok(entries) = std::fs::read_dir(self.tmp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(writer_pid) else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                tracing::debug!("removing {} left by process {pid}", entry.path().display());
+                let _ = remove_path(&entry.path());
             }
         }
     }
@@ -185,5 +207,44 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// The pid in a tmp name made by `unique_name` (`what-PID-NANOS-N`).
+fn writer_pid(name: &str) -> Option<u32> {
+    let mut parts = name.rsplitn(4, '-');
+    let (_n, _nanos, pid) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()?;
+    pid.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmp_left_by_dead_processes_is_swept_and_downloads_stay() {
+        assert_eq!(writer_pid("layer-123-456-7"), Some(123));
+        assert_eq!(writer_pid(&format!("download-{}", "a".repeat(64))), None);
+        assert_eq!(writer_pid("blob-x-456-7"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tmp = store.tmp_dir();
+        // pid_max is at most 2^22: this pid cannot be running.
+        std::fs::create_dir_all(tmp.join("layer-4999999-1-0/root/bin")).unwrap();
+        std::fs::write(tmp.join("blob-4999999-1-1"), b"x").unwrap();
+        let mine = store.tmp_path("blob");
+        std::fs::write(&mine, b"y").unwrap();
+        let download = tmp.join(format!("download-{}", "a".repeat(64)));
+        std::fs::write(&download, b"z").unwrap();
+        store.sweep_tmp();
+        let mut left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        left.sort();
+        let mut want = vec![mine, download];
+        want.sort();
+        assert_eq!(left, want);
     }
 }

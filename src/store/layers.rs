@@ -133,9 +133,28 @@ impl Store {
                 .with_context(|| format!("storing layer blob {blob}"))?;
             return self.layer_meta(diff_id);
         }
-        let meta = {
-            let tee = TeeReader::new(rest, &mut writer);
-            self.unpack_to_tmp(done.chain(tee), Some(diff_id), Some(blob))?
+        let unpacked = {
+            let mut source = done.chain(TeeReader::new(rest, &mut writer));
+            let result = self.unpack_to_tmp(&mut source, Some(diff_id), Some(blob));
+            // After a failed unpack, read the rest: if the whole blob can
+            // be read, its digest says whether the data was damaged (then
+            // that is the error, not the tar that could not be unpacked).
+            let complete =
+                result.is_err() && std::io::copy(&mut source, &mut std::io::sink()).is_ok();
+            (result, complete)
+        };
+        let meta = match unpacked {
+            (Ok(meta), _) => meta,
+            (Err(e), false) => return Err(e),
+            (Err(e), true) => {
+                return Err(match writer.check(blob) {
+                    Err(mismatch) => mismatch.context(format!(
+                        "layer blob {blob} arrived damaged (unpacking it stopped with: {})",
+                        e.root_cause()
+                    )),
+                    Ok(()) => e,
+                });
+            }
         };
         writer
             .commit(Some(blob))

@@ -64,14 +64,16 @@ pub struct UnpackStats {
 }
 
 /// Why a layer could not be unpacked. Every message names the tar entry.
+/// The underlying I/O error is part of the message (`cause`, not a
+/// `source`, so error chains do not print it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("cannot use {} as the layer destination: {source}", dest.display())]
-    Destination { dest: PathBuf, source: io::Error },
+    #[error("cannot use {} as the layer destination: {cause}", dest.display())]
+    Destination { dest: PathBuf, cause: io::Error },
     /// The tar stream itself is malformed or ends early. `position` says
     /// after which entry (e.g. `after entry "etc/passwd"`).
-    #[error("layer tar is malformed or truncated {position}: {source}")]
-    Tar { position: String, source: io::Error },
+    #[error("layer tar is malformed or truncated {position}: {cause}")]
+    Tar { position: String, cause: io::Error },
     #[error("layer entry {path:?}: path leaves the layer root")]
     Escape { path: String },
     #[error("layer entry {path:?}: its parent path goes through a symlink; refusing to follow it")]
@@ -92,11 +94,11 @@ pub enum UnpackError {
         expected: u64,
         got: u64,
     },
-    #[error("layer entry {path:?}: {op}: {source}")]
+    #[error("layer entry {path:?}: {op}: {cause}")]
     Io {
         path: String,
         op: &'static str,
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -122,19 +124,19 @@ fn unpack_with<R: Read>(
     )
     .map_err(|e| UnpackError::Destination {
         dest: dest.to_path_buf(),
-        source: e.into(),
+        cause: e.into(),
     })?;
     let mut u = Unpacker::new(root, dest)?;
     u.w.whiteout_files = whiteout_files;
     let mut archive = tar::Archive::new(tar_stream);
     let entries = archive.entries().map_err(|e| UnpackError::Tar {
         position: "at its start".into(),
-        source: e,
+        cause: e,
     })?;
     for entry in entries {
         let mut entry = entry.map_err(|e| UnpackError::Tar {
             position: u.w.position(),
-            source: e,
+            cause: e,
         })?;
         u.entry(&mut entry)?;
     }
@@ -260,7 +262,7 @@ impl Unpacker {
             Err(e) => {
                 return Err(UnpackError::Destination {
                     dest: dest.to_path_buf(),
-                    source: e.into(),
+                    cause: e.into(),
                 });
             }
         }
@@ -389,7 +391,7 @@ impl Unpacker {
             result.map_err(|e| UnpackError::Io {
                 path: lossy(path),
                 op: "setting the directory modification time",
-                source: e.into(),
+                cause: e.into(),
             })?;
         }
         Ok(self.w.stats)
@@ -426,7 +428,7 @@ impl Work {
         UnpackError::Io {
             path: self.path_str(),
             op,
-            source: e.into(),
+            cause: e.into(),
         }
     }
 
