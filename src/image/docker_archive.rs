@@ -126,6 +126,7 @@ pub fn ingest_legacy(
         &layers,
         &open,
         false,
+        src.concurrency(),
         &crate::image::progress::Progress::hidden(),
         &what,
     )?;

@@ -18,11 +18,14 @@ pub type LayerOpener<'s> =
 /// Store every layer (skipping what the store has), `threads` at a time.
 /// `open(layer, offset)` reads a layer blob from `offset` on; with
 /// `resumable`, downloads a killed hutch left half done are continued.
+/// Each layer's bytes are stored, hashed, decompressed and unpacked in one
+/// pass as they arrive.
 pub fn ingest_layers<'s>(
     store: &Store,
     layers: &[LayerRef],
     open: &LayerOpener<'s>,
     resumable: bool,
+    threads: usize,
     progress: &Progress,
     what: &str,
 ) -> Result<()> {
@@ -36,11 +39,7 @@ pub fn ingest_layers<'s>(
     }
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(todo.len())
-        .max(1);
+    let threads = threads.min(todo.len()).max(1);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -114,6 +113,7 @@ pub fn ingest_image(
         &layers,
         &|l: &LayerRef, offset| src.open_blob_at(&l.blob, offset),
         src.resumable(),
+        src.concurrency(),
         progress,
         &what,
     )?;

@@ -46,6 +46,14 @@ pub trait Source: Sync {
         false
     }
 
+    /// How many blobs to read at once: a local source is bound by the
+    /// CPUs that decompress and unpack, a registry by round trips.
+    fn concurrency(&self) -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    }
+
     /// A manifest or index by digest, verified.
     fn read_manifest(&self, digest: &Digest) -> Result<Vec<u8>> {
         self.read_verified(digest, "manifest")

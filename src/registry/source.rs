@@ -165,6 +165,15 @@ impl Source for RegistrySource {
         true
     }
 
+    /// As many downloads at once as Podman's default (6), or more on a
+    /// machine with more CPUs to unpack them.
+    fn concurrency(&self) -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(6)
+    }
+
     fn read_manifest(&self, digest: &Digest) -> Result<Vec<u8>> {
         let cached = self
             .fetched
