@@ -90,8 +90,9 @@ PODMAN="podman --storage-driver overlay --cgroup-manager cgroupfs --events-backe
 
 # Cold: every run gets a fresh directory of its own (mktemp inside the
 # command: negligible), so no cleanup is timed and warmup runs leave nothing
-# behind.
-hyperfine --runs "$RUNS" --warmup 1 --export-json "$work/cold.json" \
+# behind. `sync` before each run (untimed) so no run pays for the writeback
+# of an earlier one (or of filling the registry).
+hyperfine --runs "$RUNS" --warmup 1 --prepare sync --export-json "$work/cold.json" \
   -n hutch "d=\$(mktemp -d -p $work) && $HUTCH --root \$d pull --tls-verify=false -q $REF" \
   -n "podman pull" "d=\$(mktemp -d -p $work) && $PODMAN --root \$d/root --runroot \$d/run pull -q --tls-verify=false $REF" \
   -n "skopeo+umoci" "d=\$(mktemp -d -p $work) && skopeo copy -q --src-tls-verify=false docker://$REF oci:\$d/layout:img && umoci unpack --rootless --image \$d/layout:img \$d/bundle >/dev/null" \
@@ -109,16 +110,19 @@ hyperfine --runs "$WARM_RUNS" --warmup 1 --export-json "$work/warm.json" \
 
 python3 - "$work/cold.json" "$work/warm.json" <<'PY'
 import json, sys
-def medians(path):
-    return {r["command"]: r["median"] for r in json.load(open(path))["results"]}
-def table(title, med):
-    h = med["hutch"]
-    print(f"{title:<20}{'median s':>10}{'vs hutch':>10}")
-    for name, m in med.items():
-        print(f"  {name:<18}{m:>10.3f}{m / h:>9.2f}x")
-cold, warm = medians(sys.argv[1]), medians(sys.argv[2])
-table("cold pull+unpack", cold)
-table("warm re-pull", warm)
+def results(path):
+    return {r["command"]: r for r in json.load(open(path))["results"]}
+def table(title, res):
+    h = res["hutch"]["median"]
+    print(f"{title:<20}{'median s':>10}{'vs hutch':>10}{'min s':>9}{'max s':>9}")
+    for name, r in res.items():
+        m = r["median"]
+        print(f"  {name:<18}{m:>10.3f}{m / h:>9.2f}x{r['min']:>9.3f}{r['max']:>9.3f}")
+cold_r, warm_r = results(sys.argv[1]), results(sys.argv[2])
+table("cold pull+unpack", cold_r)
+table("warm re-pull", warm_r)
+cold = {k: r["median"] for k, r in cold_r.items()}
+warm = {k: r["median"] for k, r in warm_r.items()}
 others = {k: v for k, v in cold.items() if k != "hutch"}
 best = min(others, key=others.get)
 print(f"hutch cold is {others[best] / cold['hutch']:.2f}x faster than the fastest alternative ({best})")
