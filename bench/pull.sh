@@ -11,7 +11,8 @@
 #
 # Usage: bench/pull.sh [RUNS]   (as a normal user; as root it builds a release
 # hutch and re-runs itself as the test user created by tests/run.sh).
-# The warm rows run 4*RUNS times (each run takes milliseconds).
+# The warm rows run 4*RUNS times (each run takes milliseconds). The stores
+# go under $TMPDIR (default /tmp): TMPDIR=/dev/shm takes the disk out.
 set -euo pipefail
 RUNS=${1:-5}
 WARM_RUNS=$((RUNS * 4))
@@ -84,7 +85,7 @@ done
 REF=127.0.0.1:$port/debian:bench
 skopeo copy -q --dest-tls-verify=false "oci-archive:$IMG" "docker://$REF"
 echo "image: $IMG ($(du -h "$IMG" | cut -f1)) served as $REF by docker-registry"
-echo "$RUNS cold runs, $WARM_RUNS warm runs each (+1 warmup), $(nproc) cores"
+echo "stores under $work ($(findmnt -n -o FSTYPE --target "$work" 2>/dev/null || stat -f -c %T "$work")), $RUNS cold runs, $WARM_RUNS warm runs each (+1 warmup), $(nproc) cores"
 
 PODMAN="podman --storage-driver overlay --cgroup-manager cgroupfs --events-backend file"
 
