@@ -85,7 +85,7 @@ done
 REF=127.0.0.1:$port/debian:bench
 skopeo copy -q --dest-tls-verify=false "oci-archive:$IMG" "docker://$REF"
 echo "image: $IMG ($(du -h "$IMG" | cut -f1)) served as $REF by docker-registry"
-echo "stores under $work ($(findmnt -n -o FSTYPE --target "$work" 2>/dev/null || stat -f -c %T "$work")), $RUNS cold runs, $WARM_RUNS warm runs each (+1 warmup), $(nproc) cores"
+echo "stores under $work ($(df --output=fstype "$work" | tail -n1)), $RUNS cold runs, $WARM_RUNS warm runs each (+1 warmup), $(nproc) cores"
 
 PODMAN="podman --storage-driver overlay --cgroup-manager cgroupfs --events-backend file"
 
