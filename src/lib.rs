@@ -11,6 +11,7 @@ pub mod error;
 pub mod image;
 pub mod net;
 pub mod overlay;
+pub mod parallel;
 pub mod profile;
 pub mod registry;
 pub mod sandbox;

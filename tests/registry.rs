@@ -17,13 +17,27 @@ fn pull_matches_skopeo_runs_and_keeps_the_tags_history() {
     let src = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
     let digest = push(&st, &reg, &src, "test/busybox:1.0", false);
     let name = format!("127.0.0.1:{}/test/busybox:1.0", reg.port);
-    let out = st.run_ok(["pull", "--tls-verify=false", &name]);
-    assert_eq!(out, format!("Pulled {name} ({digest})\n"));
+    let (_, out) = st.run(["pull", "--tls-verify=false", &name]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Pulled {name} ({digest})\n")
+    );
+    // Off a terminal: one line per layer on stderr.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().count() == 1 && err.starts_with("blob sha256:") && err.contains(": pulled "),
+        "{err}"
+    );
     let out = st.run_ok(["run", "--rm", "--network", "none", &name, "echo", "pulled"]);
     assert_eq!(out, "pulled\n");
-    // Pulling again fetches nothing new and moves nothing.
-    let again = st.run_ok(["pull", "-q", "--tls-verify=false", &name]);
-    assert_eq!(again.trim(), digest);
+    // Pulling again fetches nothing new and moves nothing; -q is quiet.
+    let (_, out) = st.run(["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let (_, out) = st.run(["pull", "--tls-verify=false", &name]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.ends_with(": already in the store\n"), "{err}");
     // A new version under the same tag: the old one stays in the history.
     let deb = format!("oci-archive:{}", fixture("debian-oci.tar").display());
     let new = push(&st, &reg, &deb, "test/busybox:1.0", false);
@@ -324,6 +338,34 @@ fn login_keeps_podman_credentials_that_push_pull_and_skopeo_use() {
     );
     let out = hutch(&["pull", "-q", "--tls-verify=false", &dest], "");
     assert!(out.status.success(), "{}", describe(&out));
+    // Credentials that went wrong since the login (changed password): a
+    // pull of something new is refused, names the registry and the
+    // repository, and leaves the store as it was.
+    let good = std::fs::read(&auth_file).unwrap();
+    use base64::Engine;
+    let wrong = base64::engine::general_purpose::STANDARD.encode("alice:not-any-more");
+    std::fs::write(
+        &auth_file,
+        format!("{{\"auths\":{{\"{registry}\":{{\"auth\":\"{wrong}\"}}}}}}"),
+    )
+    .unwrap();
+    let before = st.listing();
+    let out = hutch(
+        &[
+            "pull",
+            "--tls-verify=false",
+            &format!("{registry}/private/other:1"),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&registry) && err.contains("private/other") && err.contains("alice"),
+        "{err}"
+    );
+    assert_eq!(st.listing(), before);
+    std::fs::write(&auth_file, good).unwrap();
     // logout forgets; the next pull is refused again.
     let out = hutch(&["logout", &registry], "");
     assert!(out.status.success(), "{}", describe(&out));

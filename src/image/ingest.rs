@@ -8,8 +8,6 @@ use crate::image::source::Source;
 use crate::image::stored::{LayerRef, digest_of, parse_config, parse_manifest};
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Reads a layer blob from an offset on.
 pub type LayerOpener<'s> =
@@ -37,43 +35,17 @@ pub fn ingest_layers<'s>(
             todo.push((l, progress.blob(&l.blob, l.size, "pulled")));
         }
     }
-    let next = AtomicUsize::new(0);
-    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let threads = threads.min(todo.len()).max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((layer, shown)) = todo.get(i) else {
-                        break;
-                    };
-                    if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
-                        break;
-                    }
-                    let result = store.ingest_layer(
-                        |offset| Ok(shown.wrap(open(layer, offset)?, offset)),
-                        resumable,
-                        &layer.blob,
-                        &layer.diff_id,
-                    );
-                    shown.finish(result.is_ok());
-                    if let Err(e) = result {
-                        let e = e.context(format!("{what}: layer {}", layer.blob));
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(e);
-                        }
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    match first_error.into_inner() {
-        Ok(None) => Ok(()),
-        Ok(Some(e)) => Err(e),
-        Err(_) => bail!("{what}: a layer worker failed"),
-    }
+    crate::parallel::try_map(&todo, threads, |(layer, shown)| {
+        let result = store.ingest_layer(
+            |offset| Ok(shown.wrap(open(layer, offset)?, offset)),
+            resumable,
+            &layer.blob,
+            &layer.diff_id,
+        );
+        shown.finish(result.is_ok());
+        result.with_context(|| format!("{what}: layer {}", layer.blob))
+    })?;
+    Ok(())
 }
 
 /// Ingest the image whose manifest is `manifest_bytes` (expected to hash to

@@ -138,7 +138,10 @@ impl BlobProgress {
         } else {
             String::new()
         };
-        let text = if ok {
+        let text = if ok && secs < 0.1 {
+            // Too quick for a meaningful rate.
+            format!("{} {}{resumed}", self.verb, human(bytes))
+        } else if ok {
             format!(
                 "{} {} in {secs:.1} s ({}/s{resumed})",
                 self.verb,

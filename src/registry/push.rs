@@ -11,8 +11,6 @@ use crate::image::resolve::{Resolved, resolve};
 use crate::image::{Digest, TagRef, media};
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Blobs uploaded at once.
 const PARALLEL_UPLOADS: usize = 3;
@@ -107,48 +105,9 @@ impl Pusher<'_> {
     /// Every blob into the registry, [`PARALLEL_UPLOADS`] at a time; the
     /// first failure stops the others from starting new ones.
     fn blobs(&self, blobs: &[(Digest, u64)], image: &str) -> Result<Vec<Outcome>> {
-        let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; blobs.len()]);
-        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-        std::thread::scope(|scope| {
-            for _ in 0..PARALLEL_UPLOADS.min(blobs.len()).max(1) {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((digest, size)) = blobs.get(i) else {
-                            break;
-                        };
-                        if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
-                            break;
-                        }
-                        match self.blob(digest, *size, image) {
-                            Ok(o) => {
-                                if let Ok(mut r) = results.lock() {
-                                    r[i] = Some(o);
-                                }
-                            }
-                            Err(e) => {
-                                if let Ok(mut slot) = first_error.lock() {
-                                    slot.get_or_insert(e);
-                                }
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = first_error.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        let results = results
-            .into_inner()
-            .map_err(|_| anyhow::anyhow!("{}: an upload worker failed", self.what))?;
-        results
-            .into_iter()
-            .zip(blobs)
-            .map(|(o, (d, _))| o.with_context(|| format!("{}: blob {d} was not pushed", self.what)))
-            .collect()
+        crate::parallel::try_map(blobs, PARALLEL_UPLOADS, |(digest, size)| {
+            self.blob(digest, *size, image)
+        })
     }
 
     /// One blob: present already, mounted from another repository, or
@@ -157,7 +116,8 @@ impl Pusher<'_> {
         let (repo, what, scope) = (&self.repo, &self.what, self.scope());
         let head = self
             .client
-            .request("HEAD", &format!("/v2/{repo}/blobs/{d}"), "", &scope)?;
+            .request("HEAD", &format!("/v2/{repo}/blobs/{d}"), "", &scope)
+            .with_context(|| format!("{what}: asking for blob {d}"))?;
         if head.status().as_u16() == 200 {
             self.progress.skipped(d, "already in the registry");
             return Ok(Outcome::Present);

@@ -69,7 +69,8 @@ impl RegistrySource {
         all.extend_from_slice(headers);
         let resp = self
             .client
-            .request_with("GET", &path, &all, &self.scope())?;
+            .request_with("GET", &path, &all, &self.scope())
+            .with_context(|| format!("{}: fetching {kind}/{reference}", self.describe()))?;
         match resp.status().as_u16() {
             200 | 206 => Ok(resp),
             404 => bail!(

@@ -8,7 +8,7 @@
 //! Layers are keyed by DiffID rather than ChainID: each layer is unpacked on
 //! its own (the overlay stacks them), so its files do not depend on its parents.
 
-use super::{Store, StoreLock, unpack};
+use super::{Store, StoreLock, pipe, unpack};
 use crate::image::Digest;
 use crate::image::compression::{self, Compression};
 use crate::image::digest::{HashingReader, TeeReader};
@@ -163,14 +163,14 @@ impl Store {
         self.publish_layer(meta)
     }
 
-    fn unpack_verified(&self, blob: impl Read, diff_id: &Digest) -> Result<LayerMeta> {
+    fn unpack_verified(&self, blob: impl Read + Send, diff_id: &Digest) -> Result<LayerMeta> {
         let staged = self.unpack_to_tmp(blob, Some(diff_id), None)?;
         self.publish_layer(staged)
     }
 
     /// Store a layer whose digests are not known in advance (`hutch import`,
     /// `hutch build`): returns the blob digest and the layer's metadata.
-    pub fn ingest_layer_unknown(&self, source: impl Read) -> Result<(Digest, LayerMeta)> {
+    pub fn ingest_layer_unknown(&self, source: impl Read + Send) -> Result<(Digest, LayerMeta)> {
         let mut writer = self.blob_writer()?;
         let staged = self.unpack_to_tmp(TeeReader::new(source, &mut writer), None, None)?;
         let blob = writer.commit(None)?;
@@ -181,7 +181,7 @@ impl Store {
     /// when it is known.
     fn unpack_to_tmp(
         &self,
-        source: impl Read,
+        source: impl Read + Send,
         diff_id: Option<&Digest>,
         blob: Option<&Digest>,
     ) -> Result<StagedLayer> {
@@ -194,14 +194,45 @@ impl Store {
         let root = dir.join("root");
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         let mut staged = StagedLayer { dir, meta: None };
-        let (kind, decompressed) =
-            compression::decompress(source).with_context(|| format!("reading {what}"))?;
-        let mut hashing = HashingReader::new(decompressed);
-        let stats = unpack::unpack_layer(&mut hashing, &root)
-            .with_context(|| format!("unpacking {what}"))?;
-        let (actual, tar_size, _) = hashing
-            .finish()
-            .with_context(|| format!("reading {what}: the {} stream is corrupt", kind.name()))?;
+        // This thread creates the files; another reads, hashes and
+        // decompresses (see `pipe`).
+        let (tx, mut rx) = pipe::pipe();
+        let (read, unpacked) = std::thread::scope(|scope| {
+            let what = &what;
+            let reader = scope.spawn(move || -> Result<_> {
+                let (kind, decompressed) =
+                    compression::decompress(source).with_context(|| format!("reading {what}"))?;
+                let mut hashing = HashingReader::new(decompressed);
+                let corrupt = || format!("reading {what}: the {} stream is corrupt", kind.name());
+                if !tx.pump(&mut hashing).with_context(corrupt)? {
+                    return Ok(None);
+                }
+                let (digest, len, _) = hashing.finish().with_context(corrupt)?;
+                Ok(Some((digest, len)))
+            });
+            let unpacked = unpack::unpack_layer(&mut rx, &root).and_then(|stats| {
+                // The end of the tar is not the end of the stream (padding).
+                std::io::copy(&mut rx, &mut std::io::sink())
+                    .map(|_| stats)
+                    .map_err(|e| unpack::UnpackError::Tar {
+                        position: "at its end".into(),
+                        cause: e,
+                    })
+            });
+            drop(rx);
+            let read = reader.join().unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "reading {what}: the reader thread panicked"
+                ))
+            });
+            (read, unpacked)
+        });
+        // A broken stream explains a failed unpack better than the tar does.
+        let read = read?;
+        let stats = unpacked.with_context(|| format!("unpacking {what}"))?;
+        let Some((actual, tar_size)) = read else {
+            bail!("unpacking {what}: the unpack stopped before the end of the stream");
+        };
         if let Some(diff_id) = diff_id
             && actual != *diff_id
         {

@@ -25,6 +25,7 @@ pub mod containers;
 pub mod gc;
 pub mod layers;
 pub mod lock;
+pub mod pipe;
 pub mod refs;
 pub mod sources;
 pub mod unpack;
