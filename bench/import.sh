@@ -15,14 +15,8 @@ repo=$(dirname "$here")
 FIX=${HUTCH_FIXTURES:-/var/cache/hutch-fixtures}
 IMG=$FIX/debian-oci.tar
 
-if [ "$(id -u)" = 0 ]; then
-  bin=$(mktemp -d /var/tmp/hutch-bench.XXXXXX)
-  (cd "$repo" && cargo build --release --quiet)
-  cp "$repo/target/release/hutch" "$bin/hutch"
-  chmod -R a+rx "$bin"
-  cp "$0" "$bin/import.sh"
-  exec runuser -u hutch-test -- env HUTCH_BIN="$bin/hutch" HUTCH_FIXTURES="$FIX" HOME=/home/hutch-test bash "$bin/import.sh" "$RUNS"
-fi
+. "$here/lib.sh"
+as_test_user "$0" "$@"
 
 HUTCH=${HUTCH_BIN:-$repo/target/release/hutch}
 for t in hyperfine skopeo umoci podman python3; do

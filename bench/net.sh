@@ -41,22 +41,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ "$(id -u)" = 0 ]; then
-  bin=$(mktemp -d /var/tmp/hutch-bench.XXXXXX)
-  if [ -z "${HUTCH_BIN:-}" ]; then
-    (cd "$repo" && cargo build --release --quiet)
-    cp "$repo/target/release/hutch" "$bin/hutch"
-  else
-    cp "$HUTCH_BIN" "$bin/hutch"
-  fi
-  cp "$0" "$bin/net.sh"
-  chmod -R a+rx "$bin"
-  trap 'rm -rf "$bin"' EXIT
-  runuser -u hutch-test -- env HUTCH_BIN="$bin/hutch" HOME=/home/hutch-test \
-    XDG_RUNTIME_DIR=/run/user/"$(id -u hutch-test)" PATH=/usr/local/bin:/usr/bin:/bin TMPDIR=/var/tmp \
-    bash "$bin/net.sh" "${args[@]}"
-  exit $?
-fi
+. "$here/lib.sh"
+: "${TMPDIR:=/var/tmp}"; export TMPDIR   # its work dirs, as a normal user or not
+as_test_user "$0" "$@"
 
 HUTCH=${HUTCH_BIN:-$repo/target/release/hutch}
 for t in iperf3 slirp4netns pasta python3 unshare pgrep timeout ip awk; do

@@ -32,21 +32,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ "$(id -u)" = 0 ]; then
-  bin=$(mktemp -d /var/tmp/hutch-bench.XXXXXX)
-  if [ -z "${HUTCH_BIN:-}" ]; then
-    (cd "$repo" && cargo build --release --quiet)
-    cp "$repo/target/release/hutch" "$bin/hutch"
-  else
-    cp "$HUTCH_BIN" "$bin/hutch"
-  fi
-  cp "$0" "$bin/overlay.sh"
-  chmod -R a+rx "$bin"
-  trap 'rm -rf "$bin"' EXIT
-  runuser -u hutch-test -- env HUTCH_BIN="$bin/hutch" HUTCH_FIXTURES="$FIX" HOME=/home/hutch-test \
-    PATH=/usr/local/bin:/usr/bin:/bin TMPDIR=/var/tmp bash "$bin/overlay.sh" "${args[@]}"
-  exit $?
-fi
+. "$here/lib.sh"
+: "${TMPDIR:=/var/tmp}"; export TMPDIR   # its work dirs, as a normal user or not
+as_test_user "$0" "$@"
 
 HUTCH=${HUTCH_BIN:-$repo/target/release/hutch}
 for t in python3 unshare fuse-overlayfs find du tar dd; do

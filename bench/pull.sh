@@ -21,27 +21,8 @@ repo=$(dirname "$here")
 FIX=${HUTCH_FIXTURES:-/var/cache/hutch-fixtures}
 IMG=$FIX/debian-oci.tar
 
-if [ "$(id -u)" = 0 ]; then
-  bin=$(mktemp -d /var/tmp/hutch-bench.XXXXXX)
-  if [ -z "${HUTCH_BIN:-}" ]; then
-    (cd "$repo" && cargo build --release --quiet)
-    cp "$repo/target/release/hutch" "$bin/hutch"
-  else
-    cp "$HUTCH_BIN" "$bin/hutch"
-  fi
-  cp "$0" "$bin/pull.sh"
-  chmod -R a+rx "$bin"
-  trap 'rm -rf "$bin"' EXIT
-  # Rootless podman wants a runtime dir it owns.
-  uid=$(id -u hutch-test)
-  if [ ! -d /run/user/"$uid" ]; then
-    mkdir -p /run/user/"$uid" && chown hutch-test: /run/user/"$uid" && chmod 700 /run/user/"$uid"
-  fi
-  runuser -u hutch-test -- env HUTCH_BIN="$bin/hutch" HUTCH_FIXTURES="$FIX" HOME=/home/hutch-test \
-    XDG_RUNTIME_DIR=/run/user/"$uid" PATH=/usr/local/bin:/usr/bin:/bin \
-    bash "$bin/pull.sh" "$RUNS"
-  exit $?
-fi
+. "$here/lib.sh"
+as_test_user "$0" "$@"
 
 HUTCH=${HUTCH_BIN:-$repo/target/release/hutch}
 for t in hyperfine skopeo umoci podman docker-registry curl python3; do

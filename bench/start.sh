@@ -16,22 +16,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 FIX=${HUTCH_FIXTURES:-/var/cache/hutch-fixtures}
 
-if [ "$(id -u)" = 0 ]; then
-  bin=$(mktemp -d /var/tmp/hutch-bench.XXXXXX)
-  if [ -z "${HUTCH_BIN:-}" ]; then
-    (cd "$repo" && cargo build --release --quiet)
-    cp "$repo/target/release/hutch" "$bin/hutch"
-  else
-    cp "$HUTCH_BIN" "$bin/hutch"
-  fi
-  cp "$0" "$bin/start.sh"
-  chmod -R a+rx "$bin"
-  trap 'rm -rf "$bin"' EXIT
-  runuser -u hutch-test -- env HUTCH_BIN="$bin/hutch" HUTCH_FIXTURES="$FIX" HOME=/home/hutch-test \
-    XDG_RUNTIME_DIR=/run/user/"$(id -u hutch-test)" PATH=/usr/local/bin:/usr/bin:/bin \
-    bash "$bin/start.sh" "$RUNS"
-  exit $?
-fi
+. "$here/lib.sh"
+as_test_user "$0" "$@"
 
 HUTCH=${HUTCH_BIN:-$repo/target/release/hutch}
 for t in hyperfine bwrap runc crun podman python3; do

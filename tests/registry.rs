@@ -338,11 +338,11 @@ fn login_keeps_podman_credentials_that_push_pull_and_skopeo_use() {
     );
     let out = hutch(&["pull", "-q", "--tls-verify=false", &dest], "");
     assert!(out.status.success(), "{}", describe(&out));
+    use base64::Engine;
     // Credentials that went wrong since the login (changed password): a
     // pull of something new is refused, names the registry and the
     // repository, and leaves the store as it was.
     let good = std::fs::read(&auth_file).unwrap();
-    use base64::Engine;
     let wrong = base64::engine::general_purpose::STANDARD.encode("alice:not-any-more");
     std::fs::write(
         &auth_file,
@@ -373,6 +373,17 @@ fn login_keeps_podman_credentials_that_push_pull_and_skopeo_use() {
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     let out = hutch(&["logout", &registry], "");
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    // Docker's config.json is read too.
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pw");
+    let docker = st.home().join(".docker/config.json");
+    std::fs::create_dir_all(docker.parent().unwrap()).unwrap();
+    std::fs::write(
+        &docker,
+        format!("{{\"auths\":{{\"{registry}\":{{\"auth\":\"{auth}\"}}}}}}"),
+    )
+    .unwrap();
+    let out = hutch(&["pull", "-q", "--tls-verify=false", &dest], "");
+    assert!(out.status.success(), "{}", describe(&out));
 }
 
 #[test]
@@ -632,4 +643,49 @@ fn bearer_token_flow_with_a_token_service() {
     );
     assert!(log.contains("user=Some(\"alice:s3cret-pw\")"), "{log}");
     assert!(log.contains("user=None"), "{log}");
+}
+
+#[test]
+fn progress_bars_on_a_terminal() {
+    let st = TestStore::new();
+    let reg = registry();
+    let src = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    let digest = push(&st, &reg, &src, "test/busybox:1.0", false);
+    let name = format!("127.0.0.1:{}/test/busybox:1.0", reg.port);
+    // `script` gives hutch a pseudo-terminal as stdout and stderr.
+    let cmd = format!(
+        "{} pull --tls-verify=false {name}",
+        common::hutch_bin().display()
+    );
+    let mut script = Command::new("script");
+    for (k, v) in st.hutch().get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let out = script
+        .env("TERM", "xterm")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script (util-linux)");
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // A bar with the layer's digest and size, redrawn in place (escape
+    // sequences), ending as the line of the finished layer.
+    assert!(text.contains("\u{1b}["), "no terminal drawing: {text:?}");
+    let finished = text.split(['\r', '\n']).any(|l| {
+        let l = l.trim_start_matches(|c: char| {
+            c == '\u{1b}' || c == '[' || c.is_ascii_digit() || c.is_ascii_uppercase()
+        });
+        l.starts_with("sha256:")
+            && l[7..19].chars().all(|c| c.is_ascii_hexdigit())
+            && l[19..].starts_with(" pulled ")
+            && l.contains(" MB")
+    });
+    assert!(finished, "no finished bar for the layer: {text:?}");
+    assert!(
+        text.contains(&format!("Pulled {name} ({digest})")),
+        "{text:?}"
+    );
 }
