@@ -808,3 +808,31 @@ fn wire_pull_killed_mid_layer_resumes_the_partial_download() {
     );
     assert_eq!(again[0].status, 206, "{log}");
 }
+
+#[test]
+fn wire_a_download_killed_after_its_last_byte_is_finished_by_the_next_pull() {
+    let w = Wire::busybox();
+    // What a hutch killed between the last byte and the blob's rename
+    // leaves: the whole blob under its download name.
+    let hex = w.layer.strip_prefix("sha256:").unwrap();
+    let blob = std::fs::read(fixture("busybox-oci").join("blobs/sha256").join(hex)).unwrap();
+    assert_eq!(blob.len() as u64, w.layer_size);
+    w.st.run_ok(["images"]); // the store's skeleton
+    std::fs::write(w.st.root().join(format!("tmp/download-{hex}")), &blob).unwrap();
+    assert_eq!(
+        pull_ok(&w.st, &w.name),
+        format!("Pulled {} ({})\n", w.name, w.digest)
+    );
+    w.runs(&w.name);
+    // It asked only for what comes after the end (the registry answers
+    // 416), or nothing at all.
+    for r in w.proxy.requests_to(&w.blob(&w.layer)) {
+        assert_eq!(
+            r.range_start(),
+            Some(w.layer_size),
+            "{}",
+            w.proxy.log_text()
+        );
+    }
+    assert!(!w.st.root().join(format!("tmp/download-{hex}")).exists());
+}

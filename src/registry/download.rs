@@ -65,6 +65,18 @@ impl<'a> BlobStream<'a> {
                 .map(str::to_owned)
         };
         let length: Option<u64> = header("content-length").and_then(|v| v.parse().ok());
+        if resp.status().as_u16() == 416 {
+            // Nothing after byte `pos`: a download killed after its last
+            // byte. The digest check says whether that is really the end.
+            if self.pos == 0 {
+                anyhow::bail!(
+                    "the registry refused to send blob {}: HTTP 416",
+                    self.digest
+                );
+            }
+            self.size = Some(self.pos);
+            return Ok(Box::new(io::empty()));
+        }
         let partial = resp.status().as_u16() == 206;
         let skip = if partial {
             // Content-Range: bytes START-END/TOTAL

@@ -52,7 +52,7 @@ impl RegistrySource {
         Ok(self.get_with(kind, reference, &[])?.into_body())
     }
 
-    /// GET with more `headers`; a clear error unless 200 or 206.
+    /// GET with more `headers`; a clear error unless 200, 206 or 416.
     pub fn get_with(
         &self,
         kind: &str,
@@ -72,7 +72,8 @@ impl RegistrySource {
             .request_with("GET", &path, &all, &self.scope())
             .with_context(|| format!("{}: fetching {kind}/{reference}", self.describe()))?;
         match resp.status().as_u16() {
-            200 | 206 => Ok(resp),
+            // 416: a Range from the blob's very end (see `download`).
+            200 | 206 | 416 => Ok(resp),
             404 => bail!(
                 "{}: {reference} not found (HTTP 404 for {kind})",
                 self.describe()
