@@ -105,7 +105,10 @@ pub enum UnpackError {
 /// Unpack the layer tar `tar_stream` (already decompressed) into `dest`, an
 /// existing empty directory owned by the current user. Reads up to the tar's
 /// end-of-archive marker; the caller drains the rest and verifies the
-/// DiffID. Does not fsync (the caller does one `syncfs`).
+/// DiffID. Does not fsync, like the store's blobs (see `blobs.rs`): a
+/// killed process loses nothing that reached the page cache; after a power
+/// loss, files of a layer unpacked just before may be torn (`hutch check
+/// --store` re-hashes blobs, not unpacked files).
 pub fn unpack_layer<R: Read>(tar_stream: R, dest: &Path) -> Result<UnpackStats, UnpackError> {
     unpack_with(tar_stream, dest, false)
 }
