@@ -836,3 +836,41 @@ fn wire_a_download_killed_after_its_last_byte_is_finished_by_the_next_pull() {
     }
     assert!(!w.st.root().join(format!("tmp/download-{hex}")).exists());
 }
+
+#[test]
+fn wire_a_stalled_layer_is_resumed_after_the_body_timeout() {
+    let w = Wire::busybox();
+    let stalled_at = w.layer_size / 3;
+    w.proxy
+        .fault(&w.blob(&w.layer), Fault::Stall(stalled_at), Times::First(1));
+    w.st.run_ok(["images"]);
+    let child =
+        w.st.hutch()
+            .env("HUTCH_BODY_TIMEOUT_SECS", "2")
+            .args(["pull", "--tls-verify=false", &w.name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let out = wait_within(child, "pull of a stalled layer", LIMIT);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        w.proxy.log_text()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Pulled {} ({})\n", w.name, w.digest)
+    );
+    // The second request for the layer continued where the stall was.
+    let gets = w.proxy.requests_to(&w.blob(&w.layer));
+    assert_eq!(gets.len(), 2, "{}", w.proxy.log_text());
+    let start = gets[1].range_start().unwrap_or(0);
+    assert!(
+        start > 0 && start <= stalled_at,
+        "resumed at {start}, stalled at {stalled_at}\n{}",
+        w.proxy.log_text()
+    );
+    w.runs(&w.name);
+}

@@ -56,6 +56,9 @@ impl Client {
             .tls_config(tls)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
+            // A body that stalls becomes a broken download, which a blob
+            // download resumes (see `download`); the limit is per response.
+            .timeout_recv_body(Some(body_timeout()))
             .user_agent(concat!("hutch/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -356,6 +359,18 @@ impl Client {
             .map(str::to_owned)
             .with_context(|| format!("{}: the answer has no token", what()))
     }
+}
+
+/// How long one response body may take: 60 s, or
+/// `HUTCH_BODY_TIMEOUT_SECS` (for tests, and links where a reconnect a
+/// minute is too many).
+fn body_timeout() -> Duration {
+    let secs = std::env::var("HUTCH_BODY_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    Duration::from_secs(secs)
 }
 
 /// How many times a failed request is tried again.

@@ -11,8 +11,8 @@ use crate::image::Digest;
 use crate::image::source::Source;
 use std::io::{self, Read};
 
-/// How many times one blob's download is resumed before giving up (on top
-/// of the retries of each request).
+/// How many resumes in a row without progress make a download give up
+/// (on top of the retries of each request).
 pub const RESUMES: u32 = RETRIES + 2;
 
 pub struct BlobStream<'a> {
@@ -23,7 +23,10 @@ pub struct BlobStream<'a> {
     /// The blob's size, once a response said it.
     size: Option<u64>,
     body: Option<Box<dyn Read + Send + 'a>>,
+    /// Resumes in a row that brought no new byte.
     resumes: u32,
+    /// Where the last interruption happened.
+    broke_at: u64,
     /// Whether a request for it succeeded once (before that, a refusal is
     /// the answer, not an interruption).
     opened: bool,
@@ -42,6 +45,7 @@ impl<'a> BlobStream<'a> {
             size: None,
             body: None,
             resumes: 0,
+            broke_at: offset,
             opened: false,
             failed: None,
         }
@@ -108,14 +112,21 @@ impl<'a> BlobStream<'a> {
         Ok(body)
     }
 
-    /// Give up, or pause before the next attempt.
+    /// Give up, or pause before the next attempt. A connection that breaks
+    /// again and again but brings more bytes each time (a flaky link, or a
+    /// slow one hitting the body timeout) is followed to the end; only
+    /// [`RESUMES`] attempts in a row without a new byte give up.
     fn interrupted(&mut self, why: String) -> io::Result<()> {
         self.body = None;
+        if self.pos > self.broke_at {
+            self.resumes = 0;
+        }
+        self.broke_at = self.pos;
         if self.resumes >= RESUMES {
             let of = self.size.map(|s| format!(" of {s}")).unwrap_or_default();
             let msg = format!(
-                "{}: the download of blob {} broke at byte {}{of} and {} resumes did not \
-                 finish it: {why}",
+                "{}: the download of blob {} broke at byte {}{of} and {} resumes brought \
+                 nothing more: {why}",
                 self.src.describe(),
                 self.digest,
                 self.pos,
