@@ -135,7 +135,7 @@ impl<'a> BlobStream<'a> {
             self.failed = Some(msg.clone());
             return Err(io::Error::other(msg));
         }
-        tracing::debug!(
+        tracing::info!(
             "blob {}: interrupted at byte {} ({why}); resuming",
             self.digest,
             self.pos
