@@ -1,6 +1,7 @@
 //! `hutch login` and `hutch logout`.
 
 use crate::cli::output::outln;
+use crate::cli::pull::TlsVerify;
 use crate::registry::credentials::Credentials;
 use crate::registry::login;
 use anyhow::{Context, Result, bail};
@@ -18,10 +19,8 @@ pub struct LoginArgs {
     /// Read the password from standard input (never from the command line)
     #[arg(long)]
     password_stdin: bool,
-    /// Verify the registry's TLS certificate; false also allows plain HTTP [default: true, or `insecure` in registries.toml]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true", action = clap::ArgAction::Set)]
-    tls_verify: Option<bool>,
+    #[command(flatten)]
+    tls: TlsVerify,
 }
 
 #[derive(Args, Debug)]
@@ -77,7 +76,7 @@ pub fn login(a: LoginArgs) -> Result<i32> {
         bail!("the password is empty");
     }
     let creds = Credentials { username, password };
-    let file = login::login(&a.registry, &creds, a.tls_verify)?;
+    let file = login::login(&a.registry, &creds, a.tls.tls_verify)?;
     outln!("Login succeeded ({} in {})", a.registry, file.display());
     Ok(0)
 }

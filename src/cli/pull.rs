@@ -8,6 +8,15 @@ use crate::store::Store;
 use anyhow::Result;
 use clap::Args;
 
+/// `--tls-verify[=BOOL]`, for every command that talks to a registry.
+#[derive(Args, Debug)]
+pub struct TlsVerify {
+    /// Verify the registry's TLS certificate; false also allows plain HTTP [default: true, or `insecure` in registries.toml]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: Option<bool>,
+}
+
 #[derive(Args, Debug)]
 pub struct PullArgs {
     /// NAME[:TAG] or NAME@sha256:DIGEST (`debian` is docker.io/library/debian:latest)
@@ -16,10 +25,8 @@ pub struct PullArgs {
     /// Platform to pick from multi-platform images [default: the host's]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
-    /// Verify the registry's TLS certificate; false also allows plain HTTP [default: true, or `insecure` in registries.toml]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true", action = clap::ArgAction::Set)]
-    tls_verify: Option<bool>,
+    #[command(flatten)]
+    tls: TlsVerify,
     /// No progress; print only the manifest digest
     #[arg(short, long)]
     quiet: bool,
@@ -32,7 +39,7 @@ pub fn run(a: PullArgs, store: Result<Store>) -> Result<i32> {
         None => Platform::host(),
     };
     let progress = Progress::for_stderr(a.quiet);
-    let pulled = pull::pull(&store, &a.image, &platform, a.tls_verify, &progress)?;
+    let pulled = pull::pull(&store, &a.image, &platform, a.tls.tls_verify, &progress)?;
     if a.quiet {
         outln!("{}", pulled.manifest);
     } else {
@@ -52,10 +59,8 @@ pub struct PushArgs {
     /// Where to: REGISTRY/NAME[:TAG] [default: IMAGE's own name]
     #[arg(value_name = "DEST")]
     dest: Option<String>,
-    /// Verify the registry's TLS certificate; false also allows plain HTTP [default: true, or `insecure` in registries.toml]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true", action = clap::ArgAction::Set)]
-    tls_verify: Option<bool>,
+    #[command(flatten)]
+    tls: TlsVerify,
     /// No progress; print only the manifest digest
     #[arg(short, long)]
     quiet: bool,
@@ -64,8 +69,13 @@ pub struct PushArgs {
 pub fn push(a: PushArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let progress = Progress::for_stderr(a.quiet);
-    let p =
-        crate::registry::push::push(&store, &a.image, a.dest.as_deref(), a.tls_verify, &progress)?;
+    let p = crate::registry::push::push(
+        &store,
+        &a.image,
+        a.dest.as_deref(),
+        a.tls.tls_verify,
+        &progress,
+    )?;
     if a.quiet {
         outln!("{}", p.manifest);
     } else {

@@ -1,5 +1,6 @@
 //! `hutch run`: start a container from an image (see src/sandbox/).
 
+use crate::cli::pull::TlsVerify;
 use crate::profile::{self, NetworkMode};
 use crate::sandbox::launch;
 use crate::sandbox::plan::{RunRequest, plan, write_etc_files};
@@ -93,10 +94,8 @@ pub struct RunArgs {
     /// Pull the image first: missing (when it is not in the store), always, never
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pull: PullPolicy,
-    /// For that pull: verify the registry's TLS certificate (false also allows plain HTTP) [default: true, or `insecure` in registries.toml]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true", action = clap::ArgAction::Set)]
-    tls_verify: Option<bool>,
+    #[command(flatten)]
+    tls: TlsVerify,
     /// The image to run
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -212,7 +211,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         command.remove(0);
     }
     let net = a.network.as_deref().map(network).transpose()?;
-    pull_first(&store, &a.image, a.pull, a.tls_verify)?;
+    pull_first(&store, &a.image, a.pull, a.tls.tls_verify)?;
     let req = RunRequest {
         image: a.image,
         command,
