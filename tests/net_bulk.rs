@@ -15,7 +15,7 @@ use common::{TestStore, describe};
 use sha2::{Digest, Sha256};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
@@ -53,16 +53,18 @@ fn token(name: &str) -> String {
     format!("{name}-{}-{nanos}", std::process::id())
 }
 
-/// `hutch run --rm -e HUTCH_BULK_TOKEN=<token> ARGS...`, stdin /dev/null,
-/// stdout and stderr captured.
-fn hutch_run(st: &TestStore, token: &str, args: &[&str]) -> Command {
-    let mut cmd = st.hutch();
-    cmd.args(["run", "--rm", "-e"])
+/// `hutch run --rm -e HUTCH_BULK_TOKEN=<token> NET... --tmpfs /tmp busybox
+/// sh -c SCRIPT`, started with stdin /dev/null, stdout and stderr captured.
+fn busybox_sh(st: &TestStore, token: &str, net: &[&str], script: &str) -> Child {
+    st.hutch()
+        .args(["run", "--rm", "-e"])
         .arg(format!("HUTCH_BULK_TOKEN={token}"))
-        .args(args)
+        .args(net)
+        .args(["--tmpfs", "/tmp", "busybox", "sh", "-c", script])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Wait for `child` (stdout and stderr piped) and collect its output; kill
@@ -285,22 +287,7 @@ fn one_gib_from_the_container_to_the_host() {
          cat /tmp/reply
          echo \"ctr-sent rc=$rc bytes=$(cat /tmp/c.out) sha=$(cut -d' ' -f1 /tmp/h.out)\""
     );
-    let child = hutch_run(
-        &st,
-        &tok,
-        &[
-            "--profile",
-            "hostlo",
-            "--tmpfs",
-            "/tmp",
-            "busybox",
-            "sh",
-            "-c",
-            &script,
-        ],
-    )
-    .spawn()
-    .unwrap();
+    let child = busybox_sh(&st, &tok, &["--profile", "hostlo"], &script);
     let out = wait_output(child, "upload");
     let server = rx
         .recv_timeout(Duration::from_secs(60))
@@ -353,24 +340,7 @@ fn one_gib_from_the_host_to_the_container_through_a_published_port() {
          wait
          echo \"ctr-got rc=$rc bytes=$(cat /tmp/c.out) sha=$(cut -d' ' -f1 /tmp/h.out)\""
     );
-    let child = hutch_run(
-        &st,
-        &tok,
-        &[
-            "--network",
-            "slirp",
-            "-p",
-            &publish,
-            "--tmpfs",
-            "/tmp",
-            "busybox",
-            "sh",
-            "-c",
-            &script,
-        ],
-    )
-    .spawn()
-    .unwrap();
+    let child = busybox_sh(&st, &tok, &["--network", "slirp", "-p", &publish], &script);
     // Connect until the container's listener answers. Before it listens, the
     // forwarded connection is reset or closed without a word.
     let t0 = Instant::now();
@@ -547,22 +517,7 @@ fn five_hundred_connections_open_at_once_to_the_host() {
          done
          echo \"crowd ok=$ok bad=$bad\""
     );
-    let child = hutch_run(
-        &st,
-        &tok,
-        &[
-            "--profile",
-            "hostlo",
-            "--tmpfs",
-            "/tmp",
-            "busybox",
-            "sh",
-            "-c",
-            &script,
-        ],
-    )
-    .spawn()
-    .unwrap();
+    let child = busybox_sh(&st, &tok, &["--profile", "hostlo"], &script);
     let out = wait_output_or(child, "crowd", || {
         format!(
             "the host server had {} of {CONNS} connections",
@@ -626,24 +581,7 @@ fn five_hundred_connections_open_at_once_through_a_published_port() {
          kill $srv
          echo \"served n=$n distinct=$(sort -u /tmp/seen | wc -l)\""
     );
-    let mut child = hutch_run(
-        &st,
-        &tok,
-        &[
-            "--network",
-            "slirp",
-            "-p",
-            &publish,
-            "--tmpfs",
-            "/tmp",
-            "busybox",
-            "sh",
-            "-c",
-            &script,
-        ],
-    )
-    .spawn()
-    .unwrap();
+    let mut child = busybox_sh(&st, &tok, &["--network", "slirp", "-p", &publish], &script);
     // Connection i: connect, read the handler's greeting, send "conn i".
     let open_one = |i: usize| -> std::io::Result<TcpStream> {
         let mut s = TcpStream::connect(("127.0.0.1", host_port))?;

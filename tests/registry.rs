@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::registry::{push, registry, registry_with_auth, registry_with_config};
+use common::registry::{
+    login_args, push, registry, registry_with_auth, registry_with_config, skopeo_digest,
+};
 use common::{TestStore, describe, fixture};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -29,7 +31,7 @@ fn pull_matches_skopeo_runs_and_keeps_the_tags_history() {
         err.lines().count() == 1 && err.starts_with("blob sha256:") && err.contains(": pulled "),
         "{err}"
     );
-    let out = st.run_ok(["run", "--rm", "--network", "none", &name, "echo", "pulled"]);
+    let out = st.run_offline(&name, &["echo", "pulled"]);
     assert_eq!(out, "pulled\n");
     // Pulling again fetches nothing new and moves nothing; -q is quiet.
     let (_, out) = st.run(["pull", "-q", "--tls-verify=false", &name]);
@@ -44,15 +46,7 @@ fn pull_matches_skopeo_runs_and_keeps_the_tags_history() {
     assert_ne!(new, digest);
     st.run_ok(["pull", "-q", "--tls-verify=false", &name]);
     st.run_ok(["rollback", &name]);
-    let out = st.run_ok([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "echo",
-        "old again",
-    ]);
+    let out = st.run_offline(&name, &["echo", "old again"]);
     assert_eq!(out, "old again\n");
 }
 
@@ -64,7 +58,7 @@ fn pull_of_an_index_picks_the_host_platform() {
     push(&st, &reg, &src, "multi/busybox:latest", true);
     let name = format!("127.0.0.1:{}/multi/busybox", reg.port);
     st.run_ok(["pull", "--tls-verify=false", &name]);
-    let out = st.run_ok(["run", "--rm", "--network", "none", &name, "uname", "-m"]);
+    let out = st.run_offline(&name, &["uname", "-m"]);
     assert_eq!(out.trim(), std::env::consts::ARCH);
     // A platform the index does not have is a clear error.
     let (code, err) = st.run_fail([
@@ -188,14 +182,7 @@ fn push_is_read_by_skopeo_podman_and_hutch_with_the_same_digest() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{digest}\n"));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     // skopeo sees the same digest.
-    let out = Command::new("skopeo")
-        .env("HOME", st.home())
-        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
-        .arg(format!("docker://{dest}"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+    assert_eq!(skopeo_digest(&st, &format!("docker://{dest}"), &[]), digest);
     // Rootless podman pulls it (vfs storage in the test's directory).
     let podman = |args: &[&str]| {
         let root = st.tmp().join("podman");
@@ -226,15 +213,7 @@ fn push_is_read_by_skopeo_podman_and_hutch_with_the_same_digest() {
     let other = TestStore::new();
     let out = other.run_ok(["pull", "-q", "--tls-verify=false", &dest]);
     assert_eq!(out.trim(), digest);
-    let out = other.run_ok([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &dest,
-        "echo",
-        "round trip",
-    ]);
+    let out = other.run_offline(&dest, &["echo", "round trip"]);
     assert_eq!(out, "round trip\n");
     // A missing destination name is a clear error.
     let (code, err) = st.run_fail(["push", "--tls-verify=false", &digest[7..19]]);
@@ -295,14 +274,7 @@ fn login_keeps_podman_credentials_that_push_pull_and_skopeo_use() {
         describe(&out)
     );
     // A wrong password is refused and nothing is kept.
-    let login = [
-        "login",
-        "--tls-verify=false",
-        "-u",
-        "alice",
-        "--password-stdin",
-        &registry,
-    ];
+    let login = login_args(&registry);
     let out = hutch(&login, "wrong\n");
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(!auth_file.exists());
@@ -318,24 +290,12 @@ fn login_keeps_podman_credentials_that_push_pull_and_skopeo_use() {
     // push and pull use it; skopeo reads the same file.
     let out = hutch(&["push", "--tls-verify=false", "busybox", &dest], "");
     assert!(out.status.success(), "{}", describe(&out));
-    let out = Command::new("skopeo")
-        .env("HOME", st.home())
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{.Digest}}",
-            "--authfile",
-        ])
-        .arg(&auth_file)
-        .arg(format!("docker://{dest}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo with hutch's auth.json: {}",
-        describe(&out)
+    let pushed = skopeo_digest(
+        &st,
+        &format!("docker://{dest}"),
+        &["--authfile", auth_file.to_str().unwrap()],
     );
+    assert!(pushed.starts_with("sha256:"), "{pushed}");
     let out = hutch(&["pull", "-q", "--tls-verify=false", &dest], "");
     assert!(out.status.success(), "{}", describe(&out));
     use base64::Engine;
@@ -589,14 +549,7 @@ fn bearer_token_flow_with_a_token_service() {
     let out = hutch(&["push", "--tls-verify=false", "busybox", &dest], "");
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     // Wrong password: the token service refuses, login keeps nothing.
-    let login = [
-        "login",
-        "--tls-verify=false",
-        "-u",
-        "alice",
-        "--password-stdin",
-        &registry,
-    ];
+    let login = login_args(&registry);
     let out = hutch(&login, "nope\n");
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(

@@ -11,11 +11,11 @@
 mod common;
 
 use common::faulty_proxy::{Fault, FaultyProxy, Times};
-use common::registry::{Registry, registry};
+use common::registry::{Registry, copy_with, registry, skopeo_inspect};
 use common::{TestStore, describe, fixture};
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -33,29 +33,9 @@ fn listing(st: &TestStore) -> Vec<String> {
 /// layers keep their compression); returns the digest and the manifest
 /// as the registry serves it.
 fn copy_to(st: &TestStore, reg: &Registry, src: &str, name: &str) -> (String, serde_json::Value) {
+    let digest = copy_with(st, reg, src, name, &["--preserve-digests"]);
     let dest = format!("docker://127.0.0.1:{}/{name}", reg.port);
-    let out = Command::new("skopeo")
-        .env("HOME", st.home())
-        .env("TMPDIR", st.tmp())
-        .args(["copy", "--insecure-policy", "--dest-tls-verify=false", "-q"])
-        .arg("--preserve-digests")
-        .args([src, &dest])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "skopeo copy: {}", describe(&out));
-    let inspect = |extra: &[&str]| {
-        let out = Command::new("skopeo")
-            .env("HOME", st.home())
-            .args(["inspect", "--tls-verify=false"])
-            .args(extra)
-            .arg(&dest)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "skopeo inspect: {}", describe(&out));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let digest = inspect(&["--format", "{{.Digest}}"]);
-    let manifest: serde_json::Value = serde_json::from_str(&inspect(&["--raw"])).unwrap();
+    let manifest = serde_json::from_str(&skopeo_inspect(st, &dest, &["--raw"])).unwrap();
     (digest, manifest)
 }
 
@@ -224,15 +204,7 @@ impl Wire {
 
     /// The image pulled runs.
     fn runs(&self, name: &str) {
-        let out = self.st.run_ok([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            name,
-            "cat",
-            "/etc/os-release",
-        ]);
+        let out = self.st.run_offline(name, &["cat", "/etc/os-release"]);
         assert!(out.contains("ID=busybox-fixture"), "{out}");
     }
 }
@@ -410,16 +382,7 @@ fn wire_pulls_gzip_zstd_and_uncompressed_layers() {
         let inspect: serde_json::Value =
             serde_json::from_str(&st.run_ok(["inspect", &name])).unwrap();
         assert_eq!(inspect["Digest"].as_str(), Some(digest.as_str()), "{fx}");
-        let out = st.run_ok([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            &name,
-            "busybox",
-            "cat",
-            "/etc/os-release",
-        ]);
+        let out = st.run_offline(&name, &["busybox", "cat", "/etc/os-release"]);
         assert!(out.contains("ID=busybox-fixture"), "{fx}: {out}");
     }
     kinds.sort();
@@ -780,15 +743,7 @@ fn wire_pull_killed_mid_layer_resumes_the_partial_download() {
     assert!(tmp.is_empty(), "left in tmp/: {tmp:?}");
     let out = st.hutch().args(["check", "--store"]).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
-    let out = st.run_ok([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &name,
-        "cat",
-        "/etc/debian_version",
-    ]);
+    let out = st.run_offline(&name, &["cat", "/etc/debian_version"]);
     assert!(!out.trim().is_empty());
     // It reused what the killed pull had downloaded.
     let log = proxy.log_text();

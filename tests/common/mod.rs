@@ -175,6 +175,14 @@ impl TestStore {
         (shown, out)
     }
 
+    /// `hutch run --rm --network none IMAGE COMMAND...`, asserted to exit
+    /// 0; its stdout.
+    pub fn run_offline(&self, image: &str, command: &[&str]) -> String {
+        let mut args = vec!["run", "--rm", "--network", "none", image];
+        args.extend_from_slice(command);
+        self.run_ok(args)
+    }
+
     /// Every path in the store, with type, mode and size (see `tree_listing`).
     pub fn listing(&self) -> Vec<String> {
         tree_listing(&self.root)

@@ -102,32 +102,59 @@ pub fn registry_inner(auth: String, up: u16, dir: tempfile::TempDir) -> Registry
 }
 
 /// `skopeo copy` SRC to the registry as NAME; returns the pushed digest as
-/// `skopeo inspect` reports it.
+/// `skopeo inspect` reports it. `all`: every image of an index.
 pub fn push(st: &TestStore, reg: &Registry, src: &str, name: &str, all: bool) -> String {
+    copy_with(st, reg, src, name, if all { &["--all"] } else { &[] })
+}
+
+/// [`push`] with other `skopeo copy` options (`--preserve-digests`).
+pub fn copy_with(st: &TestStore, reg: &Registry, src: &str, name: &str, opts: &[&str]) -> String {
     let dest = format!("docker://127.0.0.1:{}/{name}", reg.port);
-    let mut cmd = Command::new("skopeo");
-    cmd.env("HOME", st.home()).env("TMPDIR", st.tmp()).args([
-        "copy",
-        "--insecure-policy",
-        "--dest-tls-verify=false",
-        "-q",
-    ]);
-    if all {
-        cmd.arg("--all");
-    }
-    let out = cmd.args([src, &dest]).output().unwrap();
-    assert!(out.status.success(), "skopeo copy: {}", describe(&out));
     let out = Command::new("skopeo")
         .env("HOME", st.home())
-        .args([
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{.Digest}}",
-            &dest,
-        ])
+        .env("TMPDIR", st.tmp())
+        .args(["copy", "--insecure-policy", "--dest-tls-verify=false", "-q"])
+        .args(opts)
+        .args([src, &dest])
         .output()
         .unwrap();
-    assert!(out.status.success(), "skopeo inspect: {}", describe(&out));
+    assert!(out.status.success(), "skopeo copy: {}", describe(&out));
+    skopeo_digest(st, &dest, &[])
+}
+
+/// What `skopeo inspect` (TLS verification off, with `extra` options such
+/// as `--raw` or `--authfile F`) prints for DEST (`docker://...`).
+pub fn skopeo_inspect(st: &TestStore, dest: &str, extra: &[&str]) -> String {
+    let out = Command::new("skopeo")
+        .env("HOME", st.home())
+        .args(["inspect", "--tls-verify=false"])
+        .args(extra)
+        .arg(dest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect {dest}: {}",
+        describe(&out)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The manifest digest skopeo reports for DEST.
+pub fn skopeo_digest(st: &TestStore, dest: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--format", "{{.Digest}}"];
+    args.extend_from_slice(extra);
+    skopeo_inspect(st, dest, &args)
+}
+
+/// `hutch login` arguments for USER alice with the password on stdin.
+pub fn login_args(registry: &str) -> [&str; 6] {
+    [
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "alice",
+        "--password-stdin",
+        registry,
+    ]
 }
