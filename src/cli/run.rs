@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Give the command a pseudo-terminal
     #[arg(short, long)]
     tty: bool,
+    /// Pass descriptors 3 to 3+N-1 of hutch's caller to the command (all
+    /// others above 2 are closed)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preserve_fds: u32,
     /// Set an environment variable (KEY=VALUE, or KEY to pass hutch's own)
     #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
@@ -211,6 +215,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         command.remove(0);
     }
     let net = a.network.as_deref().map(network).transpose()?;
+    crate::sandbox::inherited::check_preserved(a.preserve_fds)?;
     pull_first(&store, &a.image, a.pull, a.tls.tls_verify)?;
     let req = RunRequest {
         image: a.image,
@@ -233,6 +238,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         publish: a.publish,
         mtu: a.mtu.or(net.as_ref().and_then(|n| n.mtu)),
         profile: Some(a.profile),
+        preserve_fds: a.preserve_fds,
     };
     let id = new_id()?;
     if a.dry_run {

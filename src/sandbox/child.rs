@@ -5,10 +5,13 @@
 //!  └─ relay   unshares mount, UTS, IPC, PID, cgroup (and network) ns;
 //!     │       forwards signals to init, exits with init's status
 //!     └─ init PID 1: builds the filesystem view (rootfs.rs), pivot_root,
-//!        │    reaps zombies, forwards signals to the command, exits with
-//!        │    the command's status (which ends every other process)
-//!        └─ command: session, tty, cwd, user, limits, capabilities,
-//!                    no_new_privs, Landlock, seccomp, execve
+//!        │    becomes not dumpable, zeroes its environment block, forks
+//!        │    the command, closes every descriptor; then only reaps
+//!        │    zombies, forwards signals to the command and exits with its
+//!        │    status (which ends every other process)
+//!        └─ command: session, tty, cwd, descriptors beyond 0-2 (and
+//!                    --preserve-fds) marked close-on-exec, user, limits,
+//!                    capabilities, no_new_privs, Landlock, seccomp, execve
 //! ```
 //!
 //! Children of a multi-threaded parent (hutch serves FUSE from threads)
@@ -86,6 +89,7 @@ fn die_with_parent(plan: &ChildPlan, expected_parent: Option<i32>) {
 /// The relay: new namespaces, then init below it.
 pub fn relay(plan: &ChildPlan) -> ! {
     die_with_parent(plan, Some(plan.launcher_pid));
+    let _ = sys::set_not_dumpable();
     if let Some(procs) = &plan.cgroup_procs
         && let Err(e) = std::fs::write(std::ffi::OsStr::from_bytes(procs.as_bytes()), b"0\n")
     {
@@ -122,12 +126,9 @@ pub fn relay(plan: &ChildPlan) -> ! {
             &format!("starting the container's init: {}", std::io::Error::from(e)),
         ),
     };
-    if let Some(tty) = &plan.tty {
-        sys::close_inherited(tty.as_raw_fd());
-    }
-    if let Some(sock) = &plan.net_sock {
-        sys::close_inherited(sock.as_raw_fd());
-    }
+    // The relay only waits and forwards signals from now on: it keeps no
+    // descriptor (the terminal, the error pipe, the caller's).
+    let _ = sys::close_fds_from(0, false);
     loop {
         let sig = sys::wait_signal(&set);
         if sig == libc::SIGCHLD {
@@ -165,6 +166,21 @@ fn init(plan: &ChildPlan) -> ! {
     if let Err(msg) = rootfs::setup(plan.spec, &plan.root, &plan.etc_dir, plan.own_netns) {
         fail(plan, &msg);
     }
+    // PID 1 is in the container's reach (its /proc/1, signals): from here
+    // on it holds nothing of the host. Not dumpable, so its /proc files
+    // and memory are closed to every process of the container, whatever
+    // capabilities a profile grants; its environment block (hutch's
+    // caller's) zeroed; and after the fork below, no descriptor at all.
+    if let Err(e) = sys::set_not_dumpable() {
+        fail(
+            plan,
+            &format!(
+                "making the container's init not dumpable: {}",
+                std::io::Error::from(e)
+            ),
+        );
+    }
+    sys::scrub_environment();
     let cmd = match sys::fork() {
         Ok(Forked::Child) => command(plan),
         Ok(Forked::Parent(p)) => p,
@@ -173,10 +189,18 @@ fn init(plan: &ChildPlan) -> ! {
             &format!("starting the command: {}", std::io::Error::from(e)),
         ),
     };
-    // Close our copy of the terminal so the launcher sees EOF when the
-    // command's side closes.
-    if let Some(tty) = &plan.tty {
-        sys::close_inherited(tty.as_raw_fd());
+    // Every descriptor goes: the overlay's and store's, the error pipe, the
+    // terminal (so the launcher sees EOF when the command's side closes),
+    // and whatever hutch's caller passed. The command has its own copies.
+    if let Err(e) = sys::close_fds_from(0, false) {
+        sys::kill(cmd, libc::SIGKILL);
+        fail(
+            plan,
+            &format!(
+                "closing the init's descriptors: {}",
+                std::io::Error::from(e)
+            ),
+        );
     }
     loop {
         let sig = sys::wait_signal(&all);
@@ -238,6 +262,27 @@ fn command(plan: &ChildPlan) -> ! {
             plan,
             &format!(
                 "entering the working directory {cwd}: {}",
+                std::io::Error::from(e)
+            ),
+        );
+    }
+    // Only 0, 1, 2 and the descriptors passed on purpose (--preserve-fds)
+    // reach the command: everything else hutch or its caller held is closed
+    // at execve (close-on-exec, so the error pipe works until then).
+    let keep = plan.spec.process.preserve_fds;
+    for fd in 3..3 + keep {
+        if let Err(e) = sys::keep_on_exec(fd as i32) {
+            fail(
+                plan,
+                &format!("passing descriptor {fd}: {}", std::io::Error::from(e)),
+            );
+        }
+    }
+    if let Err(e) = sys::close_fds_from(3 + keep, true) {
+        fail(
+            plan,
+            &format!(
+                "closing inherited descriptors: {}",
                 std::io::Error::from(e)
             ),
         );

@@ -7,17 +7,21 @@
 //! * `idmap`: uid/gid maps (newuidmap with a subordinate range, or one id).
 //! * `launch`: namespaces, the overlay mount, signals, the terminal.
 //! * `child`: the relay → init → command processes.
-//! * `rootfs`: /proc, /dev, /sys, mounts, masked paths, pivot_root.
+//! * `rootfs`: /proc, /dev, /sys, mounts, masked paths, pivot_root, with
+//!   every container path resolved inside the root by `inroot`.
 //! * `security`: the order in which the boundary is applied, using
 //!   `caps`, `rlimits`, `landlock`, `seccomp`; `cgroup` for limits.
 //! * `tap`, `netlink`, `network`: the container's eth0 for `--network
 //!   slirp` and the userspace stack (src/net) serving it.
+//! * `inherited`: descriptors from hutch's caller (`--preserve-fds`).
 //! * `pty`, `sys`: the terminal and the raw syscall wrappers.
 
 pub mod caps;
 pub mod cgroup;
 mod child;
 pub mod idmap;
+pub mod inherited;
+mod inroot;
 pub mod landlock;
 pub mod launch;
 mod netlink;

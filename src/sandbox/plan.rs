@@ -61,6 +61,8 @@ pub struct RunRequest {
     pub publish: Vec<String>,
     pub mtu: Option<u32>,
     pub profile: Option<String>,
+    /// `--preserve-fds N`.
+    pub preserve_fds: u32,
 }
 
 /// The image part of a plan.
@@ -399,6 +401,7 @@ pub fn plan(
             user,
             terminal: req.tty,
             stdin: req.interactive,
+            preserve_fds: req.preserve_fds,
         },
         hostname,
         id_maps,

@@ -16,14 +16,21 @@
 //!   places (`/home`, `/root`, `/run`, `/tmp`, `/var/tmp`) unless a mount
 //!   brings them in.
 //!
+//! Every container path (mount points, the /etc files, volumes, masked
+//! paths) is resolved inside the root by `inroot`, whatever symlinks the
+//! image holds, and mounted onto the resolved descriptor: nothing here
+//! builds a host path from a container path.
+//!
 //! Everything here runs in a forked child: failures are returned as
 //! messages for the launcher to print, never panics.
 
+use super::inroot::{self, Kind, Root};
 use super::spec::{MountSpec, SandboxSpec};
-use rustix::fs::StatVfsMountFlags;
+use rustix::fs::{FileType, StatVfsMountFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 /// A failed step, with what was being done.
 pub type Step<T> = Result<T, String>;
@@ -32,33 +39,11 @@ fn err(what: impl std::fmt::Display, e: Errno) -> String {
     format!("{what}: {}", std::io::Error::from(e))
 }
 
-/// The host path of container path `p` under the new root.
-fn under(root: &Path, p: &str) -> PathBuf {
-    root.join(p.trim_start_matches('/'))
-}
-
-fn mkdir_p(p: &Path) -> Step<()> {
-    std::fs::create_dir_all(p).map_err(|e| format!("creating {}: {e}", p.display()))
-}
-
-/// An empty file to bind a file onto (its directory is created too).
-fn touch(p: &Path) -> Step<()> {
-    if let Some(parent) = p.parent() {
-        mkdir_p(parent)?;
-    }
-    match std::fs::symlink_metadata(p) {
-        Ok(_) => Ok(()),
-        Err(_) => std::fs::File::create(p)
-            .map(|_| ())
-            .map_err(|e| format!("creating {}: {e}", p.display())),
-    }
-}
-
-/// Mount flags a remount of a bind of `source` must keep (in a user
-/// namespace the kernel locks them on mounts from the host).
-fn locked_flags(source: &Path) -> MountFlags {
+/// Mount flags a remount of a bind must keep (in a user namespace the
+/// kernel locks them on mounts from the host).
+fn locked_flags(mounted: &impl AsFd) -> MountFlags {
     let mut f = MountFlags::empty();
-    if let Ok(s) = rustix::fs::statvfs(source) {
+    if let Ok(s) = rustix::fs::fstatvfs(mounted) {
         let map = [
             (StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
             (StatVfsMountFlags::NODEV, MountFlags::NODEV),
@@ -77,56 +62,70 @@ fn locked_flags(source: &Path) -> MountFlags {
     f
 }
 
-fn bind(source: &Path, target: &Path, recursive: bool, read_only: bool) -> Step<()> {
+/// Bind `source` (a host path, or a descriptor's `/proc/self/fd/N`) onto
+/// the resolved container path `dest`; read-only if asked.
+fn bind(
+    root: &Root,
+    source: &Path,
+    target: &OwnedFd,
+    dest: &str,
+    recursive: bool,
+    read_only: bool,
+) -> Step<()> {
+    let to = inroot::fd_path(target);
     let r = if recursive {
-        rustix::mount::mount_bind_recursive(source, target)
+        rustix::mount::mount_bind_recursive(source, to.as_str())
     } else {
-        rustix::mount::mount_bind(source, target)
+        rustix::mount::mount_bind(source, to.as_str())
     };
     r.map_err(|e| {
         err(
-            format_args!("bind-mounting {} on {}", source.display(), target.display()),
+            format_args!("bind-mounting {} on {dest}", source.display()),
             e,
         )
     })?;
     if read_only {
-        let flags = MountFlags::BIND | MountFlags::RDONLY | locked_flags(target);
-        rustix::mount::mount_remount(target, flags, "")
-            .map_err(|e| err(format_args!("making {} read-only", target.display()), e))?;
+        // The descriptor names what is under the new mount; look the path
+        // up again to reach the mount itself.
+        let mounted = root
+            .lookup(dest)?
+            .ok_or_else(|| format!("{dest} vanished after mounting it"))?;
+        let flags = MountFlags::BIND | MountFlags::RDONLY | locked_flags(&mounted);
+        rustix::mount::mount_remount(inroot::fd_path(&mounted).as_str(), flags, "")
+            .map_err(|e| err(format_args!("making {dest} read-only"), e))?;
     }
     Ok(())
 }
 
-/// mount(2) of a filesystem with a data string.
+/// mount(2) of a filesystem with a data string onto a resolved descriptor.
 fn mount_fs(
     source: &str,
-    target: &Path,
+    target: &OwnedFd,
     fstype: &str,
     flags: MountFlags,
     data: &str,
 ) -> Result<(), Errno> {
     let data = std::ffi::CString::new(data).map_err(|_| Errno::INVAL)?;
-    rustix::mount::mount(source, target, fstype, flags, Some(data.as_c_str()))
+    let to = inroot::fd_path(target);
+    rustix::mount::mount(source, to.as_str(), fstype, flags, Some(data.as_c_str()))
 }
 
-fn tmpfs(target: &Path, flags: MountFlags, options: &str) -> Step<()> {
-    mkdir_p(target)?;
-    mount_fs("tmpfs", target, "tmpfs", flags, options)
-        .map_err(|e| err(format_args!("mounting a tmpfs on {}", target.display()), e))
+fn tmpfs(root: &Root, dest: &str, flags: MountFlags, options: &str) -> Step<()> {
+    let target = root.ensure(dest, Kind::Dir)?;
+    mount_fs("tmpfs", &target, "tmpfs", flags, options)
+        .map_err(|e| err(format_args!("mounting a tmpfs on {dest}"), e))
 }
 
-/// /proc with runc's masked and read-only paths.
-fn mount_proc(root: &Path) -> Step<()> {
-    let proc = under(root, "/proc");
-    mkdir_p(&proc)?;
+/// /proc: the container's own procfs.
+fn mount_proc(root: &Root) -> Step<()> {
+    let target = root.ensure("/proc", Kind::Dir)?;
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    mount_fs("proc", &proc, "proc", flags, "").map_err(|e| {
+    mount_fs("proc", &target, "proc", flags, "").map_err(|e| {
         err(
             "mounting /proc (a host whose own /proc has parts hidden, as in some containers, refuses it)",
             e,
         )
-    })?;
-    Ok(())
+    })
 }
 
 const MASKED: &[&str] = &[
@@ -155,43 +154,48 @@ const READ_ONLY: &[&str] = &[
 /// Hide or freeze what runc hides: files get /dev/null bound over them,
 /// directories an empty read-only tmpfs; read-only paths a read-only bind
 /// of themselves.
-fn mask_paths(root: &Path) -> Step<()> {
+fn mask_paths(root: &Root) -> Step<()> {
+    let null = root
+        .lookup("/dev/null")?
+        .ok_or("the container's /dev/null is missing")?;
+    let null = inroot::fd_path(&null);
     for p in MASKED {
-        let t = under(root, p);
-        let Ok(meta) = std::fs::symlink_metadata(&t) else {
+        let Some(t) = root.lookup(p)? else {
             continue;
         };
-        if meta.is_dir() {
-            tmpfs(&t, MountFlags::RDONLY, "size=0,mode=755")?;
+        if inroot::file_type(&t) == Some(FileType::Directory) {
+            mount_fs("tmpfs", &t, "tmpfs", MountFlags::RDONLY, "size=0,mode=755")
+                .map_err(|e| err(format_args!("masking {p}"), e))?;
         } else {
-            bind(&under(root, "/dev/null"), &t, false, false)?;
+            bind(root, Path::new(&null), &t, p, false, false)?;
         }
     }
     for p in READ_ONLY {
-        let t = under(root, p);
-        if std::fs::symlink_metadata(&t).is_err() {
+        let Some(t) = root.lookup(p)? else {
             continue;
-        }
-        bind(&t, &t, true, true)?;
+        };
+        bind(root, Path::new(&inroot::fd_path(&t)), &t, p, true, true)?;
     }
     Ok(())
 }
 
 /// /dev: a small tmpfs with the safe device nodes bound from the host.
-fn mount_dev(root: &Path, ptmx_gid5: bool) -> Step<()> {
-    let dev = under(root, "/dev");
+fn mount_dev(root: &Root, ptmx_gid5: bool) -> Step<()> {
     tmpfs(
-        &dev,
+        root,
+        "/dev",
         MountFlags::NOSUID | MountFlags::NOEXEC,
         "mode=755,size=65536k",
     )?;
+    // From here on /dev resolves to the fresh tmpfs, whatever the image had.
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let t = dev.join(node);
-        touch(&t)?;
-        bind(&Path::new("/dev").join(node), &t, false, false)?;
+        let dest = format!("/dev/{node}");
+        let t = root.ensure(&dest, Kind::File)?;
+        // The source is the host's node (no pivot_root yet).
+        let host_node = Path::new("/dev").join(node);
+        bind(root, &host_node, &t, &dest, false, false)?;
     }
-    let pts = dev.join("pts");
-    mkdir_p(&pts)?;
+    let pts = root.ensure("/dev/pts", Kind::Dir)?;
     let opts = if ptmx_gid5 {
         "newinstance,ptmxmode=0666,mode=0620,gid=5"
     } else {
@@ -205,6 +209,9 @@ fn mount_dev(root: &Path, ptmx_gid5: bool) -> Step<()> {
         opts,
     )
     .map_err(|e| err("mounting a private devpts on /dev/pts", e))?;
+    let dev = root
+        .lookup_dir("/dev")?
+        .ok_or("the container's /dev is missing")?;
     let links = [
         ("pts/ptmx", "ptmx"),
         ("/proc/self/fd", "fd"),
@@ -214,16 +221,16 @@ fn mount_dev(root: &Path, ptmx_gid5: bool) -> Step<()> {
         ("/proc/kcore", "core"),
     ];
     for (target, name) in links {
-        std::os::unix::fs::symlink(target, dev.join(name))
-            .map_err(|e| format!("creating /dev/{name}: {e}"))?;
+        rustix::fs::symlinkat(target, &dev, name)
+            .map_err(|e| err(format_args!("creating /dev/{name}"), e))?;
     }
     tmpfs(
-        &dev.join("shm"),
+        root,
+        "/dev/shm",
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         "mode=1777,size=65536k",
     )?;
-    let mq = dev.join("mqueue");
-    mkdir_p(&mq)?;
+    let mq = root.ensure("/dev/mqueue", Kind::Dir)?;
     mount_fs(
         "mqueue",
         &mq,
@@ -231,20 +238,18 @@ fn mount_dev(root: &Path, ptmx_gid5: bool) -> Step<()> {
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         "",
     )
-    .map_err(|e| err("mounting /dev/mqueue", e))?;
-    Ok(())
+    .map_err(|e| err("mounting /dev/mqueue", e))
 }
 
 /// /sys read-only: a fresh sysfs when the container has its own network
 /// namespace (the kernel allows it then), else the host's, bound.
-fn mount_sys(root: &Path, own_netns: bool) -> Step<()> {
-    let sys = under(root, "/sys");
-    mkdir_p(&sys)?;
+fn mount_sys(root: &Root, own_netns: bool) -> Step<()> {
+    let target = root.ensure("/sys", Kind::Dir)?;
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::RDONLY;
-    if own_netns && mount_fs("sysfs", &sys, "sysfs", flags, "").is_ok() {
+    if own_netns && mount_fs("sysfs", &target, "sysfs", flags, "").is_ok() {
         return Ok(());
     }
-    bind(Path::new("/sys"), &sys, true, true)
+    bind(root, Path::new("/sys"), &target, "/sys", true, true)
 }
 
 /// Bring the loopback interface of a new network namespace up.
@@ -252,9 +257,9 @@ fn loopback_up() -> Step<()> {
     super::sys::interface_up("lo").map_err(|e| err("bringing up the loopback interface", e))
 }
 
-fn user_mounts(root: &Path, spec: &SandboxSpec) -> Step<()> {
+fn user_mounts(root: &Root, spec: &SandboxSpec) -> Step<()> {
     for m in &spec.mounts {
-        let target = under(root, m.destination());
+        let dest = m.destination();
         match m {
             MountSpec::Bind {
                 source, read_only, ..
@@ -262,15 +267,14 @@ fn user_mounts(root: &Path, spec: &SandboxSpec) -> Step<()> {
                 let is_dir = std::fs::metadata(source)
                     .map_err(|e| format!("volume {}: {e}", source.display()))?
                     .is_dir();
-                if is_dir {
-                    mkdir_p(&target)?;
-                } else {
-                    touch(&target)?;
-                }
-                bind(source, &target, true, *read_only)?;
+                let kind = if is_dir { Kind::Dir } else { Kind::File };
+                let target = root
+                    .ensure(dest, kind)
+                    .map_err(|e| format!("volume {}:{dest}: {e}", source.display()))?;
+                bind(root, source, &target, dest, true, *read_only)?;
             }
             MountSpec::Tmpfs { options, .. } => {
-                tmpfs(&target, MountFlags::NOSUID | MountFlags::NODEV, options)?;
+                tmpfs(root, dest, MountFlags::NOSUID | MountFlags::NODEV, options)?;
             }
         }
     }
@@ -283,36 +287,36 @@ const HOST_PRIVATE: &[&str] = &[
     "/home", "/root", "/run", "/tmp", "/var/tmp", "/mnt", "/media",
 ];
 
-fn hide_host_private(root: &Path) -> Step<()> {
+fn hide_host_private(root: &Root) -> Step<()> {
     for p in HOST_PRIVATE {
-        let t = under(root, p);
-        if std::fs::symlink_metadata(&t)
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
-        {
+        if root.lookup_dir(p)?.is_some() {
             let mode = if *p == "/tmp" || *p == "/var/tmp" {
                 "mode=1777"
             } else {
                 "mode=755"
             };
-            tmpfs(&t, MountFlags::NOSUID | MountFlags::NODEV, mode)?;
+            tmpfs(root, p, MountFlags::NOSUID | MountFlags::NODEV, mode)?;
         }
     }
     Ok(())
 }
 
-fn etc_files(root: &Path, etc_dir: &Path) -> Step<()> {
+fn etc_files(root: &Root, etc_dir: &Path) -> Step<()> {
+    let etc = root.ensure("/etc", Kind::Dir)?;
     for f in ["hosts", "hostname", "resolv.conf"] {
-        let t = under(root, &format!("/etc/{f}"));
-        // A symlink (Debian's resolv.conf may be one) is replaced by a file.
-        if std::fs::symlink_metadata(&t)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false)
-        {
-            let _ = std::fs::remove_file(&t);
-        }
-        touch(&t)?;
-        bind(&etc_dir.join(f), &t, false, false)?;
+        // A symlink (Debian's resolv.conf may be one) is replaced by a file,
+        // never followed.
+        let target = root
+            .replace_file(&etc, f)
+            .map_err(|e| format!("preparing /etc/{f}: {e}"))?;
+        bind(
+            root,
+            &etc_dir.join(f),
+            &target,
+            &format!("/etc/{f}"),
+            false,
+            false,
+        )?;
     }
     Ok(())
 }
@@ -326,19 +330,28 @@ pub fn setup(spec: &SandboxSpec, root: &Path, etc_dir: &Path, own_netns: bool) -
         MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
     )
     .map_err(|e| err("making the mount namespace private", e))?;
-    if spec.rootfs.host {
-        hide_host_private(root)?;
+    {
+        let r = Root::open(root)?;
+        if spec.rootfs.host {
+            hide_host_private(&r)?;
+        }
+        mount_proc(&r)?;
+        mount_dev(&r, spec.id_maps.maps_gid(5))?;
+        mount_sys(&r, own_netns)?;
+        etc_files(&r, etc_dir)?;
+        user_mounts(&r, spec)?;
+        mask_paths(&r)?;
     }
-    mount_proc(root)?;
-    mount_dev(root, spec.id_maps.maps_gid(5))?;
-    mount_sys(root, own_netns)?;
-    etc_files(root, etc_dir)?;
-    user_mounts(root, spec)?;
-    mask_paths(root)?;
     if spec.rootfs.read_only {
+        let top = rustix::fs::open(
+            root,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| err("opening the root filesystem", e))?;
         rustix::mount::mount_remount(
             root,
-            MountFlags::BIND | MountFlags::RDONLY | locked_flags(root),
+            MountFlags::BIND | MountFlags::RDONLY | locked_flags(&top),
             "",
         )
         .map_err(|e| err("making the root filesystem read-only", e))?;

@@ -67,6 +67,10 @@ pub struct ProcessSpec {
     pub terminal: bool,
     /// `-i`: keep stdin open (without it the command's stdin is /dev/null).
     pub stdin: bool,
+    /// `--preserve-fds N`: descriptors 3..3+N of hutch's caller reach the
+    /// command; every other descriptor above 2 is closed.
+    #[serde(default)]
+    pub preserve_fds: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

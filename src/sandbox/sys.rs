@@ -1,6 +1,7 @@
 //! Small wrappers around the syscalls the launcher needs that rustix does
 //! not offer safely: fork, signal masks and waiting for signals, execve,
-//! `_exit`, and bringing a network interface up. Each `unsafe` block says
+//! `_exit`, closing descriptors, the process's own title, environment
+//! block and dumpable flag, and bringing a network interface up. Each `unsafe` block says
 //! why it is sound.
 
 use rustix::io::Errno;
@@ -196,6 +197,17 @@ pub fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> Errno {
     Errno::from_raw_os_error(last_errno())
 }
 
+/// Two fields of /proc/self/stat (numbered as proc(5) numbers them,
+/// from 1), as addresses.
+fn stat_fields(a: usize, b: usize) -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    // after_comm starts at field 3.
+    let get = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<usize>().ok());
+    Some((get(a)?, get(b)?))
+}
+
 /// Rename the calling process as `ps` shows it: the thread name and the
 /// command line (which for the container's init would otherwise be hutch's
 /// own, with host paths). The argument area is overwritten in place, as
@@ -204,19 +216,8 @@ pub fn set_process_title(title: &str) {
     if let Ok(name) = CString::new(title) {
         let _ = rustix::thread::set_name(&name);
     }
-    // Fields 48 and 49 of /proc/self/stat: start and end of the argv area.
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return;
-    };
-    let Some(after_comm) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return;
-    };
-    let fields: Vec<&str> = after_comm.split(' ').collect();
-    // after_comm starts at field 3.
-    let (Some(start), Some(end)) = (
-        fields.get(48 - 3).and_then(|f| f.parse::<usize>().ok()),
-        fields.get(49 - 3).and_then(|f| f.parse::<usize>().ok()),
-    ) else {
+    // Fields 48 and 49: start and end of the argv area.
+    let Some((start, end)) = stat_fields(48, 49) else {
         return;
     };
     if end <= start + 1 {
@@ -233,6 +234,89 @@ pub fn set_process_title(title: &str) {
         std::ptr::write_bytes(p, 0, len);
         std::ptr::copy_nonoverlapping(t.as_ptr(), p, n);
     }
+}
+
+/// Overwrite the initial environment block (what /proc/PID/environ shows)
+/// with zeros, so a forked child that never executes anything keeps none
+/// of its caller's variables in it. The process must not read its
+/// environment afterwards (the launcher's children never do).
+pub fn scrub_environment() {
+    // Fields 50 and 51: start and end of the environment area.
+    let Some((start, end)) = stat_fields(50, 51) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    // SAFETY: [start, end) is this process's own environment area on its
+    // initial stack, mapped and writable; the only references into it are
+    // libc's `environ` entries, which are never read after this (see
+    // above), and zeros leave them valid empty strings.
+    unsafe {
+        std::ptr::write_bytes(start as *mut u8, 0, end - start);
+    }
+}
+
+/// Make the calling process not dumpable: its /proc/PID files (fd, environ,
+/// mem, maps, root, cwd) belong to the host's root, and ptrace or
+/// process_vm_readv are refused, for any process of the container
+/// whatever capabilities it holds there (the check is made in the user
+/// namespace hutch was started in).
+pub fn set_not_dumpable() -> Result<(), Errno> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+}
+
+/// Close every descriptor from `first` on (`cloexec`: only mark them
+/// close-on-exec, so that they stay usable until execve). Uses
+/// close_range(2), or on kernels older than 5.11 the list in
+/// /proc/self/fd.
+pub fn close_fds_from(first: u32, cloexec: bool) -> Result<(), Errno> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let flags = if cloexec { CLOSE_RANGE_CLOEXEC } else { 0 };
+    // SAFETY: close_range only closes or flags descriptors; the callers
+    // are forked children that own every descriptor they hold (values that
+    // borrow one are never used after this, see `close_inherited`).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            flags,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = last_errno();
+    if e != libc::ENOSYS && e != libc::EINVAL {
+        return Err(Errno::from_raw_os_error(e));
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Errno::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &i32| fd >= first as i32)
+        .collect();
+    for fd in fds {
+        if cloexec {
+            // SAFETY: setting FD_CLOEXEC on a descriptor we own.
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        } else {
+            close_inherited(fd);
+        }
+    }
+    Ok(())
+}
+
+/// Clear close-on-exec on `fd` (a descriptor handed through to the
+/// command on purpose).
+pub fn keep_on_exec(fd: i32) -> Result<(), Errno> {
+    // SAFETY: F_SETFD on an fd number only changes its flags or fails.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+        return Err(Errno::from_raw_os_error(last_errno()));
+    }
+    Ok(())
 }
 
 /// Set IFF_UP on interface `name` (e.g. "lo").
