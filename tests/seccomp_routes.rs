@@ -178,27 +178,85 @@ fn assert_reaches_kernel(answers: &BTreeMap<String, Answer>, name: &str, ctx: &s
     );
 }
 
+/// perl: `uring_socket(FAMILY)` makes a stream socket of FAMILY through an
+/// io_uring (IORING_OP_SOCKET, Linux 5.19+), writing the submission into
+/// the rings through /proc/self/mem, and prints `uring_socket_domain ok
+/// DOMAIN` (SO_DOMAIN of the new socket), or the step that failed.
+const URING_SOCKET: &str = r#"
+sub uring_socket {
+    my ($family) = @_;
+    my $params = "\0" x 120;
+    $! = 0;
+    my $ring = syscall(425, 1, $params);
+    return ans("uring_setup", $ring) if $ring < 0;
+    my ($sq_entries, $cq_entries) = unpack("L2", $params);
+    my ($sq_tail, $sq_array) = (unpack("L10", substr($params, 40, 40)))[1, 6];
+    my $cqes = (unpack("L10", substr($params, 80, 40)))[5];
+    my $len = $sq_array + 4 * $sq_entries;
+    $len = $cqes + 16 * $cq_entries if $cqes + 16 * $cq_entries > $len;
+    my $rings = syscall(9, 0, $len, 3, 1, $ring, 0);
+    my $sqes = syscall(9, 0, 64, 3, 1, $ring, 0x10000000);
+    die "mmap: $!" if $rings == -1 || $sqes == -1;
+    open(my $mem, "+<", "/proc/self/mem") or die "/proc/self/mem: $!";
+    my $poke = sub {
+        sysseek($mem, $_[0], 0) or die "seek: $!";
+        syswrite($mem, $_[1]) == length($_[1]) or die "poke: $!";
+    };
+    # IORING_OP_SOCKET (45): fd = domain, off = type, len = protocol.
+    $poke->($sqes, pack("CCSlQQLLQ", 45, 0, 0, $family, 1, 0, 0, 0, 7) . ("\0" x 24));
+    $poke->($rings + $sq_array, pack("L", 0));
+    $poke->($rings + $sq_tail, pack("L", 1));
+    $! = 0;
+    my $n = syscall(426, $ring, 1, 1, 1, 0, 0);
+    return ans("uring_enter", $n) if $n < 0;
+    sysseek($mem, $rings + $cqes, 0) or die "seek: $!";
+    sysread($mem, my $cqe, 16) == 16 or die "peek: $!";
+    my (undef, $res) = unpack("Ql", $cqe);
+    if ($res < 0) { $! = -$res; return ans("uring_socket", -1) }
+    my ($buf, $blen) = ("\0" x 4, pack("L", 4));
+    syscall(55, $res, 1, 39, $buf, $blen) == 0 or die "getsockopt: $!";
+    ans("uring_socket_domain", unpack("l", $buf));
+}
+"#;
+
 #[test]
 fn seccomp_routes_io_uring_is_denied_in_default() {
     let Some(r) = routes() else { return };
-    let script = r#"
+    let script = format!(
+        r#"{URING_SOCKET}
         p("io_uring_setup", 425, 1, "\0" x 120);
         p("io_uring_enter", 426, -1, 0, 0, 0, 0, 0);
         p("io_uring_register", 427, -1, 0, 0, 0);
-    "#;
+        p("socket_vsock", 41, 40, 1, 0);
+        uring_socket(40);
+    "#
+    );
     for profile in ["default", "routes-caps", "untrusted"] {
-        let a = r.perl(profile, script);
-        for name in ["io_uring_setup", "io_uring_enter", "io_uring_register"] {
+        let a = r.perl(profile, &script);
+        for name in [
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+            "socket_vsock",
+            "uring_setup",
+        ] {
             assert_errno(&a, name, EPERM, profile);
         }
     }
-    // Control: without the filter, io_uring_setup returns a ring (an fd)
-    // and the other two reach the kernel (EBADF for fd -1).
-    let a = r.perl("routes-unconfined", script);
+    // Control: without the filter, io_uring_setup returns a ring (an fd),
+    // the other two reach the kernel (EBADF for fd -1), and the ring's
+    // IORING_OP_SOCKET makes an AF_VSOCK (40) socket: the route that the
+    // default filter had left open while refusing socket(AF_VSOCK).
+    let a = r.perl("routes-unconfined", &script);
     assert_works(&a, "io_uring_setup", "unconfined");
     assert!(a["io_uring_setup"].unwrap() >= 0);
     assert_reaches_kernel(&a, "io_uring_enter", "unconfined");
     assert_reaches_kernel(&a, "io_uring_register", "unconfined");
+    assert_eq!(
+        answer(&a, "uring_socket_domain", "unconfined"),
+        &Ok(40),
+        "IORING_OP_SOCKET without the filter"
+    );
 }
 
 #[test]
