@@ -20,7 +20,8 @@
 //!
 //! Arguments are compared as the kernel reads them: 32 bits for an `int`
 //! (so `socket(0x1_0000_0028)`, which the kernel takes for AF_VSOCK, is
-//! refused like `socket(40)`; Docker's 64-bit comparisons let it through).
+//! refused like `socket(40)`, where a 64-bit comparison would let it
+//! through).
 //!
 //! The filters are built with `seccompiler` for the architecture hutch is
 //! built for (x86_64 or aarch64). Every filter first checks the
