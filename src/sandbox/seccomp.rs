@@ -4,18 +4,33 @@
 //! as it applies to a container with Docker's default capabilities: an
 //! allow-list, everything else fails with EPERM; `personality` only with
 //! the harmless values, `clone` only without namespace flags, `socket`
-//! without `AF_VSOCK`, `clone3` fails with ENOSYS (so that libc falls back
-//! to `clone`, whose flags a filter can see). On top of Docker, `ioctl`
-//! `TIOCSTI` and `TIOCLINUX` (typing into the terminal) fail with EPERM,
-//! and syscalls newer than the list fail with ENOSYS (as runc does), so
-//! programs use their fallbacks instead of failing on EPERM.
+//! without `AF_ALG` and `AF_VSOCK`, no io_uring (its operations would
+//! reach the kernel around every rule here: `IORING_OP_SOCKET` makes the
+//! sockets `socket` refuses), `clone3` fails with ENOSYS (so that libc
+//! falls back to `clone`, whose flags a filter can see). On top of Docker,
+//! `ioctl` `TIOCSTI` and `TIOCLINUX` (typing into the terminal) fail with
+//! EPERM, and syscalls newer than the list fail with ENOSYS (as runc
+//! does), so programs use their fallbacks instead of failing on EPERM.
+//! Unlike Docker, granting a capability does not widen the filter: with
+//! CAP_SYS_ADMIN, mounts, new namespaces, bpf and perf_event_open still
+//! fail; a profile that needs them sets `seccomp = "unconfined"`.
 //! `strict` is `default` minus the syscalls that give a process power over
 //! others or over the kernel (ptrace, keyrings, bpf, io_uring, namespaces,
 //! mounts, chroot, ...). `unconfined` installs nothing.
 //!
+//! Arguments are compared as the kernel reads them: 32 bits for an `int`
+//! (so `socket(0x1_0000_0028)`, which the kernel takes for AF_VSOCK, is
+//! refused like `socket(40)`, where a 64-bit comparison would let it
+//! through).
+//!
 //! The filters are built with `seccompiler` for the architecture hutch is
-//! built for (x86_64 or aarch64); a syscall made through another ABI
-//! (32-bit x86 or arm) kills the process, unlike Docker, which allows them.
+//! built for (x86_64 or aarch64). Every filter first checks the
+//! architecture of the call and kills the process on any other: a syscall
+//! made through `int 0x80` (32-bit x86, with its own numbers and
+//! `socketcall`, whose arguments a filter cannot read) or 32-bit arm never
+//! runs, unlike Docker, which allows them. x32 calls (x86_64's
+//! architecture with bit 30 set in the number) match no allowed number
+//! and fail with EPERM.
 //!
 //! [`prepare`] compiles the BPF programs before fork;
 //! [`SeccompProgram::apply`] installs them in the child with one syscall
@@ -331,15 +346,16 @@ const ALLOW_COMMON: &[&[Syscall]] = &[
         SYS_pipe2,
     ],
     // Asynchronous I/O (io_pgetevents is added from its own constant).
+    // Not io_uring: its operations (IORING_OP_SOCKET, IORING_OP_OPENAT...)
+    // reach the kernel without passing through this filter, so an
+    // io_uring is a route around every rule below; Docker 25+ denies it
+    // too.
     syscalls![
         SYS_io_setup,
         SYS_io_destroy,
         SYS_io_submit,
         SYS_io_cancel,
         SYS_io_getevents,
-        SYS_io_uring_setup,
-        SYS_io_uring_enter,
-        SYS_io_uring_register,
     ],
     // Sockets (socket itself is conditional, below).
     syscalls![
@@ -494,6 +510,12 @@ pub const STRICT_DENY: &[Syscall] = syscalls![
 /// CLONE_NEWNET (Docker's 2114060288).
 pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
 
+/// Socket families `socket(2)` refuses, as Docker does: AF_ALG (the
+/// kernel's crypto API, a large attack surface no container needs) and
+/// AF_VSOCK (the host's hypervisor sockets).
+#[allow(clippy::unnecessary_cast)]
+pub const DENIED_SOCKET_FAMILIES: [u64; 2] = [libc::AF_ALG as u64, libc::AF_VSOCK as u64];
+
 /// personality(2) values Docker allows: PER_LINUX, PER_LINUX32,
 /// UNAME26, UNAME26|PER_LINUX32, and 0xffffffff (query).
 const PERSONALITY_ALLOWED: [u64; 5] = [0x0, 0x8, 0x2_0000, 0x2_0008, 0xffff_ffff];
@@ -544,14 +566,17 @@ fn allow_rules(level: SeccompLevel) -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
             cond(1, SeccompCmpOp::Ne, tioclinux)?,
         ])?],
     );
-    // socket: any family but AF_VSOCK (the host's hypervisor sockets).
+    // socket: any family but those of DENIED_SOCKET_FAMILIES (one rule,
+    // its conditions ANDed). socketpair needs no rule: neither family
+    // implements it.
     map.insert(
         libc::SYS_socket,
-        vec![rule(vec![cond(
-            0,
-            SeccompCmpOp::Ne,
-            libc::AF_VSOCK as u64,
-        )?])?],
+        vec![rule(
+            DENIED_SOCKET_FAMILIES
+                .iter()
+                .map(|&f| cond(0, SeccompCmpOp::Ne, f))
+                .collect::<Result<_>>()?,
+        )?],
     );
     // personality: only the values that change nothing dangerous.
     map.insert(
@@ -782,7 +807,7 @@ mod tests {
                 "{nr} allowed in default"
             );
         }
-        for nr in [libc::SYS_ptrace, libc::SYS_chroot, libc::SYS_io_uring_setup] {
+        for nr in [libc::SYS_ptrace, libc::SYS_chroot] {
             assert!(allowed(SeccompLevel::Default, nr));
         }
         for nr in [
@@ -793,6 +818,285 @@ mod tests {
             libc::SYS_setuid,
         ] {
             assert!(allowed(SeccompLevel::Strict, nr));
+        }
+    }
+
+    /// AUDIT_ARCH_* values (linux/audit.h): the build architecture and
+    /// the 32-bit ABI a process of that architecture can also call.
+    #[cfg(target_arch = "x86_64")]
+    const NATIVE_AUDIT_ARCH: u32 = 0xC000_003E;
+    #[cfg(target_arch = "x86_64")]
+    const COMPAT_AUDIT_ARCH: u32 = 0x4000_0003;
+    #[cfg(target_arch = "aarch64")]
+    const NATIVE_AUDIT_ARCH: u32 = 0xC000_00B7;
+    #[cfg(target_arch = "aarch64")]
+    const COMPAT_AUDIT_ARCH: u32 = 0x4000_0028;
+
+    /// `seccomp_data` as the kernel lays it out: nr, arch, instruction
+    /// pointer, six arguments.
+    fn seccomp_data(arch: u32, nr: i64, args: &[u64]) -> [u8; 64] {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        data
+    }
+
+    /// Run one classic BPF program on `data`, as the kernel's seccomp
+    /// does; only the instructions seccompiler emits are known (any other
+    /// fails the test).
+    fn run_bpf(program: &[libc::sock_filter], data: &[u8; 64]) -> u32 {
+        const LD_W_ABS: u16 = 0x20;
+        const ALU_AND_K: u16 = 0x54;
+        const JA: u16 = 0x05;
+        const JEQ_K: u16 = 0x15;
+        const JGT_K: u16 = 0x25;
+        const JGE_K: u16 = 0x35;
+        const JSET_K: u16 = 0x45;
+        const RET_K: u16 = 0x06;
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let i = program[pc];
+            pc += 1;
+            let jump = |taken: bool| if taken { i.jt } else { i.jf } as usize;
+            match i.code {
+                LD_W_ABS => {
+                    let at = i.k as usize;
+                    acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                ALU_AND_K => acc &= i.k,
+                JA => pc += i.k as usize,
+                JEQ_K => pc += jump(acc == i.k),
+                JGT_K => pc += jump(acc > i.k),
+                JGE_K => pc += jump(acc >= i.k),
+                JSET_K => pc += jump(acc & i.k != 0),
+                RET_K => return i.k,
+                code => panic!("BPF instruction {code:#x} unknown to this test"),
+            }
+        }
+    }
+
+    /// What the installed filters of `level` answer, combined as the
+    /// kernel does: the most restrictive action wins, and among equal
+    /// actions the filter installed last.
+    fn verdict(level: SeccompLevel, arch: u32, nr: i64, args: &[u64]) -> u32 {
+        let data = seccomp_data(arch, nr, args);
+        let program = prepare(level).unwrap();
+        let mut answer = libc::SECCOMP_RET_ALLOW;
+        for filter in program.filters.iter().rev() {
+            let ret = run_bpf(filter, &data);
+            // The kernel compares actions as signed (KILL_PROCESS is
+            // 0x80000000, the most restrictive).
+            if ((ret & libc::SECCOMP_RET_ACTION_FULL) as i32)
+                < ((answer & libc::SECCOMP_RET_ACTION_FULL) as i32)
+            {
+                answer = ret;
+            }
+        }
+        answer
+    }
+
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    const ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+    const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
+
+    fn default_says(nr: i64, args: &[u64]) -> u32 {
+        verdict(SeccompLevel::Default, NATIVE_AUDIT_ARCH, nr, args)
+    }
+
+    #[test]
+    fn default_denies_io_uring_as_docker_25() {
+        for nr in [
+            libc::SYS_io_uring_setup,
+            libc::SYS_io_uring_enter,
+            libc::SYS_io_uring_register,
+        ] {
+            assert!(!allowed(SeccompLevel::Default, nr), "{nr} allowed");
+            assert_eq!(default_says(nr, &[1, 0]), EPERM, "io_uring syscall {nr}");
+            assert_eq!(
+                verdict(SeccompLevel::Strict, NATIVE_AUDIT_ARCH, nr, &[1, 0]),
+                EPERM
+            );
+        }
+        // Control: the older asynchronous I/O stays (Docker allows it; its
+        // operations are only reads and writes of descriptors).
+        assert_eq!(default_says(libc::SYS_io_setup, &[1, 0]), ALLOW);
+    }
+
+    #[test]
+    fn default_denies_the_routes_around_it() {
+        let denied: &[(&str, i64, &[u64])] = &[
+            // The new mount API.
+            ("fsopen", libc::SYS_fsopen, &[0, 0]),
+            ("fsconfig", libc::SYS_fsconfig, &[3, 6, 0, 0, 0]),
+            ("fsmount", libc::SYS_fsmount, &[3, 0, 0]),
+            ("fspick", libc::SYS_fspick, &[0, 0, 0]),
+            ("move_mount", libc::SYS_move_mount, &[3, 0, 0, 0, 4]),
+            ("open_tree", libc::SYS_open_tree, &[0, 0, 0]),
+            ("mount_setattr", libc::SYS_mount_setattr, &[3, 0, 0, 0, 32]),
+            ("mount", libc::SYS_mount, &[0, 0, 0, 0, 0]),
+            // Namespaces.
+            ("unshare", libc::SYS_unshare, &[libc::CLONE_NEWUSER as u64]),
+            ("setns", libc::SYS_setns, &[3, 0]),
+            // Kernel-facing interfaces.
+            ("userfaultfd", libc::SYS_userfaultfd, &[1]),
+            ("perf_event_open", libc::SYS_perf_event_open, &[0, 0, 0]),
+            ("bpf", libc::SYS_bpf, &[0, 0, 0]),
+            ("keyctl", libc::SYS_keyctl, &[0, 0, 0]),
+            ("add_key", libc::SYS_add_key, &[0, 0, 0, 0, 0]),
+            ("request_key", libc::SYS_request_key, &[0, 0, 0, 0]),
+            ("kexec_load", libc::SYS_kexec_load, &[0, 0, 0, 0]),
+            (
+                "kexec_file_load",
+                libc::SYS_kexec_file_load,
+                &[0, 0, 0, 0, 0],
+            ),
+            ("open_by_handle_at", libc::SYS_open_by_handle_at, &[3, 0, 0]),
+            ("reboot", libc::SYS_reboot, &[0, 0, 0, 0]),
+            ("init_module", libc::SYS_init_module, &[0, 0, 0]),
+            ("pidfd_getfd", libc::SYS_pidfd_getfd, &[3, 3, 0]),
+            ("kcmp", libc::SYS_kcmp, &[0, 0, 0, 0, 0]),
+        ];
+        for &(name, nr, args) in denied {
+            assert_eq!(default_says(nr, args), EPERM, "{name}");
+        }
+        // Controls: the calls Docker allows (as Docker, ptrace and
+        // process_vm_* since kernel 4.8) pass with any arguments.
+        for (name, nr) in [
+            ("name_to_handle_at", libc::SYS_name_to_handle_at),
+            ("ptrace", libc::SYS_ptrace),
+            ("process_vm_readv", libc::SYS_process_vm_readv),
+            ("process_vm_writev", libc::SYS_process_vm_writev),
+            ("openat", libc::SYS_openat),
+        ] {
+            assert_eq!(default_says(nr, &[0, 0, 0]), ALLOW, "{name}");
+        }
+    }
+
+    #[test]
+    fn default_checks_clone_flags_and_hides_clone3() {
+        let sigchld = libc::SIGCHLD as u64;
+        // fork and threads pass.
+        assert_eq!(default_says(libc::SYS_clone, &[sigchld]), ALLOW);
+        let thread = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM
+            | libc::CLONE_SETTLS
+            | libc::CLONE_PARENT_SETTID
+            | libc::CLONE_CHILD_CLEARTID) as u64;
+        assert_eq!(default_says(libc::SYS_clone, &[thread]), ALLOW);
+        // Every namespace flag is refused, alone or with others, also with
+        // bits above 32 set (the kernel ignores them).
+        for flag in [
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWCGROUP,
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWIPC,
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNET,
+        ] {
+            let flag = flag as u64;
+            assert_eq!(flag & CLONE_NAMESPACE_FLAGS, flag, "{flag:#x} in the mask");
+            for args in [[flag | sigchld], [flag | thread], [flag | 1 << 40]] {
+                assert_eq!(default_says(libc::SYS_clone, &args), EPERM, "{args:x?}");
+            }
+        }
+        // clone3 keeps its flags in memory: ENOSYS whatever they are, so
+        // libc falls back to clone.
+        assert_eq!(default_says(libc::SYS_clone3, &[0, 88]), ENOSYS);
+    }
+
+    #[test]
+    fn default_refuses_socket_families_as_docker_and_in_32_bits() {
+        for family in [libc::AF_VSOCK, libc::AF_ALG] {
+            let family = family as u64;
+            assert_eq!(default_says(libc::SYS_socket, &[family, 1, 0]), EPERM);
+            // The kernel reads an int: bits above 32 do not hide the family.
+            assert_eq!(
+                default_says(libc::SYS_socket, &[family | 1 << 32, 1, 0]),
+                EPERM,
+                "{family} with high bits"
+            );
+        }
+        // Controls: the families around them and the usual ones pass
+        // (AF_PACKET needs CAP_NET_RAW, which the kernel checks; netlink
+        // as in Docker).
+        for family in [
+            libc::AF_UNIX,
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_NETLINK,
+            libc::AF_PACKET,
+            37,
+            39,
+            41,
+        ] {
+            assert_eq!(
+                default_says(libc::SYS_socket, &[family as u64, 1, 0]),
+                ALLOW,
+                "family {family}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_limits_personality_and_terminal_ioctls_in_32_bits() {
+        let read_implies_exec = 0x0040_0000;
+        let addr_no_randomize = 0x0004_0000;
+        for value in [
+            read_implies_exec,
+            addr_no_randomize,
+            read_implies_exec | 1 << 32,
+        ] {
+            assert_eq!(
+                default_says(libc::SYS_personality, &[value]),
+                EPERM,
+                "{value:#x}"
+            );
+        }
+        for value in PERSONALITY_ALLOWED {
+            assert_eq!(default_says(libc::SYS_personality, &[value]), ALLOW);
+        }
+        #[allow(clippy::unnecessary_cast)]
+        let tiocsti = libc::TIOCSTI as u64;
+        assert_eq!(default_says(libc::SYS_ioctl, &[0, tiocsti]), EPERM);
+        assert_eq!(
+            default_says(libc::SYS_ioctl, &[0, tiocsti | 1 << 32]),
+            EPERM
+        );
+        #[allow(clippy::unnecessary_cast)]
+        let tiocgwinsz = libc::TIOCGWINSZ as u64;
+        assert_eq!(default_says(libc::SYS_ioctl, &[0, tiocgwinsz]), ALLOW);
+    }
+
+    #[test]
+    fn foreign_abis_are_killed_or_refused() {
+        for level in [SeccompLevel::Default, SeccompLevel::Strict] {
+            // Any call through the 32-bit ABI (int 0x80 on x86_64), even
+            // one whose number is an allowed native call (x86_64's 1 is
+            // write, i386's 1 is exit; i386's socketcall is 102, its unshare
+            // 310, which is x86_64's process_vm_readv).
+            for nr in [0, 1, 102, 310] {
+                assert_eq!(verdict(level, COMPAT_AUDIT_ARCH, nr, &[]), KILL, "{level}");
+            }
+            assert_eq!(verdict(level, 0, 1, &[]), KILL, "unknown arch");
+            // Control: the same numbers through the native ABI pass.
+            assert_eq!(verdict(level, NATIVE_AUDIT_ARCH, 1, &[]), ALLOW);
+        }
+        // x32: the native arch with bit 30 set; getpid, write and the
+        // socket call of x32 all fail (the kernel sees x32 numbers only
+        // where CONFIG_X86_X32_ABI is on).
+        #[cfg(target_arch = "x86_64")]
+        for nr in [libc::SYS_getpid, libc::SYS_write, libc::SYS_socket] {
+            assert_eq!(default_says(0x4000_0000 | nr, &[1, 1, 0]), EPERM);
+            assert_eq!(default_says(nr, &[1, 1, 0]), ALLOW);
         }
     }
 
@@ -951,6 +1255,42 @@ mod tests {
                 }
                 if libc::personality(0x0040_0000) != -1 || errno_of(-1) != libc::EPERM {
                     return 19;
+                }
+            }
+            0
+        });
+        assert_eq!(code, 0, "child step {code} failed");
+    }
+
+    #[test]
+    fn default_blocks_io_uring_and_x32_in_a_child() {
+        let program = prepare(SeccompLevel::Default).unwrap();
+        let nnp = !can_install_without_nnp();
+        let code = in_child(|| {
+            if nnp && super::super::caps::set_no_new_privs().is_err() {
+                return 10;
+            }
+            if program.apply().is_err() {
+                return 11;
+            }
+            let mut params = [0u8; 120];
+            // SAFETY: raw syscalls; io_uring_setup gets a zeroed
+            // io_uring_params it may write to.
+            unsafe {
+                if errno_of(libc::syscall(
+                    libc::SYS_io_uring_setup,
+                    1,
+                    params.as_mut_ptr(),
+                )) != libc::EPERM
+                {
+                    return 12;
+                }
+                #[cfg(target_arch = "x86_64")]
+                if errno_of(libc::syscall(0x4000_0000 | libc::SYS_getpid)) != libc::EPERM {
+                    return 13;
+                }
+                if libc::syscall(libc::SYS_getpid) <= 0 {
+                    return 14;
                 }
             }
             0
