@@ -3,13 +3,18 @@
 //! Roots are every manifest in refs.json: current tags, their history (so
 //! `rollback` keeps working) and untagged images. Runs under the exclusive
 //! store lock, so no import is half-way while it decides what is garbage;
-//! everything left in `tmp/` is then debris of a killed process.
+//! everything left in `tmp/` is then debris of a killed process, except the
+//! files of a container that `hutch rm` (which does not take the store
+//! lock) is removing: tmp names carry their writer's pid, and a live one is
+//! left alone. Removal never follows symlinks and copes with any tree a
+//! container can build (see `remove.rs`); whatever cannot be removed is
+//! reported in [`GcReport::warnings`] and the rest of the collection goes on.
 
 use super::Store;
+use super::remove::remove_tree;
 use crate::image::{Digest, StoredImage};
 use anyhow::{Context, Result};
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -19,34 +24,14 @@ pub struct GcReport {
     pub tmp_removed: usize,
     pub history_versions_dropped: usize,
     pub bytes_freed: u64,
+    /// What could not be removed (left in place; the rest went on), each
+    /// naming the path and what to do.
+    pub warnings: Vec<String>,
 }
 
-/// Disk usage of a path (allocated blocks), not following symlinks.
-pub fn disk_usage(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    let mut total = meta.blocks() * 512;
-    if meta.is_dir()
-        && let Ok(entries) = std::fs::read_dir(path)
-    {
-        for e in entries.flatten() {
-            total += disk_usage(&e.path());
-        }
-    }
-    total
-}
-
+/// Remove a blob, a layer or a leftover: its size on disk.
 fn remove_path(path: &Path) -> Result<u64> {
-    let size = disk_usage(path);
-    let meta = std::fs::symlink_metadata(path)?;
-    if meta.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    }
-    .with_context(|| format!("removing {}", path.display()))?;
-    Ok(size)
+    Ok(remove_tree(path)?.bytes)
 }
 
 impl Store {
@@ -91,25 +76,43 @@ impl Store {
             report.history_versions_dropped = self.update_refs(|r| Ok(r.drop_history()))?;
         }
         let (live_blobs, live_layers) = self.live_set()?;
+        // Nothing that cannot be removed stops the rest: it is reported.
+        let mut remove = |path: &Path, count: &mut usize| match remove_path(path) {
+            Ok(bytes) => {
+                report.bytes_freed += bytes;
+                *count += 1;
+            }
+            Err(e) => report.warnings.push(format!("{e:#}")),
+        };
+        let (mut blobs, mut layers, mut leftovers) = (0, 0, 0);
         for blob in self.list_blobs()? {
             if !live_blobs.contains(&blob) {
-                report.bytes_freed += remove_path(&self.blob_path(&blob))?;
-                report.blobs_removed += 1;
+                remove(&self.blob_path(&blob), &mut blobs);
             }
         }
         for layer in self.list_layers()? {
             if !live_layers.contains(&layer) {
-                report.bytes_freed += remove_path(&self.layer_dir(&layer))?;
-                report.layers_removed += 1;
+                remove(&self.layer_dir(&layer), &mut layers);
             }
         }
         let tmp = self.tmp_dir();
         for entry in
             std::fs::read_dir(&tmp).with_context(|| format!("listing {}", tmp.display()))?
         {
-            report.bytes_freed += remove_path(&entry?.path())?;
-            report.tmp_removed += 1;
+            let entry = entry.with_context(|| format!("listing {}", tmp.display()))?;
+            // `hutch rm` removes a container's files from tmp/ without the
+            // store lock: one that still runs is not disturbed.
+            if let Some(pid) = entry.file_name().to_str().and_then(writer_pid)
+                && is_other_live_process(pid)
+            {
+                tracing::debug!("{} is still being written by process {pid}", entry.path().display());
+                continue;
+            }
+            remove(&entry.path(), &mut leftovers);
         }
+        report.blobs_removed = blobs;
+        report.layers_removed = layers;
+        report.tmp_removed = leftovers;
         Ok(report)
     }
 }
@@ -186,9 +189,11 @@ impl Store {
             let Some(pid) = name.to_str().and_then(writer_pid) else {
                 continue;
             };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            if pid != std::process::id() && !is_other_live_process(pid) {
                 tracing::debug!("removing {} left by process {pid}", entry.path().display());
-                let _ = remove_path(&entry.path());
+                if let Err(e) = remove_path(&entry.path()) {
+                    tracing::debug!("{e:#}");
+                }
             }
         }
     }
@@ -208,6 +213,11 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Whether `pid` is a running process other than this one.
+fn is_other_live_process(pid: u32) -> bool {
+    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The pid in a tmp name made by `unique_name` (`what-PID-NANOS-N`).
