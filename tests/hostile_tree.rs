@@ -152,7 +152,10 @@ fn hostile_tree_rm_and_prune_remove_everything() {
     assert!(entries(&st.root().join("tmp")).is_empty());
     assert!(entries(&st.root().join("containers")).is_empty());
     assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
-    assert_eq!(std::fs::read_to_string(outside.join("keep")).unwrap(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("keep")).unwrap(),
+        "kept"
+    );
 
     let out = hutch_limited(&st, RM_NOFILE, &["prune"]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -186,6 +189,9 @@ fn hostile_tree_run_rm_removes_everything() {
     assert!(!stderr.contains("warning"), "{stderr}");
     assert!(entries(&st.root().join("tmp")).is_empty());
     assert!(entries(&st.root().join("containers")).is_empty());
-    assert_eq!(std::fs::read_to_string(outside.join("keep")).unwrap(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("keep")).unwrap(),
+        "kept"
+    );
     ok(hutch_limited(&st, RM_NOFILE, &["prune"]), "hutch prune");
 }

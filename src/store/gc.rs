@@ -105,7 +105,10 @@ impl Store {
             if let Some(pid) = entry.file_name().to_str().and_then(writer_pid)
                 && is_other_live_process(pid)
             {
-                tracing::debug!("{} is still being written by process {pid}", entry.path().display());
+                tracing::debug!(
+                    "{} is still being written by process {pid}",
+                    entry.path().display()
+                );
                 continue;
             }
             remove(&entry.path(), &mut leftovers);
@@ -295,7 +298,9 @@ mod tests {
         // a leftover, as a FUSE mount a killed process left would be), in
         // tmp/ and in an unreferenced layer; around it, removable garbage.
         let leftover = tmp.join("layer-4999999-1-0");
-        let layer = store.root().join(format!("layers/sha256/{}", "a".repeat(64)));
+        let layer = store
+            .root()
+            .join(format!("layers/sha256/{}", "a".repeat(64)));
         let mut mounts = Vec::new();
         for top in [&leftover, &layer] {
             let mnt = top.join("root/deep/mnt");
@@ -307,7 +312,13 @@ mod tests {
             mounts.push(mnt);
         }
         std::fs::write(tmp.join("blob-4999999-1-1"), "x").unwrap();
-        std::fs::write(store.root().join(format!("blobs/sha256/{}", "b".repeat(64))), "b").unwrap();
+        std::fs::write(
+            store
+                .root()
+                .join(format!("blobs/sha256/{}", "b".repeat(64))),
+            "b",
+        )
+        .unwrap();
         // A container that `hutch rm` (pid 1 here: alive, not us) removes.
         let busy = tmp.join("container-1-1-0");
         std::fs::create_dir(&busy).unwrap();
@@ -316,12 +327,25 @@ mod tests {
         assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
         for (w, top) in report.warnings.iter().zip([&layer, &leftover]) {
             assert!(w.contains(&format!("removing {}", top.display())), "{w}");
-            assert!(w.contains("/root/deep/mnt: another filesystem is mounted there"), "{w}");
+            assert!(
+                w.contains("/root/deep/mnt: another filesystem is mounted there"),
+                "{w}"
+            );
             assert!(w.contains("unmount it"), "{w}");
         }
-        assert_eq!((report.blobs_removed, report.layers_removed, report.tmp_removed), (1, 0, 1));
+        assert_eq!(
+            (
+                report.blobs_removed,
+                report.layers_removed,
+                report.tmp_removed
+            ),
+            (1, 0, 1)
+        );
         for (top, mnt) in [&leftover, &layer].into_iter().zip(&mounts) {
-            assert_eq!(std::fs::read_to_string(mnt.join("inside")).unwrap(), "mounted");
+            assert_eq!(
+                std::fs::read_to_string(mnt.join("inside")).unwrap(),
+                "mounted"
+            );
             assert!(!top.join("root/deep/sibling").exists() && !top.join("meta.json").exists());
         }
         assert!(busy.exists(), "a live process's tmp entry is left alone");

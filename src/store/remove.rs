@@ -159,8 +159,11 @@ pub fn remove_tree(path: &Path) -> Result<Removed> {
     let Ok(name) = CString::new(name.as_bytes()) else {
         bail!("removing {}: the path contains a NUL byte", path.display());
     };
-    let dir = match rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-    {
+    let dir = match rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(d) => d,
         Err(Errno::NOENT) => return Ok(Removed::default()),
         Err(e) => bail!(
@@ -254,7 +257,12 @@ impl Walk {
 
     fn run(&mut self, parent: BorrowedFd<'_>, name: &CStr) {
         let start = rustix::fs::fstat(parent).and_then(|st| {
-            let fd = rustix::fs::openat(parent, c".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+            let fd = rustix::fs::openat(
+                parent,
+                c".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
             Ok((fd, st))
         });
         let (mut cur, st) = match start {
@@ -317,7 +325,12 @@ impl Walk {
     /// Handle `child` of the bottom directory (open as `cur`): a directory
     /// is opened, emptied of everything but its subdirectories and pushed
     /// (its descriptor returned); anything else is removed.
-    fn enter(&mut self, cur: BorrowedFd<'_>, stack: &mut Vec<Level>, child: CString) -> Option<OwnedFd> {
+    fn enter(
+        &mut self,
+        cur: BorrowedFd<'_>,
+        stack: &mut Vec<Level>,
+        child: CString,
+    ) -> Option<OwnedFd> {
         let (fd, st) = match open_dir(cur, &child) {
             Ok(x) => x,
             Err(Errno::NOENT) => return None,
@@ -326,7 +339,9 @@ impl Walk {
                 match remove_leaf(cur, &child) {
                     Ok(Leaf::Removed(bytes)) => self.count(bytes),
                     Ok(Leaf::IsDir) => {
-                        self.fail("open", Cause::Os(Errno::NOTDIR), || rel_path(stack, Some(&child)));
+                        self.fail("open", Cause::Os(Errno::NOTDIR), || {
+                            rel_path(stack, Some(&child))
+                        });
                         mark_failed(stack);
                     }
                     Err(Errno::NOENT) => {}
@@ -426,7 +441,11 @@ fn remove_leaf(dir: BorrowedFd<'_>, name: &CStr) -> Result<Leaf, Errno> {
         return Ok(Leaf::IsDir);
     }
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-        Ok(()) => Ok(Leaf::Removed(if st.st_nlink <= 1 { blocks(&st) } else { 0 })),
+        Ok(()) => Ok(Leaf::Removed(if st.st_nlink <= 1 {
+            blocks(&st)
+        } else {
+            0
+        })),
         Err(Errno::ISDIR) => Ok(Leaf::IsDir),
         Err(e) => Err(e),
     }
@@ -575,7 +594,9 @@ mod tests {
             let next = open(cur.as_fd(), name);
             entries += 1;
             if level % every == 0 {
-                let f = rustix::fs::openat(&cur, c"f", OFlags::CREATE | OFlags::WRONLY, mode(0o000)).unwrap();
+                let f =
+                    rustix::fs::openat(&cur, c"f", OFlags::CREATE | OFlags::WRONLY, mode(0o000))
+                        .unwrap();
                 rustix::io::write(&f, b"data").unwrap();
                 entries += 1;
                 rustix::fs::fchmod(&cur, mode(dir_mode)).unwrap();
@@ -624,7 +645,10 @@ mod tests {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         rustix::process::setrlimit(
             rustix::process::Resource::Nofile,
-            rustix::process::Rlimit { current: Some(32), maximum: limit.maximum },
+            rustix::process::Rlimit {
+                current: Some(32),
+                maximum: limit.maximum,
+            },
         )
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -679,7 +703,7 @@ mod tests {
         std::fs::create_dir(tree.join(odd)).unwrap();
         std::fs::write(tree.join(odd).join(odd), "x").unwrap();
         std::fs::write(t(&"L".repeat(255)), "long").unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, &t("fifo"), FileType::Fifo, mode(0o000), 0).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, t("fifo"), FileType::Fifo, mode(0o000), 0).unwrap();
         let _listener = std::os::unix::net::UnixListener::bind(t("sock")).unwrap();
         std::fs::write(t("file"), "f").unwrap();
         std::fs::hard_link(t("file"), t("file2")).unwrap();
@@ -695,13 +719,17 @@ mod tests {
             std::fs::create_dir_all(t(name).join("sub")).unwrap();
             std::fs::write(t(name).join("sub/f"), "f").unwrap();
             std::fs::write(t(name).join("f"), "f").unwrap();
-            std::fs::set_permissions(t(name).join("f"), std::fs::Permissions::from_mode(0)).unwrap();
+            std::fs::set_permissions(t(name).join("f"), std::fs::Permissions::from_mode(0o000))
+                .unwrap();
             std::os::unix::fs::symlink(&outside, t(name).join("sub/out")).unwrap();
             std::fs::set_permissions(t(name), std::fs::Permissions::from_mode(m)).unwrap();
         }
         // Controls: the links do lead out of the tree, and the modes bite.
         for link in ["abs", "rel"] {
-            let names: Vec<_> = std::fs::read_dir(t(link)).unwrap().map(|e| e.unwrap().file_name()).collect();
+            let names: Vec<_> = std::fs::read_dir(t(link))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
             assert!(names.iter().any(|n| n == "keep"), "{link}: {names:?}");
         }
         if !is_root() {
@@ -715,9 +743,18 @@ mod tests {
         // tree, odd dir + file, long, fifo, sock, file, file2, linked, 5
         // symlinks, and 4 x (dir, sub, sub/f, f, sub/out).
         assert_eq!(removed.entries, 1 + 2 + 6 + 5 + 4 * 5);
-        assert_eq!(std::fs::read_to_string(outside.join("keep")).unwrap(), "kept");
-        assert_eq!(std::fs::read_to_string(outside.join("linked")).unwrap(), "linked");
-        assert_eq!(std::fs::metadata(outside.join("linked")).unwrap().nlink(), 1);
+        assert_eq!(
+            std::fs::read_to_string(outside.join("keep")).unwrap(),
+            "kept"
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.join("linked")).unwrap(),
+            "linked"
+        );
+        assert_eq!(
+            std::fs::metadata(outside.join("linked")).unwrap().nlink(),
+            1
+        );
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 2);
     }
 
@@ -729,27 +766,47 @@ mod tests {
         std::fs::write(target.join("keep"), "kept").unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(link.join("keep").exists(), "control: the link leads to the directory");
+        assert!(
+            link.join("keep").exists(),
+            "control: the link leads to the directory"
+        );
         assert_eq!(remove_tree(&link).unwrap().entries, 1);
         assert!(std::fs::symlink_metadata(&link).is_err());
-        assert_eq!(std::fs::read_to_string(target.join("keep")).unwrap(), "kept");
+        assert_eq!(
+            std::fs::read_to_string(target.join("keep")).unwrap(),
+            "kept"
+        );
         let file = dir.path().join("file");
         std::fs::write(&file, vec![7u8; 10_000]).unwrap();
         let removed = remove_tree(&file).unwrap();
         assert_eq!(removed.entries, 1);
         assert!(removed.bytes >= 10_000);
         assert!(!file.exists());
-        assert_eq!(remove_tree(&file).unwrap(), Removed::default(), "missing is fine");
+        assert_eq!(
+            remove_tree(&file).unwrap(),
+            Removed::default(),
+            "missing is fine"
+        );
         assert!(remove_tree(Path::new("/")).is_err(), "no name to remove");
     }
 
     #[test]
     fn messages_name_the_entry_readably() {
         let rel = b"a/odd\nname\xff/b";
-        assert_eq!(show_path(Path::new("/s/tmp/x"), rel), "/s/tmp/x/a/odd\\nname\u{fffd}/b");
-        let deep: Vec<u8> = [&b"top"[..]].into_iter().chain(std::iter::repeat_n(&b"nnnnnnnnnn"[..], 3000)).collect::<Vec<_>>().join(&b'/');
+        assert_eq!(
+            show_path(Path::new("/s/tmp/x"), rel),
+            "/s/tmp/x/a/odd\\nname\u{fffd}/b"
+        );
+        let deep: Vec<u8> = [&b"top"[..]]
+            .into_iter()
+            .chain(std::iter::repeat_n(&b"nnnnnnnnnn"[..], 3000))
+            .collect::<Vec<_>>()
+            .join(&b'/');
         let shown = show_path(Path::new("/s"), &deep);
-        assert_eq!(shown, "/s/top/...(2998 more levels).../nnnnnnnnnn/nnnnnnnnnn");
+        assert_eq!(
+            shown,
+            "/s/top/...(2998 more levels).../nnnnnnnnnn/nnnnnnnnnn"
+        );
         let e = RemoveError {
             action: "enter",
             path: b"a/b".to_vec(),
@@ -758,7 +815,12 @@ mod tests {
             removed: Removed::default(),
         };
         let msg = e.describe(Path::new("/s/tmp/x"));
-        assert!(msg.starts_with("could not enter /s/tmp/x/a/b: another filesystem is mounted there (and 2 more"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "could not enter /s/tmp/x/a/b: another filesystem is mounted there (and 2 more"
+            ),
+            "{msg}"
+        );
         assert!(msg.contains("unmount it"), "{msg}");
     }
 }
