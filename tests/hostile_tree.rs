@@ -1,21 +1,24 @@
 //! A container builds a tree meant to break cleanup in its root filesystem
 //! (its upper dir in the store): a directory chain over 3000 levels deep
 //! with 250-byte names at the bottom, so the full path is far past
-//! PATH_MAX; a name with a newline and invalid UTF-8; mode 000 on
-//! directories, files and a FIFO; directories without write permission;
+//! PATH_MAX; a name with a newline and invalid UTF-8; `chmod 000` on
+//! directories and files and a mode-000 FIFO; `chmod 500` directories;
 //! hardlinks; symlinks to the host's `/`, `/etc` and a directory of the
 //! test user's. `hutch rm` and `hutch run --rm` must remove all of it with
-//! a descriptor limit far below the depth (so a walk holding a descriptor
-//! per level, as before, fails with "Too many open files"), leave the
-//! store's `tmp/` empty, never follow a symlink out, and `hutch prune`
-//! must then succeed.
+//! a descriptor limit far below the depth (a walk holding a descriptor per
+//! level, as before, fails with "Too many open files"), leave the store's
+//! `tmp/` empty, never follow a symlink out, and `hutch prune` must then
+//! succeed without warnings.
 //!
-//! The overlay resolves every path from the upper dir's top, so a
-//! container cannot `mkdir` past PATH_MAX in one go: it builds chains that
-//! fit and then moves one into the bottom of another, as an attacker would.
-//! Controls: the container prints the depth it built, and before `hutch rm`
-//! the host's `find` sees that depth on disk, and the symlinks in it lead
-//! out of the tree.
+//! The overlay keeps owner rwx on directories and rw on files on disk (the
+//! modes the container set are in xattrs; FIFOs keep theirs), so on-disk
+//! modes that refuse the owner are covered by the unit tests of
+//! `src/store/remove.rs`. The overlay resolves every path from the upper
+//! dir's top, so a container cannot `mkdir` past PATH_MAX in one go: it
+//! builds chains that fit and moves one into the bottom of another, as an
+//! attacker would. Controls: the container prints the depth it built, and
+//! before `hutch rm` the host's `find` sees that depth on disk and a
+//! symlink in the tree leads to the host directory.
 
 mod common;
 
