@@ -196,6 +196,7 @@ pub fn rmi(a: RmiArgs, store: Result<Store>) -> Result<i32> {
         }
     }
     let report = store.gc(false)?;
+    warn_leftovers(&report);
     tracing::info!("freed {} bytes", report.bytes_freed);
     Ok(0)
 }
@@ -337,8 +338,16 @@ pub struct PruneArgs {
     format: OutputFormat,
 }
 
+/// What gc could not remove, on stderr (it went on with the rest).
+fn warn_leftovers(report: &crate::store::gc::GcReport) {
+    for w in &report.warnings {
+        eprintln!("hutch: warning: {w}");
+    }
+}
+
 pub fn prune(a: PruneArgs, store: Result<Store>) -> Result<i32> {
     let report = store?.gc(a.history)?;
+    warn_leftovers(&report);
     if a.format == OutputFormat::Json {
         output::print_json(&report)?;
     } else {

@@ -54,8 +54,8 @@ pub fn load(store: &Store, path: &Path, platform: &Platform) -> Result<Vec<Loade
     store.all_or_nothing(|| {
         let scratch = store.tmp_path("load");
         let result = load_inner(store, path, platform, &scratch);
-        if scratch.exists() {
-            let _ = std::fs::remove_dir_all(&scratch);
+        if let Err(e) = crate::store::remove::remove_tree(&scratch) {
+            tracing::debug!("{e:#}");
         }
         let loaded = result?;
         let reason = format!("load {}", path.display());

@@ -16,6 +16,7 @@
 //! The image a container was made from stays in the store (`prune` keeps
 //! the layers of every container's image) until the container is removed.
 
+use super::remove::remove_tree;
 use super::{Store, write_replace_nosync};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -274,7 +275,13 @@ impl Store {
         // Rename first so a crash midway leaves no half container listed.
         let doomed = self.tmp_path("container");
         std::fs::rename(&dir, &doomed).with_context(|| format!("removing {}", dir.display()))?;
-        remove_tree(&doomed)?;
+        drop(_guard);
+        remove_tree(&doomed).with_context(|| {
+            format!(
+                "container {} is removed, but not all of its files (`hutch prune` tries again)",
+                c.state.name
+            )
+        })?;
         Ok(c.state)
     }
 
@@ -309,30 +316,6 @@ fn is_locked(path: &Path) -> bool {
         Ok(()) => false,
         Err(std::fs::TryLockError::WouldBlock) => true,
         Err(_) => false,
-    }
-}
-
-/// Remove a directory tree, first giving its directories owner rwx on disk
-/// (a container may leave a mode-000 directory behind).
-pub fn remove_tree(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fn walk(p: &Path) -> std::io::Result<()> {
-        let meta = std::fs::symlink_metadata(p)?;
-        if !meta.is_dir() {
-            return std::fs::remove_file(p);
-        }
-        if meta.permissions().mode() & 0o700 != 0o700 {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))?;
-        }
-        for e in std::fs::read_dir(p)? {
-            walk(&e?.path())?;
-        }
-        std::fs::remove_dir(p)
-    }
-    match walk(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
     }
 }
 

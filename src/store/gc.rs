@@ -3,13 +3,18 @@
 //! Roots are every manifest in refs.json: current tags, their history (so
 //! `rollback` keeps working) and untagged images. Runs under the exclusive
 //! store lock, so no import is half-way while it decides what is garbage;
-//! everything left in `tmp/` is then debris of a killed process.
+//! everything left in `tmp/` is then debris of a killed process, except the
+//! files of a container that `hutch rm` (which does not take the store
+//! lock) is removing: tmp names carry their writer's pid, and a live one is
+//! left alone. Removal never follows symlinks and copes with any tree a
+//! container can build (see `remove.rs`); whatever cannot be removed is
+//! reported in [`GcReport::warnings`] and the rest of the collection goes on.
 
 use super::Store;
+use super::remove::remove_tree;
 use crate::image::{Digest, StoredImage};
 use anyhow::{Context, Result};
 use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -19,34 +24,14 @@ pub struct GcReport {
     pub tmp_removed: usize,
     pub history_versions_dropped: usize,
     pub bytes_freed: u64,
+    /// What could not be removed (left in place; the rest went on), each
+    /// naming the path and what to do.
+    pub warnings: Vec<String>,
 }
 
-/// Disk usage of a path (allocated blocks), not following symlinks.
-pub fn disk_usage(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    let mut total = meta.blocks() * 512;
-    if meta.is_dir()
-        && let Ok(entries) = std::fs::read_dir(path)
-    {
-        for e in entries.flatten() {
-            total += disk_usage(&e.path());
-        }
-    }
-    total
-}
-
+/// Remove a blob, a layer or a leftover: its size on disk.
 fn remove_path(path: &Path) -> Result<u64> {
-    let size = disk_usage(path);
-    let meta = std::fs::symlink_metadata(path)?;
-    if meta.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    }
-    .with_context(|| format!("removing {}", path.display()))?;
-    Ok(size)
+    Ok(remove_tree(path)?.bytes)
 }
 
 impl Store {
@@ -91,25 +76,46 @@ impl Store {
             report.history_versions_dropped = self.update_refs(|r| Ok(r.drop_history()))?;
         }
         let (live_blobs, live_layers) = self.live_set()?;
+        // Nothing that cannot be removed stops the rest: it is reported.
+        let mut remove = |path: &Path, count: &mut usize| match remove_path(path) {
+            Ok(bytes) => {
+                report.bytes_freed += bytes;
+                *count += 1;
+            }
+            Err(e) => report.warnings.push(format!("{e:#}")),
+        };
+        let (mut blobs, mut layers, mut leftovers) = (0, 0, 0);
         for blob in self.list_blobs()? {
             if !live_blobs.contains(&blob) {
-                report.bytes_freed += remove_path(&self.blob_path(&blob))?;
-                report.blobs_removed += 1;
+                remove(&self.blob_path(&blob), &mut blobs);
             }
         }
         for layer in self.list_layers()? {
             if !live_layers.contains(&layer) {
-                report.bytes_freed += remove_path(&self.layer_dir(&layer))?;
-                report.layers_removed += 1;
+                remove(&self.layer_dir(&layer), &mut layers);
             }
         }
         let tmp = self.tmp_dir();
         for entry in
             std::fs::read_dir(&tmp).with_context(|| format!("listing {}", tmp.display()))?
         {
-            report.bytes_freed += remove_path(&entry?.path())?;
-            report.tmp_removed += 1;
+            let entry = entry.with_context(|| format!("listing {}", tmp.display()))?;
+            // `hutch rm` removes a container's files from tmp/ without the
+            // store lock: one that still runs is not disturbed.
+            if let Some(pid) = entry.file_name().to_str().and_then(writer_pid)
+                && is_other_live_process(pid)
+            {
+                tracing::debug!(
+                    "{} is still being written by process {pid}",
+                    entry.path().display()
+                );
+                continue;
+            }
+            remove(&entry.path(), &mut leftovers);
         }
+        report.blobs_removed = blobs;
+        report.layers_removed = layers;
+        report.tmp_removed = leftovers;
         Ok(report)
     }
 }
@@ -186,9 +192,11 @@ impl Store {
             let Some(pid) = name.to_str().and_then(writer_pid) else {
                 continue;
             };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            if pid != std::process::id() && !is_other_live_process(pid) {
                 tracing::debug!("removing {} left by process {pid}", entry.path().display());
-                let _ = remove_path(&entry.path());
+                if let Err(e) = remove_path(&entry.path()) {
+                    tracing::debug!("{e:#}");
+                }
             }
         }
     }
@@ -208,6 +216,11 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Whether `pid` is a running process other than this one.
+fn is_other_live_process(pid: u32) -> bool {
+    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The pid in a tmp name made by `unique_name` (`what-PID-NANOS-N`).
@@ -246,5 +259,105 @@ mod tests {
         let mut want = vec![mine, download];
         want.sort();
         assert_eq!(left, want);
+    }
+
+    const CHILD_ENV: &str = "HUTCH_TEST_GC_CHILD";
+
+    /// Runs [`mount_point_child`] as root of a user and mount namespace of
+    /// its own (`unshare -rm`), where it may mount a tmpfs.
+    #[test]
+    fn prune_reports_what_it_cannot_remove_and_goes_on() {
+        let out = std::process::Command::new("unshare")
+            .arg("-rm")
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "store::gc::tests::mount_point_child"])
+            .args(["--ignored", "--test-threads=1", "--nocapture"])
+            .env(CHILD_ENV, "1")
+            .output()
+            .expect("running unshare (util-linux)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("gc went on"),
+            "{}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run in namespaces of its own by prune_reports_what_it_cannot_remove_and_goes_on"]
+    fn mount_point_child() {
+        use rustix::mount::{MountFlags, UnmountFlags};
+        if std::env::var_os(CHILD_ENV).is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tmp = store.tmp_dir();
+        // Garbage a mount point makes unremovable (something mounted inside
+        // a leftover, as a FUSE mount a killed process left would be), in
+        // tmp/ and in an unreferenced layer; around it, removable garbage.
+        let leftover = tmp.join("layer-4999999-1-0");
+        let layer = store
+            .root()
+            .join(format!("layers/sha256/{}", "a".repeat(64)));
+        let mut mounts = Vec::new();
+        for top in [&leftover, &layer] {
+            let mnt = top.join("root/deep/mnt");
+            std::fs::create_dir_all(&mnt).unwrap();
+            std::fs::write(top.join("root/deep/sibling"), "s").unwrap();
+            std::fs::write(top.join("meta.json"), "{}").unwrap();
+            rustix::mount::mount("none", &mnt, "tmpfs", MountFlags::empty(), None).unwrap();
+            std::fs::write(mnt.join("inside"), "mounted").unwrap();
+            mounts.push(mnt);
+        }
+        std::fs::write(tmp.join("blob-4999999-1-1"), "x").unwrap();
+        std::fs::write(
+            store
+                .root()
+                .join(format!("blobs/sha256/{}", "b".repeat(64))),
+            "b",
+        )
+        .unwrap();
+        // A container that `hutch rm` (pid 1 here: alive, not us) removes.
+        let busy = tmp.join("container-1-1-0");
+        std::fs::create_dir(&busy).unwrap();
+
+        let report = store.gc(false).unwrap();
+        assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+        for (w, top) in report.warnings.iter().zip([&layer, &leftover]) {
+            assert!(w.contains(&format!("removing {}", top.display())), "{w}");
+            assert!(
+                w.contains("/root/deep/mnt: another filesystem is mounted there"),
+                "{w}"
+            );
+            assert!(w.contains("unmount it"), "{w}");
+        }
+        assert_eq!(
+            (
+                report.blobs_removed,
+                report.layers_removed,
+                report.tmp_removed
+            ),
+            (1, 0, 1)
+        );
+        for (top, mnt) in [&leftover, &layer].into_iter().zip(&mounts) {
+            assert_eq!(
+                std::fs::read_to_string(mnt.join("inside")).unwrap(),
+                "mounted"
+            );
+            assert!(!top.join("root/deep/sibling").exists() && !top.join("meta.json").exists());
+        }
+        assert!(busy.exists(), "a live process's tmp entry is left alone");
+
+        // Control: once unmounted, the same garbage goes.
+        for mnt in &mounts {
+            rustix::mount::unmount(mnt, UnmountFlags::empty()).unwrap();
+        }
+        let report = store.gc(false).unwrap();
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        assert_eq!((report.layers_removed, report.tmp_removed), (1, 1));
+        assert!(!leftover.exists() && !layer.exists());
+        println!("gc went on");
     }
 }

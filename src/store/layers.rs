@@ -281,8 +281,8 @@ struct StagedLayer {
 
 impl Drop for StagedLayer {
     fn drop(&mut self) {
-        if self.dir.exists() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if let Err(e) = super::remove::remove_tree(&self.dir) {
+            tracing::debug!("{e:#}");
         }
     }
 }

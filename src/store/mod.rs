@@ -27,6 +27,7 @@ pub mod layers;
 pub mod lock;
 pub mod pipe;
 pub mod refs;
+pub mod remove;
 pub mod sources;
 pub mod unpack;
 pub mod verify;

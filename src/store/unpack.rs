@@ -1181,45 +1181,12 @@ fn walk_create(root: BorrowedFd<'_>, parent: &[u8], umask: u32) -> Result<OwnedF
 }
 
 /// Remove the directory `name` in `parent` and everything below it, without
-/// following symlinks. Holds one fd per level of depth; trees we create are
-/// at most about PATH_MAX / 2 levels deep (parents are opened by path).
+/// following symlinks, with a bounded number of descriptors.
 fn remove_tree(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
-    remove_tree_at(parent, name, 0)
-}
-
-fn remove_tree_at(parent: BorrowedFd<'_>, name: &[u8], depth: u32) -> Result<(), Errno> {
-    if depth > 4096 {
-        return Err(Errno::NAMETOOLONG);
-    }
-    let fd = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut children: Vec<(std::ffi::CString, FileType)> = Vec::new();
-    for ent in rustix::fs::Dir::read_from(&fd)? {
-        let ent = ent?;
-        let n = ent.file_name();
-        if n.to_bytes() == b"." || n.to_bytes() == b".." {
-            continue;
-        }
-        children.push((n.to_owned(), ent.file_type()));
-    }
-    for (child, mut ft) in children {
-        if ft == FileType::Unknown {
-            ft = FileType::from_raw_mode(
-                rustix::fs::statat(&fd, child.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
-            );
-        }
-        if ft == FileType::Directory {
-            remove_tree_at(fd.as_fd(), child.as_bytes(), depth + 1)?;
-        } else {
-            rustix::fs::unlinkat(&fd, child.as_c_str(), AtFlags::empty())?;
-        }
-    }
-    drop(fd);
-    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
+    let name = std::ffi::CString::new(name).map_err(|_| Errno::INVAL)?;
+    super::remove::remove_at(parent, &name)
+        .map(drop)
+        .map_err(|e| e.errno())
 }
 
 /// A numeric header field. Blank fields (all NUL or space) count as 0, as

@@ -8,6 +8,7 @@
 //! dropped (load or pull the image again).
 
 use super::Store;
+use super::remove::remove_tree;
 use crate::image::digest::HashingReader;
 use crate::image::{Digest, StoredImage};
 use anyhow::Result;
@@ -61,7 +62,7 @@ impl Store {
                 r.problems.push(format!(
                     "unpacked layer {layer} is incomplete or its metadata is wrong"
                 ));
-                if repair && std::fs::remove_dir_all(self.layer_dir(&layer)).is_ok() {
+                if repair && remove_tree(&self.layer_dir(&layer)).is_ok() {
                     r.repaired.push(format!("removed damaged layer {layer}"));
                 }
             }
@@ -70,17 +71,17 @@ impl Store {
             let tmp = self.tmp_dir();
             for entry in std::fs::read_dir(&tmp)?.flatten() {
                 let p = entry.path();
-                let gone = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
-                if gone.is_ok() {
-                    r.problems.push(format!(
-                        "leftover of an interrupted command: {}",
-                        p.display()
-                    ));
-                    r.repaired.push(format!("removed {}", p.display()));
+                match remove_tree(&p) {
+                    Ok(_) => {
+                        r.problems.push(format!(
+                            "leftover of an interrupted command: {}",
+                            p.display()
+                        ));
+                        r.repaired.push(format!("removed {}", p.display()));
+                    }
+                    Err(e) => r.problems.push(format!(
+                        "leftover of an interrupted command that cannot be removed: {e:#}"
+                    )),
                 }
             }
         }
