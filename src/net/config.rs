@@ -51,8 +51,14 @@ pub struct PortForward {
 pub struct NetConfig {
     /// IP MTU of the TAP device (the Ethernet frame is 14 bytes more).
     pub mtu: usize,
-    /// Whether 10.0.2.2 reaches the host's loopback (127.0.0.1).
+    /// Whether 10.0.2.2 reaches the host's loopback (127.0.0.1) and the
+    /// host's own addresses may be reached at all (false: every address of
+    /// every host interface is refused, see policy.rs).
     pub allow_host_loopback: bool,
+    /// Refuse private, shared and link-local ranges (RFC 1918, 100.64/10,
+    /// 169.254/16, fc00::/7, fe80::/10): only the public internet (and the
+    /// DNS forwarder) is reachable.
+    pub block_private: bool,
     /// Ports published from the host into the container.
     pub forwards: Vec<PortForward>,
     /// Resolvers that 10.0.2.3:53 relays to, in order of preference: UDP
@@ -76,6 +82,7 @@ impl Default for NetConfig {
         NetConfig {
             mtu: DEFAULT_MTU,
             allow_host_loopback: false,
+            block_private: false,
             forwards: Vec::new(),
             dns_upstreams: super::dns::host_resolvers(),
             tcp_buffer: 1024 * 1024,

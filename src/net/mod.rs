@@ -49,6 +49,9 @@
 //!   container gets "administratively prohibited" from the gateway.
 //! * `dns.rs`: 10.0.2.3:53 maps to the first host resolver (from
 //!   `/etc/resolv.conf`, 127.0.0.53 included, or [`NetConfig::dns_upstreams`]).
+//! * `policy.rs`: which destinations may be reached through host sockets
+//!   (the host's own addresses are read with getifaddrs and re-read on a
+//!   netlink notification, never per packet).
 //! * `forward.rs`: `-p` listeners, bound in [`spawn`] so that a taken port is
 //!   the caller's error. An accepted host connection becomes a smoltcp
 //!   socket that connects from 10.0.2.2 to 10.0.2.100:CTRPORT; UDP forwards
@@ -56,10 +59,15 @@
 //!
 //! Destination mapping: 10.0.2.2 (fd00::2) is the host's 127.0.0.1 (::1)
 //! when `allow_host_loopback` is set and refused otherwise; 10.0.2.3:53
-//! (fd00::3) is the DNS forwarder; other addresses of the link, loopback,
-//! link-local, multicast, broadcast and IPv4-mapped destinations are
-//! refused; everything else is reached through a host socket to the same
-//! address. ICMP echo to the stack's addresses is answered by smoltcp. ARP
+//! (fd00::3) is the DNS forwarder, which only ever talks to the configured
+//! upstream resolvers; every other destination is judged by `policy.rs`
+//! (other addresses of the link, "this host" 0.0.0.0/8 and `::`,
+//! loopback, IPv6 link-local, multicast, broadcast and IPv4-in-IPv6 forms
+//! are always refused; the host's own addresses unless
+//! `allow_host_loopback`; private ranges with `block_private`) and, when
+//! allowed, reached through a host socket to the same address. A refused
+//! TCP connect gets a RST, a refused datagram an ICMP port unreachable
+//! (or nothing), a refused echo request nothing. ICMP echo to the stack's addresses is answered by smoltcp. ARP
 //! and neighbour solicitations are answered for the stack's addresses only
 //! (with `any_ip`, smoltcp would answer for every address, the container's
 //! own included); only 10.0.2.100 and fd00::100 may be sources (and the
@@ -82,6 +90,7 @@ mod dns;
 mod filter;
 mod forward;
 mod icmp;
+mod policy;
 mod stack;
 mod tcp;
 mod udp;

@@ -14,19 +14,23 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 use super::Counters;
 use super::config::{
-    CONTAINER_ADDR6, DNS_ADDR, DNS_ADDR6, GATEWAY_ADDR, GATEWAY_ADDR6, GATEWAY_MAC, NETWORK_ADDR,
-    NetConfig, PREFIX_LEN, PREFIX_LEN6, PortForward,
+    DNS_ADDR, DNS_ADDR6, GATEWAY_ADDR, GATEWAY_ADDR6, GATEWAY_MAC, NetConfig, PREFIX_LEN,
+    PREFIX_LEN6, PortForward,
 };
 use super::device::{FdDevice, ReadStatus, SendRaw};
 use super::filter::{Class, classify};
 use super::forward::Listeners;
 use super::icmp::IcmpRelay;
+use super::policy::{HostAddrs, Policy};
 use super::tcp::TcpNat;
 use super::udp::UdpNat;
 
 /// Where a destination seen by the container goes on the host; `None`:
-/// refused.
-pub fn map_dest(cfg: &NetConfig, dst: SocketAddr) -> Option<SocketAddr> {
+/// refused. The stack's own addresses are mapped here (the gateway to the
+/// host's loopback when allowed, the DNS forwarder to the configured
+/// upstream resolver and nothing else); every other destination is asked
+/// of `policy`.
+pub fn map_dest(cfg: &NetConfig, policy: &mut Policy, dst: SocketAddr) -> Option<SocketAddr> {
     let ip = dst.ip();
     if ip == IpAddr::V4(GATEWAY_ADDR) || ip == IpAddr::V6(GATEWAY_ADDR6) {
         let lo: IpAddr = match ip {
@@ -44,33 +48,14 @@ pub fn map_dest(cfg: &NetConfig, dst: SocketAddr) -> Option<SocketAddr> {
             None
         };
     }
-    if dst.port() == 0 || !routable(ip) {
+    if dst.port() == 0 {
         return None;
     }
-    Some(dst)
-}
-
-/// Whether the container may reach `ip` through a host socket: not the
-/// virtual link, loopback, multicast, broadcast or unspecified addresses.
-pub fn routable(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(ip) => {
-            let in_link =
-                u32::from(ip) >> (32 - PREFIX_LEN) == u32::from(NETWORK_ADDR) >> (32 - PREFIX_LEN);
-            !(in_link
-                || ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_multicast()
-                || ip.is_broadcast())
-        }
-        IpAddr::V6(ip) => {
-            let in_link = ip.segments()[..4] == CONTAINER_ADDR6.segments()[..4];
-            !(in_link
-                || ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_multicast()
-                || ip.is_unicast_link_local()
-                || ip.to_ipv4_mapped().is_some())
+    match policy.check(ip) {
+        Ok(()) => Some(dst),
+        Err(why) => {
+            tracing::debug!("network: refused {dst}: {why}");
+            None
         }
     }
 }
@@ -84,6 +69,8 @@ enum Token {
     UdpListener(u64),
     Udp(u64),
     Icmp(u64),
+    /// Netlink: the host's addresses changed.
+    HostAddrs,
 }
 
 pub struct Stack {
@@ -95,6 +82,7 @@ pub struct Stack {
     tcp: TcpNat,
     udp: UdpNat,
     icmp: IcmpRelay,
+    policy: Policy,
     tcp_listeners: Vec<(TcpListener, PortForward, bool)>,
     /// Listeners left out of `poll` after an accept error (EMFILE...),
     /// until the given time: level-triggered readiness would spin.
@@ -145,6 +133,7 @@ impl Stack {
             counters.clone(),
         );
         stop.set_nonblocking(true)?;
+        let policy = Policy::new(cfg.allow_host_loopback, cfg.block_private, HostAddrs::new());
         Ok(Stack {
             paused: vec![None; listeners.tcp.len()],
             tcp_listeners: listeners
@@ -160,6 +149,7 @@ impl Stack {
             tcp,
             udp,
             icmp: IcmpRelay::new(counters.clone()),
+            policy,
             stop,
             pfds: Vec::new(),
             tokens: Vec::new(),
@@ -183,6 +173,7 @@ impl Stack {
                     tcp: &mut self.tcp,
                     udp: &mut self.udp,
                     icmp: &mut self.icmp,
+                    policy: &mut self.policy,
                     sockets: &mut self.sockets,
                 };
                 self.dev.read_batch(|frame| nat.filter_frame(frame))
@@ -250,6 +241,7 @@ impl Stack {
                     Token::UdpListener(l) => self.udp.set_readable(true, l),
                     Token::Udp(id) => self.udp.set_readable(false, id),
                     Token::Icmp(id) => self.icmp.set_readable(id),
+                    Token::HostAddrs => self.policy.host_addrs().on_notification(),
                 }
             }
         }
@@ -328,6 +320,9 @@ impl Stack {
         }
         push(self.dev.raw_fd(), tap_ev, Token::Tap);
         push(self.stop.as_raw_fd(), libc::POLLIN, Token::Stop);
+        if let Some(fd) = self.policy.host_addrs().watch_fd() {
+            push(fd.as_raw_fd(), libc::POLLIN, Token::HostAddrs);
+        }
         let snow = std::time::Instant::now();
         for (i, (l, _, _)) in self.tcp_listeners.iter().enumerate() {
             match self.paused[i] {
@@ -359,6 +354,7 @@ struct Nat<'a> {
     tcp: &'a mut TcpNat,
     udp: &'a mut UdpNat,
     icmp: &'a mut IcmpRelay,
+    policy: &'a mut Policy,
     sockets: &'a mut SocketSet<'static>,
 }
 
@@ -376,20 +372,22 @@ impl Nat<'_> {
             }
             Class::Pass => true,
             Class::TcpSyn { src, dst } => {
-                self.tcp
-                    .on_syn(frame, src, dst, map_dest(self.cfg, dst), self.sockets)
+                let target = map_dest(self.cfg, self.policy, dst);
+                self.tcp.on_syn(frame, src, dst, target, self.sockets)
             }
             Class::Udp { src: _, dst } => {
                 let dns = (dst.ip() == IpAddr::V4(DNS_ADDR) || dst.ip() == IpAddr::V6(DNS_ADDR6))
                     && dst.port() == 53;
-                self.udp
-                    .on_datagram(dst, map_dest(self.cfg, dst), dns, self.sockets)
+                let target = map_dest(self.cfg, self.policy, dst);
+                self.udp.on_datagram(dst, target, dns, self.sockets)
             }
             Class::EchoOut { dst } => {
-                if routable(dst) {
-                    self.icmp.on_request(frame);
-                } else {
-                    self.counters.dropped_unsupported.fetch_add(1, Relaxed);
+                match self.policy.check(dst) {
+                    Ok(()) => self.icmp.on_request(frame),
+                    Err(why) => {
+                        tracing::debug!("network: refused echo to {dst}: {why}");
+                        self.counters.icmp_refused.fetch_add(1, Relaxed);
+                    }
                 }
                 false
             }

@@ -165,7 +165,16 @@ impl UdpNat {
         if dst.ip() == IpAddr::V4(GATEWAY_ADDR) && self.ports.contains(dst.port()) {
             return true;
         }
-        let Some(target) = target else { return true };
+        let Some(target) = target else {
+            // Refused: smoltcp answers "port unreachable", unless a socket
+            // was bound to `dst` while it was allowed (the host's
+            // addresses change): then the datagram is dropped here.
+            if self.binds.contains_key(&dst) {
+                self.counters.udp_dropped.fetch_add(1, Relaxed);
+                return false;
+            }
+            return true;
+        };
         let now = Instant::now();
         if let Some(b) = self.binds.get_mut(&dst) {
             b.last = now;

@@ -367,6 +367,8 @@ pub struct NetworkSection {
     pub allow_host_loopback: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<Mtu>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_private: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -431,7 +433,7 @@ impl UserSection {
 }
 impl NetworkSection {
     fn merge(base: Self, over: Self) -> Self {
-        overlay!(base, over; mode, allow_host_loopback, mtu)
+        overlay!(base, over; mode, allow_host_loopback, mtu, block_private)
     }
 }
 impl SecuritySection {
@@ -494,6 +496,7 @@ impl ProfileFile {
                 mode: net.mode.unwrap_or_default(),
                 allow_host_loopback: net.allow_host_loopback.unwrap_or(false),
                 mtu: net.mtu.map_or(crate::net::DEFAULT_MTU as u32, |m| m.0),
+                block_private: net.block_private.unwrap_or(false),
             },
             security: SecurityPolicy {
                 seccomp: sec.seccomp.unwrap_or_default(),
@@ -556,6 +559,7 @@ impl From<&Profile> for ProfileFile {
                 mode: Some(p.network.mode),
                 allow_host_loopback: Some(p.network.allow_host_loopback),
                 mtu: Some(Mtu(p.network.mtu)),
+                block_private: Some(p.network.block_private),
             }),
             security: Some(SecuritySection {
                 seccomp: Some(p.security.seccomp),
@@ -807,7 +811,7 @@ FOO = "bar"
         let e = err("description = \"x\"\n\n[network]\nnetwrk = \"none\"\n");
         assert_eq!(
             e,
-            "profile t.toml, line 4: unknown key `netwrk` in [network]; allowed keys: `mode`, `allow_host_loopback`, `mtu`"
+            "profile t.toml, line 4: unknown key `netwrk` in [network]; allowed keys: `mode`, `allow_host_loopback`, `mtu`, `block_private`"
         );
         let e = err("colour = 1\n");
         assert!(e.starts_with("profile t.toml, line 1: unknown key `colour` at the top level; allowed keys: `description`"), "{e}");

@@ -86,6 +86,9 @@ pub struct NetworkPolicy {
     pub allow_host_loopback: bool,
     /// MTU of the container's eth0 with slirp.
     pub mtu: u32,
+    /// slirp: refuse private, shared and link-local destinations (only the
+    /// public internet and the DNS forwarder are reachable).
+    pub block_private: bool,
 }
 
 impl Default for NetworkPolicy {
@@ -94,6 +97,7 @@ impl Default for NetworkPolicy {
             mode: NetworkMode::default(),
             allow_host_loopback: false,
             mtu: crate::net::DEFAULT_MTU as u32,
+            block_private: false,
         }
     }
 }
@@ -714,6 +718,7 @@ mod tests {
             "mode",
             "allow_host_loopback",
             "mtu",
+            "block_private",
             "[security]",
             "seccomp",
             "capabilities",
@@ -741,6 +746,7 @@ mod tests {
         let d = c.load(DEFAULT_PROFILE).unwrap();
         assert_eq!(d.network.mode, NetworkMode::Slirp);
         assert!(!d.network.allow_host_loopback);
+        assert!(!d.network.block_private);
         assert_eq!(d.security.seccomp, SeccompMode::Default);
         assert_eq!(d.security.capabilities, CapabilityPolicy::Default);
         assert!(!d.filesystem.read_only && !d.user.keep_id && !d.security.landlock);
@@ -765,6 +771,7 @@ mod tests {
         let i = c.load("install").unwrap();
         assert_eq!(i.network.mode, NetworkMode::Slirp);
         assert!(!i.network.allow_host_loopback);
+        assert!(i.network.block_private);
         assert_eq!(
             (i.filesystem.clone(), i.security.clone(), i.limits.clone()),
             (u.filesystem.clone(), u.security.clone(), u.limits.clone())

@@ -13,6 +13,7 @@ pub fn config(spec: &SandboxSpec) -> Result<crate::net::NetConfig> {
     let mut cfg = crate::net::NetConfig {
         mtu: spec.net.mtu as usize,
         allow_host_loopback: spec.net.allow_host_loopback,
+        block_private: spec.net.block_private,
         ..Default::default()
     };
     for p in &spec.net.publish {

@@ -412,6 +412,7 @@ pub fn plan(
                 .allow_host_loopback
                 .unwrap_or(profile.network.allow_host_loopback),
             mtu: req.mtu.unwrap_or(profile.network.mtu),
+            block_private: profile.network.block_private,
             publish: req.publish.clone(),
         },
         security: SecuritySpec {

@@ -144,8 +144,12 @@ impl MountSpec {
 /// The userspace network (`--network slirp`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NetSpec {
-    /// The host's loopback is reachable at 10.0.2.2.
+    /// The host's loopback is reachable at 10.0.2.2 (and the host's own
+    /// addresses at all).
     pub allow_host_loopback: bool,
+    /// Private, shared and link-local destinations are refused.
+    #[serde(default)]
+    pub block_private: bool,
     pub mtu: u32,
     /// `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]`, as given.
     pub publish: Vec<String>,
