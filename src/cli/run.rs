@@ -203,6 +203,27 @@ fn network(s: &str) -> Result<NetworkArg> {
     Ok(arg)
 }
 
+/// Refuse the flags that weaken keys the profile locks (before anything
+/// is pulled or started); print a warning for those that weaken keys it
+/// does not lock. Which flags can weaken is listed in `FLAG_EFFECTS` in
+/// this file's tests.
+fn check_locks(req: &RunRequest, profile: &profile::Profile) -> Result<()> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let found = crate::sandbox::plan::weakenings(req, profile, &cwd, &home);
+    match profile::locks::enforce(profile, &found) {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("{w}");
+            }
+            Ok(())
+        }
+        Err(refused) => bail!("{refused}"),
+    }
+}
+
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let profile = profile::load(&a.profile)?;
@@ -211,7 +232,6 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         command.remove(0);
     }
     let net = a.network.as_deref().map(network).transpose()?;
-    pull_first(&store, &a.image, a.pull, a.tls.tls_verify)?;
     let req = RunRequest {
         image: a.image,
         command,
@@ -234,6 +254,8 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         mtu: a.mtu.or(net.as_ref().and_then(|n| n.mtu)),
         profile: Some(a.profile),
     };
+    check_locks(&req, &profile)?;
+    pull_first(&store, &req.image, a.pull, a.tls.tls_verify)?;
     let id = new_id()?;
     if a.dry_run {
         let name = req.name.clone().unwrap_or_else(|| "(generated)".into());
@@ -299,6 +321,89 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a `hutch run` flag does to the profile's confinement (see
+    /// src/profile/locks.rs). Every flag of [`RunArgs`] is listed in
+    /// [`FLAG_EFFECTS`] (`every_flag_is_classified` checks it): a new flag
+    /// must be classified here, and one that can weaken must be checked in
+    /// `plan::weakenings`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum FlagEffect {
+        /// Can give the sandbox more than the profile: checked against the
+        /// profile's locks (these keys).
+        Weakens(&'static [&'static str]),
+        /// Only ever takes something away.
+        Tightens,
+        /// Not confinement: what runs, how it is named, shown or fed.
+        Neutral,
+    }
+
+    /// Every flag of `hutch run` (clap argument ids) and its effect. There are
+    /// no flags for capabilities, seccomp, Landlock, devices or privileged
+    /// mode; when one is added it weakens `security.*` and must be checked.
+    const FLAG_EFFECTS: &[(&str, FlagEffect)] = &[
+        (
+            "network",
+            FlagEffect::Weakens(&["network.mode", "network.allow_host_loopback"]),
+        ),
+        ("volume", FlagEffect::Weakens(&["filesystem.mounts"])),
+        ("read_only", FlagEffect::Tightens),
+        // -u picks a user of the image, never the host's identity (and turns
+        // off a profile's keep_id); capabilities stay the profile's.
+        ("user", FlagEffect::Tightens),
+        // A tmpfs is fresh memory inside the container, nothing of the host.
+        ("tmpfs", FlagEffect::Neutral),
+        // -p lets the host reach the container; the container reaches nothing
+        // more (and -p needs slirp, which only --network can turn on).
+        ("publish", FlagEffect::Neutral),
+        ("mtu", FlagEffect::Neutral),
+        ("hostname", FlagEffect::Neutral),
+        ("workdir", FlagEffect::Neutral),
+        ("env", FlagEffect::Neutral),
+        ("env_file", FlagEffect::Neutral),
+        ("entrypoint", FlagEffect::Neutral),
+        ("interactive", FlagEffect::Neutral),
+        ("tty", FlagEffect::Neutral),
+        ("name", FlagEffect::Neutral),
+        ("rm", FlagEffect::Neutral),
+        ("profile", FlagEffect::Neutral),
+        ("dry_run", FlagEffect::Neutral),
+        ("pull", FlagEffect::Neutral),
+        ("tls_verify", FlagEffect::Neutral),
+        ("help", FlagEffect::Neutral),
+        ("image", FlagEffect::Neutral),
+        ("command", FlagEffect::Neutral),
+    ];
+
+    #[test]
+    fn every_flag_is_classified() {
+        use clap::Args;
+        let cmd = RunArgs::augment_args(clap::Command::new("run"));
+        let ids: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for id in &ids {
+            assert!(
+                FLAG_EFFECTS.iter().any(|(f, _)| f == id),
+                "hutch run flag `{id}` is not classified in FLAG_EFFECTS"
+            );
+        }
+        for (f, _) in FLAG_EFFECTS {
+            assert!(
+                ids.iter().any(|i| i == f),
+                "FLAG_EFFECTS lists `{f}`, which is no flag"
+            );
+        }
+        // The keys named are lockable ones.
+        for (_, e) in FLAG_EFFECTS {
+            if let FlagEffect::Weakens(keys) = e {
+                for k in *keys {
+                    assert!(profile::locks::LOCKABLE.contains(k), "{k}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn network_modes_and_slirp_options() {
