@@ -224,6 +224,33 @@ fn check_locks(req: &RunRequest, profile: &profile::Profile) -> Result<()> {
     }
 }
 
+/// The spec as `--dry-run` prints it: where the cgroup limits could not be
+/// applied (as far as can be told without creating the cgroup), a
+/// `cgroup_fallback` object says why and which rlimits stand in for them,
+/// and the launcher's warning is printed.
+fn with_cgroup_fallback(spec: &crate::sandbox::spec::SandboxSpec) -> Result<serde_json::Value> {
+    use crate::sandbox::{cgroup, rlimits};
+    let mut value = serde_json::to_value(spec)?;
+    let l = &spec.limits;
+    let limits = cgroup::CgroupLimits {
+        memory: l.memory,
+        pids: l.pids,
+        cpus: l.cpus,
+    };
+    if let Err(e) = cgroup::probe(&limits) {
+        let fallback = rlimits::cgroup_fallback(l.memory, l.pids, l.cpus, l.nproc);
+        eprintln!(
+            "hutch: warning: memory/pids/cpu limits would not be applied: {e:#}{}",
+            fallback.describe()
+        );
+        value["cgroup_fallback"] = serde_json::json!({
+            "reason": format!("{e:#}"),
+            "rlimits": fallback,
+        });
+    }
+    Ok(value)
+}
+
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let profile = profile::load(&a.profile)?;
@@ -267,7 +294,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
             &name,
             &store.container_dir(&id),
         )?;
-        super::output::print_json(&spec)?;
+        super::output::print_json(&with_cgroup_fallback(&spec)?)?;
         return Ok(0);
     }
     // Hold the store lock until the container's state pins its layers.
