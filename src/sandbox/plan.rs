@@ -661,7 +661,7 @@ mod tests {
         let mut h = profile("default");
         h.filesystem.home = true;
         let v = format!("{}:/x", home.join("x").display());
-        assert!(weakenings(&vols(&[v.clone()]), &h, &work, &home).is_empty());
+        assert!(weakenings(&vols(std::slice::from_ref(&v)), &h, &work, &home).is_empty());
         let default = profile("default");
         assert_eq!(
             keys(&weakenings(&vols(&[v]), &default, &work, &home)),
