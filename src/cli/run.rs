@@ -207,6 +207,54 @@ fn network(s: &str) -> Result<NetworkArg> {
     Ok(arg)
 }
 
+/// Refuse the flags that weaken keys the profile locks (before anything
+/// is pulled or started); print a warning for those that weaken keys it
+/// does not lock. Which flags can weaken is listed in `FLAG_EFFECTS` in
+/// this file's tests.
+fn check_locks(req: &RunRequest, profile: &profile::Profile) -> Result<()> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let found = crate::sandbox::plan::weakenings(req, profile, &cwd, &home);
+    match profile::locks::enforce(profile, &found) {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("{w}");
+            }
+            Ok(())
+        }
+        Err(refused) => bail!("{refused}"),
+    }
+}
+
+/// The spec as `--dry-run` prints it: where the cgroup limits could not be
+/// applied (as far as can be told without creating the cgroup), a
+/// `cgroup_fallback` object says why and which rlimits stand in for them,
+/// and the launcher's warning is printed.
+fn with_cgroup_fallback(spec: &crate::sandbox::spec::SandboxSpec) -> Result<serde_json::Value> {
+    use crate::sandbox::{cgroup, rlimits};
+    let mut value = serde_json::to_value(spec)?;
+    let l = &spec.limits;
+    let limits = cgroup::CgroupLimits {
+        memory: l.memory,
+        pids: l.pids,
+        cpus: l.cpus,
+    };
+    if let Err(e) = cgroup::probe(&limits) {
+        let fallback = rlimits::cgroup_fallback(l.memory, l.pids, l.cpus, l.nproc);
+        eprintln!(
+            "hutch: warning: memory/pids/cpu limits would not be applied: {e:#}{}",
+            fallback.describe()
+        );
+        value["cgroup_fallback"] = serde_json::json!({
+            "reason": format!("{e:#}"),
+            "rlimits": fallback,
+        });
+    }
+    Ok(value)
+}
+
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let profile = profile::load(&a.profile)?;
@@ -216,7 +264,6 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     }
     let net = a.network.as_deref().map(network).transpose()?;
     crate::sandbox::inherited::check_preserved(a.preserve_fds)?;
-    pull_first(&store, &a.image, a.pull, a.tls.tls_verify)?;
     let req = RunRequest {
         image: a.image,
         command,
@@ -240,6 +287,8 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         profile: Some(a.profile),
         preserve_fds: a.preserve_fds,
     };
+    check_locks(&req, &profile)?;
+    pull_first(&store, &req.image, a.pull, a.tls.tls_verify)?;
     let id = new_id()?;
     if a.dry_run {
         let name = req.name.clone().unwrap_or_else(|| "(generated)".into());
@@ -251,7 +300,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
             &name,
             &store.container_dir(&id),
         )?;
-        super::output::print_json(&spec)?;
+        super::output::print_json(&with_cgroup_fallback(&spec)?)?;
         return Ok(0);
     }
     // Hold the store lock until the container's state pins its layers.
@@ -305,6 +354,91 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a `hutch run` flag does to the profile's confinement (see
+    /// src/profile/locks.rs). Every flag of [`RunArgs`] is listed in
+    /// [`FLAG_EFFECTS`] (`every_flag_is_classified` checks it): a new flag
+    /// must be classified here, and one that can weaken must be checked in
+    /// `plan::weakenings`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum FlagEffect {
+        /// Can give the sandbox more than the profile: checked against the
+        /// profile's locks (these keys).
+        Weakens(&'static [&'static str]),
+        /// Only ever takes something away.
+        Tightens,
+        /// Not confinement: what runs, how it is named, shown or fed.
+        Neutral,
+    }
+
+    /// Every flag of `hutch run` (clap argument ids) and its effect. There are
+    /// no flags for capabilities, seccomp, Landlock, devices or privileged
+    /// mode; when one is added it weakens `security.*` and must be checked.
+    const FLAG_EFFECTS: &[(&str, FlagEffect)] = &[
+        (
+            "network",
+            FlagEffect::Weakens(&["network.mode", "network.allow_host_loopback"]),
+        ),
+        ("volume", FlagEffect::Weakens(&["filesystem.mounts"])),
+        ("read_only", FlagEffect::Tightens),
+        // -u picks a user of the image, never the host's identity (and turns
+        // off a profile's keep_id); capabilities stay the profile's.
+        ("user", FlagEffect::Tightens),
+        // A tmpfs is fresh memory inside the container, nothing of the host.
+        ("tmpfs", FlagEffect::Neutral),
+        // -p lets the host reach the container; the container reaches nothing
+        // more (and -p needs slirp, which only --network can turn on).
+        ("publish", FlagEffect::Neutral),
+        ("mtu", FlagEffect::Neutral),
+        ("hostname", FlagEffect::Neutral),
+        ("workdir", FlagEffect::Neutral),
+        ("env", FlagEffect::Neutral),
+        ("env_file", FlagEffect::Neutral),
+        ("entrypoint", FlagEffect::Neutral),
+        ("interactive", FlagEffect::Neutral),
+        ("tty", FlagEffect::Neutral),
+        // Descriptors the caller opened on purpose; nothing else passes.
+        ("preserve_fds", FlagEffect::Neutral),
+        ("name", FlagEffect::Neutral),
+        ("rm", FlagEffect::Neutral),
+        ("profile", FlagEffect::Neutral),
+        ("dry_run", FlagEffect::Neutral),
+        ("pull", FlagEffect::Neutral),
+        ("tls_verify", FlagEffect::Neutral),
+        ("help", FlagEffect::Neutral),
+        ("image", FlagEffect::Neutral),
+        ("command", FlagEffect::Neutral),
+    ];
+
+    #[test]
+    fn every_flag_is_classified() {
+        use clap::Args;
+        let cmd = RunArgs::augment_args(clap::Command::new("run"));
+        let ids: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for id in &ids {
+            assert!(
+                FLAG_EFFECTS.iter().any(|(f, _)| f == id),
+                "hutch run flag `{id}` is not classified in FLAG_EFFECTS"
+            );
+        }
+        for (f, _) in FLAG_EFFECTS {
+            assert!(
+                ids.iter().any(|i| i == f),
+                "FLAG_EFFECTS lists `{f}`, which is no flag"
+            );
+        }
+        // The keys named are lockable ones.
+        for (_, e) in FLAG_EFFECTS {
+            if let FlagEffect::Weakens(keys) = e {
+                for k in *keys {
+                    assert!(profile::locks::LOCKABLE.contains(k), "{k}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn network_modes_and_slirp_options() {

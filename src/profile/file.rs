@@ -71,6 +71,12 @@ checked_string!(
     }
 );
 checked_string!(
+    /// One entry of `locked`: a lockable key or a section (see locks.rs).
+    LockName,
+    "a key to lock like \"network.mode\", or a section like \"network\"",
+    super::locks::check_lock_name
+);
+checked_string!(
     /// A container path (`landlock_read`, `landlock_write`).
     PathValue,
     "an absolute path (may start with ${CWD} or ${HOME})",
@@ -322,6 +328,9 @@ pub struct ProfileFile {
     pub description: Option<OneLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extends: Option<Spanned<ExtendsName>>,
+    /// Keys command-line flags may not weaken (see locks.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked: Option<Vec<LockName>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filesystem: Option<FilesystemSection>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -462,6 +471,7 @@ impl ProfileFile {
         ProfileFile {
             description: over.description.or(base.description),
             extends: None,
+            locked: over.locked.or(base.locked),
             filesystem: merge_opt(base.filesystem, over.filesystem, FilesystemSection::merge),
             user: merge_opt(base.user, over.user, UserSection::merge),
             network: merge_opt(base.network, over.network, NetworkSection::merge),
@@ -482,6 +492,15 @@ impl ProfileFile {
             name: name.to_owned(),
             description: self.description.map(|d| d.0).unwrap_or_default(),
             source: source.to_owned(),
+            locked: {
+                let mut locked: Vec<String> = Vec::new();
+                for l in self.locked.unwrap_or_default() {
+                    if !locked.contains(&l.0) {
+                        locked.push(l.0);
+                    }
+                }
+                locked
+            },
             filesystem: FilesystemPolicy {
                 read_only: fs.read_only.unwrap_or(false),
                 mounts: strings(fs.mounts, |m: MountValue| m.0),
@@ -535,6 +554,7 @@ impl From<&Profile> for ProfileFile {
         ProfileFile {
             description: Some(OneLine(p.description.clone())),
             extends: None,
+            locked: Some(p.locked.iter().cloned().map(LockName).collect()),
             filesystem: Some(FilesystemSection {
                 read_only: Some(p.filesystem.read_only),
                 mounts: Some(

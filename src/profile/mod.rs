@@ -17,6 +17,7 @@
 //! (or [`Profile::mount_specs`]) when it knows both directories.
 
 mod file;
+pub mod locks;
 pub mod values;
 
 pub use values::{MountSpec, TmpfsSpec, expand, parse_mount, parse_tmpfs};
@@ -52,6 +53,9 @@ pub struct Profile {
     pub description: String,
     /// "built-in", or the path of the file the profile was read from.
     pub source: String,
+    /// Keys and sections command-line flags may not weaken (see [`locks`]).
+    #[serde(default)]
+    pub locked: Vec<String>,
     pub filesystem: FilesystemPolicy,
     pub user: UserPolicy,
     pub network: NetworkPolicy,
@@ -706,6 +710,7 @@ mod tests {
         let keys = [
             "description",
             "extends",
+            "locked",
             "[filesystem]",
             "read_only",
             "mounts",
@@ -839,6 +844,92 @@ mod tests {
         let e = c.load("self").unwrap_err().to_string();
         assert!(
             e.contains("line 1, key `extends`") && e.contains("cycle"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn locks_follow_extends_chains() {
+        let c = Catalog::new(None);
+        assert!(c.load("default").unwrap().locked.is_empty());
+        assert!(c.load("dev").unwrap().locked.is_empty());
+        let all = ["filesystem", "user", "network", "security"];
+        assert_eq!(c.load("untrusted").unwrap().locked, all);
+        assert_eq!(c.load("install").unwrap().locked, all);
+        let (_d, c) = catalog(&[
+            // Inherits untrusted's locks and changes a locked key in its file.
+            (
+                "web",
+                "extends = \"untrusted\"\n[network]\nmode = \"slirp\"\n",
+            ),
+            // Replaces them.
+            (
+                "open",
+                "extends = \"web\"\nlocked = [\"security\", \"network.allow_host_loopback\", \"security\"]\n",
+            ),
+            // Inherits the replaced list through one more link.
+            ("leaf", "extends = \"open\"\ndescription = \"leaf\"\n"),
+            ("none", "extends = \"untrusted\"\nlocked = []\n"),
+        ]);
+        let web = c.load("web").unwrap();
+        assert_eq!(web.locked, all);
+        assert_eq!(web.network.mode, NetworkMode::Slirp);
+        let open = c.load("open").unwrap();
+        assert_eq!(open.locked, ["security", "network.allow_host_loopback"]);
+        assert_eq!(
+            locks::locked_keys(&open.locked),
+            [
+                "network.allow_host_loopback",
+                "security.seccomp",
+                "security.capabilities",
+                "security.landlock"
+            ]
+        );
+        assert_eq!(c.load("leaf").unwrap().locked, open.locked);
+        assert!(c.load("none").unwrap().locked.is_empty());
+        // show's output keeps the locks.
+        let shown = open.to_toml().unwrap();
+        assert!(
+            shown.contains("locked = [\"security\", \"network.allow_host_loopback\"]"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_locks_name_file_line_and_key() {
+        let (_d, c) = catalog(&[
+            ("child", "extends = \"parent\"\n"),
+            ("parent", "# locks\n\nlocked = [\"network\", \"netwrk\"]\n"),
+            ("limits", "locked = [\"limits.memory\"]\n"),
+            ("notalist", "locked = \"network\"\n"),
+            (
+                "late",
+                "[network]\nmode = \"none\"\nlocked = [\"network\"]\n",
+            ),
+        ]);
+        let e = c.load("child").unwrap_err().to_string();
+        assert!(
+            e.contains("parent.toml, line 3, key `locked`: `netwrk` cannot be locked"),
+            "{e}"
+        );
+        assert!(
+            e.contains("network.allow_host_loopback"),
+            "lists what can be: {e}"
+        );
+        let e = c.load("limits").unwrap_err().to_string();
+        assert!(
+            e.contains("line 1, key `locked`: `limits.memory` cannot be locked (no flag"),
+            "{e}"
+        );
+        let e = c.load("notalist").unwrap_err().to_string();
+        assert!(
+            e.contains("line 1, key `locked`") && e.contains("expected an array"),
+            "{e}"
+        );
+        // Written below a table, `locked` is a key of that table.
+        let e = c.load("late").unwrap_err().to_string();
+        assert!(
+            e.contains("line 3: unknown key `locked` in [network]"),
             "{e}"
         );
     }

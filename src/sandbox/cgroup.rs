@@ -214,6 +214,39 @@ fn create_in(
     if limits.is_empty() {
         return Ok(None);
     }
+    let dir = usable_dir(root, proc_self_cgroup, limits, writable)?;
+    let needed = limits.controllers();
+    enable_controllers(&dir, &needed, self_pid)?;
+    let leaf = dir.join(leaf_name(name));
+    make_leaf(&leaf)?;
+    let handle = CgroupHandle {
+        path: leaf,
+        removed: false,
+    };
+    handle.write_limits(limits)?;
+    Ok(Some(handle))
+}
+
+/// Whether [`create`] can work, without changing anything (for
+/// `--dry-run`): the checks it makes before it writes. `Ok` does not
+/// promise success (hutch's cgroup may still hold other processes).
+pub fn probe(limits: &CgroupLimits) -> Result<()> {
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .context("reading /proc/self/cgroup to find hutch's cgroup")?;
+    usable_dir(Path::new(CGROUP_ROOT), &own, limits, &writable).map(|_| ())
+}
+
+/// hutch's own cgroup directory, checked: cgroup v2, writable, with the
+/// controllers `limits` need.
+fn usable_dir(
+    root: &Path,
+    proc_self_cgroup: &str,
+    limits: &CgroupLimits,
+    writable: &dyn Fn(&Path) -> bool,
+) -> Result<PathBuf> {
     validate(limits)?;
     let Some(own) = parse_proc_cgroup(proc_self_cgroup) else {
         return Err(CgroupError::NotV2 {
@@ -254,15 +287,7 @@ fn create_in(
             .into());
         }
     }
-    enable_controllers(&dir, &needed, self_pid)?;
-    let leaf = dir.join(leaf_name(name));
-    make_leaf(&leaf)?;
-    let handle = CgroupHandle {
-        path: leaf,
-        removed: false,
-    };
-    handle.write_limits(limits)?;
-    Ok(Some(handle))
+    Ok(dir)
 }
 
 /// Enable `needed` in `dir`'s `cgroup.subtree_control`; when `dir` holds

@@ -152,26 +152,36 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     // files and connections: lift hutch's own soft limit first (the
     // container gets the old one back, see rlimits.rs).
     super::rlimits::raise_own_nofile();
-    let security = Security::prepare(spec)?;
     // cgroup v2 limits, created while we are still outside the user
     // namespace; the relay moves itself in before it unshares its cgroup
-    // namespace. Without a delegated cgroup the limits are skipped with a
-    // warning (rlimits and the profile's other rules still apply).
+    // namespace. Without a delegated cgroup the limits are replaced by
+    // rlimits where one exists, with a warning (see rlimits.rs).
     let limits = super::cgroup::CgroupLimits {
         memory: spec.limits.memory,
         pids: spec.limits.pids,
         cpus: spec.limits.cpus,
     };
+    let mut fallback = super::rlimits::CgroupFallback::default();
     let cgroup = match super::cgroup::create(
         &format!("hutch-{}", spec.id.get(..12).unwrap_or(&spec.id)),
         &limits,
     ) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("hutch: warning: memory/pids/cpu limits not applied: {e:#}");
+            fallback = super::rlimits::cgroup_fallback(
+                limits.memory,
+                limits.pids,
+                limits.cpus,
+                spec.limits.nproc,
+            );
+            eprintln!(
+                "hutch: warning: memory/pids/cpu limits not applied: {e:#}{}",
+                fallback.describe()
+            );
             None
         }
     };
+    let security = Security::prepare(spec, &fallback)?;
     let cgroup_procs = match &cgroup {
         Some(c) => Some(
             CString::new(c.path().join("cgroup.procs").as_os_str().as_encoded_bytes())

@@ -19,6 +19,18 @@
 //! back unless the profile sets `nofile`, so programs that use select(2)
 //! see the limit they expect.
 //!
+//! Where cgroup v2 limits cannot be applied (no delegated cgroup, see
+//! `cgroup.rs`), [`cgroup_fallback`] gives the rlimits that stand in for
+//! them: `memory` becomes RLIMIT_DATA and `pids` RLIMIT_NPROC (when the
+//! profile sets no `nproc`); `cpus` has no rlimit counterpart (RLIMIT_CPU
+//! is a total of CPU seconds, not a share). RLIMIT_DATA rather than
+//! RLIMIT_AS: since Linux 4.7 it counts a process's private writable
+//! memory (heap, anonymous mappings, stacks), which is what a memory limit
+//! means, while RLIMIT_AS also counts address space that is only reserved,
+//! which runtimes like V8 (node), Go and the JVM reserve by the gigabyte
+//! and would fail to start under. Both are per process: N processes may
+//! use N times the limit, which RLIMIT_NPROC bounds.
+//!
 //! [`prepare`] reads the current limits and computes the values (before
 //! fork); [`PreparedRlimits::apply`] is only setrlimit calls.
 
@@ -37,6 +49,71 @@ pub struct RlimitSet {
     pub nproc: Option<u64>,
     /// Core dump size in bytes (RLIMIT_CORE); 0 disables core dumps.
     pub core: Option<u64>,
+    /// Private writable memory of each process in bytes (RLIMIT_DATA; the
+    /// stand-in for a cgroup memory limit, see the module note).
+    #[serde(default)]
+    pub data: Option<u64>,
+}
+
+/// The rlimits that stand in for cgroup limits that could not be applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CgroupFallback {
+    /// RLIMIT_DATA for `memory`.
+    pub data: Option<u64>,
+    /// RLIMIT_NPROC for `pids`, when the profile sets no `nproc`.
+    pub nproc: Option<u64>,
+    /// `cpus` was asked for: it has no fallback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus_not_limited: Option<f64>,
+}
+
+/// What stands in for the cgroup limits `memory`, `pids` and `cpus` when
+/// no cgroup can be made; `nproc` is the profile's own RLIMIT_NPROC, which
+/// is kept when set.
+pub fn cgroup_fallback(
+    memory: Option<u64>,
+    pids: Option<u64>,
+    cpus: Option<f64>,
+    nproc: Option<u64>,
+) -> CgroupFallback {
+    CgroupFallback {
+        data: memory,
+        nproc: if nproc.is_none() { pids } else { None },
+        cpus_not_limited: cpus,
+    }
+}
+
+impl CgroupFallback {
+    /// `set` with the fallbacks added (never replacing what `set` has).
+    pub fn apply_to(&self, set: &RlimitSet) -> RlimitSet {
+        RlimitSet {
+            data: set.data.or(self.data),
+            nproc: set.nproc.or(self.nproc),
+            ..*set
+        }
+    }
+
+    /// One clause for the warning: "instead: ...".
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(d) = self.data {
+            parts.push(format!(
+                "memory is approximated by RLIMIT_DATA = {} per process",
+                crate::profile::values::format_size(d)
+            ));
+        }
+        if let Some(n) = self.nproc {
+            parts.push(format!("pids by RLIMIT_NPROC = {n}"));
+        }
+        if let Some(c) = self.cpus_not_limited {
+            parts.push(format!("cpus = {c} has no fallback and is not limited"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; instead {}", parts.join(", "))
+        }
+    }
 }
 
 /// Linux's resource numbers have a different type under musl and glibc.
@@ -82,7 +159,7 @@ pub fn raise_own_nofile() {
 /// Limits ready to set; a fixed array, no heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreparedRlimits {
-    entries: [Option<Entry>; 3],
+    entries: [Option<Entry>; 4],
 }
 
 /// Current (soft, hard) limit of `resource`.
@@ -132,7 +209,7 @@ fn capped(name: &str, requested: u64, current_hard: u64) -> u64 {
 /// Compute the limits to set from the calling process's current ones
 /// (the child inherits them, so call this in the parent before fork).
 pub fn prepare(set: &RlimitSet) -> Result<PreparedRlimits> {
-    let wanted: [(Option<u64>, Resource, &'static str, &'static str); 3] = [
+    let wanted: [(Option<u64>, Resource, &'static str, &'static str); 4] = [
         (
             set.nofile,
             libc::RLIMIT_NOFILE,
@@ -151,8 +228,14 @@ pub fn prepare(set: &RlimitSet) -> Result<PreparedRlimits> {
             "core",
             "setting the core dump size limit (RLIMIT_CORE)",
         ),
+        (
+            set.data,
+            libc::RLIMIT_DATA,
+            "data",
+            "setting the data size limit (RLIMIT_DATA)",
+        ),
     ];
-    let mut entries = [None; 3];
+    let mut entries = [None; 4];
     for (slot, (value, resource, name, what)) in entries.iter_mut().zip(wanted) {
         let (_, hard) =
             getrlimit(resource).with_context(|| format!("reading the current {name} limit"))?;
@@ -235,6 +318,68 @@ mod tests {
     }
 
     #[test]
+    fn cgroup_fallback_stands_in_for_memory_and_pids() {
+        let f = cgroup_fallback(Some(2 << 30), Some(512), None, None);
+        assert_eq!(
+            (f.data, f.nproc, f.cpus_not_limited),
+            (Some(2 << 30), Some(512), None)
+        );
+        assert_eq!(
+            f.describe(),
+            "; instead memory is approximated by RLIMIT_DATA = 2G per process, pids by \
+             RLIMIT_NPROC = 512"
+        );
+        // The profile's own nproc is kept; cpus are said to be unlimited.
+        let f = cgroup_fallback(None, Some(512), Some(1.5), Some(100));
+        assert_eq!((f.data, f.nproc), (None, None));
+        assert_eq!(
+            f.describe(),
+            "; instead cpus = 1.5 has no fallback and is not limited"
+        );
+        assert_eq!(cgroup_fallback(None, None, None, None).describe(), "");
+        // Added to the profile's rlimits without replacing any.
+        let set = RlimitSet {
+            nofile: Some(10),
+            nproc: Some(100),
+            core: Some(0),
+            data: None,
+        };
+        let with = cgroup_fallback(Some(1 << 20), Some(512), None, set.nproc).apply_to(&set);
+        assert_eq!(
+            with,
+            RlimitSet {
+                data: Some(1 << 20),
+                ..set
+            }
+        );
+        let with =
+            cgroup_fallback(Some(1 << 20), Some(512), None, None).apply_to(&RlimitSet::default());
+        assert_eq!((with.data, with.nproc), (Some(1 << 20), Some(512)));
+    }
+
+    #[test]
+    fn data_limit_is_set() {
+        let (_, hard) = getrlimit(libc::RLIMIT_DATA).unwrap();
+        let want = (1u64 << 40).min(hard);
+        let p = prepare(&RlimitSet {
+            data: Some(want),
+            ..RlimitSet::default()
+        })
+        .unwrap();
+        assert!(p.values().any(|v| v == ("data", want)));
+        let code = in_child(|| {
+            if p.apply().is_err() {
+                return 10;
+            }
+            match getrlimit(libc::RLIMIT_DATA) {
+                Ok((s, h)) if s == want && h == want => 0,
+                _ => 11,
+            }
+        });
+        assert_eq!(code, 0, "child step {code} failed");
+    }
+
+    #[test]
     fn requests_above_the_hard_limit_are_capped() {
         assert_eq!(capped("nofile", 10, 100), 10);
         assert_eq!(capped("nofile", 100, 100), 100);
@@ -244,6 +389,7 @@ mod tests {
             nofile: Some(u64::MAX),
             nproc: None,
             core: Some(0),
+            data: None,
         })
         .unwrap();
         let v: Vec<_> = p.values().collect();
@@ -258,6 +404,7 @@ mod tests {
             nofile: Some(want),
             nproc: None,
             core: Some(0),
+            data: None,
         })
         .unwrap();
         let code = in_child(|| {

@@ -2,7 +2,8 @@
 //! (allocations, parsing, compiling the seccomp filter) and applied by the
 //! command process right before execve, in this order:
 //!
-//! 1. resource limits (setrlimit; lowering needs no privilege);
+//! 1. resource limits (setrlimit; lowering needs no privilege), with the
+//!    stand-ins for cgroup limits that could not be applied;
 //! 2. the capability bounding set is cut down while still root;
 //! 3. supplementary groups, gid, uid of the container user;
 //! 4. the remaining capabilities (none for a non-root user);
@@ -12,7 +13,7 @@
 
 use super::caps::{self, CapLevel, CapsPlan};
 use super::landlock::{self, LandlockOutcome, LandlockRules};
-use super::rlimits::{self, PreparedRlimits, RlimitSet};
+use super::rlimits::{self, CgroupFallback, PreparedRlimits, RlimitSet};
 use super::seccomp::{self, SeccompLevel, SeccompProgram};
 use super::spec::{IdMaps, SandboxSpec, UserSpec};
 use anyhow::{Context, Result};
@@ -31,7 +32,10 @@ pub struct Security {
 }
 
 impl Security {
-    pub fn prepare(spec: &SandboxSpec) -> Result<Security> {
+    /// `fallback`: rlimits that stand in for cgroup limits the launcher
+    /// could not apply (see `rlimits::cgroup_fallback`), added to the
+    /// profile's own.
+    pub fn prepare(spec: &SandboxSpec, fallback: &CgroupFallback) -> Result<Security> {
         let level: SeccompLevel = spec
             .security
             .seccomp
@@ -40,11 +44,12 @@ impl Security {
         Ok(Security {
             setgroups: spec.id_maps.helper,
             id_maps: spec.id_maps.clone(),
-            rlimits: rlimits::prepare(&RlimitSet {
+            rlimits: rlimits::prepare(&fallback.apply_to(&RlimitSet {
                 nofile: spec.limits.nofile,
                 nproc: spec.limits.nproc,
                 core: spec.limits.core,
-            })?,
+                data: None,
+            }))?,
             caps: caps::prepare(&CapLevel::List(spec.security.capabilities.clone()))
                 .context("preparing the capability sets")?,
             seccomp: seccomp::prepare(level).context("compiling the seccomp filter")?,
