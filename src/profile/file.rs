@@ -395,6 +395,8 @@ pub struct SecuritySection {
     pub landlock_write: Option<Vec<PathValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<HostnameValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_terminal: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -447,7 +449,7 @@ impl NetworkSection {
 }
 impl SecuritySection {
     fn merge(base: Self, over: Self) -> Self {
-        overlay!(base, over; seccomp, capabilities, landlock, landlock_read, landlock_write, hostname)
+        overlay!(base, over; seccomp, capabilities, landlock, landlock_read, landlock_write, hostname, share_terminal)
     }
 }
 impl LimitsSection {
@@ -524,6 +526,7 @@ impl ProfileFile {
                 landlock_read: strings(sec.landlock_read, |p: PathValue| p.0),
                 landlock_write: strings(sec.landlock_write, |p: PathValue| p.0),
                 hostname: sec.hostname.map(|h| h.0).unwrap_or_default(),
+                share_terminal: sec.share_terminal.unwrap_or(true),
             },
             limits: Limits {
                 nofile: lim.nofile.and_then(|c| c.0),
@@ -588,6 +591,7 @@ impl From<&Profile> for ProfileFile {
                 landlock_read: Some(wrap(&p.security.landlock_read, PathValue)),
                 landlock_write: Some(wrap(&p.security.landlock_write, PathValue)),
                 hostname: Some(HostnameValue(p.security.hostname.clone())),
+                share_terminal: Some(p.security.share_terminal),
             }),
             limits: Some(LimitsSection {
                 nofile: p.limits.nofile.map(|n| Count(Some(n))),

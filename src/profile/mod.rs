@@ -118,6 +118,10 @@ pub struct SecurityPolicy {
     pub landlock_write: Vec<String>,
     /// "" = the container name.
     pub hostname: String,
+    /// Without `-t`, hand the caller's terminal to the command as its
+    /// stdin/stdout/stderr (false: hutch relays them through pipes, so the
+    /// command can neither change the terminal's settings nor type into it).
+    pub share_terminal: bool,
 }
 
 /// Resource limits; `None` = unlimited / inherited.
@@ -731,6 +735,7 @@ mod tests {
             "landlock_read",
             "landlock_write",
             "hostname",
+            "share_terminal",
             "[limits]",
             "nofile",
             "nproc",

@@ -44,6 +44,9 @@ pub struct ChildPlan<'a> {
     pub err_fd: RawFd,
     /// The pty's terminal side, with `-t`.
     pub tty: Option<OwnedFd>,
+    /// Pipes for the command's 0, 1, 2 when it does not share hutch's
+    /// terminal (stdio.rs); None leaves that descriptor as hutch has it.
+    pub stdio: [Option<OwnedFd>; 3],
     /// pid of hutch (the relay dies if it is gone).
     pub launcher_pid: i32,
     pub argv: Vec<CString>,
@@ -253,6 +256,14 @@ fn command(plan: &ChildPlan) -> ! {
             ),
         }
     }
+    for (target, pipe) in plan.stdio.iter().enumerate() {
+        if let Some(pipe) = pipe {
+            // SAFETY: dup2 onto a standard fd; `pipe` stays open.
+            unsafe {
+                libc::dup2(pipe.as_raw_fd(), target as i32);
+            }
+        }
+    }
     let cwd = &plan.spec.process.cwd;
     if let Err(msg) = rootfs::ensure_dir(cwd) {
         fail(plan, &msg);
@@ -281,10 +292,7 @@ fn command(plan: &ChildPlan) -> ! {
     if let Err(e) = sys::close_fds_from(3 + keep, true) {
         fail(
             plan,
-            &format!(
-                "closing inherited descriptors: {}",
-                std::io::Error::from(e)
-            ),
+            &format!("closing inherited descriptors: {}", std::io::Error::from(e)),
         );
     }
     if let Err(msg) = plan.security.apply(&plan.spec.process.user) {

@@ -103,11 +103,13 @@ impl Root {
     }
 
     /// The existing `path`, resolved inside the root; `Ok(None)` when it
-    /// does not exist.
+    /// does not exist or cannot be reached (a directory of the `host` image
+    /// that hutch's user may not search, like the host's `/root`: nothing
+    /// in the container can reach it either).
     pub fn lookup(&self, path: &str) -> Result<Option<OwnedFd>, String> {
         match self.resolve(&clean(path)) {
             Ok(fd) => Ok(Some(fd)),
-            Err(Errno::NOENT) | Err(Errno::NOTDIR) => Ok(None),
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::ACCESS) => Ok(None),
             Err(e) => Err(err(format_args!("looking up {path} in the container"), e)),
         }
     }
@@ -325,8 +327,15 @@ mod tests {
         r.ensure("/abs/file", Kind::File).unwrap();
         assert_eq!(std::fs::read_dir(&host).unwrap().count(), 0, "host touched");
         // The absolute link's target was created inside the root.
-        assert!(root.join(host.strip_prefix("/").unwrap()).join("x").is_dir());
-        assert!(root.join("host/x").is_dir(), "relative chain lands in root/host");
+        assert!(
+            root.join(host.strip_prefix("/").unwrap())
+                .join("x")
+                .is_dir()
+        );
+        assert!(
+            root.join("host/x").is_dir(),
+            "relative chain lands in root/host"
+        );
         assert!(root.join("x/y").is_dir());
     }
 
@@ -347,8 +356,16 @@ mod tests {
         let (_t, root, _host) = hostile();
         let r = Root::open(&root).unwrap();
         std::fs::write(root.join("f"), b"").unwrap();
-        assert!(r.ensure("/f", Kind::Dir).unwrap_err().contains("not a directory"));
-        assert!(r.ensure("/real", Kind::File).unwrap_err().contains("is a directory"));
+        assert!(
+            r.ensure("/f", Kind::Dir)
+                .unwrap_err()
+                .contains("not a directory")
+        );
+        assert!(
+            r.ensure("/real", Kind::File)
+                .unwrap_err()
+                .contains("is a directory")
+        );
         assert!(r.lookup("/nope/x").unwrap().is_none());
         assert!(r.lookup_dir("/f").unwrap().is_none());
     }

@@ -19,6 +19,7 @@ use super::child::{self, ChildPlan, FORWARDED};
 use super::pty;
 use super::security::Security;
 use super::spec::SandboxSpec;
+use super::stdio;
 use super::sys::{self, Forked, SigSet};
 use crate::overlay::{OverlayConfig, mount_overlay};
 use crate::profile::NetworkMode;
@@ -122,6 +123,9 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
 /// status (128+N for a signal; 126/127 when it cannot be run). `etc_dir`
 /// holds the generated hosts, hostname and resolv.conf.
 pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
+    // Whatever the container does to hutch's terminal, its settings are
+    // back as they were when this returns.
+    let _terminal = stdio::TerminalGuard::save();
     let own_netns = match spec.network {
         NetworkMode::None => true,
         NetworkMode::Host => false,
@@ -213,6 +217,12 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     } else {
         None
     };
+    // Without -t, a profile that does not share the terminal gets pipes.
+    let mut relayed = if pty.is_none() && !spec.security.share_terminal {
+        Some(stdio::relay(spec.process.stdin)?)
+    } else {
+        None
+    };
     let path: Vec<String> = spec
         .process
         .env
@@ -232,6 +242,10 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
             Some(p) => Some(p.terminal.try_clone().context("duplicating the pty")?),
             None => None,
         },
+        stdio: relayed
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.child))
+            .unwrap_or_default(),
         launcher_pid: rustix::process::getpid().as_raw_nonzero().get(),
         argv: cstrings(&spec.process.args, "argument")?,
         envp: cstrings(&spec.process.env, "environment variable")?,
@@ -314,6 +328,9 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         drop(p.controller);
     }
     drop(raw);
+    if let Some(r) = relayed {
+        r.finish();
+    }
     let _ = rustix::fs::fcntl_setfl(&err_r, rustix::fs::OFlags::NONBLOCK);
     let msg = read_all(&err_r);
     tracing::debug!("launch: container exited");

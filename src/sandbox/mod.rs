@@ -14,7 +14,9 @@
 //! * `tap`, `netlink`, `network`: the container's eth0 for `--network
 //!   slirp` and the userspace stack (src/net) serving it.
 //! * `inherited`: descriptors from hutch's caller (`--preserve-fds`).
-//! * `pty`, `sys`: the terminal and the raw syscall wrappers.
+//! * `pty`, `stdio`: the terminal (a pty with `-t`, relayed pipes for
+//!   profiles that do not share it, its settings restored on exit).
+//! * `sys`: the raw syscall wrappers.
 
 pub mod caps;
 pub mod cgroup;
@@ -33,6 +35,7 @@ mod rootfs;
 pub mod seccomp;
 mod security;
 pub mod spec;
+mod stdio;
 mod sys;
 pub mod tap;
 pub mod users;

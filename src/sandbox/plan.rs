@@ -421,6 +421,7 @@ pub fn plan(
             capabilities,
             no_new_privs: true,
             landlock,
+            share_terminal: profile.security.share_terminal,
         },
         limits: profile.limits.clone(),
         remove: req.remove,

@@ -81,7 +81,7 @@ impl Drop for RawMode {
     }
 }
 
-fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
+pub(super) fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
     let mut buf = [0u8; 16384];
     match rustix::io::read(from, &mut buf) {
         Ok(0) => false,

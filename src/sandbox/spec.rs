@@ -167,6 +167,14 @@ pub struct SecuritySpec {
     pub no_new_privs: bool,
     /// Landlock path rules (container paths), when enabled.
     pub landlock: Option<LandlockSpec>,
+    /// Without `-t`: the command gets hutch's terminal as it is (true), or
+    /// pipes hutch relays to and from it (false).
+    #[serde(default = "yes")]
+    pub share_terminal: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
