@@ -381,7 +381,10 @@ fn run_in_private_netns(st: &TestStore, range: Option<&str>, args: &[&str]) -> O
     );
     cmd.args(["-Urn", "sh", "-c", &setup, "sh"])
         .arg(base.get_program())
-        .args(["run", "--rm"])
+        // 192.0.2.1 stands in for the world but is an address of this
+        // namespace, that is of hutch's host: reaching it needs
+        // allow_host_loopback (the host's own addresses are refused without).
+        .args(["run", "--rm", "--network", "slirp:allow_host_loopback=true"])
         .args(args);
     cmd.output().unwrap()
 }

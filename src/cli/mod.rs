@@ -115,9 +115,6 @@ fn open_store(root: &Option<PathBuf>) -> Result<Store> {
 
 /// Run the command line; returns the process exit status.
 pub fn main() -> i32 {
-    // Before anything opens a file: a closed 0, 1 or 2 gets /dev/null, so
-    // no file of hutch's takes that number (and reaches a container).
-    crate::sandbox::inherited::ensure_standard_fds();
     // Usage errors exit 125 like Docker's and Podman's; --help and --version 0.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 /// Symlinks followed while creating one path (as the kernel's 40).
 const MAX_LINKS: usize = 40;
 
+/// Lookups retried when the kernel answers EAGAIN (see `resolve`).
+const MAX_RETRIES: u32 = 1000;
+
 /// What a path must be once it exists.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
@@ -93,13 +96,22 @@ impl Root {
         } else {
             components.join("/")
         };
-        rustix::fs::openat2(
-            &self.fd,
-            rel.as_str(),
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
+        // EAGAIN: a `..` was met while some mount or rename happened
+        // anywhere on the system, and the kernel could not prove the walk
+        // stayed inside; it asks to try again.
+        let mut tries = 0;
+        loop {
+            match rustix::fs::openat2(
+                &self.fd,
+                rel.as_str(),
+                OFlags::PATH | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Err(Errno::AGAIN) if tries < MAX_RETRIES => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// The existing `path`, resolved inside the root; `Ok(None)` when it
