@@ -20,13 +20,50 @@ if [ -z "${HOME:-}" ]; then
     HOME=$(getent passwd "$(id -u)" | cut -d: -f6)
     export HOME
 fi
-if ! command -v cargo >/dev/null 2>&1; then
-    if [ -x "$HOME/.cargo/bin/cargo" ]; then
-        PATH=$HOME/.cargo/bin:$PATH
-    else
-        die "cargo not found: install Rust first (https://rustup.rs), then run ./install.sh again"
+# The oldest Rust that builds hutch: Cargo.toml's rust-version.
+need=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml)
+need=${need:-1.91}
+rustup_hint="install a current toolchain with rustup, as your user:
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    . \"\$HOME/.cargo/env\"
+(or \`apt install rustup && rustup default stable\` where your distribution has the rustup package), then run ./install.sh again"
+
+# "cargo 1.63.0 (fd9c4297c 2022-07-01)" -> 1.63.0; empty when no cargo.
+cargo_version() { "$1" --version 2>/dev/null | sed -n 's/^cargo \([0-9][0-9.]*\).*/\1/p'; }
+# Whether version $1 >= version $2 (numeric, field by field).
+version_ge() {
+    local IFS=.
+    local -a a=($1) b=($2)
+    local i
+    for i in 0 1 2; do
+        [ "${a[i]:-0}" -gt "${b[i]:-0}" ] && return 0
+        [ "${a[i]:-0}" -lt "${b[i]:-0}" ] && return 1
+    done
+    return 0
+}
+
+# The first cargo that is new enough: PATH's, else rustup's in ~/.cargo/bin
+# (Debian's own cargo often comes first in PATH and is too old).
+found=""
+for c in "$(command -v cargo 2>/dev/null || true)" "$HOME/.cargo/bin/cargo"; do
+    [ -n "$c" ] && [ -x "$c" ] || continue
+    v=$(cargo_version "$c")
+    if [ -n "$v" ] && version_ge "$v" "$need"; then
+        found=$c
+        break
     fi
+    [ -n "$v" ] && old="$c is Rust $v"
+done
+if [ -z "$found" ]; then
+    if [ -n "${old:-}" ]; then
+        die "hutch needs Rust >= $need to build, and $old (Debian 12's own cargo is 1.63);
+$rustup_hint"
+    fi
+    die "cargo not found: hutch needs Rust >= $need;
+$rustup_hint"
 fi
+PATH=$(dirname "$found"):$PATH
+say "using $found ($(cargo_version "$found"))"
 
 prefix=${PREFIX:-$HOME/.local}
 bindir=$prefix/bin
@@ -46,6 +83,13 @@ mkdir -p "$bindir" || die "cannot create $bindir (set PREFIX to a directory you 
 tmp=$(mktemp "$bindir/.hutch.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 cp "$built" "$tmp"
+# The release build keeps line tables for backtraces and profiling; the
+# installed binary does not need them (a third of the size).
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-debug "$tmp" || die "stripping the debug information from $tmp failed"
+else
+    say "note: strip not found (binutils), so the installed binary keeps its debug information"
+fi
 chmod 0755 "$tmp"
 mv -f "$tmp" "$dest"
 trap - EXIT

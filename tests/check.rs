@@ -34,3 +34,30 @@ fn repair_needs_store() {
     assert_eq!(code, 125, "usage errors exit 125 as in Podman: {err}");
     assert!(err.contains("--store"), "{err}");
 }
+
+/// `hutch check` in a mount namespace of the test user's own where
+/// /dev/net is an empty tmpfs: the default profile's network cannot work
+/// there, so check must fail (install.sh then does not say "ready") and
+/// name the fix. Control: the same namespace without the tmpfs passes.
+#[test]
+fn check_fails_when_the_default_network_cannot_work() {
+    let st = TestStore::new();
+    let hutch = common::hutch_bin();
+    let script = format!(
+        "{h} check >/dev/null; echo control=$?; \
+         mount -t tmpfs none /dev/net || exit 99; {h} check; echo hidden=$?",
+        h = hutch.display()
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .envs(st.hutch().get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("control=0\n"), "{}", common::describe(&out));
+    assert!(s.contains("hidden=1\n"), "{}", common::describe(&out));
+    let tun = s.lines().find(|l| l.contains(" tun ")).unwrap_or("");
+    assert!(tun.starts_with("[FAIL]"), "{s}");
+    assert!(tun.contains("--network none"), "{s}");
+    assert!(s.contains("sudo modprobe tun"), "{s}");
+}

@@ -32,11 +32,12 @@ warn() { echo "host-setup: WARNING: $*" >&2; }
 # tools hutch must interoperate with), docker-registry (local registry),
 # attr (getfattr), slirp4netns/passt/iperf3 (networking), apache2-utils
 # (htpasswd) and openssl (the token service) for registry auth, bubblewrap and
-# hyperfine (what bench/ compares with).
+# hyperfine (what bench/ compares with), binutils (readelf: install.sh's
+# stripped binary).
 pkgs=(busybox-static debootstrap debian-archive-keyring skopeo podman crun umoci
       uidmap fuse-overlayfs docker-registry zstd jq attr python3 tar gzip
       util-linux procps iproute2 slirp4netns passt iperf3 bubblewrap hyperfine runc
-      apache2-utils openssl)
+      apache2-utils openssl binutils)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

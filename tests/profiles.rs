@@ -336,3 +336,53 @@ fn broken_profiles_name_file_line_and_key() {
     assert_eq!(code, 125);
     assert!(stderr.contains("no profile named `nosuch`"), "{stderr}");
 }
+
+/// `${CWD}` and `${HOME}` in `[env]` values are expanded as in mounts; any
+/// other `${NAME}` is refused with file, line and key (never taken
+/// literally); `$NAME` without braces is left to the container.
+#[test]
+fn env_values_expand_the_documented_variables() {
+    let st = TestStore::new();
+    let dir = profile_dir(&st);
+    write(
+        &dir,
+        "envtest.toml",
+        "[env]\nX = \"${HOME}/x\"\nY = \"${CWD}\"\nZ = \"$LITERAL\"\n",
+    );
+    let cwd = st.tmp().join("proj");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = st
+        .hutch()
+        .current_dir(&cwd)
+        .args(["run", "--dry-run", "--profile", "envtest", "host", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::describe(&out));
+    let spec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env: Vec<&str> = spec["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let home = st.home().display().to_string();
+    assert!(env.contains(&format!("X={home}/x").as_str()), "{env:?}");
+    assert!(
+        env.contains(&format!("Y={}", cwd.display()).as_str()),
+        "{env:?}"
+    );
+    assert!(env.contains(&"Z=$LITERAL"), "{env:?}");
+
+    write(
+        &dir,
+        "badenv.toml",
+        "[env]\nA = \"1\"\nB = \"${USER}/bin\"\n",
+    );
+    let (code, err) = st.run_fail(["run", "--dry-run", "--profile", "badenv", "host", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("badenv.toml") && err.contains("line 3") && err.contains("env.B"),
+        "{err}"
+    );
+    assert!(err.contains("${USER}") && err.contains("${HOME}"), "{err}");
+}

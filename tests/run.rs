@@ -625,6 +625,55 @@ fn dev_profile_mounts_the_project_and_keeps_the_user() {
     );
 }
 
+/// `dev`'s keep-id gives the user a name inside, as Podman's keep-id does:
+/// passwd and group entries with the home path, added to the container's
+/// own layer (the image is unchanged, and tools that rewrite /etc/passwd
+/// by renaming a new file over it still work).
+#[test]
+fn dev_profile_gives_the_user_a_name_and_home() {
+    let st = busybox();
+    let proj = st.tmp().join("named");
+    std::fs::create_dir(&proj).unwrap();
+    let uid = rustix::process::getuid().as_raw();
+    let me = std::env::var("USER").unwrap_or_default();
+    // Control: the image itself has no entry for the user.
+    let plain = st.run_offline(
+        "busybox",
+        &["sh", "-c", &format!("grep -c ':{uid}:' /etc/passwd; true")],
+    );
+    assert_eq!(plain, "0\n", "the busybox image already knows uid {uid}");
+    let out = st
+        .hutch()
+        .current_dir(&proj)
+        .args([
+            "run",
+            "--rm",
+            "--profile",
+            "dev",
+            "busybox",
+            "sh",
+            "-c",
+            "whoami; id -gn >/dev/null && echo group-ok; echo ~; \
+             sed -i 's/^root:/root:/' /etc/passwd && echo rewritable",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let lines: Vec<String> = text(&out).lines().map(String::from).collect();
+    if !me.is_empty() {
+        assert_eq!(lines[0], me, "{}", describe(&out));
+    }
+    assert_eq!(lines[1], "group-ok", "{}", describe(&out));
+    assert_eq!(lines[2], st.home().to_str().unwrap(), "{}", describe(&out));
+    assert_eq!(lines[3], "rewritable", "{}", describe(&out));
+    // The image is unchanged.
+    let after = st.run_offline(
+        "busybox",
+        &["sh", "-c", &format!("grep -c ':{uid}:' /etc/passwd; true")],
+    );
+    assert_eq!(after, "0\n");
+}
+
 /// hutch holds a host file for each file open in the container (every
 /// running program's included): it lifts its own soft open-files limit,
 /// and gives the container the limit it started with.

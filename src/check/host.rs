@@ -481,8 +481,8 @@ fn check_fuse(h: &HostView) -> Finding {
 
 fn check_tun(h: &HostView) -> Finding {
     const C: &str = "tun";
-    let why =
-        "needed for --network slirp (the default for dev); --network none and host still work";
+    let why = "the default profile's network (--network slirp, also dev's and install's) \
+               needs it; until it is fixed only --network none or --network host work";
     let modprobe = "sudo modprobe tun && echo tun | sudo tee /etc/modules-load.d/tun.conf";
     let chmod = "sudo chmod 0666 /dev/net/tun";
     let (detail, fix) = match &h.dev_net_tun {
@@ -506,7 +506,7 @@ fn check_tun(h: &HostView) -> Finding {
     };
     Finding::bad(
         C,
-        Status::Warn,
+        Status::Fail,
         format!("{detail}; {why}"),
         format!("{fix}\n# in a container: start it with --device /dev/net/tun"),
     )
@@ -1207,17 +1207,17 @@ mod tests {
     }
 
     #[test]
-    fn tun_only_warns() {
+    fn tun_is_needed_by_the_default_profile() {
         let mut fake = Fake::good();
-        fake.view.dev_net_tun = DevAccess::Missing;
-        assert_fix(&fake.finding("tun"), Status::Warn, "sudo modprobe tun");
-        fake.view.dev_net_tun = DevAccess::Denied("Permission denied".into());
-        assert_fix(
-            &fake.finding("tun"),
-            Status::Warn,
-            "sudo chmod 0666 /dev/net/tun",
-        );
         assert!(can_run(&check_host_at(&fake.view)));
+        fake.view.dev_net_tun = DevAccess::Missing;
+        assert_fix(&fake.finding("tun"), Status::Fail, "sudo modprobe tun");
+        assert!(!can_run(&check_host_at(&fake.view)));
+        fake.view.dev_net_tun = DevAccess::Denied("Permission denied".into());
+        let f = fake.finding("tun");
+        assert_fix(&f, Status::Fail, "sudo chmod 0666 /dev/net/tun");
+        assert!(f.detail.contains("--network none"), "{}", f.detail);
+        assert!(!can_run(&check_host_at(&fake.view)));
     }
 
     #[test]

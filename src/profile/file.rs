@@ -125,7 +125,7 @@ checked_string!(
         if s.contains('\0') {
             Err("an environment variable value cannot contain a NUL byte".into())
         } else {
-            Ok(s.to_owned())
+            values::check_variables(s).map(|_| s.to_owned())
         }
     }
 );
@@ -971,6 +971,12 @@ FOO = "bar"
                 "invalid environment variable name",
             ),
             ("[env]\nA = 1\n", 2, "env.A", "expected a string"),
+            (
+                "[env]\nA = \"${USER}/x\"\n",
+                2,
+                "env.A",
+                "unknown variable ${USER}",
+            ),
             ("description = \"a\\nb\"\n", 1, "description", "single line"),
             ("extends = \"a b\"\n", 1, "extends", "invalid profile name"),
             (

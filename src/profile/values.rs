@@ -66,7 +66,7 @@ pub fn expand(s: &str, cwd: &Path, home: &Path) -> String {
 }
 
 /// Refuse `${NAME}` for any NAME but CWD and HOME.
-fn check_variables(s: &str) -> Result<(), String> {
+pub(crate) fn check_variables(s: &str) -> Result<(), String> {
     let mut rest = s;
     while let Some(i) = rest.find("${") {
         let after = &rest[i..];

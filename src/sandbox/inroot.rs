@@ -241,6 +241,48 @@ impl Root {
         Ok(Walked::Done(parent))
     }
 
+    /// Append `text` to the regular file `path` (created if missing; a
+    /// newline first if the file does not end with one). A FIFO, device or
+    /// directory there is refused, never opened.
+    pub fn append(&self, path: &str, text: &str) -> Result<(), String> {
+        let fd = self.ensure(path, Kind::File)?;
+        if file_type(&fd) != Some(FileType::RegularFile) {
+            return Err(format!(
+                "{path} in the container is {}, not a regular file",
+                describe(&fd)
+            ));
+        }
+        let file = rustix::fs::open(
+            fd_path(&fd),
+            OFlags::RDWR | OFlags::APPEND | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| err(format_args!("opening {path} in the container"), e))?;
+        let size = rustix::fs::fstat(&file)
+            .map_err(|e| err(format_args!("reading {path} in the container"), e))?
+            .st_size;
+        let mut last = [b'\n'];
+        if size > 0 {
+            rustix::io::pread(&file, &mut last, (size - 1) as u64)
+                .map_err(|e| err(format_args!("reading {path} in the container"), e))?;
+        }
+        let mut data = Vec::with_capacity(text.len() + 1);
+        if last[0] != b'\n' {
+            data.push(b'\n');
+        }
+        data.extend_from_slice(text.as_bytes());
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            match rustix::io::write(&file, rest) {
+                Ok(0) => return Err(format!("writing {path} in the container: no progress")),
+                Ok(n) => rest = &rest[n..],
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(err(format_args!("writing {path} in the container"), e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Make `dir/name` a new empty regular file, replacing a symlink or an
     /// empty file there (the image's own `/etc/resolv.conf` may be a link
     /// to a file that only makes sense on its build host); `dir` is a

@@ -163,6 +163,15 @@ fn env_file(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The name of group `gid` in the host's /etc/group.
+fn host_group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    super::users::parse_group(&text)
+        .into_iter()
+        .find(|g| g.gid == gid)
+        .map(|g| g.name)
+}
+
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -226,16 +235,27 @@ pub fn plan(
     // User.
     let id_maps = idmap::plan(profile.user.keep_id && req.user.is_none());
     let accounts = Accounts::of_image(&img.lowers);
+    let mut add_accounts = AddAccounts::default();
     let user = if let Some(u) = &req.user {
         accounts.resolve(u)?
     } else if profile.user.keep_id {
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
+        let name = crate::check::host::user_name(uid).unwrap_or_else(|| uid.to_string());
+        if !img.host {
+            add_accounts = accounts.keep_id_additions(
+                &name,
+                uid,
+                gid,
+                &host_group_name(gid).unwrap_or_else(|| name.clone()),
+                &home.to_string_lossy(),
+            );
+        }
         UserSpec {
             uid,
             gid,
             additional_gids: Vec::new(),
-            name: crate::check::host::user_name(uid).unwrap_or_else(|| uid.to_string()),
+            name,
         }
     } else if !img.user.is_empty() {
         accounts
@@ -273,6 +293,7 @@ pub fn plan(
         set_env(&mut env, "TERM=xterm".into());
     }
     for (k, v) in &profile.env {
+        let v = crate::profile::expand(v, &cwd, &home);
         set_env(&mut env, format!("{k}={v}"));
     }
     for f in &req.env_files {
@@ -403,6 +424,7 @@ pub fn plan(
             terminal: req.tty,
             stdin: req.interactive,
             preserve_fds: req.preserve_fds,
+            add_accounts,
         },
         hostname,
         id_maps,

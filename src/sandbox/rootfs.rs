@@ -25,7 +25,7 @@
 //! messages for the launcher to print, never panics.
 
 use super::inroot::{self, Kind, Root};
-use super::spec::{MountSpec, SandboxSpec};
+use super::spec::{AddAccounts, MountSpec, SandboxSpec};
 use rustix::fs::{FileType, StatVfsMountFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
@@ -321,6 +321,19 @@ fn etc_files(root: &Root, etc_dir: &Path) -> Step<()> {
     Ok(())
 }
 
+/// keep_id's passwd and group entries, appended in the container's own
+/// layer (not bind-mounted, so that `useradd` and package scripts can
+/// still rewrite the files).
+fn add_accounts(root: &Root, add: &AddAccounts) -> Step<()> {
+    for (path, line) in [("/etc/passwd", &add.passwd), ("/etc/group", &add.group)] {
+        if let Some(line) = line {
+            root.append(path, line)
+                .map_err(|e| format!("adding your user to {path}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Build the view under `root` (the overlay mount) and pivot into it.
 /// `etc_dir` holds the generated hosts/hostname/resolv.conf.
 pub fn setup(spec: &SandboxSpec, root: &Path, etc_dir: &Path, own_netns: bool) -> Step<()> {
@@ -339,6 +352,7 @@ pub fn setup(spec: &SandboxSpec, root: &Path, etc_dir: &Path, own_netns: bool) -
         mount_dev(&r, spec.id_maps.maps_gid(5))?;
         mount_sys(&r, own_netns)?;
         etc_files(&r, etc_dir)?;
+        add_accounts(&r, &spec.process.add_accounts)?;
         user_mounts(&r, spec)?;
         mask_paths(&r)?;
     }

@@ -71,6 +71,19 @@ pub struct ProcessSpec {
     /// command; every other descriptor above 2 is closed.
     #[serde(default)]
     pub preserve_fds: u32,
+    /// Lines appended to the image's /etc/passwd and /etc/group (in the
+    /// container's upper layer) so that the user has a name inside:
+    /// `keep_id`'s entries, as Podman's keep-id adds them.
+    #[serde(default)]
+    pub add_accounts: AddAccounts,
+}
+
+/// `name:x:uid:gid:...` lines for /etc/passwd and /etc/group; empty where
+/// the image already has the id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct AddAccounts {
+    pub passwd: Option<String>,
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

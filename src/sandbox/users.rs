@@ -2,7 +2,7 @@
 //! /etc/passwd and /etc/group, read straight from the layers (top layer
 //! first, whiteouts respected) so that `--dry-run` needs no mount.
 
-use super::spec::UserSpec;
+use super::spec::{AddAccounts, UserSpec};
 use crate::overlay::format;
 use anyhow::{Result, bail};
 use std::os::unix::ffi::OsStrExt;
@@ -103,6 +103,37 @@ impl Accounts {
         }
     }
 
+    /// The entries `keep_id` adds for the user `name` (`uid`, primary
+    /// group `gid` called `group`, home `home`): a passwd line unless the
+    /// image has the uid, a group line unless it has the gid. Values that
+    /// would break the file's format (':' or a newline, e.g. from a
+    /// hostile `HOME`) are replaced, never written.
+    pub fn keep_id_additions(
+        &self,
+        name: &str,
+        uid: u32,
+        gid: u32,
+        group: &str,
+        home: &str,
+    ) -> AddAccounts {
+        let field = |v: &str, fallback: &str| -> String {
+            if v.is_empty() || v.contains([':', '\n', '\r', '\0']) {
+                fallback.to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        let name = field(name, &uid.to_string());
+        let group = field(group, &name);
+        let home = field(home, "/");
+        AddAccounts {
+            passwd: (!self.passwd.iter().any(|p| p.uid == uid))
+                .then(|| format!("{name}:x:{uid}:{gid}:{name}:{home}:/bin/sh\n")),
+            group: (!self.group.iter().any(|g| g.gid == gid))
+                .then(|| format!("{group}:x:{gid}:\n")),
+        }
+    }
+
     pub fn home_of(&self, uid: u32) -> Option<&str> {
         self.passwd
             .iter()
@@ -180,6 +211,33 @@ mod tests {
             passwd: parse_passwd(PASSWD),
             group: parse_group(GROUP),
         }
+    }
+
+    #[test]
+    fn keep_id_adds_what_the_image_lacks() {
+        let a = accounts();
+        let add = a.keep_id_additions("me", 1001, 1001, "mine", "/home/me");
+        assert_eq!(
+            add.passwd.as_deref(),
+            Some("me:x:1001:1001:me:/home/me:/bin/sh\n")
+        );
+        assert_eq!(add.group.as_deref(), Some("mine:x:1001:\n"));
+        // The image already knows uid 1000 and gid 100: nothing added.
+        let add = a.keep_id_additions("me", 1000, 100, "users", "/home/me");
+        assert_eq!(add, AddAccounts::default());
+        // A hostile HOME or name cannot add lines or fields.
+        let add = a.keep_id_additions(
+            "a:b",
+            2000,
+            2000,
+            "g\nroot:x:0:",
+            "/x\nroot::0:0::/:/bin/sh",
+        );
+        assert_eq!(
+            add.passwd.as_deref(),
+            Some("2000:x:2000:2000:2000:/:/bin/sh\n")
+        );
+        assert_eq!(add.group.as_deref(), Some("2000:x:2000:\n"));
     }
 
     #[test]

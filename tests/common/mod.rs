@@ -104,8 +104,14 @@ impl TestStore {
     /// A `hutch` command bound to this store (through `HUTCH_ROOT`, so no
     /// `--root` is needed) and to a private HOME/XDG environment.
     pub fn hutch(&self) -> Command {
+        self.command(hutch_bin())
+    }
+
+    /// `program` with the environment `hutch()` gets (store, HOME, XDG
+    /// directories), for scripts that call hutch themselves.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         assert_unprivileged();
-        let mut cmd = Command::new(hutch_bin());
+        let mut cmd = Command::new(program);
         cmd.env("HUTCH_ROOT", &self.root)
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
