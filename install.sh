@@ -98,7 +98,9 @@ say "installed $dest ($("$dest" --version 2>/dev/null || echo 'version unknown')
 case ":$PATH:" in
     *":$bindir:"*) ;;
     *)
-        say "WARNING: $bindir is not on your PATH. Add it, e.g. in ~/.profile:"
+        say "WARNING: $bindir is not on your PATH yet. Debian's and Ubuntu's ~/.profile"
+        say "add ~/.local/bin at your next login; for this shell (or in ~/.profile"
+        say "for another PREFIX):"
         printf '    export PATH="%s:$PATH"\n' "$bindir"
         ;;
 esac
