@@ -263,6 +263,49 @@ fn tags_keep_history_and_rollback_walks_back() {
 }
 
 #[test]
+fn tag_without_a_registry_names_a_localhost_image() {
+    let st = TestStore::new();
+    st.run_ok(["load", s(&fixture("busybox-oci.tar"))]);
+    st.run_ok(["tag", "busybox", "mydeb:12"]);
+    let rows: Value = serde_json::from_str(&st.run_ok(["images", "--format", "json"])).unwrap();
+    let mut names: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["repository"].as_str().unwrap(),
+                r["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["docker.io/library/busybox:latest", "localhost/mydeb:12"],
+        "a new name without a registry goes under localhost/, as in podman tag"
+    );
+    let digest = inspect(&st, "docker.io/library/busybox")["Digest"].clone();
+    // Both short names still find their images.
+    assert_eq!(inspect(&st, "mydeb:12")["Digest"], digest);
+    assert_eq!(inspect(&st, "localhost/mydeb:12")["Digest"], digest);
+    assert_eq!(inspect(&st, "busybox")["Digest"], digest);
+    // Control: nothing was created under Docker Hub's name.
+    let (_, err) = st.run_fail(["inspect", "docker.io/library/mydeb:12"]);
+    assert!(err.contains("no image"), "{err}");
+    // A name with a registry is kept as given; tag history and rmi find short names.
+    st.run_ok(["tag", "mydeb:12", "docker.io/me/app:1"]);
+    assert_eq!(inspect(&st, "me/app:1")["Digest"], digest);
+    assert!(
+        st.run_ok(["history", "--tag", "mydeb:12"])
+            .contains("tag busybox")
+    );
+    let out = st.run_ok(["rmi", "mydeb:12"]);
+    assert!(out.contains("Untagged: localhost/mydeb:12"), "{out}");
+}
+
+#[test]
 fn rmi_keeps_shared_layers_and_prune_frees_the_rest() {
     let st = TestStore::new();
     st.run_ok(["load", s(&fixture("multilayer-oci"))]);
