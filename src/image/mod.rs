@@ -20,4 +20,5 @@ pub mod progress;
 pub mod resolve;
 pub mod rootfs;
 pub mod save;
+pub mod sniff;
 pub mod source;

@@ -2,8 +2,10 @@
 
 use crate::image::compression::Compression;
 use crate::image::platform::Platform;
+use crate::image::sniff::not_tar;
 use crate::image::{Digest, media};
 use crate::store::Store;
+use crate::store::unpack::UnpackError;
 use anyhow::{Context, Result};
 use std::io::BufReader;
 use std::path::Path;
@@ -16,8 +18,18 @@ pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
         .with_context(|| format!("opening the root filesystem tarball {shown}"))?;
     let mut head = BufReader::new(file);
     let kind = Compression::sniff(&mut head).with_context(|| format!("reading {shown}"))?;
-    let (blob, meta) = store.ingest_layer_unknown(head).with_context(|| {
-        format!("importing {shown} (expected a tar archive, plain, gzip or zstd)")
+    let (blob, meta) = store.ingest_layer_unknown(head).map_err(|e| {
+        if is_not_tar(&e) {
+            anyhow::anyhow!(
+                "{shown} is not a root filesystem tarball: {}; `hutch import` takes a tar \
+                 archive, plain or gzip/zstd compressed (for an image archive: `hutch load`)",
+                not_tar(kind)
+            )
+        } else {
+            e.context(format!(
+                "importing {shown} (expected a tar archive, plain, gzip or zstd)"
+            ))
+        }
     })?;
     let now = crate::store::refs::now_rfc3339();
     let host = Platform::host();
@@ -44,4 +56,14 @@ pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
         "layers": [{"mediaType": media_type, "digest": blob, "size": size}],
     });
     store.put_blob(&serde_json::to_vec(&manifest)?)
+}
+
+/// Whether unpacking stopped because the input does not start like a tar.
+fn is_not_tar(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<UnpackError>(),
+            Some(UnpackError::NotTar { .. })
+        )
+    })
 }
