@@ -80,7 +80,8 @@ fn load_inner(
     platform: &Platform,
     scratch: &Path,
 ) -> Result<Vec<Loaded>> {
-    let src = open_any(path, scratch)?;
+    let src = open_any(path, scratch)
+        .map_err(|e| store.explain_no_space(e, "an unpacked copy of the archive"))?;
     let src = src.as_ref();
     let fallback = repo_from_path(path);
     let mut loaded = Vec::new();

@@ -5,6 +5,7 @@ use crate::image::platform::Platform;
 use crate::image::sniff::not_tar;
 use crate::image::{Digest, media};
 use crate::store::Store;
+use crate::store::space::NoSpace;
 use crate::store::unpack::UnpackError;
 use anyhow::{Context, Result};
 use std::io::BufReader;
@@ -25,6 +26,8 @@ pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
                  archive, plain or gzip/zstd compressed (for an image archive: `hutch load`)",
                 not_tar(kind)
             )
+        } else if e.is::<NoSpace>() {
+            e
         } else {
             e.context(format!(
                 "importing {shown} (expected a tar archive, plain, gzip or zstd)"
