@@ -13,6 +13,7 @@ pub use reference::TagRef;
 pub use stored::StoredImage;
 pub mod docker_archive;
 pub mod ingest;
+pub mod input;
 pub mod load;
 pub mod oci_layout;
 pub mod platform;

@@ -2,23 +2,43 @@
 
 use crate::image::compression::Compression;
 use crate::image::platform::Platform;
-use crate::image::sniff::not_tar;
+use crate::image::sniff::{not_tar, read_head};
 use crate::image::{Digest, media};
 use crate::store::Store;
 use crate::store::space::NoSpace;
 use crate::store::unpack::UnpackError;
 use anyhow::{Context, Result};
-use std::io::BufReader;
+use std::io::Read;
 use std::path::Path;
 
-/// Store `tarball` (plain, gzip or zstd) as a layer blob, unpack it, and
-/// write a config and manifest for it. Returns the manifest digest.
-pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
+/// Import the root filesystem tarball at `tarball`.
+pub fn import_file(store: &Store, tarball: &Path) -> Result<Digest> {
     let shown = tarball.display().to_string();
     let file = std::fs::File::open(tarball)
         .with_context(|| format!("opening the root filesystem tarball {shown}"))?;
-    let mut head = BufReader::new(file);
-    let kind = Compression::sniff(&mut head).with_context(|| format!("reading {shown}"))?;
+    let name = tarball
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    import_rootfs(store, file, &shown, &name)
+}
+
+/// Store the tarball `input` reads (plain, gzip or zstd; `shown` in
+/// messages, `name` in the image's history) as a layer blob, unpack it,
+/// and write a config and manifest for it. Returns the manifest digest.
+/// `input` is read once, as a stream (standard input works).
+pub fn import_rootfs(
+    store: &Store,
+    input: impl Read + Send,
+    shown: &str,
+    name: &str,
+) -> Result<Digest> {
+    // The first bytes tell the compression; a pipe may deliver them in
+    // pieces, so they are gathered before looking.
+    let mut input = input;
+    let head = read_head(&mut input, 512).with_context(|| format!("reading {shown}"))?;
+    let kind = Compression::sniff(&mut &head[..]).with_context(|| format!("reading {shown}"))?;
+    let head = std::io::Cursor::new(head).chain(input);
     let (blob, meta) = store.ingest_layer_unknown(head).map_err(|e| {
         if is_not_tar(&e) {
             anyhow::anyhow!(
@@ -42,7 +62,7 @@ pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
         "os": host.os,
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [meta.diff_id]},
-        "history": [{"created": now, "created_by": format!("hutch import {}", tarball.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())}],
+        "history": [{"created": now, "created_by": format!("hutch import {name}")}],
     });
     let config_bytes = serde_json::to_vec(&config)?;
     let config_digest = store.put_blob(&config_bytes)?;

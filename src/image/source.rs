@@ -211,11 +211,11 @@ impl Source for TarSource {
     }
 }
 
-/// Open an image archive or directory. A compressed archive (`docker save |
-/// gzip`) is unpacked to `scratch` first, since tar members cannot be read
-/// in place through a compressor.
-pub fn open_any(path: &Path, scratch: &Path) -> Result<Box<dyn Source>> {
-    let shown = path.display().to_string();
+/// Open an image archive or directory (`shown` in messages: its path, or
+/// "standard input" for a copy of it). A compressed archive (`docker save
+/// | gzip`) is unpacked to `scratch` first, since tar members cannot be
+/// read in place through a compressor.
+pub fn open_any(path: &Path, shown: &str, scratch: &Path) -> Result<Box<dyn Source>> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
     if meta.is_dir() {
         return Ok(Box::new(DirSource {
