@@ -39,7 +39,9 @@ pub fn import_rootfs(
     let head = read_head(&mut input, 512).with_context(|| format!("reading {shown}"))?;
     let kind = Compression::sniff(&mut &head[..]).with_context(|| format!("reading {shown}"))?;
     let head = std::io::Cursor::new(head).chain(input);
-    let (blob, meta) = store.ingest_layer_unknown(head).map_err(|e| {
+    // An uncompressed tar is stored compressed (see `ingest_layer_unknown`).
+    let compress = kind == Compression::None;
+    let (blob, meta) = store.ingest_layer_unknown(head, compress).map_err(|e| {
         if is_not_tar(&e) {
             anyhow::anyhow!(
                 "{shown} is not a root filesystem tarball: {}; `hutch import` takes a tar \
@@ -67,8 +69,7 @@ pub fn import_rootfs(
     let config_bytes = serde_json::to_vec(&config)?;
     let config_digest = store.put_blob(&config_bytes)?;
     let media_type = match kind {
-        Compression::None => media::OCI_LAYER_TAR,
-        Compression::Gzip => media::OCI_LAYER_GZIP,
+        Compression::None | Compression::Gzip => media::OCI_LAYER_GZIP,
         Compression::Zstd => media::OCI_LAYER_ZSTD,
     };
     let size = std::fs::metadata(store.blob_path(&blob))?.len();

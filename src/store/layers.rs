@@ -18,6 +18,12 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::PathBuf;
 
+/// gzip level for the blob of an imported uncompressed tar. Measured on
+/// the 128 MB Debian root filesystem tar (2-core VM, zlib-rs): storing it
+/// plain took 2.2 s; level 1 makes a 63 MB blob, level 2 53 MB in 2.7 s,
+/// level 6 50 MB in 3.2 s, level 9 49 MB in 7 s.
+const IMPORT_GZIP_LEVEL: flate2::Compression = flate2::Compression::new(2);
+
 /// What the store knows about an unpacked layer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LayerMeta {
@@ -174,10 +180,27 @@ impl Store {
 
     /// Store a layer whose digests are not known in advance (`hutch import`,
     /// `hutch build`): returns the blob digest and the layer's metadata.
-    pub fn ingest_layer_unknown(&self, source: impl Read + Send) -> Result<(Digest, LayerMeta)> {
+    ///
+    /// With `compress` (for an uncompressed tar), the blob is stored
+    /// gzip-compressed, in the same pass: the unpacked layer already holds
+    /// the content, and the blob is kept only for `save`, `push` and
+    /// `check --store --repair` (which re-unpacks from it), so a second
+    /// uncompressed copy would nearly double what an import costs on disk.
+    pub fn ingest_layer_unknown(
+        &self,
+        source: impl Read + Send,
+        compress: bool,
+    ) -> Result<(Digest, LayerMeta)> {
         let ingest = || -> Result<(Digest, LayerMeta)> {
             let mut writer = self.blob_writer()?;
-            let staged = self.unpack_to_tmp(TeeReader::new(source, &mut writer), None, None)?;
+            let staged = if compress {
+                let mut gz = flate2::write::GzEncoder::new(&mut writer, IMPORT_GZIP_LEVEL);
+                let staged = self.unpack_to_tmp(TeeReader::new(source, &mut gz), None, None)?;
+                gz.finish().context("compressing the layer blob")?;
+                staged
+            } else {
+                self.unpack_to_tmp(TeeReader::new(source, &mut writer), None, None)?
+            };
             let blob = writer.commit(None)?;
             Ok((blob, self.publish_layer(staged)?))
         };
