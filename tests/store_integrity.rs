@@ -127,8 +127,16 @@ fn check_store_finds_damage_and_repair_fixes_it() {
 /// it, a nested one maps us back to our own uid before hutch starts, so
 /// hutch runs unprivileged as always). Returns hutch's exit code, its
 /// stderr, the store root as hutch saw it, and the files hutch left under
-/// the store's tmp/, blobs/ and layers/ (listed before the tmpfs goes).
-fn on_small_fs(st: &TestStore, size: &str, args: &[&str]) -> (i32, String, String, Vec<String>) {
+/// the store's tmp/, blobs/ and layers/ and hidden ones in its root
+/// (temporary files of atomic writes), listed before the tmpfs goes.
+/// `before` is a shell snippet run first in the same place, with `$HUTCH`
+/// the hutch binary and `$MNT` the tmpfs.
+fn on_small_fs(
+    st: &TestStore,
+    size: &str,
+    before: &str,
+    args: &[&str],
+) -> (i32, String, String, Vec<String>) {
     let mnt = st.tmp().join(format!("small-{size}"));
     std::fs::create_dir_all(&mnt).unwrap();
     let root = mnt.join("store");
@@ -137,9 +145,11 @@ fn on_small_fs(st: &TestStore, size: &str, args: &[&str]) -> (i32, String, Strin
     let inner = r#"
         mount -t tmpfs -o size="$SIZE" tmpfs "$MNT" || { echo "mount failed" >&2; exit 90; }
         exec unshare --user --map-user="$OUTER_UID" --map-group="$OUTER_GID" sh -c '
+            HUTCH="$1"; eval "$BEFORE" >/dev/null 2>&1
             "$@" >/dev/null; rc=$?
             echo "exit=$rc"
             find "$HUTCH_ROOT/tmp" "$HUTCH_ROOT/blobs" "$HUTCH_ROOT/layers" ! -type d
+            find "$HUTCH_ROOT" -maxdepth 1 -name ".*" ! -type d
         ' sh "$@"
     "#;
     let bin = std::env::var_os("HUTCH_BIN")
@@ -165,6 +175,7 @@ fn on_small_fs(st: &TestStore, size: &str, args: &[&str]) -> (i32, String, Strin
     let out = cmd
         .env("HUTCH_ROOT", &root)
         .env("SIZE", size)
+        .env("BEFORE", before)
         .env("MNT", &mnt)
         .env("OUTER_UID", uid.to_string())
         .env("OUTER_GID", gid.to_string())
@@ -213,14 +224,14 @@ fn a_full_disk_is_reported_as_such_and_leaves_nothing_half_written() {
     ];
     // Control: with room enough, each command works in this setting.
     for args in &commands {
-        let (code, err, _, _) = on_small_fs(&st, "64m", args);
+        let (code, err, _, _) = on_small_fs(&st, "64m", "", args);
         assert_eq!(code, 0, "{args:?} on a 64 MiB tmpfs: {err}");
     }
     // The busybox layer unpacks to about 4 MB: each size runs out at
     // another point (the blob, the unpacked files, the extracted archive).
     for size in ["1m", "2m", "3m"] {
         for args in &commands {
-            let (code, err, root, left) = on_small_fs(&st, size, args);
+            let (code, err, root, left) = on_small_fs(&st, size, "", args);
             assert_eq!(code, 125, "{size} {args:?}: {err}");
             assert!(
                 err.contains("no space left on device while writing"),
@@ -236,4 +247,37 @@ fn a_full_disk_is_reported_as_such_and_leaves_nothing_half_written() {
             assert!(left.is_empty(), "{size} {args:?}: left behind: {left:?}");
         }
     }
+}
+
+#[test]
+fn a_full_disk_when_moving_a_tag_is_reported_as_such() {
+    let st = TestStore::new();
+    let oci = fixture("busybox-oci.tar");
+    // The image fits; then a file takes the rest of the space.
+    let fill = format!(
+        "\"$HUTCH\" load {} && dd if=/dev/zero of=\"$MNT/fill\" bs=64k",
+        s(&oci)
+    );
+    let (code, err, root, left) = on_small_fs(&st, "16m", &fill, &["tag", "busybox", "mine:1"]);
+    assert_eq!(code, 125, "{err}");
+    // Only the image's own files remain; no half-written copy of refs.json.
+    assert!(
+        left.iter()
+            .all(|f| f.contains("/blobs/") || f.contains("/layers/")),
+        "{left:?}"
+    );
+    assert!(
+        err.contains(&format!(
+            "no space left on device while writing the tags (refs.json) to the store at {root};"
+        )),
+        "{err}"
+    );
+    // Control: the same with room left works.
+    let (code, err, _, _) = on_small_fs(
+        &st,
+        "16m",
+        &format!("\"$HUTCH\" load {}", s(&oci)),
+        &["tag", "busybox", "mine:1"],
+    );
+    assert_eq!(code, 0, "{err}");
 }
