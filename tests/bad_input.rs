@@ -307,3 +307,82 @@ fn a_bad_second_layer_undoes_the_good_first_one() {
     // first must not stay behind in the store.
     expect_refused(&l.write(t.path()), "DiffID mismatch");
 }
+
+/// Bytes of every value, control characters and invalid UTF-8 included
+/// (a fixed xorshift sequence, so every run sees the same file).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut out: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    // Not gzip or zstd magic, but escape sequences and bad UTF-8 early on.
+    out[..8].copy_from_slice(b"\x1b[2J\x07\xff\xfe\x00");
+    out
+}
+
+/// Whether `stderr` is safe on a terminal: UTF-8 without control bytes
+/// other than newlines.
+fn assert_printable(what: &str, stderr: &[u8]) {
+    let text = std::str::from_utf8(stderr)
+        .unwrap_or_else(|e| panic!("{what}: stderr is not UTF-8 ({e}): {stderr:?}"));
+    assert!(
+        stderr.iter().all(|&b| b >= 0x20 && b != 0x7f || b == b'\n'),
+        "{what}: stderr has control bytes: {text:?}"
+    );
+}
+
+#[test]
+fn random_bytes_are_refused_with_a_printable_message_saying_what_the_file_is_not() {
+    let st = TestStore::new();
+    let t = scratch();
+    let raw = noise(20_000);
+    // A tar whose first member is valid (with an escape sequence in its
+    // name), followed by noise: the tar reader's own message quotes bytes.
+    let mut half = raw_tar("a\x1b[31mb\x07", b"0123456789");
+    half.truncate(1024);
+    half.extend_from_slice(&raw[..4096]);
+    let cases: [(&str, Vec<u8>, &str, &str); 3] = [
+        (
+            "noise.bin",
+            raw.clone(),
+            "is not an image archive: it is neither a tar archive nor gzip or zstd compressed",
+            "is not a root filesystem tarball: it is neither a tar archive nor gzip or zstd compressed",
+        ),
+        (
+            "noise.gz",
+            gzip(&raw),
+            "is not an image archive: it is gzip compressed, but what it holds is not a tar archive",
+            "is not a root filesystem tarball: it is gzip compressed, but what it holds is not a tar archive",
+        ),
+        (
+            "half.tar",
+            half,
+            "corrupt or truncated",
+            "malformed or truncated",
+        ),
+    ];
+    st.run_ok(["images"]);
+    let before = listing(&st);
+    for (name, data, load_says, import_says) in cases {
+        let path = t.path().join(name);
+        std::fs::write(&path, &data).unwrap();
+        for (args, says) in [
+            (vec!["load", path.to_str().unwrap()], load_says),
+            (vec!["import", path.to_str().unwrap(), "x"], import_says),
+        ] {
+            let (_, out) = st.run(&args);
+            assert_eq!(out.status.code(), Some(125), "{args:?}");
+            assert_printable(&format!("{args:?}"), &out.stderr);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(says), "{args:?}: expected {says:?} in {err}");
+            assert!(err.lines().count() == 1, "{args:?}: one line: {err}");
+            assert!(err.len() < 1200, "{args:?}: a bounded message: {err}");
+        }
+    }
+    assert_eq!(listing(&st), before, "nothing of the failed commands stays");
+}

@@ -220,6 +220,98 @@ fn import_rootfs_in_each_compression() {
     assert!(err.contains("invalid image reference"), "{err}");
 }
 
+/// Bytes of the regular files under `dir`.
+fn file_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            total += file_bytes(&e.path());
+        } else if m.is_file() {
+            total += m.len();
+        }
+    }
+    total
+}
+
+#[test]
+fn an_imported_uncompressed_tar_is_not_stored_twice() {
+    let st = TestStore::new();
+    let tar = fixture("busybox-rootfs.tar");
+    let tar_size = std::fs::metadata(&tar).unwrap().len();
+    st.run_ok(["import", s(&tar), "plain:1"]);
+    let blobs = file_bytes(&st.root().join("blobs/sha256"));
+    let layers = file_bytes(&st.root().join("layers/sha256"));
+    // The unpacked layer holds the content once; the blob next to it is a
+    // compressed copy (about half of this tar), not a second full one.
+    assert!(
+        layers > tar_size * 9 / 10,
+        "control: the unpacked layer holds the content ({layers} of {tar_size} bytes)"
+    );
+    assert!(
+        blobs < tar_size * 7 / 10,
+        "blobs/ holds {blobs} bytes for a {tar_size}-byte tar"
+    );
+    let v = inspect(&st, "plain:1");
+    assert_eq!(
+        v["Layers"][0]["MediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_eq!(
+        diff_ids(&v),
+        vec![sha256_file(&tar)],
+        "the DiffID is the tar's"
+    );
+    let out = st.run_ok(["check", "--store"]);
+    assert!(out.contains("store is consistent"), "{out}");
+
+    // save round trips: an OCI archive loads elsewhere with the same
+    // digest and runs; a docker-archive carries the original tar byte for
+    // byte (its layer is the decompressed blob).
+    let oci = st.tmp().join("plain-oci.tar");
+    st.run_ok(["save", "plain:1", "-o", s(&oci)]);
+    let other = TestStore::new();
+    let out = other.run_ok(["load", "-q", s(&oci)]);
+    assert_eq!(out.trim(), v["Digest"].as_str().unwrap());
+    assert!(
+        other
+            .run_offline("plain:1", &["cat", "/etc/os-release"])
+            .contains("ID=busybox-fixture")
+    );
+    let docker = st.tmp().join("plain-docker.tar");
+    st.run_ok([
+        "save",
+        "plain:1",
+        "--format",
+        "docker-archive",
+        "-o",
+        s(&docker),
+    ]);
+    let mut archive = tar::Archive::new(std::fs::File::open(&docker).unwrap());
+    let original = std::fs::read(&tar).unwrap();
+    let mut found = false;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".tar") {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            assert!(data == original, "{name}: the layer is the imported tar");
+            found = true;
+        }
+    }
+    assert!(found, "the docker-archive has a layer tar");
+    // A lost unpacked layer is rebuilt from the compressed blob.
+    let diff = &diff_ids(&v)[0][7..];
+    std::fs::remove_dir_all(st.root().join("layers/sha256").join(diff)).unwrap();
+    st.run_ok(["check", "--store", "--repair"]);
+    assert!(
+        st.run_offline("plain:1", &["cat", "/etc/os-release"])
+            .contains("ID=busybox-fixture")
+    );
+}
+
 #[test]
 fn tags_keep_history_and_rollback_walks_back() {
     let st = TestStore::new();
@@ -260,6 +352,49 @@ fn tags_keep_history_and_rollback_walks_back() {
     assert!(out.contains("freed"), "{out}");
     let (_, err) = st.run_fail(["rollback", "app"]);
     assert!(err.contains("no earlier version"), "{err}");
+}
+
+#[test]
+fn tag_without_a_registry_names_a_localhost_image() {
+    let st = TestStore::new();
+    st.run_ok(["load", s(&fixture("busybox-oci.tar"))]);
+    st.run_ok(["tag", "busybox", "mydeb:12"]);
+    let rows: Value = serde_json::from_str(&st.run_ok(["images", "--format", "json"])).unwrap();
+    let mut names: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["repository"].as_str().unwrap(),
+                r["tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["docker.io/library/busybox:latest", "localhost/mydeb:12"],
+        "a new name without a registry goes under localhost/, as in podman tag"
+    );
+    let digest = inspect(&st, "docker.io/library/busybox")["Digest"].clone();
+    // Both short names still find their images.
+    assert_eq!(inspect(&st, "mydeb:12")["Digest"], digest);
+    assert_eq!(inspect(&st, "localhost/mydeb:12")["Digest"], digest);
+    assert_eq!(inspect(&st, "busybox")["Digest"], digest);
+    // Control: nothing was created under Docker Hub's name.
+    let (_, err) = st.run_fail(["inspect", "docker.io/library/mydeb:12"]);
+    assert!(err.contains("no image"), "{err}");
+    // A name with a registry is kept as given; tag history and rmi find short names.
+    st.run_ok(["tag", "mydeb:12", "docker.io/me/app:1"]);
+    assert_eq!(inspect(&st, "me/app:1")["Digest"], digest);
+    assert!(
+        st.run_ok(["history", "--tag", "mydeb:12"])
+            .contains("tag busybox")
+    );
+    let out = st.run_ok(["rmi", "mydeb:12"]);
+    assert!(out.contains("Untagged: localhost/mydeb:12"), "{out}");
 }
 
 #[test]

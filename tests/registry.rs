@@ -642,3 +642,31 @@ fn progress_bars_on_a_terminal() {
         "{text:?}"
     );
 }
+
+#[test]
+fn pull_from_a_name_that_does_not_resolve_says_so_and_points_to_load() {
+    let st = TestStore::new();
+    for args in [
+        vec!["pull", "nonexistent.invalid/x:1"],
+        // With TLS verification off, the plain-HTTP retry fails the same way.
+        vec!["pull", "--tls-verify=false", "nonexistent.invalid:5000/x:1"],
+    ] {
+        let (code, err) = st.run_fail(&args);
+        assert_eq!(code, 125, "{err}");
+        assert!(
+            err.contains("name resolution of nonexistent.invalid failed"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("hutch load") && err.contains("hutch import"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("tls-verify"), "{args:?}: {err}");
+    }
+    let files: Vec<String> = st
+        .listing()
+        .into_iter()
+        .filter(|l| !l.starts_with("d ") && !l.contains(" locks/"))
+        .collect();
+    assert!(files.is_empty(), "a failed pull stores nothing: {files:?}");
+}

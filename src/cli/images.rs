@@ -145,14 +145,14 @@ pub fn inspect(a: InspectArgs, store: Result<Store>) -> Result<i32> {
 pub struct TagArgs {
     /// Existing image (name, ID or digest)
     source: String,
-    /// New name
+    /// New name (without a registry, it goes under localhost/, as in Podman)
     #[arg(value_name = "TARGET[:TAG]")]
     target: String,
 }
 
 pub fn tag(a: TagArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let target = TagRef::parse(&a.target)?;
+    let target = TagRef::parse_local(&a.target)?;
     let Resolved::Stored { image, .. } = resolve(&store, &a.source)? else {
         bail!("the built-in image `host` cannot be tagged");
     };

@@ -1,6 +1,8 @@
 //! `hutch load`, `hutch import`, `hutch save`.
 
 use crate::cli::output::outln;
+use crate::error::printable_message;
+use crate::image::input::Input;
 use crate::image::platform::Platform;
 use crate::image::resolve::{Resolved, resolve};
 use crate::image::save::Format;
@@ -8,13 +10,17 @@ use crate::image::{TagRef, load, save};
 use crate::store::Store;
 use anyhow::{Result, bail};
 use clap::Args;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
-    /// OCI layout directory, OCI archive or docker-archive (optionally gzip/zstd compressed)
-    #[arg(value_name = "FILE|DIR")]
-    input: PathBuf,
+    /// OCI layout directory, OCI archive or docker-archive (optionally gzip/zstd compressed); without one, or `-`, the archive is read from standard input
+    #[arg(value_name = "FILE|DIR", conflicts_with = "input_opt")]
+    input: Option<PathBuf>,
+    /// The same as FILE|DIR (Podman's and Docker's form)
+    #[arg(short = 'i', long = "input", value_name = "FILE|DIR")]
+    input_opt: Option<PathBuf>,
     /// Platform to pick from multi-platform images [default: the host's]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
@@ -29,7 +35,10 @@ pub fn load(a: LoadArgs, store: Result<Store>) -> Result<i32> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    for img in load::load(&store, &a.input, &platform)? {
+    let input = Input::from_arg(a.input.or(a.input_opt));
+    input.refuse_terminal("`hutch load FILE`, `hutch load -i FILE` or `hutch load < FILE`")?;
+    let loaded = load::load(&store, &input, &platform).map_err(printable_error)?;
+    for img in loaded {
         if a.quiet {
             outln!("{}", img.manifest);
         } else if img.names.is_empty() {
@@ -45,8 +54,8 @@ pub fn load(a: LoadArgs, store: Result<Store>) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// Root filesystem tarball: plain, .gz or .zst
-    #[arg(value_name = "ROOTFS.tar")]
+    /// Root filesystem tarball: plain, .gz or .zst; `-` reads it from standard input
+    #[arg(value_name = "ROOTFS.tar|-")]
     tarball: PathBuf,
     /// Name for the new image (without a registry, it goes under localhost/)
     #[arg(value_name = "NAME[:TAG]")]
@@ -55,7 +64,9 @@ pub struct ImportArgs {
 
 pub fn import(a: ImportArgs, store: Result<Store>) -> Result<i32> {
     let name = TagRef::parse_local(&a.name)?;
-    let digest = load::import(&store?, &a.tarball, &name)?;
+    let input = Input::from_arg(Some(a.tarball));
+    input.refuse_terminal("`hutch import FILE NAME` or `hutch import - NAME < FILE`")?;
+    let digest = load::import(&store?, &input, &name).map_err(printable_error)?;
     outln!("{digest}");
     Ok(0)
 }
@@ -64,9 +75,9 @@ pub fn import(a: ImportArgs, store: Result<Store>) -> Result<i32> {
 pub struct SaveArgs {
     /// Image to save
     image: String,
-    /// Output file (or directory for oci-dir)
+    /// Output file (or directory for oci-dir) [default: standard output, when it is not a terminal]
     #[arg(short, long, value_name = "PATH")]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// Output format
     #[arg(long, value_enum, default_value = "oci-archive")]
     format: Format,
@@ -90,6 +101,42 @@ pub fn save(a: SaveArgs, store: Result<Store>) -> Result<i32> {
             .map(|s| s.to_string())
             .collect(),
     };
-    save::save(&store, &image, &names, &a.output, a.format)?;
+    match &a.output {
+        Some(path) if path.as_os_str() != "-" => {
+            save::save(&store, &image, &names, path, a.format)?
+        }
+        _ => {
+            let stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                bail!(
+                    "refusing to write an image archive to a terminal; give a file with \
+                     -o FILE or redirect standard output (`hutch save {} > FILE`)",
+                    a.image
+                );
+            }
+            if let Err(e) = save::save_to_writer(&store, &image, &names, stdout.lock(), a.format) {
+                // A reader that went away (`| head`): quiet, as for other output.
+                if broken_pipe(&e) {
+                    return Ok(141);
+                }
+                return Err(e);
+            }
+        }
+    }
     Ok(0)
+}
+
+/// Whether the error is a closed pipe on the reading side.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The error with anything unprintable in its text escaped: load and
+/// import read files of any content, and a message quoting a piece of one
+/// must not send control sequences to the terminal.
+fn printable_error(e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!(printable_message(&format!("{e:#}")))
 }

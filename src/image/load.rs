@@ -3,6 +3,7 @@
 
 use crate::image::docker_archive::{self, claimed_digest};
 use crate::image::ingest::ingest_image;
+use crate::image::input::{Input, Spool};
 use crate::image::oci_layout::read_layout;
 use crate::image::platform::Platform;
 use crate::image::source::open_any;
@@ -50,15 +51,28 @@ pub fn repo_from_path(path: &Path) -> String {
     }
 }
 
-pub fn load(store: &Store, path: &Path, platform: &Platform) -> Result<Vec<Loaded>> {
+pub fn load(store: &Store, input: &Input, platform: &Platform) -> Result<Vec<Loaded>> {
     store.all_or_nothing(|| {
+        // An archive on standard input is copied first: reading one in
+        // place needs seeking. The copy goes when `spool` does.
+        let spool = match input {
+            Input::Stdin => Some(Spool::stdin(store)?),
+            Input::Path(_) => None,
+        };
+        let (path, fallback) = match (input, &spool) {
+            (Input::Path(p), _) => (p.as_path(), repo_from_path(p)),
+            (Input::Stdin, Some(s)) => (s.path(), repo_from_path(Path::new(""))),
+            (Input::Stdin, None) => bail!("standard input was not read"),
+        };
+        let label = input.describe();
         let scratch = store.tmp_path("load");
-        let result = load_inner(store, path, platform, &scratch);
+        let result = load_inner(store, path, &label, &fallback, platform, &scratch);
         if let Err(e) = crate::store::remove::remove_tree(&scratch) {
             tracing::debug!("{e:#}");
         }
+        drop(spool);
         let loaded = result?;
-        let reason = format!("load {}", path.display());
+        let reason = format!("load {label}");
         store.update_refs(|refs| {
             for img in &loaded {
                 if img.names.is_empty() {
@@ -74,15 +88,19 @@ pub fn load(store: &Store, path: &Path, platform: &Platform) -> Result<Vec<Loade
     })
 }
 
+/// Load the archive or directory at `path`, called `label` in messages;
+/// images named only by a tag get the repository `fallback`.
 fn load_inner(
     store: &Store,
     path: &Path,
+    label: &str,
+    fallback: &str,
     platform: &Platform,
     scratch: &Path,
 ) -> Result<Vec<Loaded>> {
-    let src = open_any(path, scratch)?;
+    let src = open_any(path, label, scratch)
+        .map_err(|e| store.explain_no_space(e, "an unpacked copy of the archive"))?;
     let src = src.as_ref();
-    let fallback = repo_from_path(path);
     let mut loaded = Vec::new();
     if src.exists("oci-layout") {
         let docker_entries = if src.exists("manifest.json") {
@@ -90,7 +108,7 @@ fn load_inner(
         } else {
             Vec::new()
         };
-        for found in read_layout(src, &fallback, platform)? {
+        for found in read_layout(src, fallback, platform)? {
             let digest = ingest_image(
                 store,
                 src,
@@ -124,19 +142,24 @@ fn load_inner(
         }
     } else {
         bail!(
-            "{} is not an image archive: it has neither oci-layout nor manifest.json; \
-             for a root filesystem tarball use `hutch import FILE NAME`",
-            path.display()
+            "{label} is not an image archive: it has neither oci-layout nor manifest.json; \
+             for a root filesystem tarball use `hutch import FILE NAME`"
         );
     }
     Ok(loaded)
 }
 
-/// `hutch import`: one rootfs tarball becomes `name`.
-pub fn import(store: &Store, tarball: &Path, name: &TagRef) -> Result<Digest> {
+/// `hutch import`: one rootfs tarball (a file, or standard input, read
+/// as a stream) becomes `name`.
+pub fn import(store: &Store, tarball: &Input, name: &TagRef) -> Result<Digest> {
     store.all_or_nothing(|| {
-        let digest = crate::image::rootfs::import_rootfs(store, tarball)?;
-        let reason = format!("import {}", tarball.display());
+        let digest = match tarball {
+            Input::Path(p) => crate::image::rootfs::import_file(store, p)?,
+            Input::Stdin => {
+                crate::image::rootfs::import_rootfs(store, std::io::stdin(), "standard input", "-")?
+            }
+        };
+        let reason = format!("import {}", tarball.describe());
         store
             .update_refs(|refs| Ok(refs.set_tag(&name.to_string(), &digest, &reason)))
             .context("tagging the imported image")?;

@@ -20,7 +20,9 @@ pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// The names an index entry carries. A bare tag in `ref.name` (`latest`,
 /// as `skopeo copy oci:DIR:latest` writes) is given the repository
-/// `localhost/<fallback_repo>`, which is how Podman names such images too.
+/// `localhost/<fallback_repo>`, and a name without a registry
+/// (`app:1`) goes under `localhost/`, which is how Podman names such
+/// images too. containerd's annotation holds Docker's full names.
 pub fn names_from_annotations(desc: &Value, fallback_repo: &str) -> Vec<TagRef> {
     let ann = |k: &str| {
         desc.get("annotations")
@@ -34,7 +36,7 @@ pub fn names_from_annotations(desc: &Value, fallback_repo: &str) -> Vec<TagRef> 
     }
     if let Some(name) = ann(ANNOTATION_REF_NAME) {
         if (name.contains('/') || name.contains(':'))
-            && let Ok(t) = TagRef::parse(name)
+            && let Ok(t) = TagRef::parse_local(name)
         {
             return vec![t];
         }
@@ -146,5 +148,44 @@ pub(crate) fn resolve(
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "(none)".into())
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(ann: Value) -> Vec<String> {
+        names_from_annotations(&serde_json::json!({ "annotations": ann }), "fx")
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn short_ref_names_go_under_localhost_full_ones_stay() {
+        assert_eq!(
+            names(serde_json::json!({ ANNOTATION_REF_NAME: "latest" })),
+            ["localhost/fx:latest"]
+        );
+        assert_eq!(
+            names(serde_json::json!({ ANNOTATION_REF_NAME: "app:1" })),
+            ["localhost/app:1"]
+        );
+        assert_eq!(
+            names(serde_json::json!({ ANNOTATION_REF_NAME: "me/app:1" })),
+            ["localhost/me/app:1"]
+        );
+        assert_eq!(
+            names(serde_json::json!({ ANNOTATION_REF_NAME: "docker.io/library/busybox:1" })),
+            ["docker.io/library/busybox:1"]
+        );
+        // containerd's annotation is Docker's name, normalised as Docker does.
+        assert_eq!(
+            names(serde_json::json!({
+                ANNOTATION_CONTAINERD_NAME: "busybox:1", ANNOTATION_REF_NAME: "1"
+            })),
+            ["docker.io/library/busybox:1"]
+        );
     }
 }

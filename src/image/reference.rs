@@ -27,9 +27,11 @@ impl TagRef {
         tag.ok_or_else(|| anyhow::anyhow!("{input:?} has no name"))
     }
 
-    /// Parse the name of an image made here (`hutch import`, `hutch build`):
-    /// as Podman does, a name without a registry goes to `localhost/`
-    /// rather than pretending to come from Docker Hub.
+    /// Parse a name given to an image here (`hutch import`, `hutch tag`, a
+    /// short name in an OCI layout's `ref.name`): as Podman does, a name
+    /// without a registry goes to `localhost/` rather than pretending to
+    /// come from Docker Hub. Lookups of existing names try both (see
+    /// [`TagRef::candidates`]).
     pub fn parse_local(input: &str) -> Result<TagRef> {
         let first = input.split('/').next().unwrap_or_default();
         let has_domain = input.contains('/')

@@ -2,22 +2,59 @@
 
 use crate::image::compression::Compression;
 use crate::image::platform::Platform;
+use crate::image::sniff::{not_tar, read_head};
 use crate::image::{Digest, media};
 use crate::store::Store;
+use crate::store::space::NoSpace;
+use crate::store::unpack::UnpackError;
 use anyhow::{Context, Result};
-use std::io::BufReader;
+use std::io::Read;
 use std::path::Path;
 
-/// Store `tarball` (plain, gzip or zstd) as a layer blob, unpack it, and
-/// write a config and manifest for it. Returns the manifest digest.
-pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
+/// Import the root filesystem tarball at `tarball`.
+pub fn import_file(store: &Store, tarball: &Path) -> Result<Digest> {
     let shown = tarball.display().to_string();
     let file = std::fs::File::open(tarball)
         .with_context(|| format!("opening the root filesystem tarball {shown}"))?;
-    let mut head = BufReader::new(file);
-    let kind = Compression::sniff(&mut head).with_context(|| format!("reading {shown}"))?;
-    let (blob, meta) = store.ingest_layer_unknown(head).with_context(|| {
-        format!("importing {shown} (expected a tar archive, plain, gzip or zstd)")
+    let name = tarball
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    import_rootfs(store, file, &shown, &name)
+}
+
+/// Store the tarball `input` reads (plain, gzip or zstd; `shown` in
+/// messages, `name` in the image's history) as a layer blob, unpack it,
+/// and write a config and manifest for it. Returns the manifest digest.
+/// `input` is read once, as a stream (standard input works).
+pub fn import_rootfs(
+    store: &Store,
+    input: impl Read + Send,
+    shown: &str,
+    name: &str,
+) -> Result<Digest> {
+    // The first bytes tell the compression; a pipe may deliver them in
+    // pieces, so they are gathered before looking.
+    let mut input = input;
+    let head = read_head(&mut input, 512).with_context(|| format!("reading {shown}"))?;
+    let kind = Compression::sniff(&mut &head[..]).with_context(|| format!("reading {shown}"))?;
+    let head = std::io::Cursor::new(head).chain(input);
+    // An uncompressed tar is stored compressed (see `ingest_layer_unknown`).
+    let compress = kind == Compression::None;
+    let (blob, meta) = store.ingest_layer_unknown(head, compress).map_err(|e| {
+        if is_not_tar(&e) {
+            anyhow::anyhow!(
+                "{shown} is not a root filesystem tarball: {}; `hutch import` takes a tar \
+                 archive, plain or gzip/zstd compressed (for an image archive: `hutch load`)",
+                not_tar(kind)
+            )
+        } else if e.is::<NoSpace>() {
+            e
+        } else {
+            e.context(format!(
+                "importing {shown} (expected a tar archive, plain, gzip or zstd)"
+            ))
+        }
     })?;
     let now = crate::store::refs::now_rfc3339();
     let host = Platform::host();
@@ -27,13 +64,12 @@ pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
         "os": host.os,
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [meta.diff_id]},
-        "history": [{"created": now, "created_by": format!("hutch import {}", tarball.file_name().map(|n| n.to_string_lossy()).unwrap_or_default())}],
+        "history": [{"created": now, "created_by": format!("hutch import {name}")}],
     });
     let config_bytes = serde_json::to_vec(&config)?;
     let config_digest = store.put_blob(&config_bytes)?;
     let media_type = match kind {
-        Compression::None => media::OCI_LAYER_TAR,
-        Compression::Gzip => media::OCI_LAYER_GZIP,
+        Compression::None | Compression::Gzip => media::OCI_LAYER_GZIP,
         Compression::Zstd => media::OCI_LAYER_ZSTD,
     };
     let size = std::fs::metadata(store.blob_path(&blob))?.len();
@@ -44,4 +80,14 @@ pub fn import_rootfs(store: &Store, tarball: &Path) -> Result<Digest> {
         "layers": [{"mediaType": media_type, "digest": blob, "size": size}],
     });
     store.put_blob(&serde_json::to_vec(&manifest)?)
+}
+
+/// Whether unpacking stopped because the input does not start like a tar.
+fn is_not_tar(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<UnpackError>(),
+            Some(UnpackError::NotTar { .. })
+        )
+    })
 }

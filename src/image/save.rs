@@ -72,6 +72,69 @@ pub fn save(
     })
 }
 
+/// Write the image as an archive to `out` (standard output): it streams,
+/// so a failure half-way leaves the reader a truncated archive, and the
+/// error says so (without the end-of-archive marker that would make it
+/// look complete). An OCI layout directory cannot be streamed.
+pub fn save_to_writer(
+    store: &Store,
+    image: &StoredImage,
+    names: &[String],
+    out: impl Write,
+    format: Format,
+) -> Result<()> {
+    if format == Format::OciDir {
+        bail!("--format oci-dir writes a directory: give it with -o DIR");
+    }
+    let gate = Gate {
+        inner: BufWriter::with_capacity(1 << 20, out),
+        open: true,
+    };
+    let mut builder = tar::Builder::new(gate);
+    let written = match format {
+        Format::OciArchive => write_oci_tar(store, image, names, &mut builder),
+        _ => write_docker_tar(store, image, names, &mut builder),
+    };
+    let result = match written {
+        Ok(()) => builder
+            .into_inner()
+            .and_then(|mut g| g.inner.flush())
+            .map_err(anyhow::Error::from),
+        Err(e) => {
+            // Dropping the builder would end the archive properly.
+            builder.get_mut().open = false;
+            Err(e)
+        }
+    };
+    result.with_context(|| {
+        format!(
+            "saving image {} to standard output (what was written is incomplete)",
+            image.manifest_digest
+        )
+    })
+}
+
+/// A writer that can be shut, so nothing more reaches the output.
+struct Gate<W: Write> {
+    inner: W,
+    open: bool,
+}
+
+impl<W: Write> Write for Gate<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.open {
+            true => self.inner.write(buf),
+            false => Err(std::io::Error::other("the output was abandoned")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.open {
+            true => self.inner.flush(),
+            false => Ok(()),
+        }
+    }
+}
+
 fn write_archive(
     tmp: &Path,
     target: &Path,

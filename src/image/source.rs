@@ -2,8 +2,10 @@
 //! extracted docker-archive) or a tar archive read in place through an index
 //! of its members (no extraction, no copy).
 
+use crate::error::printable;
 use crate::image::Digest;
 use crate::image::compression::{self, Compression};
+use crate::image::sniff::{BLOCK, is_tar_start, not_tar, read_head};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::fs::File;
@@ -94,6 +96,12 @@ pub trait Source: Sync {
     }
 }
 
+/// `e` with its text made printable (the tar crate's messages quote header
+/// bytes and member names) and its kind kept (a full disk stays one).
+pub fn escaped(e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), printable(&e.to_string(), 200))
+}
+
 /// Members of a directory.
 pub struct DirSource {
     pub root: PathBuf,
@@ -143,14 +151,17 @@ impl TarSource {
             .entries_with_seek()
             .with_context(|| format!("{label}: not a tar archive"))?;
         for entry in entries {
-            let entry =
-                entry.with_context(|| format!("{label}: the archive is corrupt or truncated"))?;
+            // The tar crate's messages quote header bytes: escape them.
+            let entry = entry
+                .map_err(escaped)
+                .with_context(|| format!("{label}: the archive is corrupt or truncated"))?;
             let kind = entry.header().entry_type();
             if !(kind.is_file() || kind == tar::EntryType::Continuous) {
                 continue;
             }
             let name = entry
                 .path()
+                .map_err(escaped)
                 .with_context(|| format!("{label}: a member has an unreadable name"))?;
             let name = name.to_string_lossy().trim_start_matches("./").to_owned();
             let size = entry.size();
@@ -200,11 +211,11 @@ impl Source for TarSource {
     }
 }
 
-/// Open an image archive or directory. A compressed archive (`docker save |
-/// gzip`) is unpacked to `scratch` first, since tar members cannot be read
-/// in place through a compressor.
-pub fn open_any(path: &Path, scratch: &Path) -> Result<Box<dyn Source>> {
-    let shown = path.display().to_string();
+/// Open an image archive or directory (`shown` in messages: its path, or
+/// "standard input" for a copy of it). A compressed archive (`docker save
+/// | gzip`) is unpacked to `scratch` first, since tar members cannot be
+/// read in place through a compressor.
+pub fn open_any(path: &Path, shown: &str, scratch: &Path) -> Result<Box<dyn Source>> {
     let meta = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
     if meta.is_dir() {
         return Ok(Box::new(DirSource {
@@ -214,7 +225,29 @@ pub fn open_any(path: &Path, scratch: &Path) -> Result<Box<dyn Source>> {
     }
     let mut head =
         std::io::BufReader::new(File::open(path).with_context(|| format!("opening {shown}"))?);
-    match Compression::sniff(&mut head)? {
+    let kind = Compression::sniff(&mut head).with_context(|| format!("reading {shown}"))?;
+    // What is not a tar at all is said so, rather than whatever the tar
+    // reader makes of its bytes.
+    let start = match kind {
+        Compression::None => read_head(head, BLOCK),
+        _ => compression::decompress(head).and_then(|(_, r)| read_head(r, BLOCK)),
+    }
+    .map_err(escaped)
+    .with_context(|| {
+        format!(
+            "{shown} is not an image archive: reading it as {} data failed",
+            kind.name()
+        )
+    })?;
+    if !is_tar_start(&start) {
+        bail!(
+            "{shown} is not an image archive: {}; `hutch load` takes an OCI archive, an OCI \
+             layout directory or a docker-archive (from `hutch save`, `podman save` or \
+             `docker save`), plain or gzip/zstd compressed",
+            not_tar(kind)
+        );
+    }
+    match kind {
         Compression::None => Ok(Box::new(TarSource::open(path, format!("archive {shown}"))?)),
         kind => {
             let (_, reader) = compression::decompress(File::open(path)?)?;
@@ -224,7 +257,7 @@ pub fn open_any(path: &Path, scratch: &Path) -> Result<Box<dyn Source>> {
                 .entries()
                 .with_context(|| format!("{shown}: not a {} tar archive", kind.name()))?
             {
-                let mut entry = entry.with_context(|| {
+                let mut entry = entry.map_err(escaped).with_context(|| {
                     format!(
                         "{shown}: the {} archive is corrupt or truncated",
                         kind.name()
@@ -234,6 +267,7 @@ pub fn open_any(path: &Path, scratch: &Path) -> Result<Box<dyn Source>> {
                     // unpack_in refuses members that would land outside `scratch`.
                     entry
                         .unpack_in(scratch)
+                        .map_err(escaped)
                         .with_context(|| format!("{shown}: extracting a member"))?;
                 }
             }

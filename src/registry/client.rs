@@ -156,11 +156,16 @@ impl Client {
         with_auth.push(("Authorization", &authorization));
         let resp = self
             .send_retrying(method, url, &with_auth)
-            .with_context(|| format!("connecting to registry {}", self.registry))?;
+            .map_err(|e| self.transport_error(e, url))?;
         if let Ok(mut a) = self.authorization.lock() {
             *a = Some(authorization.clone());
         }
         Ok(resp)
+    }
+
+    /// The error for a request to `url` that failed before any answer.
+    fn transport_error(&self, e: ureq::Error, url: &str) -> anyhow::Error {
+        anyhow::anyhow!(describe_transport(&e, &self.registry, url))
     }
 
     /// A request with a body to `location` (a path or the absolute URL a
@@ -182,7 +187,12 @@ impl Client {
         let length = length.map(|l| l.to_string()).unwrap_or_default();
         let headers = [("Content-Type", content_type), ("Content-Length", &length)];
         self.send_body(method, &url, &headers, body)
-            .with_context(|| format!("sending to registry {}", self.registry))
+            .map_err(|e| match is_name_resolution(&e) {
+                true => self.transport_error(e, &url),
+                false => {
+                    anyhow::Error::new(e).context(format!("sending to registry {}", self.registry))
+                }
+            })
     }
 
     /// GET (or HEAD, or a bodyless POST) `path` (`/v2/...`), answering one
@@ -219,6 +229,7 @@ impl Client {
             Ok(r) => r,
             // With --tls-verify=false a registry may speak plain HTTP, as
             // Podman allows.
+            Err(e) if is_name_resolution(&e) => return Err(self.transport_error(e, &url)),
             Err(e) if probing => {
                 let plain = format!("http://{}", api_host(&self.registry));
                 url = format!("{plain}{path}");
@@ -230,19 +241,7 @@ impl Client {
                 }
                 r
             }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "connecting to registry {} (for a registry without TLS or with a \
-                         self-signed certificate: --tls-verify=false, or `insecure = true` \
-                         for it in {})",
-                        self.registry,
-                        super::config::path()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_else(|| "~/.config/hutch/registries.toml".into())
-                    )
-                });
-            }
+            Err(e) => return Err(self.transport_error(e, &url)),
         };
         if resp.status().as_u16() == 401 {
             let challenge = resp
@@ -334,7 +333,10 @@ impl Client {
         if let Some(c) = &self.creds {
             req = req.header("Authorization", c.basic_header());
         }
-        let resp = req.call().with_context(what)?;
+        let resp = req.call().map_err(|e| match is_name_resolution(&e) {
+            true => self.transport_error(e, realm),
+            false => anyhow::Error::new(e).context(what()),
+        })?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
             bail!(
@@ -389,9 +391,54 @@ fn transient_status(status: u16) -> bool {
 /// Transport failures worth another try (not TLS, DNS or protocol errors,
 /// which would fail the same way again).
 fn transient_error(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
+    !is_name_resolution(e)
+        && matches!(
+            e,
+            ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed
+        )
+}
+
+/// Whether `e` is a failure to resolve the host name: ureq's own "host
+/// not found" (no address), or the resolver's error, which the standard
+/// library reports as an I/O error with this text.
+fn is_name_resolution(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::HostNotFound => true,
+        ureq::Error::Io(io) => io
+            .to_string()
+            .starts_with("failed to lookup address information"),
+        _ => false,
+    }
+}
+
+/// The host (without port) of an `http(s)://host[:port]/...` URL.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+/// What a failed connection to `url` means for the user, and what to do.
+fn describe_transport(e: &ureq::Error, registry: &str, url: &str) -> String {
+    if is_name_resolution(e) {
+        let host = url_host(url);
+        return format!(
+            "cannot reach registry {registry}: name resolution of {host} failed ({e}); \
+             check the name and the network. Without a network, bring images in from \
+             files: `hutch load ARCHIVE` (from `hutch save`, `podman save` or \
+             `docker save`) or `hutch import ROOTFS.tar NAME`"
+        );
+    }
+    format!(
+        "connecting to registry {registry}: {e} (for a registry without TLS or with a \
+         self-signed certificate: --tls-verify=false, or `insecure = true` for it in {})",
+        super::config::path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "~/.config/hutch/registries.toml".into())
     )
 }
 
@@ -430,6 +477,46 @@ mod tests {
             "repository:library/busybox:pull%2Cpush"
         );
         assert_eq!(super::encode("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_says_so_and_points_to_load_and_import() {
+        use std::net::ToSocketAddrs;
+        // The resolver's own error, as ureq passes it on (no network needed:
+        // `.invalid` never resolves).
+        let io = ("nonexistent.invalid", 443).to_socket_addrs().unwrap_err();
+        for e in [ureq::Error::Io(io), ureq::Error::HostNotFound] {
+            assert!(super::is_name_resolution(&e), "{e}");
+            assert!(!super::transient_error(&e), "{e}: not retried");
+            let m = super::describe_transport(
+                &e,
+                "nonexistent.invalid",
+                "https://nonexistent.invalid/v2/",
+            );
+            assert!(
+                m.contains("name resolution of nonexistent.invalid failed"),
+                "{m}"
+            );
+            assert!(
+                m.contains("hutch load") && m.contains("hutch import"),
+                "{m}"
+            );
+            assert!(!m.contains("tls-verify"), "{m}");
+        }
+        // Control: a refused connection keeps the TLS hint.
+        let refused = ureq::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(!super::is_name_resolution(&refused));
+        let m = super::describe_transport(&refused, "127.0.0.1:1", "https://127.0.0.1:1/v2/");
+        assert!(m.contains("--tls-verify=false"), "{m}");
+        assert_eq!(super::url_host("https://[::1]:5000/v2/"), "::1");
+        assert_eq!(
+            super::url_host("http://reg.example:80/token?x=1"),
+            "reg.example"
+        );
+        assert_eq!(
+            super::url_host("https://auth.docker.io/token"),
+            "auth.docker.io"
+        );
     }
 
     #[test]

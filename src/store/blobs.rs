@@ -45,9 +45,12 @@ impl Store {
 
     /// Store `data` as a blob and return its digest.
     pub fn put_blob(&self, data: &[u8]) -> Result<Digest> {
-        let mut w = self.blob_writer()?;
-        w.write_all(data).context("writing a blob to the store")?;
-        w.commit(None)
+        let put = || -> Result<Digest> {
+            let mut w = self.blob_writer()?;
+            w.write_all(data).context("writing a blob to the store")?;
+            w.commit(None)
+        };
+        put().map_err(|e| self.explain_no_space(e, "a blob (manifest or config)"))
     }
 
     /// Start writing a blob whose digest is checked on commit.
@@ -60,6 +63,7 @@ impl Store {
             tmp: path,
             file: Some(BufWriter::with_capacity(256 * 1024, file)),
             hasher: Hasher::default(),
+            failed: None,
         })
     }
 
@@ -87,6 +91,7 @@ impl Store {
                 tmp: path,
                 file: Some(BufWriter::with_capacity(256 * 1024, file)),
                 hasher,
+                failed: None,
             },
             have,
         ))
@@ -118,11 +123,18 @@ impl Store {
 }
 
 /// A blob being written. Dropped without `commit`, it leaves nothing behind.
+///
+/// A write that fails (a full disk) breaks the writer for good: later
+/// writes, `check` and `commit` fail with the same error. Otherwise bytes
+/// written after space came back would make a file that no longer matches
+/// what was hashed, and a full disk would read as a damaged blob.
 pub struct BlobWriter {
     store: Store,
     tmp: PathBuf,
     file: Option<BufWriter<File>>,
     hasher: Hasher,
+    /// The first write error: its kind and text.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl BlobWriter {
@@ -143,9 +155,7 @@ impl BlobWriter {
     /// Whether what was written hashes to `expected`, without publishing
     /// it (the file goes away with the writer).
     pub fn check(mut self, expected: &Digest) -> Result<()> {
-        if let Some(file) = self.file.as_mut() {
-            file.flush().context("flushing a blob")?;
-        }
+        self.flush().context("flushing a blob")?;
         let len = self.len();
         let digest = std::mem::take(&mut self.hasher).finish();
         if digest != *expected {
@@ -166,6 +176,7 @@ impl BlobWriter {
     }
 
     fn publish(&mut self, expected: Option<&Digest>) -> Result<Digest> {
+        self.flush().context("flushing a blob")?;
         let file = self.file.take().context("a blob was committed twice")?;
         // No fsync: a killed process loses nothing that reached the page
         // cache; after a power loss `hutch check --store` finds torn blobs.
@@ -188,21 +199,49 @@ impl BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// The error of an earlier failed write, again.
+    fn earlier_failure(&self) -> io::Result<()> {
+        match &self.failed {
+            Some((kind, text)) => Err(io::Error::new(
+                *kind,
+                format!("an earlier write to the blob failed: {text}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Remember the first failure.
+    fn note<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() != io::ErrorKind::Interrupted
+            && self.failed.is_none()
+        {
+            self.failed = Some((e.kind(), e.to_string()));
+        }
+        r
+    }
+}
+
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.earlier_failure()?;
         let file = self
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("blob already committed"))?;
-        let n = file.write(buf)?;
+        let n = file.write(buf);
+        let n = self.note(n)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
+        self.earlier_failure()?;
+        let r = match self.file.as_mut() {
             Some(f) => f.flush(),
             None => Ok(()),
-        }
+        };
+        self.note(r)
     }
 }
 
@@ -234,5 +273,52 @@ mod tests {
         assert!(!store.has_blob(&Digest::of(b"other")));
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
         assert_eq!(store.list_blobs().unwrap(), vec![d]);
+    }
+
+    #[test]
+    fn a_full_disk_breaks_the_writer_and_is_not_a_digest_mismatch() {
+        use crate::store::space::is_no_space;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // /dev/full answers every write with ENOSPC. The writer's file is a
+        // symlink to it, so removing "the temporary file" removes the link.
+        let link = store.tmp_path("blob");
+        std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+        let writer = || BlobWriter {
+            store: store.clone(),
+            tmp: link.clone(),
+            file: Some(BufWriter::with_capacity(
+                1024,
+                std::fs::OpenOptions::new().write(true).open(&link).unwrap(),
+            )),
+            hasher: Hasher::default(),
+            failed: None,
+        };
+        let data = vec![1u8; 4096];
+        let expected = Digest::of(&data);
+        let mut w = writer();
+        let first = w.write_all(&data).unwrap_err();
+        assert_eq!(first.kind(), io::ErrorKind::StorageFull);
+        // Sticky: a later small write that would fit in the buffer fails too.
+        assert_eq!(
+            w.write(b"x").unwrap_err().kind(),
+            io::ErrorKind::StorageFull
+        );
+        let err = w.check(&expected).unwrap_err();
+        assert!(is_no_space(&err), "{err:#}");
+        assert!(!format!("{err:#}").contains("mismatch"), "{err:#}");
+        // Buffered bytes that fail only when flushed at commit: the same.
+        std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+        let mut w = writer();
+        w.write_all(b"small").unwrap();
+        let err = w.commit(Some(&expected)).unwrap_err();
+        assert!(is_no_space(&err), "{err:#}");
+        assert!(!format!("{err:#}").contains("mismatch"), "{err:#}");
+        assert!(
+            !link.exists() && std::fs::symlink_metadata(&link).is_err(),
+            "the link is gone"
+        );
+        assert!(std::path::Path::new("/dev/full").exists());
+        assert!(store.list_blobs().unwrap().is_empty());
     }
 }

@@ -173,7 +173,8 @@ impl Store {
                 if let Err(cleanup) = self.discard_new_garbage(&before) {
                     tracing::warn!("cleaning up after a failed command: {cleanup:#}");
                 }
-                Err(e)
+                // A full disk not told as such where it happened.
+                Err(self.explain_no_space(e, "the image"))
             }
         }
     }

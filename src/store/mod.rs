@@ -29,6 +29,7 @@ pub mod pipe;
 pub mod refs;
 pub mod remove;
 pub mod sources;
+pub mod space;
 pub mod unpack;
 pub mod verify;
 

@@ -198,7 +198,8 @@ impl Store {
         let out = change(&mut refs)?;
         if refs != before {
             let json = serde_json::to_vec_pretty(&refs)?;
-            write_atomic(&self.refs_path(), &json)?;
+            write_atomic(&self.refs_path(), &json)
+                .map_err(|e| self.explain_no_space(e, "the tags (refs.json)"))?;
         }
         Ok(out)
     }

@@ -38,6 +38,7 @@
 //! Refusing the whole layer would make images that leaked such attributes
 //! from a rootless build unusable for no gain.
 
+use crate::error::printable;
 use crate::overlay::format::{self, OverrideStat, RecordedType, XattrDisposition};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
@@ -70,9 +71,13 @@ pub struct UnpackStats {
 pub enum UnpackError {
     #[error("cannot use {} as the layer destination: {cause}", dest.display())]
     Destination { dest: PathBuf, cause: io::Error },
+    /// The stream does not start with a tar header: not a tar at all.
+    #[error("not a tar archive: its first 512 bytes are not a tar header ({})", printable(&cause.to_string(), 120))]
+    NotTar { cause: io::Error },
     /// The tar stream itself is malformed or ends early. `position` says
-    /// after which entry (e.g. `after entry "etc/passwd"`).
-    #[error("layer tar is malformed or truncated {position}: {cause}")]
+    /// after which entry (e.g. `after entry "etc/passwd"`). The tar
+    /// reader's messages quote header bytes: they are escaped.
+    #[error("layer tar is malformed or truncated {position}: {}", printable(&cause.to_string(), 200))]
     Tar { position: String, cause: io::Error },
     #[error("layer entry {path:?}: path leaves the layer root")]
     Escape { path: String },
@@ -86,7 +91,7 @@ pub enum UnpackError {
         target: String,
         reason: &'static str,
     },
-    #[error("layer entry {path:?}: {reason}")]
+    #[error("layer entry {path:?}: {}", printable(reason, 300))]
     Invalid { path: String, reason: String },
     #[error("layer entry {path:?}: file data is truncated ({got} of {expected} bytes)")]
     Truncated {
@@ -137,9 +142,12 @@ fn unpack_with<R: Read>(
         cause: e,
     })?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| UnpackError::Tar {
-            position: u.w.position(),
-            cause: e,
+        let mut entry = entry.map_err(|e| match u.w.have_entry {
+            true => UnpackError::Tar {
+                position: u.w.position(),
+                cause: e,
+            },
+            false => UnpackError::NotTar { cause: e },
         })?;
         u.entry(&mut entry)?;
     }
@@ -2387,8 +2395,10 @@ mod tests {
         let garbage: Vec<u8> = (0..8192).map(|_| rng.next() as u8).collect();
         let sb = sandbox();
         let err = sb.unpack(&garbage[..]).unwrap_err();
-        assert!(matches!(err, UnpackError::Tar { .. }), "{err}");
-        assert!(err.to_string().contains("at its start"), "{err}");
+        assert!(matches!(err, UnpackError::NotTar { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("not a tar archive"), "{msg}");
+        assert!(msg.chars().all(|c| !c.is_control()), "escaped: {msg:?}");
         sb.assert_outside_untouched();
         // An empty archive is fine.
         let sb = sandbox();
