@@ -662,3 +662,60 @@ fn many_programs_at_once_do_not_exhaust_hutchs_open_files() {
         describe(&out)
     );
 }
+
+/// Run hutch with a new terminal as its 0, 1 and 2; its exit status and
+/// what appeared on the terminal (carriage returns left out).
+fn on_terminal(st: &TestStore, args: &[&str]) -> (Option<i32>, String) {
+    let (master, slave) = common::pty();
+    let status = st
+        .hutch()
+        .args(args)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .status()
+        .unwrap();
+    let shown = common::read_pty(&master).replace('\r', "");
+    drop(slave);
+    (status.code(), shown)
+}
+
+#[test]
+fn tty_is_a_pty_of_the_containers_devpts_and_its_console() {
+    let st = busybox();
+    let (code, shown) = on_terminal(
+        &st,
+        &[
+            "run",
+            "--rm",
+            "-t",
+            "busybox",
+            "sh",
+            "-c",
+            "tty; test -c /dev/console && echo console-is-a-device; \
+             [ \"$(stat -c %t:%T /dev/console)\" = \"$(stat -L -c %t:%T \"$(tty)\")\" ] && echo console-is-the-tty; \
+             echo pts: $(ls /dev/pts)",
+        ],
+    );
+    assert_eq!(code, Some(0), "{shown}");
+    let lines: Vec<&str> = shown.lines().collect();
+    // The container's own /dev/pts/N: ttyname finds it in its view.
+    let n = lines
+        .first()
+        .and_then(|l| l.strip_prefix("/dev/pts/"))
+        .unwrap_or_else(|| panic!("tty printed no /dev/pts path: {shown:?}"));
+    assert!(
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+        "{shown:?}"
+    );
+    assert_eq!(
+        &lines[1..],
+        [
+            "console-is-a-device",
+            "console-is-the-tty",
+            // Nothing of the host's devpts: only the container's one pty.
+            &format!("pts: {n} ptmx"),
+        ],
+        "{shown:?}"
+    );
+}
