@@ -719,3 +719,34 @@ fn tty_is_a_pty_of_the_containers_devpts_and_its_console() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn tty_needs_a_terminal_on_stdin() {
+    let st = busybox();
+    // `echo x | hutch run -it busybox cat` would wait forever for an
+    // end-of-file nobody can type: refused before anything starts.
+    let mut child = st
+        .hutch()
+        .args(["run", "--rm", "-it", "busybox", "true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(b"x\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the input device is not a TTY") && err.contains("drop -t"),
+        "{err}"
+    );
+    // /dev/null on stdin: the same.
+    let (c, err) = st.run_fail(["run", "--rm", "-t", "busybox", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("the input device is not a TTY"), "{err}");
+    assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
+    // Control: with a terminal on stdin, -t runs.
+    let (code, shown) = on_terminal(&st, &["run", "--rm", "-t", "busybox", "echo", "ran"]);
+    assert_eq!((code, shown.as_str()), (Some(0), "ran\n"));
+}

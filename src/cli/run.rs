@@ -44,7 +44,7 @@ pub struct RunArgs {
     /// Keep stdin open (without it, the command reads /dev/null)
     #[arg(short, long)]
     interactive: bool,
-    /// Give the command a pseudo-terminal
+    /// Give the command a pseudo-terminal (hutch's stdin must be a terminal)
     #[arg(short, long)]
     tty: bool,
     /// Pass descriptors 3 to 3+N-1 of hutch's caller to the command (all
@@ -255,7 +255,21 @@ fn with_cgroup_fallback(spec: &crate::sandbox::spec::SandboxSpec) -> Result<serd
     Ok(value)
 }
 
+/// `-t` relays hutch's stdin to the container's terminal: without a
+/// terminal there, nothing could ever send it end-of-file (the command
+/// would wait forever), so it is refused, as Docker does.
+fn check_tty_stdin(tty: bool, dry_run: bool) -> Result<()> {
+    if tty && !dry_run && !rustix::termios::isatty(rustix::stdio::stdin()) {
+        bail!(
+            "the input device is not a TTY: -t needs a terminal on hutch's stdin; \
+             drop -t (and keep -i to pipe input to the command)"
+        );
+    }
+    Ok(())
+}
+
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
+    check_tty_stdin(a.tty, a.dry_run)?;
     let store = store?;
     let profile = profile::load(&a.profile)?;
     let mut command = a.command;
