@@ -516,7 +516,10 @@ fn rm_force_stops_a_running_container() {
     wait_for(child.stdout.as_mut().unwrap(), "ready");
     let (c, err) = st.run_fail(["rm", "busy"]);
     assert_eq!(c, 125);
-    assert!(err.contains("running"), "{err}");
+    assert!(
+        err.contains("container busy is running; `hutch rm -f busy` stops it"),
+        "{err}"
+    );
     st.run_ok(["rm", "-f", "busy"]);
     let status = child.wait().unwrap();
     assert!(!status.success());
@@ -749,4 +752,69 @@ fn tty_needs_a_terminal_on_stdin() {
     // Control: with a terminal on stdin, -t runs.
     let (code, shown) = on_terminal(&st, &["run", "--rm", "-t", "busybox", "echo", "ran"]);
     assert_eq!((code, shown.as_str()), (Some(0), "ran\n"));
+}
+
+#[test]
+fn inspect_finds_containers_after_images() {
+    let st = busybox();
+    let (_, out) = st.run(["run", "--name", "box", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", "box"])).unwrap();
+    assert_eq!(v["name"], "box", "{v:#}");
+    assert_eq!(v["image"], "busybox");
+    assert_eq!(v["status"], "exited");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["running"], false);
+    assert_eq!(v["command"], serde_json::json!(["sh", "-c", "exit 3"]));
+    let id = v["id"].as_str().unwrap();
+    let by_id: serde_json::Value =
+        serde_json::from_str(&st.run_ok(["inspect", &id[..12]])).unwrap();
+    assert_eq!(by_id["id"], id);
+    // Images come first, as in Podman: a container named like an image.
+    st.run_ok(["run", "--name", "busybox", "busybox", "true"]);
+    let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", "busybox"])).unwrap();
+    assert!(v["Digest"].is_string() && v.get("name").is_none(), "{v:#}");
+    let (c, err) = st.run_fail(["inspect", "nothing-here"]);
+    assert_eq!(c, 125);
+    assert!(
+        err.contains("no image") && err.contains("no container is \"nothing-here\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn rm_all_removes_the_stopped_containers() {
+    let st = busybox();
+    st.run_ok(["run", "--name", "one", "busybox", "true"]);
+    let (_, out) = st.run(["run", "--name", "two", "busybox", "false"]);
+    assert_eq!(out.status.code(), Some(1));
+    let mut child = st
+        .hutch()
+        .args(["run", "--name", "busy", "busybox", "sh", "-c"])
+        .arg("echo ready; sleep 60")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(child.stdout.as_mut().unwrap(), "ready");
+    let (_, out) = st.run(["rm", "-a"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut removed: Vec<String> = text(&out).lines().map(String::from).collect();
+    removed.sort();
+    assert_eq!(removed, ["one", "two"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("busy is running and is kept; `hutch rm -f busy`"),
+        "{err}"
+    );
+    let ps = st.run_ok(["ps", "-a"]);
+    assert!(
+        ps.contains("busy") && !ps.contains("one") && !ps.contains("two"),
+        "{ps}"
+    );
+    // With -f, running ones go too.
+    assert_eq!(st.run_ok(["rm", "-a", "-f"]), "busy\n");
+    assert!(!child.wait().unwrap().success());
+    assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
+    let (c, _) = st.run_fail(["rm", "-a", "one"]);
+    assert_eq!(c, 125, "-a with names is a usage error");
 }
