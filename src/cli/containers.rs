@@ -29,6 +29,7 @@ struct PsRow {
     status: String,
     exit_code: Option<i32>,
     profile: String,
+    ports: Vec<String>,
 }
 
 pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
@@ -47,6 +48,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
             created: c.state.created,
             exit_code: c.state.exit_code,
             profile: c.state.profile,
+            ports: c.state.ports,
         })
         .collect();
     if a.quiet {
@@ -71,6 +73,12 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                         cmd,
                         output::human_age(Some(&r.created)),
                         r.status.clone(),
+                        // Published while it runs; the record keeps them.
+                        if r.status == "running" {
+                            r.ports.join(", ")
+                        } else {
+                            String::new()
+                        },
                         r.name.clone(),
                     ]
                 })
@@ -82,6 +90,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                     "COMMAND",
                     "CREATED",
                     "STATUS",
+                    "PORTS",
                     "NAME",
                 ],
                 &table,

@@ -83,8 +83,9 @@ pub struct RunArgs {
     /// slirp:allow_host_loopback=true,mtu=1500
     #[arg(long, value_name = "MODE[:OPT=VAL,...]")]
     network: Option<String>,
-    /// Publish a container port: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp] (slirp)
-    #[arg(short, long = "publish", value_name = "[IP:]HOST:CTR")]
+    /// Publish a container port: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp] (slirp);
+    /// CTRPORT alone (or HOSTIP::CTRPORT) takes a free host port
+    #[arg(short, long = "publish", value_name = "[[IP:]HOST:]CTR")]
     publish: Vec<String>,
     /// MTU of the container's eth0 with --network slirp [default: 65520]
     #[arg(long, value_name = "BYTES")]
@@ -321,8 +322,20 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     let lock = store.lock_shared()?;
     let dir = store.container_dir(&id);
     let mut planned = None;
+    let mut listeners = None;
     let (state, running) = store.create_container(&id, req.name.as_deref(), |name| {
         let spec = plan(&store, &req, &profile, &id, name, &dir)?;
+        // -p binds now: a port that cannot be had leaves no container.
+        let bound = if spec.net.publish.is_empty() {
+            None
+        } else {
+            Some(crate::sandbox::network::bind_published(&spec)?)
+        };
+        let ports = bound
+            .as_ref()
+            .map(|l| l.published().iter().map(|f| f.describe()).collect())
+            .unwrap_or_default();
+        listeners = bound;
         let state = ContainerState {
             id: id.clone(),
             name: name.to_string(),
@@ -336,19 +349,34 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
             pid: None,
             exit_code: None,
             finished: None,
+            ports,
         };
         planned = Some(spec);
         Ok(state)
     })?;
     drop(lock);
     let spec = planned.context("internal error: the container was created without a plan")?;
+    // Ports the kernel chose: said once, at the start (`hutch ps` shows
+    // them too).
+    if let Some(l) = &listeners {
+        for (asked, bound) in spec.net.publish.iter().zip(l.published()) {
+            if crate::net::parse_publish(asked).is_ok_and(|f| f.host.port() == 0) {
+                eprintln!(
+                    "hutch: port {}/{} is published on {}",
+                    bound.container_port,
+                    bound.proto.as_str(),
+                    bound.host
+                );
+            }
+        }
+    }
     let result = (|| {
         write_etc_files(&spec, &dir.join("etc"))?;
         let mut st = state.clone();
         st.status = Status::Running;
         st.pid = Some(std::process::id() as i32);
         store.save_container(&st)?;
-        let code = launch::run(&spec, &dir.join("etc"));
+        let code = launch::run(&spec, &dir.join("etc"), listeners);
         st.status = Status::Exited;
         st.pid = None;
         st.finished = Some(now_rfc3339());

@@ -121,8 +121,14 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
 
 /// Run the container described by `spec`; returns the command's exit
 /// status (128+N for a signal; 126/127 when it cannot be run). `etc_dir`
-/// holds the generated hosts, hostname and resolv.conf.
-pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
+/// holds the generated hosts, hostname and resolv.conf; `listeners` the
+/// host side of `-p`, bound by [`super::network::bind_published`] (None:
+/// nothing published).
+pub fn run(
+    spec: &SandboxSpec,
+    etc_dir: &Path,
+    listeners: Option<crate::net::Listeners>,
+) -> Result<i32> {
     // Whatever the container does to hutch's terminal, its settings are
     // back as they were when this returns.
     let _terminal = stdio::TerminalGuard::save();
@@ -310,7 +316,11 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
                 if let Err(e) = super::tap::set_persist(tap.as_fd()) {
                     tracing::debug!("TUNSETPERSIST: {e}");
                 }
-                let started = super::network::start(tap, cfg);
+                let listeners = match listeners {
+                    Some(l) => Ok(l),
+                    None => crate::net::Listeners::bind(&[]),
+                };
+                let started = listeners.and_then(|l| super::network::start(tap, cfg, l));
                 if started.is_err() {
                     // No network, no container: stop it before it runs on.
                     sys::kill(relay, libc::SIGKILL);

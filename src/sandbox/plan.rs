@@ -349,6 +349,10 @@ pub fn plan(
     }
 
     let network = req.network.unwrap_or(profile.network.mode);
+    // A bad -p fails here, before anything is created (--dry-run too).
+    for p in &req.publish {
+        crate::net::parse_publish(p)?;
+    }
     if !req.publish.is_empty() && network != NetworkMode::Slirp {
         bail!(
             "-p needs --network slirp (the network is {})",

@@ -49,6 +49,9 @@ pub struct ContainerState {
     pub pid: Option<i32>,
     pub exit_code: Option<i32>,
     pub finished: Option<String>,
+    /// Published ports as bound (`127.0.0.1:41234->8080/tcp`).
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 /// A container as `ps` shows it: its state, corrected by whether anyone
@@ -362,6 +365,7 @@ mod tests {
                 pid: None,
                 exit_code: None,
                 finished: None,
+                ports: Vec::new(),
             })
         };
         let (st, lock) = store.create_container(&id, Some("one"), fill).unwrap();
