@@ -148,8 +148,15 @@ fn dry_run_prints_the_spec_and_starts_nothing() {
             .contains(&"X=1".into())
     );
     assert_eq!(v["rootfs"]["read_only"], true);
-    assert_eq!(v["mounts"][0]["destination"], "/host-tmp");
-    assert_eq!(v["mounts"][0]["read_only"], true);
+    let mounts = v["mounts"].as_array().unwrap();
+    let at = |d: &str| mounts.iter().find(|m| m["destination"] == d);
+    let vol = at("/host-tmp").expect("the volume is listed");
+    assert_eq!(vol["type"], "bind");
+    assert_eq!(vol["read_only"], true);
+    // --read-only keeps /tmp, /var/tmp and /run writable (tmpfs).
+    for d in ["/tmp", "/var/tmp", "/run"] {
+        assert_eq!(at(d).map(|m| &m["type"]), Some(&"tmpfs".into()), "{d}");
+    }
     assert_eq!(v["security"]["no_new_privs"], true);
     assert_eq!(v["profile"], "default");
     assert!(
@@ -817,4 +824,46 @@ fn rm_all_removes_the_stopped_containers() {
     assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
     let (c, _) = st.run_fail(["rm", "-a", "one"]);
     assert_eq!(c, 125, "-a with names is a usage error");
+}
+
+#[test]
+fn read_only_keeps_tmp_var_tmp_and_run_writable() {
+    let st = busybox();
+    let script = "for d in /tmp /var/tmp /run; do touch $d/f 2>/dev/null && echo $d-rw || echo $d-ro; done; \
+                  touch /etc/f 2>/dev/null && echo etc-rw || echo etc-ro";
+    let out = run_ok(&st, &["--read-only", "busybox", "sh", "-c", script]);
+    assert_eq!(out, "/tmp-rw\n/var/tmp-rw\n/run-rw\netc-ro\n");
+    let mounts = run_ok(&st, &["--read-only", "busybox", "cat", "/proc/mounts"]);
+    for d in ["/tmp", "/var/tmp", "/run"] {
+        assert!(
+            mounts.contains(&format!(" {d} tmpfs rw,")),
+            "{d} is a tmpfs: {mounts}"
+        );
+    }
+    let out = run_ok(
+        &st,
+        &[
+            "--read-only",
+            "--read-only-tmpfs=false",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(out, "/tmp-ro\n/var/tmp-ro\n/run-ro\netc-ro\n");
+    // A --tmpfs of the user's replaces the default one.
+    let out = run_ok(
+        &st,
+        &[
+            "--read-only",
+            "--tmpfs",
+            "/tmp:size=1m",
+            "busybox",
+            "sh",
+            "-c",
+            "grep ' /tmp ' /proc/mounts | grep -c size=1024k",
+        ],
+    );
+    assert_eq!(out, "1\n");
 }

@@ -72,9 +72,21 @@ pub struct RunArgs {
     /// Mount a fresh tmpfs: PATH[:OPTIONS]
     #[arg(long, value_name = "PATH[:OPTS]")]
     tmpfs: Vec<String>,
-    /// Make the root filesystem read-only
+    /// Make the root filesystem read-only (/tmp, /var/tmp and /run stay
+    /// writable, as fresh tmpfs mounts, unless --read-only-tmpfs=false)
     #[arg(long)]
     read_only: bool,
+    /// With --read-only: mount fresh tmpfs on /tmp, /var/tmp and /run
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    read_only_tmpfs: bool,
     /// The container's hostname (default: its name)
     #[arg(short = 'h', long)]
     hostname: Option<String>,
@@ -294,6 +306,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         volumes: a.volume,
         tmpfs: a.tmpfs,
         read_only: a.read_only,
+        read_only_tmpfs: a.read_only_tmpfs,
         hostname: a.hostname,
         network: net.as_ref().map(|n| n.mode),
         allow_host_loopback: net.as_ref().and_then(|n| n.allow_host_loopback),
@@ -423,6 +436,9 @@ mod tests {
         ),
         ("volume", FlagEffect::Weakens(&["filesystem.mounts"])),
         ("read_only", FlagEffect::Tightens),
+        // Fresh memory inside a read-only container, nothing of the host;
+        // `false` only takes the writable tmpfs away.
+        ("read_only_tmpfs", FlagEffect::Neutral),
         // -u picks a user of the image, never the host's identity (and turns
         // off a profile's keep_id); capabilities stay the profile's.
         ("user", FlagEffect::Tightens),
