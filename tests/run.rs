@@ -867,3 +867,63 @@ fn read_only_keeps_tmp_var_tmp_and_run_writable() {
     );
     assert_eq!(out, "1\n");
 }
+
+#[test]
+fn the_cgroup_warning_is_shown_once() {
+    let st = busybox();
+    let untrusted = |extra: &[&str]| {
+        st.hutch()
+            .current_dir(st.tmp())
+            .args(extra)
+            .args(["run", "--rm", "--profile", "untrusted"])
+            .args(["busybox", "true"])
+            .output()
+            .unwrap()
+    };
+    let warning = "hutch: warning: memory/pids/cpu limits not applied";
+    let dry_run = || -> serde_json::Value {
+        let out = st
+            .hutch()
+            .current_dir(st.tmp())
+            .args([
+                "run",
+                "--dry-run",
+                "--profile",
+                "untrusted",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let falls_back = dry_run().get("cgroup_fallback").is_some();
+    let first = untrusted(&[]);
+    let second = untrusted(&[]);
+    let verbose = untrusted(&["--verbose"]);
+    for out in [&first, &second, &verbose] {
+        assert!(out.status.success(), "{}", describe(out));
+    }
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    if falls_back {
+        assert!(
+            err(&first).starts_with(warning) && err(&first).contains("(shown once;"),
+            "{}",
+            err(&first)
+        );
+        assert_eq!(err(&second), "", "the second run is quiet");
+        assert!(
+            err(&verbose).contains("memory/pids/cpu limits not applied"),
+            "--verbose shows it: {}",
+            err(&verbose)
+        );
+        // --dry-run still reports it.
+        assert!(dry_run().get("cgroup_fallback").is_some());
+    } else {
+        // A delegated cgroup v2: the limits apply, nothing to warn about.
+        for out in [&first, &second] {
+            assert!(!err(out).contains(warning), "{}", err(out));
+        }
+    }
+}

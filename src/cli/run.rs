@@ -281,6 +281,17 @@ fn check_tty_stdin(tty: bool, dry_run: bool) -> Result<()> {
     Ok(())
 }
 
+/// How a warning of the launcher that every run would repeat (the cgroup
+/// limits a host cannot apply) is shown: the first time from this store,
+/// then only with --verbose (as an info log line), until its text changes.
+fn show_once(store: &Store, key: &str, text: &str) {
+    if store.first_showing(key, text) {
+        eprintln!("{text} (shown once; `hutch --verbose run` shows it every time)");
+    } else {
+        tracing::info!("{}", text.trim_start_matches("hutch: warning: "));
+    }
+}
+
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     check_tty_stdin(a.tty, a.dry_run)?;
     let store = store?;
@@ -389,7 +400,9 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         st.status = Status::Running;
         st.pid = Some(std::process::id() as i32);
         store.save_container(&st)?;
-        let code = launch::run(&spec, &dir.join("etc"), listeners);
+        let code = launch::run(&spec, &dir.join("etc"), listeners, &|text| {
+            show_once(&store, "cgroup-fallback", text)
+        });
         st.status = Status::Exited;
         st.pid = None;
         st.finished = Some(now_rfc3339());

@@ -123,11 +123,13 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
 /// status (128+N for a signal; 126/127 when it cannot be run). `etc_dir`
 /// holds the generated hosts, hostname and resolv.conf; `listeners` the
 /// host side of `-p`, bound by [`super::network::bind_published`] (None:
-/// nothing published).
+/// nothing published). `cgroup_warning` shows the warning that the
+/// profile's cgroup limits are not applied (the caller decides how often).
 pub fn run(
     spec: &SandboxSpec,
     etc_dir: &Path,
     listeners: Option<crate::net::Listeners>,
+    cgroup_warning: &dyn Fn(&str),
 ) -> Result<i32> {
     // Whatever the container does to hutch's terminal, its settings are
     // back as they were when this returns.
@@ -184,10 +186,10 @@ pub fn run(
                 limits.cpus,
                 spec.limits.nproc,
             );
-            eprintln!(
+            cgroup_warning(&format!(
                 "hutch: warning: memory/pids/cpu limits not applied: {e:#}{}",
                 fallback.describe()
-            );
+            ));
             None
         }
     };
