@@ -927,3 +927,90 @@ fn the_cgroup_warning_is_shown_once() {
         }
     }
 }
+
+/// A new directory on another filesystem than `than` (a rename from
+/// there to it fails with EXDEV, whatever the caller's capabilities).
+fn dir_on_another_filesystem(than: &std::path::Path) -> tempfile::TempDir {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(than).unwrap().dev();
+    ["/dev/shm", "/run/shm", "/var/tmp", "/tmp"]
+        .iter()
+        .filter(|c| std::fs::metadata(c).is_ok_and(|m| m.is_dir() && m.dev() != dev))
+        .find_map(|c| {
+            tempfile::Builder::new()
+                .prefix("hutch-xdev-")
+                .tempdir_in(c)
+                .ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs a writable directory on another filesystem than {}",
+                than.display()
+            )
+        })
+}
+
+#[test]
+fn a_failed_cleanup_after_the_run_keeps_the_commands_status() {
+    use std::os::unix::process::CommandExt;
+    let st = busybox();
+    let sync = st.tmp().join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    let vol = format!("{}:/sync", sync.display());
+    let mut cmd = st.hutch();
+    cmd.args([
+        "run", "--rm", "--name", "stuck", "-v", &vol, "busybox", "sh", "-c",
+    ])
+    .arg("echo ready; while [ ! -e /sync/go ]; do sleep 0.05; done; exit 3")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    // SAFETY: only signal(2) between fork and exec. A write beyond
+    // RLIMIT_FSIZE then fails with EFBIG instead of killing hutch.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    wait_for(child.stdout.as_mut().unwrap(), "ready");
+    // As on a full disk, once the command runs: hutch can write no file
+    // (so it cannot record the exit), and the store's tmp/ is on another
+    // filesystem (so the container cannot be moved there to be removed).
+    // hutch is root in its user namespace, so permissions would not stop it.
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::prlimit(
+        Some(pid),
+        rustix::process::Resource::Fsize,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: None,
+        },
+    )
+    .unwrap();
+    let elsewhere = dir_on_another_filesystem(st.root());
+    let tmp = st.root().join("tmp");
+    std::fs::rename(&tmp, st.root().join("tmp.real")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &tmp).unwrap();
+    std::fs::write(sync.join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::rename(st.root().join("tmp.real"), &tmp).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let dir = std::fs::read_dir(st.root().join("containers"))
+        .unwrap()
+        .next()
+        .expect("the container is left")
+        .unwrap()
+        .path();
+    assert!(
+        err.contains("--rm: removing container stuck failed")
+            && err.contains(&format!("it is left in {}", dir.display()))
+            && err.contains("`hutch rm stuck` removes it"),
+        "{err}"
+    );
+    // What it says works.
+    assert_eq!(st.run_ok(["rm", "stuck"]), "stuck\n");
+    assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
+}

@@ -292,6 +292,21 @@ fn show_once(store: &Store, key: &str, text: &str) {
     }
 }
 
+/// The warning when `--rm` could not remove the container after the
+/// command ran (the command's exit status stands): what is left, and how
+/// to remove it.
+fn removal_warning(name: &str, dir: &std::path::Path, e: &anyhow::Error, listed: bool) -> String {
+    if listed {
+        format!(
+            "hutch: warning: --rm: removing container {name} failed: {e:#}; it is left in {} \
+             (`hutch rm {name}` removes it)",
+            dir.display()
+        )
+    } else {
+        format!("hutch: warning: --rm: removing container {name}: {e:#}")
+    }
+}
+
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     check_tty_stdin(a.tty, a.dry_run)?;
     let store = store?;
@@ -407,14 +422,24 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         st.pid = None;
         st.finished = Some(now_rfc3339());
         st.exit_code = code.as_ref().ok().copied();
-        store.save_container(&st)?;
+        // The command has run: failing to record it (a full disk) must not
+        // replace its exit status. With --rm the record goes anyway.
+        if let Err(e) = store.save_container(&st)
+            && !req.remove
+        {
+            eprintln!(
+                "hutch: warning: recording that container {} exited: {e:#} (`hutch ps -a` shows it as killed)",
+                st.name
+            );
+        }
         code
     })();
     drop(running);
     if req.remove
         && let Err(e) = store.remove_container(&id, false)
     {
-        eprintln!("hutch: warning: removing container {}: {e:#}", state.name);
+        let listed = matches!(store.lookup_container(&id), Ok(Some(_)));
+        eprintln!("{}", removal_warning(&state.name, &dir, &e, listed));
     }
     result
 }
