@@ -361,26 +361,10 @@ fn init_holds_nothing_of_the_host_even_with_every_capability() {
     assert!(!s.contains("control-fd: 0\n"), "{s}");
 }
 
-/// A pty pair: the caller's terminal.
-fn pty() -> (OwnedFd, OwnedFd) {
-    use rustix::pty::OpenptFlags;
-    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
-    rustix::pty::grantpt(&master).unwrap();
-    rustix::pty::unlockpt(&master).unwrap();
-    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
-    let slave = rustix::fs::open(
-        name.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY,
-        rustix::fs::Mode::empty(),
-    )
-    .unwrap();
-    (master, slave)
-}
-
 /// Run hutch with a terminal as its 0, 1 and 2; returns the exit status,
 /// what appeared on the terminal, and whether ECHO is still set.
 fn on_terminal(st: &TestStore, profile: &str, script: &str) -> (Option<i32>, String, bool) {
-    let (master, slave) = pty();
+    let (master, slave) = common::pty();
     let echo_before = rustix::termios::tcgetattr(&slave)
         .unwrap()
         .local_modes
@@ -402,20 +386,7 @@ fn on_terminal(st: &TestStore, profile: &str, script: &str) -> (Option<i32>, Str
         .unwrap()
         .local_modes
         .contains(rustix::termios::LocalModes::ECHO);
-    rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK).unwrap();
-    let mut shown = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = rustix::io::read(&master, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        shown.extend_from_slice(&buf[..n]);
-    }
-    (
-        status.code(),
-        String::from_utf8_lossy(&shown).into_owned(),
-        echo_after,
-    )
+    (status.code(), common::read_pty(&master), echo_after)
 }
 
 #[test]

@@ -531,3 +531,136 @@ fn mtu_from_the_profile_the_flag_and_the_network_option() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1500\n");
 }
+
+/// GET / from 127.0.0.1:`port` until the container's server answers
+/// (it may not listen yet; 10 s at most).
+fn get(port: u16) -> String {
+    let t0 = Instant::now();
+    loop {
+        let r = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+            let mut v = String::new();
+            s.read_to_string(&mut v)?;
+            Ok(v)
+        });
+        match r {
+            Ok(v) if v.starts_with("HTTP/1.") => return v,
+            _ if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!("no answer on 127.0.0.1:{port}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn publish_without_a_host_port_takes_a_free_one_shown_by_ps() {
+    use std::io::BufRead;
+    let st = busybox();
+    let mut child = st
+        .hutch()
+        .args(["run", "--rm", "--name", "web", "--network", "slirp"])
+        .args(["-p", "8080", "busybox", "sh", "-c"])
+        .arg(
+            "mkdir -p /www && echo served-from-container > /www/index.html && \
+             httpd -f -p 8080 -h /www & echo ready; sleep 20",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Said on stderr at the start.
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim_end()
+        .strip_prefix("hutch: port 8080/tcp is published on ")
+        .unwrap_or_else(|| panic!("{line:?}"));
+    let port: u16 = addr
+        .strip_prefix("127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert_ne!(port, 0);
+    let mut seen = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut seen).unwrap();
+    let body = get(port);
+    assert!(body.contains("served-from-container"), "{body}");
+    let ps = st.run_ok(["ps"]);
+    let header = ps.lines().next().unwrap();
+    assert!(header.contains(" PORTS "), "{ps}");
+    assert!(ps.contains(&format!("127.0.0.1:{port}->8080/tcp")), "{ps}");
+    let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", "web"])).unwrap();
+    assert_eq!(
+        v["ports"],
+        serde_json::json!([format!("127.0.0.1:{port}->8080/tcp")])
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn privileged_and_out_of_range_host_ports_are_explained() {
+    let st = busybox();
+    let run_p = |p: &str| {
+        st.run([
+            "run",
+            "--rm",
+            "--network",
+            "slirp",
+            "-p",
+            p,
+            "busybox",
+            "true",
+        ])
+        .1
+    };
+    let out = run_p("99999");
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        err,
+        "hutch: error: -p 99999: port 99999 is out of range (1-65535)\n"
+    );
+    let out = run_p("99999:80");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("port 99999 is out of range (1-65535)"),
+        "{}",
+        describe(&out)
+    );
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let out = run_p("80:80");
+    if start > 80 {
+        assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+        let suggested = if start <= 8080 { 8080 } else { start };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "host port 80 is privileged (below net.ipv4.ip_unprivileged_port_start = {start}): \
+                 use a port >= {start}, e.g. -p {suggested}:80"
+            )),
+            "{err}"
+        );
+    } else {
+        // This host lets everyone bind port 80: nothing to refuse.
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    // Nothing was left behind, even without --rm.
+    let (_, out) = st.run([
+        "run",
+        "--network",
+        "slirp",
+        "-p",
+        "99999",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
+}

@@ -148,8 +148,15 @@ fn dry_run_prints_the_spec_and_starts_nothing() {
             .contains(&"X=1".into())
     );
     assert_eq!(v["rootfs"]["read_only"], true);
-    assert_eq!(v["mounts"][0]["destination"], "/host-tmp");
-    assert_eq!(v["mounts"][0]["read_only"], true);
+    let mounts = v["mounts"].as_array().unwrap();
+    let at = |d: &str| mounts.iter().find(|m| m["destination"] == d);
+    let vol = at("/host-tmp").expect("the volume is listed");
+    assert_eq!(vol["type"], "bind");
+    assert_eq!(vol["read_only"], true);
+    // --read-only keeps /tmp, /var/tmp and /run writable (tmpfs).
+    for d in ["/tmp", "/var/tmp", "/run"] {
+        assert_eq!(at(d).map(|m| &m["type"]), Some(&"tmpfs".into()), "{d}");
+    }
     assert_eq!(v["security"]["no_new_privs"], true);
     assert_eq!(v["profile"], "default");
     assert!(
@@ -516,7 +523,10 @@ fn rm_force_stops_a_running_container() {
     wait_for(child.stdout.as_mut().unwrap(), "ready");
     let (c, err) = st.run_fail(["rm", "busy"]);
     assert_eq!(c, 125);
-    assert!(err.contains("running"), "{err}");
+    assert!(
+        err.contains("container busy is running; `hutch rm -f busy` stops it"),
+        "{err}"
+    );
     st.run_ok(["rm", "-f", "busy"]);
     let status = child.wait().unwrap();
     assert!(!status.success());
@@ -710,4 +720,346 @@ fn many_programs_at_once_do_not_exhaust_hutchs_open_files() {
         "{}",
         describe(&out)
     );
+}
+
+/// Run hutch with a new terminal as its 0, 1 and 2; its exit status and
+/// what appeared on the terminal (carriage returns left out).
+fn on_terminal(st: &TestStore, args: &[&str]) -> (Option<i32>, String) {
+    let (master, slave) = common::pty();
+    let status = st
+        .hutch()
+        .args(args)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .status()
+        .unwrap();
+    let shown = common::read_pty(&master).replace('\r', "");
+    drop(slave);
+    (status.code(), shown)
+}
+
+#[test]
+fn tty_is_a_pty_of_the_containers_devpts_and_its_console() {
+    let st = busybox();
+    let (code, shown) = on_terminal(
+        &st,
+        &[
+            "run",
+            "--rm",
+            "-t",
+            "busybox",
+            "sh",
+            "-c",
+            "tty; test -c /dev/console && echo console-is-a-device; \
+             [ \"$(stat -c %t:%T /dev/console)\" = \"$(stat -L -c %t:%T \"$(tty)\")\" ] && echo console-is-the-tty; \
+             echo pts: $(ls /dev/pts)",
+        ],
+    );
+    assert_eq!(code, Some(0), "{shown}");
+    let lines: Vec<&str> = shown.lines().collect();
+    // The container's own /dev/pts/N: ttyname finds it in its view.
+    let n = lines
+        .first()
+        .and_then(|l| l.strip_prefix("/dev/pts/"))
+        .unwrap_or_else(|| panic!("tty printed no /dev/pts path: {shown:?}"));
+    assert!(
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+        "{shown:?}"
+    );
+    assert_eq!(
+        &lines[1..],
+        [
+            "console-is-a-device",
+            "console-is-the-tty",
+            // Nothing of the host's devpts: only the container's one pty.
+            &format!("pts: {n} ptmx"),
+        ],
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn tty_needs_a_terminal_on_stdin() {
+    let st = busybox();
+    // `echo x | hutch run -it busybox cat` would wait forever for an
+    // end-of-file nobody can type: refused before anything starts.
+    let mut child = st
+        .hutch()
+        .args(["run", "--rm", "-it", "busybox", "true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(b"x\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the input device is not a TTY") && err.contains("drop -t"),
+        "{err}"
+    );
+    // /dev/null on stdin: the same.
+    let (c, err) = st.run_fail(["run", "--rm", "-t", "busybox", "true"]);
+    assert_eq!(c, 125);
+    assert!(err.contains("the input device is not a TTY"), "{err}");
+    assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
+    // Control: with a terminal on stdin, -t runs.
+    let (code, shown) = on_terminal(&st, &["run", "--rm", "-t", "busybox", "echo", "ran"]);
+    assert_eq!((code, shown.as_str()), (Some(0), "ran\n"));
+}
+
+#[test]
+fn inspect_finds_containers_after_images() {
+    let st = busybox();
+    let (_, out) = st.run(["run", "--name", "box", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", "box"])).unwrap();
+    assert_eq!(v["name"], "box", "{v:#}");
+    assert_eq!(v["image"], "busybox");
+    assert_eq!(v["status"], "exited");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["running"], false);
+    assert_eq!(v["command"], serde_json::json!(["sh", "-c", "exit 3"]));
+    let id = v["id"].as_str().unwrap();
+    let by_id: serde_json::Value =
+        serde_json::from_str(&st.run_ok(["inspect", &id[..12]])).unwrap();
+    assert_eq!(by_id["id"], id);
+    // Images come first, as in Podman: a container named like an image.
+    st.run_ok(["run", "--name", "busybox", "busybox", "true"]);
+    let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", "busybox"])).unwrap();
+    assert!(v["Digest"].is_string() && v.get("name").is_none(), "{v:#}");
+    let (c, err) = st.run_fail(["inspect", "nothing-here"]);
+    assert_eq!(c, 125);
+    assert!(
+        err.contains("no image") && err.contains("no container is \"nothing-here\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn rm_all_removes_the_stopped_containers() {
+    let st = busybox();
+    st.run_ok(["run", "--name", "one", "busybox", "true"]);
+    let (_, out) = st.run(["run", "--name", "two", "busybox", "false"]);
+    assert_eq!(out.status.code(), Some(1));
+    let mut child = st
+        .hutch()
+        .args(["run", "--name", "busy", "busybox", "sh", "-c"])
+        .arg("echo ready; sleep 60")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(child.stdout.as_mut().unwrap(), "ready");
+    let (_, out) = st.run(["rm", "-a"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let mut removed: Vec<String> = text(&out).lines().map(String::from).collect();
+    removed.sort();
+    assert_eq!(removed, ["one", "two"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("busy is running and is kept; `hutch rm -f busy`"),
+        "{err}"
+    );
+    let ps = st.run_ok(["ps", "-a"]);
+    assert!(
+        ps.contains("busy") && !ps.contains("one") && !ps.contains("two"),
+        "{ps}"
+    );
+    // With -f, running ones go too.
+    assert_eq!(st.run_ok(["rm", "-a", "-f"]), "busy\n");
+    assert!(!child.wait().unwrap().success());
+    assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
+    let (c, _) = st.run_fail(["rm", "-a", "one"]);
+    assert_eq!(c, 125, "-a with names is a usage error");
+}
+
+#[test]
+fn read_only_keeps_tmp_var_tmp_and_run_writable() {
+    let st = busybox();
+    let script = "for d in /tmp /var/tmp /run; do touch $d/f 2>/dev/null && echo $d-rw || echo $d-ro; done; \
+                  touch /etc/f 2>/dev/null && echo etc-rw || echo etc-ro";
+    let out = run_ok(&st, &["--read-only", "busybox", "sh", "-c", script]);
+    assert_eq!(out, "/tmp-rw\n/var/tmp-rw\n/run-rw\netc-ro\n");
+    let mounts = run_ok(&st, &["--read-only", "busybox", "cat", "/proc/mounts"]);
+    for d in ["/tmp", "/var/tmp", "/run"] {
+        assert!(
+            mounts.contains(&format!(" {d} tmpfs rw,")),
+            "{d} is a tmpfs: {mounts}"
+        );
+    }
+    let out = run_ok(
+        &st,
+        &[
+            "--read-only",
+            "--read-only-tmpfs=false",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    assert_eq!(out, "/tmp-ro\n/var/tmp-ro\n/run-ro\netc-ro\n");
+    // A --tmpfs of the user's replaces the default one.
+    let out = run_ok(
+        &st,
+        &[
+            "--read-only",
+            "--tmpfs",
+            "/tmp:size=1m",
+            "busybox",
+            "sh",
+            "-c",
+            "grep ' /tmp ' /proc/mounts | grep -c size=1024k",
+        ],
+    );
+    assert_eq!(out, "1\n");
+}
+
+#[test]
+fn the_cgroup_warning_is_shown_once() {
+    let st = busybox();
+    let untrusted = |extra: &[&str]| {
+        st.hutch()
+            .current_dir(st.tmp())
+            .args(extra)
+            .args(["run", "--rm", "--profile", "untrusted"])
+            .args(["busybox", "true"])
+            .output()
+            .unwrap()
+    };
+    let warning = "hutch: warning: memory/pids/cpu limits not applied";
+    let dry_run = || -> serde_json::Value {
+        let out = st
+            .hutch()
+            .current_dir(st.tmp())
+            .args([
+                "run",
+                "--dry-run",
+                "--profile",
+                "untrusted",
+                "busybox",
+                "true",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let falls_back = dry_run().get("cgroup_fallback").is_some();
+    let first = untrusted(&[]);
+    let second = untrusted(&[]);
+    let verbose = untrusted(&["--verbose"]);
+    for out in [&first, &second, &verbose] {
+        assert!(out.status.success(), "{}", describe(out));
+    }
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    if falls_back {
+        assert!(
+            err(&first).starts_with(warning) && err(&first).contains("(shown once;"),
+            "{}",
+            err(&first)
+        );
+        assert_eq!(err(&second), "", "the second run is quiet");
+        assert!(
+            err(&verbose).contains("memory/pids/cpu limits not applied"),
+            "--verbose shows it: {}",
+            err(&verbose)
+        );
+        // --dry-run still reports it.
+        assert!(dry_run().get("cgroup_fallback").is_some());
+    } else {
+        // A delegated cgroup v2: the limits apply, nothing to warn about.
+        for out in [&first, &second] {
+            assert!(!err(out).contains(warning), "{}", err(out));
+        }
+    }
+}
+
+/// A new directory on another filesystem than `than` (a rename from
+/// there to it fails with EXDEV, whatever the caller's capabilities).
+fn dir_on_another_filesystem(than: &std::path::Path) -> tempfile::TempDir {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(than).unwrap().dev();
+    ["/dev/shm", "/run/shm", "/var/tmp", "/tmp"]
+        .iter()
+        .filter(|c| std::fs::metadata(c).is_ok_and(|m| m.is_dir() && m.dev() != dev))
+        .find_map(|c| {
+            tempfile::Builder::new()
+                .prefix("hutch-xdev-")
+                .tempdir_in(c)
+                .ok()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs a writable directory on another filesystem than {}",
+                than.display()
+            )
+        })
+}
+
+#[test]
+fn a_failed_cleanup_after_the_run_keeps_the_commands_status() {
+    use std::os::unix::process::CommandExt;
+    let st = busybox();
+    let sync = st.tmp().join("sync");
+    std::fs::create_dir(&sync).unwrap();
+    let vol = format!("{}:/sync", sync.display());
+    let mut cmd = st.hutch();
+    cmd.args([
+        "run", "--rm", "--name", "stuck", "-v", &vol, "busybox", "sh", "-c",
+    ])
+    .arg("echo ready; while [ ! -e /sync/go ]; do sleep 0.05; done; exit 3")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    // SAFETY: only signal(2) between fork and exec. A write beyond
+    // RLIMIT_FSIZE then fails with EFBIG instead of killing hutch.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    wait_for(child.stdout.as_mut().unwrap(), "ready");
+    // As on a full disk, once the command runs: hutch can write no file
+    // (so it cannot record the exit), and the store's tmp/ is on another
+    // filesystem (so the container cannot be moved there to be removed).
+    // hutch is root in its user namespace, so permissions would not stop it.
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::prlimit(
+        Some(pid),
+        rustix::process::Resource::Fsize,
+        rustix::process::Rlimit {
+            current: Some(0),
+            maximum: None,
+        },
+    )
+    .unwrap();
+    let elsewhere = dir_on_another_filesystem(st.root());
+    let tmp = st.root().join("tmp");
+    std::fs::rename(&tmp, st.root().join("tmp.real")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), &tmp).unwrap();
+    std::fs::write(sync.join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::rename(st.root().join("tmp.real"), &tmp).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let dir = std::fs::read_dir(st.root().join("containers"))
+        .unwrap()
+        .next()
+        .expect("the container is left")
+        .unwrap()
+        .path();
+    assert!(
+        err.contains("--rm: removing container stuck failed")
+            && err.contains(&format!("it is left in {}", dir.display()))
+            && err.contains("`hutch rm stuck` removes it"),
+        "{err}"
+    );
+    // What it says works.
+    assert_eq!(st.run_ok(["rm", "stuck"]), "stuck\n");
+    assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
 }

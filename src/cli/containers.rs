@@ -1,4 +1,4 @@
-//! `hutch ps` and `hutch rm`.
+//! `hutch ps`, `hutch rm`, and `hutch inspect` of a container.
 
 use super::{OutputFormat, output};
 use crate::cli::output::outln;
@@ -29,6 +29,7 @@ struct PsRow {
     status: String,
     exit_code: Option<i32>,
     profile: String,
+    ports: Vec<String>,
 }
 
 pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
@@ -47,6 +48,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
             created: c.state.created,
             exit_code: c.state.exit_code,
             profile: c.state.profile,
+            ports: c.state.ports,
         })
         .collect();
     if a.quiet {
@@ -71,6 +73,12 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                         cmd,
                         output::human_age(Some(&r.created)),
                         r.status.clone(),
+                        // Published while it runs; the record keeps them.
+                        if r.status == "running" {
+                            r.ports.join(", ")
+                        } else {
+                            String::new()
+                        },
                         r.name.clone(),
                     ]
                 })
@@ -82,6 +90,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                     "COMMAND",
                     "CREATED",
                     "STATUS",
+                    "PORTS",
                     "NAME",
                 ],
                 &table,
@@ -96,15 +105,34 @@ pub struct RmArgs {
     /// Stop (SIGKILL) running containers first
     #[arg(short, long)]
     force: bool,
+    /// Remove every stopped container (with -f, running ones too)
+    #[arg(short, long, conflicts_with = "containers")]
+    all: bool,
     /// Containers to remove: names, IDs or ID prefixes
-    #[arg(required = true, value_name = "CONTAINER")]
+    #[arg(required_unless_present = "all", value_name = "CONTAINER")]
     containers: Vec<String>,
 }
 
 pub fn rm(a: RmArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let mut failed = false;
-    for c in &a.containers {
+    let keys = if a.all {
+        let mut keys = Vec::new();
+        for c in store.list_containers()? {
+            if c.alive && !a.force {
+                eprintln!(
+                    "hutch: container {} is running and is kept; `hutch rm -f {}` stops and removes it",
+                    c.state.name, c.state.name
+                );
+            } else {
+                keys.push(c.state.id);
+            }
+        }
+        keys
+    } else {
+        a.containers
+    };
+    for c in &keys {
         match store.remove_container(c, a.force) {
             Ok(st) => outln!("{}", st.name),
             Err(e) => {
@@ -114,4 +142,29 @@ pub fn rm(a: RmArgs, store: Result<Store>) -> Result<i32> {
         }
     }
     Ok(if failed { crate::error::EXIT_FAILED } else { 0 })
+}
+
+/// `hutch inspect KEY` when no image is KEY (`image_error` says why):
+/// the container named KEY (or with that ID or ID prefix), as Podman looks
+/// for images first, then containers. Prints the container's record as
+/// JSON, with whether it runs, the status `ps` shows and its directory.
+pub fn inspect_container(store: &Store, key: &str, image_error: anyhow::Error) -> Result<i32> {
+    let c = match store.lookup_container(key) {
+        Ok(Some(c)) => c,
+        Ok(None) => anyhow::bail!(
+            "{image_error:#}; no container is {key:?} either (`hutch ps -a` lists them)"
+        ),
+        Err(e) => return Err(e.context(format!("no image is {key:?}; looking for a container"))),
+    };
+    let mut v = serde_json::to_value(&c.state)?;
+    v["running"] = serde_json::Value::Bool(c.alive);
+    v["status_text"] = serde_json::Value::String(c.status_text());
+    v["dir"] = serde_json::Value::String(
+        store
+            .container_dir(&c.state.id)
+            .to_string_lossy()
+            .into_owned(),
+    );
+    output::print_json(&v)?;
+    Ok(0)
 }

@@ -91,12 +91,19 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// An image (name, ID or digest), else a container (name, ID or ID prefix)
+    #[arg(value_name = "IMAGE|CONTAINER")]
     image: String,
 }
 
 pub fn inspect(a: InspectArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let image = match resolve(&store, &a.image)? {
+    let resolved = match resolve(&store, &a.image) {
+        Ok(r) => r,
+        // Images first, then containers, as Podman.
+        Err(e) => return super::containers::inspect_container(&store, &a.image, e),
+    };
+    let image = match resolved {
         Resolved::Host => {
             output::print_json(&json!({
                 "Id": HOST_IMAGE,

@@ -66,7 +66,7 @@ enum Command {
     Save(transfer::SaveArgs),
     /// List images
     Images(images::ImagesArgs),
-    /// Show an image's manifest, config, layers and history as JSON
+    /// Show an image's manifest, config, layers and history as JSON (or a container's record)
     Inspect(images::InspectArgs),
     /// Give an image another name
     Tag(images::TagArgs),

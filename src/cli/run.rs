@@ -44,7 +44,7 @@ pub struct RunArgs {
     /// Keep stdin open (without it, the command reads /dev/null)
     #[arg(short, long)]
     interactive: bool,
-    /// Give the command a pseudo-terminal
+    /// Give the command a pseudo-terminal (hutch's stdin must be a terminal)
     #[arg(short, long)]
     tty: bool,
     /// Pass descriptors 3 to 3+N-1 of hutch's caller to the command (all
@@ -72,9 +72,21 @@ pub struct RunArgs {
     /// Mount a fresh tmpfs: PATH[:OPTIONS]
     #[arg(long, value_name = "PATH[:OPTS]")]
     tmpfs: Vec<String>,
-    /// Make the root filesystem read-only
+    /// Make the root filesystem read-only (/tmp, /var/tmp and /run stay
+    /// writable, as fresh tmpfs mounts, unless --read-only-tmpfs=false)
     #[arg(long)]
     read_only: bool,
+    /// With --read-only: mount fresh tmpfs on /tmp, /var/tmp and /run
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    read_only_tmpfs: bool,
     /// The container's hostname (default: its name)
     #[arg(short = 'h', long)]
     hostname: Option<String>,
@@ -83,8 +95,9 @@ pub struct RunArgs {
     /// slirp:allow_host_loopback=true,mtu=1500
     #[arg(long, value_name = "MODE[:OPT=VAL,...]")]
     network: Option<String>,
-    /// Publish a container port: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp] (slirp)
-    #[arg(short, long = "publish", value_name = "[IP:]HOST:CTR")]
+    /// Publish a container port: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp] (slirp);
+    /// CTRPORT alone (or HOSTIP::CTRPORT) takes a free host port
+    #[arg(short, long = "publish", value_name = "[[IP:]HOST:]CTR")]
     publish: Vec<String>,
     /// MTU of the container's eth0 with --network slirp [default: 65520]
     #[arg(long, value_name = "BYTES")]
@@ -255,7 +268,47 @@ fn with_cgroup_fallback(spec: &crate::sandbox::spec::SandboxSpec) -> Result<serd
     Ok(value)
 }
 
+/// `-t` relays hutch's stdin to the container's terminal: without a
+/// terminal there, nothing could ever send it end-of-file (the command
+/// would wait forever), so it is refused, as Docker does.
+fn check_tty_stdin(tty: bool, dry_run: bool) -> Result<()> {
+    if tty && !dry_run && !rustix::termios::isatty(rustix::stdio::stdin()) {
+        bail!(
+            "the input device is not a TTY: -t needs a terminal on hutch's stdin; \
+             drop -t (and keep -i to pipe input to the command)"
+        );
+    }
+    Ok(())
+}
+
+/// How a warning of the launcher that every run would repeat (the cgroup
+/// limits a host cannot apply) is shown: the first time from this store,
+/// then only with --verbose (as an info log line), until its text changes.
+fn show_once(store: &Store, key: &str, text: &str) {
+    if store.first_showing(key, text) {
+        eprintln!("{text} (shown once; `hutch --verbose run` shows it every time)");
+    } else {
+        tracing::info!("{}", text.trim_start_matches("hutch: warning: "));
+    }
+}
+
+/// The warning when `--rm` could not remove the container after the
+/// command ran (the command's exit status stands): what is left, and how
+/// to remove it.
+fn removal_warning(name: &str, dir: &std::path::Path, e: &anyhow::Error, listed: bool) -> String {
+    if listed {
+        format!(
+            "hutch: warning: --rm: removing container {name} failed: {e:#}; it is left in {} \
+             (`hutch rm {name}` removes it)",
+            dir.display()
+        )
+    } else {
+        format!("hutch: warning: --rm: removing container {name}: {e:#}")
+    }
+}
+
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
+    check_tty_stdin(a.tty, a.dry_run)?;
     let store = store?;
     let profile = profile::load(&a.profile)?;
     let mut command = a.command;
@@ -279,6 +332,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         volumes: a.volume,
         tmpfs: a.tmpfs,
         read_only: a.read_only,
+        read_only_tmpfs: a.read_only_tmpfs,
         hostname: a.hostname,
         network: net.as_ref().map(|n| n.mode),
         allow_host_loopback: net.as_ref().and_then(|n| n.allow_host_loopback),
@@ -307,8 +361,20 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     let lock = store.lock_shared()?;
     let dir = store.container_dir(&id);
     let mut planned = None;
+    let mut listeners = None;
     let (state, running) = store.create_container(&id, req.name.as_deref(), |name| {
         let spec = plan(&store, &req, &profile, &id, name, &dir)?;
+        // -p binds now: a port that cannot be had leaves no container.
+        let bound = if spec.net.publish.is_empty() {
+            None
+        } else {
+            Some(crate::sandbox::network::bind_published(&spec)?)
+        };
+        let ports = bound
+            .as_ref()
+            .map(|l| l.published().iter().map(|f| f.describe()).collect())
+            .unwrap_or_default();
+        listeners = bound;
         let state = ContainerState {
             id: id.clone(),
             name: name.to_string(),
@@ -322,31 +388,58 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
             pid: None,
             exit_code: None,
             finished: None,
+            ports,
         };
         planned = Some(spec);
         Ok(state)
     })?;
     drop(lock);
     let spec = planned.context("internal error: the container was created without a plan")?;
+    // Ports the kernel chose: said once, at the start (`hutch ps` shows
+    // them too).
+    if let Some(l) = &listeners {
+        for (asked, bound) in spec.net.publish.iter().zip(l.published()) {
+            if crate::net::parse_publish(asked).is_ok_and(|f| f.host.port() == 0) {
+                eprintln!(
+                    "hutch: port {}/{} is published on {}",
+                    bound.container_port,
+                    bound.proto.as_str(),
+                    bound.host
+                );
+            }
+        }
+    }
     let result = (|| {
         write_etc_files(&spec, &dir.join("etc"))?;
         let mut st = state.clone();
         st.status = Status::Running;
         st.pid = Some(std::process::id() as i32);
         store.save_container(&st)?;
-        let code = launch::run(&spec, &dir.join("etc"));
+        let code = launch::run(&spec, &dir.join("etc"), listeners, &|text| {
+            show_once(&store, "cgroup-fallback", text)
+        });
         st.status = Status::Exited;
         st.pid = None;
         st.finished = Some(now_rfc3339());
         st.exit_code = code.as_ref().ok().copied();
-        store.save_container(&st)?;
+        // The command has run: failing to record it (a full disk) must not
+        // replace its exit status. With --rm the record goes anyway.
+        if let Err(e) = store.save_container(&st)
+            && !req.remove
+        {
+            eprintln!(
+                "hutch: warning: recording that container {} exited: {e:#} (`hutch ps -a` shows it as killed)",
+                st.name
+            );
+        }
         code
     })();
     drop(running);
     if req.remove
         && let Err(e) = store.remove_container(&id, false)
     {
-        eprintln!("hutch: warning: removing container {}: {e:#}", state.name);
+        let listed = matches!(store.lookup_container(&id), Ok(Some(_)));
+        eprintln!("{}", removal_warning(&state.name, &dir, &e, listed));
     }
     result
 }
@@ -381,6 +474,9 @@ mod tests {
         ),
         ("volume", FlagEffect::Weakens(&["filesystem.mounts"])),
         ("read_only", FlagEffect::Tightens),
+        // Fresh memory inside a read-only container, nothing of the host;
+        // `false` only takes the writable tmpfs away.
+        ("read_only_tmpfs", FlagEffect::Neutral),
         // -u picks a user of the image, never the host's identity (and turns
         // off a profile's keep_id); capabilities stay the profile's.
         ("user", FlagEffect::Tightens),

@@ -39,7 +39,8 @@ pub enum Proto {
 /// One `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]` forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PortForward {
-    /// Address and port to bind on the host.
+    /// Address and port to bind on the host (port 0: a free one, chosen
+    /// when it is bound).
     pub host: SocketAddr,
     /// Port inside the container (at [`CONTAINER_ADDR`]).
     pub container_port: u16,
@@ -105,46 +106,91 @@ impl NetConfig {
     }
 }
 
-/// Parse `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]` as Podman does.
+impl PortForward {
+    /// `127.0.0.1:41234->8080/tcp`, as `docker ps` shows a published port.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}->{}/{}",
+            self.host,
+            self.container_port,
+            self.proto.as_str()
+        )
+    }
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Parse `-p [[HOSTIP:][HOSTPORT]:]CTRPORT[/tcp|/udp]` as Podman does.
 ///
 /// The host address defaults to 127.0.0.1 (Podman binds all addresses; hutch
 /// binds only what is asked). IPv6 host addresses are written in brackets:
 /// `[::1]:8080:80`. An empty host address (`:8080:80`) also means the default.
+/// Without a host port (`-p 80`, `-p 127.0.0.1::80`) the host port is 0: a
+/// free one is chosen when the forward is bound.
 pub fn parse_publish(s: &str) -> Result<PortForward> {
     let (spec, proto) = match s.rsplit_once('/') {
         Some((spec, p)) => {
             let proto = match p.to_ascii_lowercase().as_str() {
                 "tcp" => Proto::Tcp,
                 "udp" => Proto::Udp,
-                _ => bail!("publish {s:?}: unknown protocol {p:?} (expected tcp or udp)"),
+                _ => bail!("-p {s}: unknown protocol {p:?} (expected tcp or udp)"),
             };
             (spec, proto)
         }
         None => (s, Proto::Tcp),
     };
     let port = |p: &str, what: &str| -> Result<u16> {
-        let n: u16 = p
-            .parse()
-            .with_context(|| format!("publish {s:?}: bad {what} port {p:?}"))?;
-        if n == 0 {
-            bail!("publish {s:?}: {what} port must not be 0");
+        if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+            match p.parse::<u16>() {
+                Ok(0) => bail!(
+                    "-p {s}: the {what} port must not be 0{}",
+                    if what == "host" {
+                        " (leave it out for a free one: -p CTRPORT)"
+                    } else {
+                        ""
+                    }
+                ),
+                Ok(n) => return Ok(n),
+                Err(_) => bail!(
+                    "-p {s}: port {} is out of range (1-65535)",
+                    p.trim_start_matches('0')
+                ),
+            }
         }
-        Ok(n)
+        bail!(
+            "-p {s}: the {what} port {p:?} is not a number (expected [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp])"
+        )
     };
+    // A host port left out: a free one.
+    let host_port = |p: &str| -> Result<u16> { if p.is_empty() { Ok(0) } else { port(p, "host") } };
     let (host_ip, rest): (IpAddr, &str) = if let Some(after) = spec.strip_prefix('[') {
         let (ip, rest) = after
             .split_once(']')
-            .with_context(|| format!("publish {s:?}: missing ']' after IPv6 address"))?;
+            .with_context(|| format!("-p {s}: missing ']' after IPv6 address"))?;
         let ip = ip
             .parse()
-            .with_context(|| format!("publish {s:?}: bad host address {ip:?}"))?;
+            .with_context(|| format!("-p {s}: bad host address {ip:?}"))?;
         let rest = rest
             .strip_prefix(':')
-            .with_context(|| format!("publish {s:?}: expected ':' after host address"))?;
+            .with_context(|| format!("-p {s}: expected ':' after host address"))?;
         (ip, rest)
     } else {
         let parts: Vec<&str> = spec.split(':').collect();
         match parts.as_slice() {
+            [c] => {
+                return Ok(PortForward {
+                    host: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+                    container_port: port(c, "container")?,
+                    proto,
+                });
+            }
             [_, _] => (IpAddr::V4(Ipv4Addr::LOCALHOST), spec),
             ["", h, c] => (
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -153,20 +199,20 @@ pub fn parse_publish(s: &str) -> Result<PortForward> {
             [ip, _, _] => {
                 let addr = ip
                     .parse()
-                    .with_context(|| format!("publish {s:?}: bad host address {ip:?}"))?;
+                    .with_context(|| format!("-p {s}: bad host address {ip:?}"))?;
                 (addr, &spec[ip.len() + 1..])
             }
-            _ => bail!("publish {s:?}: expected [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]"),
+            _ => bail!("-p {s}: expected [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]"),
         }
     };
     let (h, c) = rest
         .split_once(':')
-        .with_context(|| format!("publish {s:?}: expected HOSTPORT:CTRPORT"))?;
+        .with_context(|| format!("-p {s}: expected HOSTPORT:CTRPORT"))?;
     if c.contains(':') {
-        bail!("publish {s:?}: expected [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]");
+        bail!("-p {s}: expected [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]");
     }
     Ok(PortForward {
-        host: SocketAddr::new(host_ip, port(h, "host")?),
+        host: SocketAddr::new(host_ip, host_port(h)?),
         container_port: port(c, "container")?,
         proto,
     })
@@ -218,13 +264,34 @@ mod tests {
             parse_publish("[::1]:8080:80").unwrap(),
             pf("[::1]:8080", 80, Proto::Tcp)
         );
+        // No host port: a free one (port 0 until bound).
+        assert_eq!(
+            parse_publish("8080").unwrap(),
+            pf("127.0.0.1:0", 8080, Proto::Tcp)
+        );
+        assert_eq!(
+            parse_publish("53/udp").unwrap(),
+            pf("127.0.0.1:0", 53, Proto::Udp)
+        );
+        assert_eq!(
+            parse_publish("0.0.0.0::80").unwrap(),
+            pf("0.0.0.0:0", 80, Proto::Tcp)
+        );
+        assert_eq!(
+            parse_publish("[::1]::80").unwrap(),
+            pf("[::1]:0", 80, Proto::Tcp)
+        );
+        assert_eq!(
+            parse_publish("80").unwrap().describe(),
+            "127.0.0.1:0->80/tcp"
+        );
     }
 
     #[test]
     fn publish_errors() {
         for bad in [
             "",
-            "80",
+            "a",
             "a:80",
             "80:b",
             "0:80",
@@ -242,5 +309,23 @@ mod tests {
         }
         let e = parse_publish("80:80/sctp").unwrap_err().to_string();
         assert!(e.contains("sctp"), "{e}");
+        for (bad, port) in [
+            ("99999", "99999"),
+            ("99999:80", "99999"),
+            ("8080:070000", "70000"),
+            ("1.2.3.4:100000:80/udp", "100000"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+        ] {
+            let e = parse_publish(bad).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!("-p {bad}: port {port} is out of range (1-65535)")
+            );
+        }
+        let e = parse_publish("0:80").unwrap_err().to_string();
+        assert!(e.contains("leave it out"), "{e}");
     }
 }

@@ -111,6 +111,7 @@ pub use config::{
     GATEWAY_MAC, NetConfig, PREFIX_LEN, PREFIX_LEN6, PortForward, Proto, parse_publish,
 };
 pub use dns::{host_resolvers, parse_resolv_conf};
+pub use forward::{Listeners, unprivileged_port_start};
 
 /// Counters shared between the network thread and the handle.
 #[derive(Debug, Default)]
@@ -250,6 +251,14 @@ impl Drop for NetHandle {
 pub fn spawn(tap: OwnedFd, cfg: NetConfig) -> Result<NetHandle> {
     cfg.validate()?;
     let listeners = forward::Listeners::bind(&cfg.forwards)?;
+    spawn_bound(tap, cfg, listeners)
+}
+
+/// [`spawn`] with the port forwards already bound (`cfg.forwards` is not
+/// used): `hutch run` binds them before the container starts, to report
+/// the ports it chose.
+pub fn spawn_bound(tap: OwnedFd, cfg: NetConfig, listeners: Listeners) -> Result<NetHandle> {
+    cfg.validate()?;
     rustix::io::ioctl_fionbio(&tap, true).context("making the TAP fd non-blocking")?;
     let (stop_tx, stop_rx) = UnixStream::pair().context("creating the stop socket")?;
     let counters = Arc::new(Counters::default());

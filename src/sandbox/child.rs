@@ -42,8 +42,10 @@ pub struct ChildPlan<'a> {
     pub own_netns: bool,
     /// Write end of the error pipe (close-on-exec).
     pub err_fd: RawFd,
-    /// The pty's terminal side, with `-t`.
-    pub tty: Option<OwnedFd>,
+    /// With `-t`: the socket on which init sends the controller side of
+    /// the container's pty (see pty.rs), and the window size to give it.
+    pub console_sock: Option<OwnedFd>,
+    pub window: rustix::termios::Winsize,
     /// Pipes for the command's 0, 1, 2 when it does not share hutch's
     /// terminal (stdio.rs); None leaves that descriptor as hutch has it.
     pub stdio: [Option<OwnedFd>; 3],
@@ -166,8 +168,29 @@ fn init(plan: &ChildPlan) -> ! {
         }
         sys::close_inherited(sock.as_raw_fd());
     }
-    if let Err(msg) = rootfs::setup(plan.spec, &plan.root, &plan.etc_dir, plan.own_netns) {
-        fail(plan, &msg);
+    let console = match rootfs::setup(plan.spec, &plan.root, &plan.etc_dir, plan.own_netns) {
+        Ok(c) => c,
+        Err(msg) => fail(plan, &msg),
+    };
+    // With -t: the controller side of the container's pty goes to hutch;
+    // the terminal side stays for the command.
+    let tty = console.map(|c| {
+        let _ = rustix::termios::tcsetwinsize(&c.controller, plan.window);
+        if let Some(sock) = &plan.console_sock
+            && let Err(e) = super::tap::send_fd(sock.as_fd(), c.controller.as_fd())
+        {
+            fail(
+                plan,
+                &format!(
+                    "handing the container's terminal to hutch: {}",
+                    std::io::Error::from(e)
+                ),
+            );
+        }
+        c.terminal
+    });
+    if let Some(sock) = &plan.console_sock {
+        sys::close_inherited(sock.as_raw_fd());
     }
     // PID 1 is in the container's reach (its /proc/1, signals): from here
     // on it holds nothing of the host. Not dumpable, so its /proc files
@@ -185,7 +208,7 @@ fn init(plan: &ChildPlan) -> ! {
     }
     sys::scrub_environment();
     let cmd = match sys::fork() {
-        Ok(Forked::Child) => command(plan),
+        Ok(Forked::Child) => command(plan, tty.as_ref()),
         Ok(Forked::Parent(p)) => p,
         Err(e) => fail(
             plan,
@@ -193,7 +216,8 @@ fn init(plan: &ChildPlan) -> ! {
         ),
     };
     // Every descriptor goes: the overlay's and store's, the error pipe, the
-    // terminal (so the launcher sees EOF when the command's side closes),
+    // pty's terminal side (so the launcher sees EOF when the command's
+    // side closes),
     // and whatever hutch's caller passed. The command has its own copies.
     if let Err(e) = sys::close_fds_from(0, false) {
         sys::kill(cmd, libc::SIGKILL);
@@ -220,11 +244,11 @@ fn init(plan: &ChildPlan) -> ! {
 }
 
 /// The container's command: final process setup, then execve.
-fn command(plan: &ChildPlan) -> ! {
+fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
     sys::reset_signal_dispositions();
     sys::set_mask(&SigSet::empty());
     let _ = rustix::process::setsid();
-    if let Some(tty) = &plan.tty {
+    if let Some(tty) = tty {
         if let Err(e) = rustix::process::ioctl_tiocsctty(tty) {
             fail(
                 plan,

@@ -121,8 +121,16 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
 
 /// Run the container described by `spec`; returns the command's exit
 /// status (128+N for a signal; 126/127 when it cannot be run). `etc_dir`
-/// holds the generated hosts, hostname and resolv.conf.
-pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
+/// holds the generated hosts, hostname and resolv.conf; `listeners` the
+/// host side of `-p`, bound by [`super::network::bind_published`] (None:
+/// nothing published). `cgroup_warning` shows the warning that the
+/// profile's cgroup limits are not applied (the caller decides how often).
+pub fn run(
+    spec: &SandboxSpec,
+    etc_dir: &Path,
+    listeners: Option<crate::net::Listeners>,
+    cgroup_warning: &dyn Fn(&str),
+) -> Result<i32> {
     // Whatever the container does to hutch's terminal, its settings are
     // back as they were when this returns.
     let _terminal = stdio::TerminalGuard::save();
@@ -178,10 +186,10 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
                 limits.cpus,
                 spec.limits.nproc,
             );
-            eprintln!(
+            cgroup_warning(&format!(
                 "hutch: warning: memory/pids/cpu limits not applied: {e:#}{}",
                 fallback.describe()
-            );
+            ));
             None
         }
     };
@@ -212,13 +220,23 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         .context("mounting the container's root filesystem")?;
     tracing::debug!("launch: overlay mounted");
 
-    let pty = if spec.process.terminal {
-        Some(pty::open()?)
+    // With -t: init sends the controller side of the container's pty over
+    // this socket pair once it has opened it in the container's devpts.
+    let console_pair = if spec.process.terminal {
+        let (a, b) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::SEQPACKET,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(std::io::Error::from)
+        .context("creating a socket pair for the container's terminal")?;
+        Some((a, b))
     } else {
         None
     };
     // Without -t, a profile that does not share the terminal gets pipes.
-    let mut relayed = if pty.is_none() && !spec.security.share_terminal {
+    let mut relayed = if !spec.process.terminal && !spec.security.share_terminal {
         Some(stdio::relay(spec.process.stdin)?)
     } else {
         None
@@ -238,10 +256,12 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         etc_dir: etc_dir.to_path_buf(),
         own_netns,
         err_fd: err_w.as_raw_fd(),
-        tty: match &pty {
-            Some(p) => Some(p.terminal.try_clone().context("duplicating the pty")?),
-            None => None,
-        },
+        console_sock: console_pair
+            .as_ref()
+            .map(|(_, child_end)| child_end.try_clone())
+            .transpose()
+            .context("duplicating the terminal socket")?,
+        window: pty::window_size(),
         stdio: relayed
             .as_mut()
             .map(|r| std::mem::take(&mut r.child))
@@ -268,22 +288,17 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
     drop(plan);
     drop(err_w);
     let net_parent = net_pair.map(|(parent_end, _child_end)| parent_end);
-    let raw = pty.as_ref().map(|_| pty::RawMode::enter());
-    let output = match &pty {
-        Some(p) => Some(pty::relay(&p.controller)?),
-        None => None,
-    };
-    let resize_target = match &pty {
-        Some(p) => Some(p.controller.try_clone().context("duplicating the pty")?),
-        None => None,
-    };
+    let console_parent = console_pair.map(|(parent_end, _child_end)| parent_end);
+    // Where SIGWINCH sends hutch's window size, once the pty is here.
+    let resize_target = std::sync::Arc::new(std::sync::OnceLock::<OwnedFd>::new());
+    let resize_in_thread = resize_target.clone();
     std::thread::Builder::new()
         .name("hutch-signals".into())
         .spawn(move || {
             loop {
                 let sig = sys::wait_signal(&forwarded);
                 if sig == libc::SIGWINCH {
-                    if let Some(c) = &resize_target {
+                    if let Some(c) = resize_in_thread.get() {
                         let size = rustix::termios::tcgetwinsize(rustix::stdio::stdin());
                         if let Ok(size) = size {
                             let _ = rustix::termios::tcsetwinsize(c.as_fd(), size);
@@ -303,7 +318,11 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
                 if let Err(e) = super::tap::set_persist(tap.as_fd()) {
                     tracing::debug!("TUNSETPERSIST: {e}");
                 }
-                let started = super::network::start(tap, cfg);
+                let listeners = match listeners {
+                    Some(l) => Ok(l),
+                    None => crate::net::Listeners::bind(&[]),
+                };
+                let started = listeners.and_then(|l| super::network::start(tap, cfg, l));
                 if started.is_err() {
                     // No network, no container: stop it before it runs on.
                     sys::kill(relay, libc::SIGKILL);
@@ -314,6 +333,25 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         },
         _ => None,
     };
+    // Init sends the pty's controller when the container's /dev is built
+    // (after eth0); no fd means the container failed before that.
+    let pty = match console_parent {
+        Some(sock) => match super::tap::recv_fd(sock.as_fd()) {
+            Ok(Some(controller)) => Some(pty::Pty { controller }),
+            _ => None,
+        },
+        None => None,
+    };
+    let raw = pty.as_ref().map(|_| pty::RawMode::enter());
+    let output = match &pty {
+        Some(p) => {
+            let _ = resize_target.set(p.controller.try_clone().context("duplicating the pty")?);
+            // A resize between the fork and now reached no pty.
+            p.resize();
+            Some(pty::relay(&p.controller)?)
+        }
+        None => None,
+    };
     tracing::debug!("launch: container started");
     let status = sys::wait(relay, false)
         .map_err(std::io::Error::from)
@@ -321,7 +359,6 @@ pub fn run(spec: &SandboxSpec, etc_dir: &Path) -> Result<i32> {
         .map(|(_, s)| s)
         .unwrap_or(0);
     if let Some(p) = pty {
-        drop(p.terminal);
         if let Some(out) = output {
             let _ = out.join();
         }

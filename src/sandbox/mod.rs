@@ -27,7 +27,7 @@ mod inroot;
 pub mod landlock;
 pub mod launch;
 mod netlink;
-mod network;
+pub mod network;
 pub mod plan;
 mod pty;
 pub mod rlimits;

@@ -6,9 +6,9 @@ use super::spec::SandboxSpec;
 use anyhow::{Context, Result};
 use std::os::fd::OwnedFd;
 
-/// The stack's configuration for `spec`. `-p` specs are parsed here, so a
-/// bad one fails before anything starts. `HUTCH_DNS_UPSTREAM=IP:PORT[,...]`
-/// replaces the host's resolvers (for tests and odd hosts).
+/// The stack's configuration for `spec` (its `-p` forwards are bound by
+/// [`bind_published`]). `HUTCH_DNS_UPSTREAM=IP:PORT[,...]` replaces the
+/// host's resolvers (for tests and odd hosts).
 pub fn config(spec: &SandboxSpec) -> Result<crate::net::NetConfig> {
     let mut cfg = crate::net::NetConfig {
         mtu: spec.net.mtu as usize,
@@ -16,10 +16,6 @@ pub fn config(spec: &SandboxSpec) -> Result<crate::net::NetConfig> {
         block_private: spec.net.block_private,
         ..Default::default()
     };
-    for p in &spec.net.publish {
-        cfg.forwards
-            .push(crate::net::parse_publish(p).with_context(|| format!("-p {p}"))?);
-    }
     if let Ok(list) = std::env::var("HUTCH_DNS_UPSTREAM") {
         cfg.dns_upstreams = list
             .split(',')
@@ -33,7 +29,25 @@ pub fn config(spec: &SandboxSpec) -> Result<crate::net::NetConfig> {
     Ok(cfg)
 }
 
-/// Start the stack on `tap`.
-pub fn start(tap: OwnedFd, cfg: crate::net::NetConfig) -> Result<crate::net::NetHandle> {
-    crate::net::spawn(tap, cfg)
+/// Bind the host side of the spec's `-p` forwards, before the container
+/// is made: a port that cannot be had fails the run before anything
+/// starts, and ports left for the kernel to choose (`-p 8080`) are known
+/// in time to be reported and recorded.
+pub fn bind_published(spec: &SandboxSpec) -> Result<crate::net::Listeners> {
+    let forwards = spec
+        .net
+        .publish
+        .iter()
+        .map(|p| crate::net::parse_publish(p))
+        .collect::<Result<Vec<_>>>()?;
+    crate::net::Listeners::bind(&forwards)
+}
+
+/// Start the stack on `tap`, serving the forwards bound by [`bind_published`].
+pub fn start(
+    tap: OwnedFd,
+    cfg: crate::net::NetConfig,
+    listeners: crate::net::Listeners,
+) -> Result<crate::net::NetHandle> {
+    crate::net::spawn_bound(tap, cfg, listeners)
 }

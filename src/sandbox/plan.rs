@@ -38,6 +38,15 @@ pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
     "CAP_SYS_CHROOT",
 ];
 
+/// What `--read-only` keeps writable, as Podman's `--read-only-tmpfs`
+/// does (`/dev` and `/dev/shm` are tmpfs mounts anyway), with the modes
+/// of a usual system.
+pub const READ_ONLY_TMPFS: &[(&str, &str)] = &[
+    ("/tmp", "mode=1777"),
+    ("/var/tmp", "mode=1777"),
+    ("/run", "mode=755"),
+];
+
 /// `hutch run` as typed.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
@@ -55,6 +64,10 @@ pub struct RunRequest {
     pub volumes: Vec<String>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
+    /// With `--read-only`: fresh tmpfs mounts on [`READ_ONLY_TMPFS`]
+    /// (`--read-only-tmpfs`, true unless the user says false; Podman's
+    /// default). A profile's `read_only` lists its own `tmpfs`.
+    pub read_only_tmpfs: bool,
     pub hostname: Option<String>,
     pub network: Option<NetworkMode>,
     /// `--network slirp:allow_host_loopback=...`; the profile's otherwise.
@@ -309,6 +322,14 @@ pub fn plan(
 
     // Mounts: profile first, then the command line.
     let mut mounts = Vec::new();
+    if req.read_only && req.read_only_tmpfs {
+        for (path, options) in READ_ONLY_TMPFS {
+            mounts.push(MountSpec::Tmpfs {
+                destination: path.to_string(),
+                options: options.to_string(),
+            });
+        }
+    }
     if profile.filesystem.home {
         let h = home.to_string_lossy().into_owned();
         mounts.push(bind_mount(&h, &h, false, "the profile's home = true")?);
@@ -370,6 +391,10 @@ pub fn plan(
     }
 
     let network = req.network.unwrap_or(profile.network.mode);
+    // A bad -p fails here, before anything is created (--dry-run too).
+    for p in &req.publish {
+        crate::net::parse_publish(p)?;
+    }
     if !req.publish.is_empty() && network != NetworkMode::Slirp {
         bail!(
             "-p needs --network slirp (the network is {})",

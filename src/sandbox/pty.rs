@@ -1,57 +1,36 @@
-//! `-t`: a pseudo-terminal for the container, relayed to hutch's own
-//! terminal in raw mode, with window size changes passed on.
+//! `-t`: the container's pseudo-terminal, relayed to hutch's own terminal
+//! in raw mode, with window size changes passed on.
+//!
+//! As in Podman (crun), the pty belongs to the container: its init opens
+//! `/dev/ptmx` of the container's own devpts once it is mounted (rootfs.rs),
+//! binds the terminal side onto `/dev/console`, gives the terminal side to
+//! the command and sends the controller side to hutch over a socket pair
+//! (child.rs). The command's terminal is `/dev/pts/N` in its own view, and
+//! nothing of the host's devpts reaches the container.
 
 use anyhow::{Context, Result};
-use rustix::termios::{OptionalActions, Termios};
+use rustix::termios::{OptionalActions, Termios, Winsize};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
+/// The controller side of the container's pty, received from its init.
 pub struct Pty {
     pub controller: OwnedFd,
-    pub terminal: OwnedFd,
 }
 
-/// A new pty pair with the window size of hutch's terminal (80x24 when
-/// hutch has none).
-pub fn open() -> Result<Pty> {
-    use rustix::pty::OpenptFlags;
-    let controller =
-        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-            .map_err(std::io::Error::from)
-            .context("opening /dev/ptmx for -t")?;
-    rustix::pty::grantpt(&controller)
-        .and_then(|()| rustix::pty::unlockpt(&controller))
-        .map_err(std::io::Error::from)
-        .context("unlocking the pty")?;
-    let name = rustix::pty::ptsname(&controller, Vec::new())
-        .map_err(std::io::Error::from)
-        .context("naming the pty")?;
-    let terminal = rustix::fs::open(
-        name.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(std::io::Error::from)
-    .with_context(|| format!("opening {}", name.to_string_lossy()))?;
-    let pty = Pty {
-        controller,
-        terminal,
-    };
-    pty.resize();
-    Ok(pty)
+/// The window size of hutch's terminal (80x24 when hutch has none).
+pub fn window_size() -> Winsize {
+    rustix::termios::tcgetwinsize(rustix::stdio::stdin()).unwrap_or(Winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    })
 }
 
 impl Pty {
     /// Copy hutch's terminal size to the container's pty.
     pub fn resize(&self) {
-        let size = rustix::termios::tcgetwinsize(rustix::stdio::stdin()).unwrap_or(
-            rustix::termios::Winsize {
-                ws_row: 24,
-                ws_col: 80,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            },
-        );
-        let _ = rustix::termios::tcsetwinsize(&self.controller, size);
+        let _ = rustix::termios::tcsetwinsize(&self.controller, window_size());
     }
 }
 

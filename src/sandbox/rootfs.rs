@@ -7,7 +7,8 @@
 //!   `/proc/sys`, `/proc/sysrq-trigger`, ... read-only;
 //! - `/dev`: a tmpfs with null, zero, full, random, urandom and tty bound
 //!   from the host, a private devpts instance (`/dev/ptmx` points into it),
-//!   `/dev/shm` and `/dev/mqueue`, and the usual symlinks;
+//!   `/dev/shm` and `/dev/mqueue`, and the usual symlinks; with `-t`,
+//!   `/dev/console` is the container's pty (a `/dev/pts/N` of its devpts);
 //! - `/sys`: read-only (a fresh sysfs in a private network namespace, the
 //!   host's otherwise), with `/sys/firmware` masked;
 //! - `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` provided by hutch;
@@ -241,6 +242,57 @@ fn mount_dev(root: &Root, ptmx_gid5: bool) -> Step<()> {
     .map_err(|e| err("mounting /dev/mqueue", e))
 }
 
+/// The container's console with `-t`: a pty of its own devpts, so the
+/// command's terminal is `/dev/pts/N` in its view (as in Podman).
+pub struct Console {
+    /// The controller side, for hutch.
+    pub controller: OwnedFd,
+    /// The terminal side, for the command.
+    pub terminal: OwnedFd,
+}
+
+/// Open a pty in the container's devpts (mounted by [`mount_dev`]), give
+/// its terminal side to `owner` (the command's uid) and bind it onto
+/// `/dev/console`, as runc and crun do.
+fn console(root: &Root, owner: u32) -> Step<Console> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
+    let pts = root
+        .lookup_dir("/dev/pts")?
+        .ok_or("the container's /dev/pts is missing")?;
+    let controller = rustix::fs::openat(
+        &pts,
+        "ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
+    .map_err(|e| err("opening /dev/pts/ptmx of the container for -t", e))?;
+    rustix::pty::unlockpt(&controller).map_err(|e| err("unlocking the container's pty", e))?;
+    // The terminal side straight from the controller: no path is looked up.
+    let terminal = rustix::pty::ioctl_tiocgptpeer(
+        &controller,
+        OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
+    )
+    .map_err(|e| err("opening the terminal side of the container's pty", e))?;
+    // The command may run as another user than init: its terminal is its
+    // own, as a login's is (the group stays tty where gid 5 exists). Not
+    // fatal: the command holds the descriptor either way.
+    let _ = rustix::fs::fchown(&terminal, Some(rustix::fs::Uid::from_raw(owner)), None);
+    let target = root.ensure("/dev/console", Kind::File)?;
+    bind(
+        root,
+        Path::new(&inroot::fd_path(&terminal)),
+        &target,
+        "/dev/console",
+        false,
+        false,
+    )?;
+    Ok(Console {
+        controller,
+        terminal,
+    })
+}
+
 /// /sys read-only: a fresh sysfs when the container has its own network
 /// namespace (the kernel allows it then), else the host's, bound.
 fn mount_sys(root: &Root, own_netns: bool) -> Step<()> {
@@ -335,27 +387,39 @@ fn add_accounts(root: &Root, add: &AddAccounts) -> Step<()> {
 }
 
 /// Build the view under `root` (the overlay mount) and pivot into it.
-/// `etc_dir` holds the generated hosts/hostname/resolv.conf.
-pub fn setup(spec: &SandboxSpec, root: &Path, etc_dir: &Path, own_netns: bool) -> Step<()> {
+/// `etc_dir` holds the generated hosts/hostname/resolv.conf. With `-t`,
+/// returns the container's console.
+pub fn setup(
+    spec: &SandboxSpec,
+    root: &Path,
+    etc_dir: &Path,
+    own_netns: bool,
+) -> Step<Option<Console>> {
     // Nothing we mount may propagate back to hutch's namespace.
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
     )
     .map_err(|e| err("making the mount namespace private", e))?;
-    {
+    let console = {
         let r = Root::open(root)?;
         if spec.rootfs.host {
             hide_host_private(&r)?;
         }
         mount_proc(&r)?;
         mount_dev(&r, spec.id_maps.maps_gid(5))?;
+        let console = if spec.process.terminal {
+            Some(console(&r, spec.process.user.uid)?)
+        } else {
+            None
+        };
         mount_sys(&r, own_netns)?;
         etc_files(&r, etc_dir)?;
         add_accounts(&r, &spec.process.add_accounts)?;
         user_mounts(&r, spec)?;
         mask_paths(&r)?;
-    }
+        console
+    };
     if spec.rootfs.read_only {
         let top = rustix::fs::open(
             root,
@@ -376,7 +440,7 @@ pub fn setup(spec: &SandboxSpec, root: &Path, etc_dir: &Path, own_netns: bool) -
     }
     rustix::system::sethostname(spec.hostname.as_bytes())
         .map_err(|e| err(format_args!("setting the hostname {:?}", spec.hostname), e))?;
-    Ok(())
+    Ok(console)
 }
 
 /// pivot_root into `root` and drop the old root (the `pivot_root(".", ".")`

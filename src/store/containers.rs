@@ -49,6 +49,9 @@ pub struct ContainerState {
     pub pid: Option<i32>,
     pub exit_code: Option<i32>,
     pub finished: Option<String>,
+    /// Published ports as bound (`127.0.0.1:41234->8080/tcp`).
+    #[serde(default)]
+    pub ports: Vec<String>,
 }
 
 /// A container as `ps` shows it: its state, corrected by whether anyone
@@ -173,20 +176,29 @@ impl Store {
 
     /// A container by full ID, unique ID prefix or name.
     pub fn find_container(&self, key: &str) -> Result<ContainerInfo> {
+        match self.lookup_container(key)? {
+            Some(c) => Ok(c),
+            None => bail!("no container {key:?}; `hutch ps -a` lists them"),
+        }
+    }
+
+    /// Like [`find_container`](Self::find_container), with `None` when no
+    /// container matches (an ID prefix matching several is an error).
+    pub fn lookup_container(&self, key: &str) -> Result<Option<ContainerInfo>> {
         let all = self.list_containers()?;
         if let Some(c) = all
             .iter()
             .find(|c| c.state.name == key || c.state.id == key)
         {
-            return Ok(c.clone());
+            return Ok(Some(c.clone()));
         }
         let hits: Vec<_> = all
             .iter()
             .filter(|c| key.len() >= 3 && c.state.id.starts_with(key))
             .collect();
         match hits.len() {
-            1 => Ok(hits[0].clone()),
-            0 => bail!("no container {key:?}; `hutch ps -a` lists them"),
+            0 => Ok(None),
+            1 => Ok(Some(hits[0].clone())),
             n => bail!("{key:?} matches {n} containers; give more of the ID"),
         }
     }
@@ -250,7 +262,7 @@ impl Store {
         if c.alive {
             if !force {
                 bail!(
-                    "container {} is running; stop it first or use `hutch rm -f {}`",
+                    "container {} is running; `hutch rm -f {}` stops it (SIGKILL) and removes it",
                     c.state.name,
                     c.state.name
                 );
@@ -353,6 +365,7 @@ mod tests {
                 pid: None,
                 exit_code: None,
                 finished: None,
+                ports: Vec::new(),
             })
         };
         let (st, lock) = store.create_container(&id, Some("one"), fill).unwrap();

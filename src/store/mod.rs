@@ -13,6 +13,7 @@
 //!                        except download-<hex>: a pull's half-downloaded blob,
 //!                        which the next pull of it continues (prune removes it)
 //! containers/<id>/       one container: state, upper dir (see containers.rs)
+//! notices/<key>          the text of a warning shown once (notices.rs)
 //! ```
 //!
 //! Everything becomes visible by an atomic rename, and the ref is written
@@ -25,6 +26,7 @@ pub mod containers;
 pub mod gc;
 pub mod layers;
 pub mod lock;
+pub mod notices;
 pub mod pipe;
 pub mod refs;
 pub mod remove;

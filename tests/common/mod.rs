@@ -267,3 +267,37 @@ pub fn busybox_with_hostlo_profile() -> TestStore {
     .unwrap();
     st
 }
+
+/// A pty pair for a caller's terminal: (controller, terminal). Give the
+/// terminal side to hutch as its 0, 1 and 2; read what appeared on it from
+/// the controller with [`read_pty`].
+pub fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use rustix::pty::OpenptFlags;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    (master, slave)
+}
+
+/// Everything written to the terminal of `master` so far (call it once the
+/// program on the terminal has exited; the terminal side must still be
+/// open, or the kernel may discard what was written).
+pub fn read_pty(master: &std::os::fd::OwnedFd) -> String {
+    rustix::fs::fcntl_setfl(master, rustix::fs::OFlags::NONBLOCK).unwrap();
+    let mut shown = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = rustix::io::read(master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        shown.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&shown).into_owned()
+}
