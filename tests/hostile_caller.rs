@@ -292,7 +292,7 @@ fn init_holds_nothing_of_the_host_even_with_every_capability() {
          echo ==walk; ls /proc/1/fd/3/../../.. 2>&1; ls /proc/1/cwd/ 2>&1 | head -3; \
          echo ==env; env; echo ==end; \
          echo attach-init: $({attach1}); \
-         sleep 30 & pid=$!; \
+         sleep 30 & pid=$!; until readlink /proc/$pid/exe | grep -q sleep; do :; done; \
          echo control-fd: $(ls /proc/$pid/fd | wc -l); \
          echo control-environ: $(tr '\\0' '\\n' < /proc/$pid/environ | grep -c CONTAINER_VAR); \
          echo attach-sibling: $({attach2}); kill -9 $pid",
