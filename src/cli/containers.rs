@@ -1,6 +1,7 @@
 //! `hutch ps`, `hutch rm`, and `hutch inspect` of a container.
 
-use super::{OutputFormat, output};
+use super::flags::{FormatFlag, OutputFormat, QuietFlag};
+use super::output;
 use crate::cli::output::outln;
 use crate::store::Store;
 use anyhow::Result;
@@ -11,11 +12,10 @@ pub struct PsArgs {
     /// Show every container, not only running ones
     #[arg(short, long)]
     all: bool,
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
-    /// Print IDs only
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    format: FormatFlag,
+    #[command(flatten)]
+    quiet: QuietFlag,
 }
 
 #[derive(serde::Serialize)]
@@ -51,13 +51,13 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
             ports: c.state.ports,
         })
         .collect();
-    if a.quiet {
+    if a.quiet.on() {
         for r in &rows {
             outln!("{}", r.id.get(..12).unwrap_or(&r.id));
         }
         return Ok(0);
     }
-    match a.format {
+    match a.format.format {
         OutputFormat::Json => output::print_json(&rows)?,
         OutputFormat::Table => {
             let table: Vec<Vec<String>> = rows

@@ -1,6 +1,7 @@
 //! `hutch images`, `inspect`, `tag`, `rmi`, `history`, `rollback`, `prune`.
 
-use super::{OutputFormat, output};
+use super::flags::FormatFlag;
+use super::output;
 use crate::cli::output::outln;
 use crate::image::resolve::{HOST_IMAGE, Resolved, resolve};
 use crate::image::{StoredImage, TagRef};
@@ -11,8 +12,8 @@ use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    #[command(flatten)]
+    format: FormatFlag,
     /// Show manifest digests
     #[arg(long)]
     digests: bool,
@@ -63,7 +64,7 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
     for d in refs.untagged.keys() {
         push("<none>".into(), "<none>".into(), d);
     }
-    if a.format == OutputFormat::Json {
+    if a.format.json() {
         output::print_json(&rows)?;
         return Ok(0);
     }
@@ -216,8 +217,8 @@ pub struct HistoryArgs {
     /// List the versions this tag has pointed to instead
     #[arg(long, value_name = "NAME[:TAG]")]
     tag: Option<String>,
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    #[command(flatten)]
+    format: FormatFlag,
 }
 
 pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
@@ -228,7 +229,7 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
         let hist = refs.tags.get(&name).with_context(|| {
             format!("no tag {name} in the store; `hutch images` lists the tags")
         })?;
-        if a.format == OutputFormat::Json {
+        if a.format.json() {
             output::print_json(&hist.versions)?;
             return Ok(0);
         }
@@ -267,7 +268,7 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
         .and_then(|h| h.as_array())
         .cloned()
         .unwrap_or_default();
-    if a.format == OutputFormat::Json {
+    if a.format.json() {
         output::print_json(&entries)?;
         return Ok(0);
     }
@@ -341,8 +342,8 @@ pub struct PruneArgs {
     /// Also forget every earlier version of every tag (rollback will not reach them)
     #[arg(long)]
     history: bool,
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    #[command(flatten)]
+    format: FormatFlag,
 }
 
 /// What gc could not remove, on stderr (it went on with the rest).
@@ -355,7 +356,7 @@ fn warn_leftovers(report: &crate::store::gc::GcReport) {
 pub fn prune(a: PruneArgs, store: Result<Store>) -> Result<i32> {
     let report = store?.gc(a.history)?;
     warn_leftovers(&report);
-    if a.format == OutputFormat::Json {
+    if a.format.json() {
         output::print_json(&report)?;
     } else {
         outln!(

@@ -4,6 +4,7 @@
 
 mod check;
 mod containers;
+mod flags;
 mod images;
 mod login;
 pub mod output;
@@ -16,7 +17,7 @@ mod transfer;
 use crate::error::EXIT_FAILED;
 use crate::store::Store;
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -36,14 +37,6 @@ pub struct Cli {
     verbose: u8,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Table for people, JSON for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    #[default]
-    Table,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,6 +1,6 @@
 //! `hutch run`: start a container from an image (see src/sandbox/).
 
-use crate::cli::pull::TlsVerify;
+use crate::cli::flags::TlsVerify;
 use crate::profile::{self, NetworkMode};
 use crate::sandbox::launch;
 use crate::sandbox::plan::{RunRequest, plan, write_etc_files};
