@@ -3,10 +3,12 @@
 //! library and results into output.
 
 mod check;
+mod completion;
 mod containers;
 mod flags;
 mod images;
 mod login;
+mod manpages;
 pub mod output;
 mod overlay;
 mod profile;
@@ -81,6 +83,10 @@ enum Command {
     Overlay(overlay::OverlayArgs),
     /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
     Profile(profile::ProfileArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion(completion::CompletionArgs),
+    /// Write the manual pages (hutch.1, hutch-run.1, ...) into a directory
+    Man(manpages::ManArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -138,6 +144,8 @@ pub fn main() -> i32 {
         Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),
+        Command::Completion(a) => completion::run(a),
+        Command::Man(a) => manpages::run(a),
     };
     match result {
         Ok(code) => code,
