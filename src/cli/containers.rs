@@ -3,6 +3,7 @@
 use super::flags::{FormatFlag, OutputFormat, QuietFlag};
 use super::output;
 use crate::cli::output::outln;
+use crate::human::human_age;
 use crate::store::Store;
 use anyhow::Result;
 use clap::Args;
@@ -71,7 +72,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                         r.id.get(..12).unwrap_or(&r.id).to_string(),
                         r.image.clone(),
                         cmd,
-                        output::human_age(Some(&r.created)),
+                        human_age(Some(&r.created)),
                         r.status.clone(),
                         // Published while it runs; the record keeps them.
                         if r.status == "running" {

@@ -3,6 +3,7 @@
 use super::flags::FormatFlag;
 use super::output;
 use crate::cli::output::outln;
+use crate::human::{human_age, human_size};
 use crate::image::resolve::{HOST_IMAGE, Resolved, resolve};
 use crate::image::{StoredImage, TagRef};
 use crate::store::Store;
@@ -81,8 +82,8 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
                 row.push(r.digest.clone());
             }
             row.push(r.id[7..19].to_owned());
-            row.push(output::human_age(r.created.as_deref()));
-            row.push(output::human_size(r.size));
+            row.push(human_age(r.created.as_deref()));
+            row.push(human_size(r.size));
             row
         })
         .collect();
@@ -291,9 +292,9 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
         };
         let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
         rows.push(vec![
-            output::human_age(e.get("created").and_then(|v| v.as_str())),
+            human_age(e.get("created").and_then(|v| v.as_str())),
             s("created_by"),
-            output::human_size(size),
+            human_size(size),
             s("comment"),
         ]);
     }
@@ -369,7 +370,7 @@ pub fn prune(a: PruneArgs, store: Result<Store>) -> Result<i32> {
             } else {
                 String::new()
             },
-            output::human_size(report.bytes_freed)
+            human_size(report.bytes_freed)
         );
     }
     Ok(0)

@@ -3,7 +3,7 @@
 //! otherwise, nothing with `--quiet`. Everything goes to stderr, so stdout
 //! keeps what scripts read (the digest, "Pulled ...").
 
-use crate::cli::output::human_size as human;
+use crate::human::human_size as human;
 use crate::image::Digest;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Read};
