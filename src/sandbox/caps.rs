@@ -17,6 +17,8 @@
 //! loses), then setgroups/setgid/setuid, then [`CapsPlan::apply`]. Both
 //! only make syscalls: no allocation, no locks, no logging.
 
+pub(crate) use crate::sys::{CapSets, capget, set_no_new_privs};
+use crate::sys::{ambient_clear, bounding_drop, bounding_has, capset};
 use anyhow::{Result, bail};
 use caps::Capability;
 use serde::{Deserialize, Serialize};
@@ -139,20 +141,6 @@ impl fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
-/// Set `PR_SET_NO_NEW_PRIVS`: from now on execve never grants privileges
-/// (setuid/setgid bits and file capabilities are ignored). It cannot be
-/// undone, is inherited by children, and lets an unprivileged process
-/// install seccomp filters and Landlock rulesets.
-pub fn set_no_new_privs() -> std::io::Result<()> {
-    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// The capability sets to apply, resolved from a [`CapLevel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapsPlan {
@@ -245,149 +233,10 @@ impl CapsPlan {
     }
 }
 
-/// The three capability sets of `capget(2)`/`capset(2)`, as 64-bit masks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CapSets {
-    pub effective: u64,
-    pub permitted: u64,
-    pub inheritable: u64,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-fn last_errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// capget(2) for the calling thread.
-pub fn capget() -> Result<CapSets, i32> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: version 3 takes a header and an array of two data structs,
-    // both valid for writing for the duration of the call.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(last_errno());
-    }
-    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
-    Ok(CapSets {
-        effective: join(data[0].effective, data[1].effective),
-        permitted: join(data[0].permitted, data[1].permitted),
-        inheritable: join(data[0].inheritable, data[1].inheritable),
-    })
-}
-
-/// capset(2) for the calling thread: all three sets in one call.
-fn capset(sets: CapSets) -> Result<(), i32> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let split = |m: u64| (m as u32, (m >> 32) as u32);
-    let (e0, e1) = split(sets.effective);
-    let (p0, p1) = split(sets.permitted);
-    let (i0, i1) = split(sets.inheritable);
-    let data = [
-        CapData {
-            effective: e0,
-            permitted: p0,
-            inheritable: i0,
-        },
-        CapData {
-            effective: e1,
-            permitted: p1,
-            inheritable: i1,
-        },
-    ];
-    // SAFETY: version 3 takes a header (written by the kernel on a version
-    // mismatch) and two data structs that it only reads.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) };
-    if rc != 0 {
-        return Err(last_errno());
-    }
-    Ok(())
-}
-
-/// Whether capability `cap` is in the bounding set (PR_CAPBSET_READ).
-fn bounding_has(cap: u32) -> Result<bool, i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
-    match rc {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(last_errno()),
-    }
-}
-
-/// Remove capability `cap` from the bounding set (PR_CAPBSET_DROP).
-fn bounding_drop(cap: u32) -> Result<(), i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-    if rc == 0 { Ok(()) } else { Err(last_errno()) }
-}
-
-/// Empty the ambient set (PR_CAP_AMBIENT_CLEAR_ALL).
-fn ambient_clear() -> Result<(), i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(last_errno()) }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Run `f` in a forked child and return its exit code. `f` must not
-    /// allocate or take locks (the test harness has other threads).
-    pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
-        // SAFETY: fork has no memory-safety preconditions; the child runs
-        // only `f` (syscalls, no allocation) and leaves with _exit, so no
-        // state shared with the parent's other threads is touched.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            let code = f();
-            // SAFETY: _exit never returns and runs no destructors.
-            unsafe { libc::_exit(code) }
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child with a valid out pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(r, pid);
-        assert!(
-            libc::WIFEXITED(status),
-            "child died of signal {}",
-            libc::WTERMSIG(status)
-        );
-        libc::WEXITSTATUS(status)
-    }
+    use crate::sys::testing::{in_child, set_gid_uid};
 
     fn mask(caps: &[Capability]) -> u64 {
         caps.iter().fold(0, |m, c| m | c.bitmask())
@@ -529,8 +378,7 @@ pub(crate) mod tests {
             if plan.drop_bounding().is_err() {
                 return 11;
             }
-            // SAFETY: plain id-changing syscalls.
-            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+            if set_gid_uid(65534, 65534).is_err() {
                 return SKIP_UNMAPPED;
             }
             if plan.apply(false).is_err() {
@@ -553,8 +401,7 @@ pub(crate) mod tests {
         }
         let plan = prepare(&CapLevel::Default).unwrap();
         let code = in_child(|| {
-            // SAFETY: plain id-changing syscalls.
-            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+            if set_gid_uid(65534, 65534).is_err() {
                 return SKIP_UNMAPPED;
             }
             match plan.apply(false) {

@@ -695,35 +695,19 @@ impl SeccompProgram {
 
 /// seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) for the calling thread.
 fn install(filter: &[libc::sock_filter]) -> Result<(), ApplyError> {
-    let prog = libc::sock_fprog {
-        // `compile` checked that the length fits.
-        len: filter.len() as libc::c_ushort,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: `prog` points to `len` valid instructions that outlive the
-    // call; the kernel copies the program and never writes to it.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0 as libc::c_uint,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(ApplyError::last(
-            "installing the seccomp filter (EACCES: set no_new_privs first, or install it \
-             before dropping capabilities)",
-        ))
-    }
+    crate::sys::install_seccomp_filter(filter).map_err(|errno| ApplyError {
+        what: "installing the seccomp filter (EACCES: set no_new_privs first, or install it \
+               before dropping capabilities)",
+        errno,
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::caps::tests::in_child;
     use super::*;
+    use crate::sys::testing::{
+        clone_and_reap, in_child, ioctl_errno, personality, syscall_errno, syscall_value,
+    };
 
     fn allowed(level: SeccompLevel, nr: i64) -> bool {
         allow_rules(level).unwrap().contains_key(&nr)
@@ -1107,14 +1091,6 @@ mod tests {
             .unwrap_or(false)
     }
 
-    fn errno_of(rc: libc::c_long) -> i32 {
-        if rc >= 0 {
-            0
-        } else {
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
-        }
-    }
-
     #[test]
     fn strict_blocks_keyrings_and_namespaces_in_a_child() {
         let program = prepare(SeccompLevel::Strict).unwrap();
@@ -1126,39 +1102,32 @@ mod tests {
             if program.apply().is_err() {
                 return 11;
             }
-            // SAFETY: raw syscalls with integer arguments; the filter
-            // answers before the kernel looks at them.
-            unsafe {
-                if errno_of(libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0)) != libc::EPERM {
-                    return 12;
-                }
-                if errno_of(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)) != libc::EPERM {
-                    return 13;
-                }
-                if errno_of(libc::syscall(
-                    libc::SYS_ptrace,
-                    libc::PTRACE_TRACEME,
-                    0,
-                    0,
-                    0,
-                )) != libc::EPERM
-                {
-                    return 14;
-                }
-                if errno_of(libc::syscall(libc::SYS_clone3, 0, 0)) != libc::ENOSYS {
-                    return 15;
-                }
-                // fchmodat2 (452), on a path that does not exist.
-                let path = c"/nonexistent/hutch-seccomp-test";
-                if errno_of(libc::syscall(452, libc::AT_FDCWD, path.as_ptr(), 0o755, 0))
-                    != libc::ENOSYS
-                {
-                    return 16;
-                }
-                let pid = libc::syscall(libc::SYS_getpid);
-                if pid <= 0 || pid != libc::c_long::from(libc::getpid()) {
-                    return 17;
-                }
+            use libc::c_long;
+            if syscall_errno(libc::SYS_keyctl, [0; 5]) != libc::EPERM {
+                return 12;
+            }
+            if syscall_errno(
+                libc::SYS_unshare,
+                [c_long::from(libc::CLONE_NEWUSER), 0, 0, 0, 0],
+            ) != libc::EPERM
+            {
+                return 13;
+            }
+            let traceme = c_long::from(libc::PTRACE_TRACEME);
+            if syscall_errno(libc::SYS_ptrace, [traceme, 0, 0, 0, 0]) != libc::EPERM {
+                return 14;
+            }
+            if syscall_errno(libc::SYS_clone3, [0; 5]) != libc::ENOSYS {
+                return 15;
+            }
+            // fchmodat2 (452), with a NULL path: the filter answers first.
+            let at_fdcwd = c_long::from(libc::AT_FDCWD);
+            if syscall_errno(452, [at_fdcwd, 0, 0o755, 0, 0]) != libc::ENOSYS {
+                return 16;
+            }
+            let pid = syscall_value(libc::SYS_getpid, [0; 5]);
+            if pid <= 0 || pid != c_long::from(std::process::id() as i32) {
+                return 17;
             }
             0
         });
@@ -1167,24 +1136,17 @@ mod tests {
 
     /// A pseudo-terminal master, or None where /dev/ptmx is missing.
     fn open_pty() -> Option<std::os::fd::OwnedFd> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: posix_openpt returns a new fd or -1.
-        let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: fd is a fresh descriptor that we own from here on.
-        Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        crate::sys::testing::open_pty_master().ok()
     }
 
     #[test]
     fn default_blocks_terminal_injection_but_not_other_ioctls() {
-        use std::os::fd::AsRawFd;
+        use std::os::fd::AsFd;
         let Some(pty) = open_pty() else {
             eprintln!("skipped: no /dev/ptmx");
             return;
         };
-        let fd = pty.as_raw_fd();
+        let fd = pty.as_fd();
         let program = prepare(SeccompLevel::Default).unwrap();
         let nnp = !can_install_without_nnp();
         let code = in_child(|| {
@@ -1194,68 +1156,42 @@ mod tests {
             if program.apply().is_err() {
                 return 11;
             }
-            let c: libc::c_char = b'x' as libc::c_char;
-            let mut ws: libc::winsize = libc::winsize {
-                ws_row: 0,
-                ws_col: 0,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            // SAFETY: ioctls on our own pty with valid pointers.
-            unsafe {
-                if libc::ioctl(fd, libc::TIOCSTI, &c as *const libc::c_char) != -1
-                    || errno_of(-1) != libc::EPERM
-                {
-                    return 12;
-                }
-                // Without the filter, TIOCLINUX on a pty fails with EINVAL
-                // (it is not a console): EPERM proves the filter.
-                let mut sub: libc::c_char = 0;
-                if libc::ioctl(fd, libc::TIOCLINUX, &mut sub as *mut libc::c_char) != -1
-                    || errno_of(-1) != libc::EPERM
-                {
-                    return 13;
-                }
-                if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) != 0 {
-                    return 14;
-                }
-                // Namespaces stay closed under the default level too.
-                if errno_of(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)) != libc::EPERM {
-                    return 15;
-                }
-                // A thread-style clone without namespace flags passes the
-                // filter: fork via clone(SIGCHLD) works.
-                let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
-                if pid == 0 {
-                    libc::_exit(0);
-                }
-                if pid < 0 {
-                    return 16;
-                }
-                let mut status = 0;
-                libc::waitpid(pid as libc::pid_t, &mut status, 0);
-                // clone with CLONE_NEWNET is refused.
-                let pid = libc::syscall(
-                    libc::SYS_clone,
-                    libc::SIGCHLD | libc::CLONE_NEWNET,
-                    0,
-                    0,
-                    0,
-                    0,
-                );
-                if pid == 0 {
-                    libc::_exit(0);
-                }
-                if pid >= 0 || errno_of(-1) != libc::EPERM {
-                    return 17;
-                }
-                // personality: a query passes, READ_IMPLIES_EXEC does not.
-                if libc::personality(0xffff_ffff) == -1 {
-                    return 18;
-                }
-                if libc::personality(0x0040_0000) != -1 || errno_of(-1) != libc::EPERM {
-                    return 19;
-                }
+            use libc::c_long;
+            if ioctl_errno(fd, libc::TIOCSTI) != libc::EPERM {
+                return 12;
+            }
+            // Without the filter, TIOCLINUX on a pty fails with EINVAL
+            // (it is not a console): EPERM proves the filter.
+            if ioctl_errno(fd, libc::TIOCLINUX as libc::c_ulong) != libc::EPERM {
+                return 13;
+            }
+            if ioctl_errno(fd, libc::TIOCGWINSZ) != 0 {
+                return 14;
+            }
+            // Namespaces stay closed under the default level too.
+            if syscall_errno(
+                libc::SYS_unshare,
+                [c_long::from(libc::CLONE_NEWUSER), 0, 0, 0, 0],
+            ) != libc::EPERM
+            {
+                return 15;
+            }
+            // A thread-style clone without namespace flags passes the
+            // filter: fork via clone(SIGCHLD) works.
+            if clone_and_reap(c_long::from(libc::SIGCHLD)).is_err() {
+                return 16;
+            }
+            // clone with CLONE_NEWNET is refused.
+            if clone_and_reap(c_long::from(libc::SIGCHLD | libc::CLONE_NEWNET)) != Err(libc::EPERM)
+            {
+                return 17;
+            }
+            // personality: a query passes, READ_IMPLIES_EXEC does not.
+            if personality(0xffff_ffff).is_err() {
+                return 18;
+            }
+            if personality(0x0040_0000) != Err(libc::EPERM) {
+                return 19;
             }
             0
         });
@@ -1273,25 +1209,16 @@ mod tests {
             if program.apply().is_err() {
                 return 11;
             }
-            let mut params = [0u8; 120];
-            // SAFETY: raw syscalls; io_uring_setup gets a zeroed
-            // io_uring_params it may write to.
-            unsafe {
-                if errno_of(libc::syscall(
-                    libc::SYS_io_uring_setup,
-                    1,
-                    params.as_mut_ptr(),
-                )) != libc::EPERM
-                {
-                    return 12;
-                }
-                #[cfg(target_arch = "x86_64")]
-                if errno_of(libc::syscall(0x4000_0000 | libc::SYS_getpid)) != libc::EPERM {
-                    return 13;
-                }
-                if libc::syscall(libc::SYS_getpid) <= 0 {
-                    return 14;
-                }
+            // io_uring_setup with NULL params: the filter answers first.
+            if syscall_errno(libc::SYS_io_uring_setup, [1, 0, 0, 0, 0]) != libc::EPERM {
+                return 12;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if syscall_errno(0x4000_0000 | libc::SYS_getpid, [0; 5]) != libc::EPERM {
+                return 13;
+            }
+            if syscall_value(libc::SYS_getpid, [0; 5]) <= 0 {
+                return 14;
             }
             0
         });
@@ -1302,8 +1229,7 @@ mod tests {
     fn unconfined_installs_nothing() {
         let program = prepare(SeccompLevel::Unconfined).unwrap();
         let code = in_child(|| match program.apply() {
-            // SAFETY: getppid has no arguments.
-            Ok(()) if unsafe { libc::getppid() } > 0 => 0,
+            Ok(()) if std::os::unix::process::parent_id() > 0 => 0,
             _ => 1,
         });
         assert_eq!(code, 0);
