@@ -15,6 +15,7 @@ pub mod host;
 pub mod human;
 pub mod image;
 pub mod net;
+pub mod oci;
 pub mod overlay;
 pub mod parallel;
 pub mod profile;

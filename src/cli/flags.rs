@@ -2,7 +2,7 @@
 //! the commands that take it (`#[command(flatten)]`), so the spelling, the
 //! help text and the default are the same everywhere.
 
-use crate::image::platform::Platform;
+use crate::oci::platform::Platform;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 

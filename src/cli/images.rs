@@ -5,8 +5,9 @@ use super::output;
 use crate::cli::output::outln;
 use crate::human::{human_age, human_size};
 use crate::image::resolve::{HOST_IMAGE, Resolved, resolve};
-use crate::image::{StoredImage, TagRef};
+use crate::oci::TagRef;
 use crate::store::Store;
+use crate::store::StoredImage;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
@@ -42,20 +43,19 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let refs = store.refs()?;
     let mut rows = Vec::new();
-    let mut push =
-        |repo: String, tag: String, digest: &crate::image::Digest| match StoredImage::load(
-            &store, digest,
-        ) {
-            Ok(img) => rows.push(ImageRow {
-                repository: repo,
-                tag,
-                id: img.id().to_string(),
-                digest: digest.to_string(),
-                created: img.created(),
-                size: img.size(&store),
-            }),
-            Err(e) => tracing::warn!("image {digest} cannot be read: {e:#}"),
-        };
+    let mut push = |repo: String, tag: String, digest: &crate::oci::Digest| match StoredImage::load(
+        &store, digest,
+    ) {
+        Ok(img) => rows.push(ImageRow {
+            repository: repo,
+            tag,
+            id: img.id().to_string(),
+            digest: digest.to_string(),
+            created: img.created(),
+            size: img.size(&store),
+        }),
+        Err(e) => tracing::warn!("image {digest} cannot be read: {e:#}"),
+    };
     for (name, hist) in &refs.tags {
         if let Some(v) = hist.current() {
             let (repo, tag) = split_tag(name);
@@ -320,7 +320,7 @@ pub fn rollback(a: RollbackArgs, store: Result<Store>) -> Result<i32> {
     let refs = store.refs()?;
     let name = TagRef::find(&a.name, |n| refs.tags.contains_key(n))?.to_string();
     let to = match &a.to {
-        Some(d) => Some(crate::image::Digest::parse(d)?),
+        Some(d) => Some(crate::oci::Digest::parse(d)?),
         None => None,
     };
     let (from, to) = store.update_refs(|r| {

@@ -4,7 +4,7 @@
 //! keeps what scripts read (the digest, "Pulled ...").
 
 use crate::human::human_size as human;
-use crate::image::Digest;
+use crate::oci::Digest;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Read};
 use std::sync::Arc;

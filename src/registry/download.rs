@@ -6,7 +6,7 @@
 //! start with the first N bytes skipped.
 
 use super::client::{RETRIES, backoff};
-use crate::image::Digest;
+use crate::oci::Digest;
 use std::io::{self, Read};
 use ureq::Body;
 use ureq::http::Response;

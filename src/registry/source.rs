@@ -6,8 +6,8 @@
 
 use super::client::Client;
 use super::download::{BlobEndpoint, BlobStream};
-use crate::image::Digest;
 use crate::image::source::{MAX_DOCUMENT, Source};
+use crate::oci::Digest;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::io::Read;

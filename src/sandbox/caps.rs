@@ -307,23 +307,67 @@ mod tests {
         assert!(any.downcast_ref::<ApplyError>().is_some());
     }
 
-    /// Whether this process can change its capability sets (root, or root
-    /// of a user namespace).
-    fn privileged() -> bool {
+    /// Whether this process can change its capability sets and switch to
+    /// another uid: real root.
+    fn root() -> bool {
         capget()
             .map(|s| s.effective & Capability::CAP_SETPCAP.bitmask() != 0)
             .unwrap_or(false)
+            && rustix::process::geteuid().as_raw() == 0
+    }
+
+    /// The first /etc/subuid-style range of this user in `file`.
+    fn own_range(file: &str, uid: u32) -> Option<(u64, u64)> {
+        let name = crate::host::user_name(uid);
+        crate::host::read_subids(std::path::Path::new(file))?
+            .into_iter()
+            .find(|r| Some(&r.owner) == name.as_ref() || r.owner == uid.to_string())
+            .map(|r| (r.start, r.count.min(65536)))
+    }
+
+    /// Run `f` in a child that may change its capabilities and switch to
+    /// uid/gid 65534: as root directly, otherwise as root of a new user
+    /// namespace mapping 0 to this user and 1..65536 to its subordinate
+    /// ids (newuidmap/newgidmap, as hutch itself does). A host where that
+    /// cannot be made fails the test, saying why: these checks must run.
+    fn as_root_of_some_namespace(f: impl FnOnce() -> i32) -> i32 {
+        if root() {
+            return in_child(f);
+        }
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let map = |pid: i32| -> Result<(), String> {
+            for (tool, file, id) in [
+                ("newuidmap", "/etc/subuid", uid),
+                ("newgidmap", "/etc/subgid", gid),
+            ] {
+                let (start, count) =
+                    own_range(file, uid).ok_or(format!("no range for uid {uid} in {file}"))?;
+                let out = std::process::Command::new(tool)
+                    .args([pid.to_string(), "0".into(), id.to_string(), "1".into()])
+                    .args(["1".to_string(), start.to_string(), count.to_string()])
+                    .output()
+                    .map_err(|e| format!("running {tool}: {e}"))?;
+                if !out.status.success() {
+                    return Err(format!("{tool}: {}", String::from_utf8_lossy(&out.stderr)));
+                }
+            }
+            Ok(())
+        };
+        crate::sys::testing::in_userns_child(map, f).unwrap_or_else(|e| {
+            panic!(
+                "cannot make a user namespace with uids 0 and 65534 mapped for this test ({e}); \
+                 run it as root, or give this user /etc/subuid and /etc/subgid ranges and \
+                 newuidmap/newgidmap (tests/host-setup.sh does)"
+            )
+        })
     }
 
     #[test]
     fn root_keeps_the_set_and_loses_the_rest() {
-        if !privileged() {
-            eprintln!("skipped: needs CAP_SETPCAP (run as root)");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
         let keep = plan.keep();
-        let code = in_child(|| {
+        let code = as_root_of_some_namespace(|| {
             let before = match capget() {
                 Ok(s) => s.permitted,
                 Err(_) => return 10,
@@ -355,31 +399,26 @@ mod tests {
         assert_eq!(code, 0);
     }
 
-    /// Child exit code: uid/gid 65534 cannot be switched to (e.g. in a
-    /// user namespace that maps only root).
-    const SKIP_UNMAPPED: i32 = 77;
+    /// Child exit code: uid/gid 65534 cannot be switched to.
+    const UNMAPPED: i32 = 77;
 
-    fn skip_or_pass(code: i32) {
-        if code == SKIP_UNMAPPED {
-            eprintln!("skipped: cannot switch to uid/gid 65534 here (not mapped)");
-            return;
-        }
+    fn assert_passed(code: i32) {
+        assert_ne!(
+            code, UNMAPPED,
+            "could not switch to uid/gid 65534 in the child"
+        );
         assert_eq!(code, 0, "child step {code} failed");
     }
 
     #[test]
     fn non_root_user_gets_nothing() {
-        if !privileged() || rustix::process::geteuid().as_raw() != 0 {
-            eprintln!("skipped: needs root to switch to another uid");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
-        let code = in_child(|| {
+        let code = as_root_of_some_namespace(|| {
             if plan.drop_bounding().is_err() {
                 return 11;
             }
             if set_gid_uid(65534, 65534).is_err() {
-                return SKIP_UNMAPPED;
+                return UNMAPPED;
             }
             if plan.apply(false).is_err() {
                 return 13;
@@ -390,25 +429,21 @@ mod tests {
             }
             0
         });
-        skip_or_pass(code);
+        assert_passed(code);
     }
 
     #[test]
     fn apply_after_setuid_without_drop_bounding_fails_clearly() {
-        if !privileged() || rustix::process::geteuid().as_raw() != 0 {
-            eprintln!("skipped: needs root to switch to another uid");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
-        let code = in_child(|| {
+        let code = as_root_of_some_namespace(|| {
             if set_gid_uid(65534, 65534).is_err() {
-                return SKIP_UNMAPPED;
+                return UNMAPPED;
             }
             match plan.apply(false) {
                 Err(e) if e.errno == libc::EPERM && e.what.contains("drop_bounding") => 0,
                 _ => 13,
             }
         });
-        skip_or_pass(code);
+        assert_passed(code);
     }
 }

@@ -104,3 +104,65 @@ pub(crate) fn open_pty_master() -> Result<std::os::fd::OwnedFd, rustix::io::Errn
     // SAFETY: fd is a fresh descriptor that nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
+
+/// Run `f` in a forked child inside a new user namespace: the child makes
+/// the namespace, then `map(child_pid)` runs in the parent (to write the
+/// child's uid and gid maps, e.g. with newuidmap), then the child runs `f`
+/// as root of its namespace. `f`'s exit code, or why the namespace or its
+/// maps could not be made.
+pub(crate) fn in_userns_child(
+    map: impl FnOnce(i32) -> Result<(), String>,
+    f: impl FnOnce() -> i32,
+) -> Result<i32, String> {
+    use rustix::pipe::{PipeFlags, pipe_with};
+    const NO_NAMESPACE: i32 = 98;
+    const NO_MAPS: i32 = 99;
+    let (ready_r, ready_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| e.to_string())?;
+    let (go_r, go_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| e.to_string())?;
+    // SAFETY: as in `in_child`: the child makes only syscalls, then runs
+    // `f` (which must not allocate or lock) and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        drop(ready_r);
+        drop(go_w);
+        let code = if super::process::unshare(rustix::thread::UnshareFlags::NEWUSER).is_err() {
+            NO_NAMESPACE
+        } else {
+            let _ = rustix::io::write(&ready_w, b"u");
+            let mut b = [0u8; 1];
+            match rustix::io::read(&go_r, &mut b) {
+                Ok(1) => f(),
+                _ => NO_MAPS,
+            }
+        };
+        // SAFETY: _exit never returns and runs no destructors.
+        unsafe { libc::_exit(code) }
+    }
+    drop(ready_w);
+    drop(go_r);
+    let mut b = [0u8; 1];
+    let unshared = matches!(rustix::io::read(&ready_r, &mut b), Ok(1));
+    let mapped = if unshared {
+        map(pid)
+    } else {
+        Err("unshare(CLONE_NEWUSER) failed".into())
+    };
+    if mapped.is_ok() {
+        let _ = rustix::io::write(&go_w, b"g");
+    }
+    drop(go_w);
+    let mut status = 0;
+    // SAFETY: waiting for our own child with a valid out pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    mapped?;
+    if !libc::WIFEXITED(status) {
+        return Err(format!(
+            "the child died of signal {}",
+            libc::WTERMSIG(status)
+        ));
+    }
+    Ok(libc::WEXITSTATUS(status))
+}
