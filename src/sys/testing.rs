@@ -3,30 +3,31 @@
 //! unit tests.
 
 use super::last_errno;
+use super::process::{Forked, exit_now, fork, wait};
 
 /// Run `f` in a forked child and return its exit code. `f` must not
 /// allocate or take locks (the test harness has other threads).
 pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
-    // SAFETY: fork has no memory-safety preconditions; the child runs only
-    // `f` (syscalls, no allocation) and leaves with _exit, so no state
-    // shared with the parent's other threads is touched.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = f();
-        // SAFETY: _exit never returns and runs no destructors.
-        unsafe { libc::_exit(code) }
-    }
-    let mut status = 0;
-    // SAFETY: waiting for our own child with a valid out pointer.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert_eq!(r, pid);
+    let pid = match fork() {
+        Err(e) => panic!("fork failed: {}", std::io::Error::from(e)),
+        Ok(Forked::Child) => exit_now(f()),
+        Ok(Forked::Parent(pid)) => pid,
+    };
+    let status = reap(pid);
     assert!(
         libc::WIFEXITED(status),
         "child died of signal {}",
         libc::WTERMSIG(status)
     );
     libc::WEXITSTATUS(status)
+}
+
+/// Wait for child `pid`; its raw wait status.
+fn reap(pid: i32) -> i32 {
+    match wait(pid, false) {
+        Ok(Some((_, status))) => status,
+        other => panic!("waiting for child {pid}: {:?}", other.err()),
+    }
 }
 
 /// A raw syscall with integer arguments only: an argument the kernel reads
@@ -64,15 +65,12 @@ pub(crate) fn clone_and_reap(flags: libc::c_long) -> Result<(), i32> {
     // as with fork, and leaves through _exit at once without touching it.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
     if pid == 0 {
-        // SAFETY: _exit never returns and runs no destructors.
-        unsafe { libc::_exit(0) }
+        exit_now(0)
     }
     if pid < 0 {
         return Err(last_errno());
     }
-    let mut status = 0;
-    // SAFETY: waiting for our own child with a valid out pointer.
-    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+    reap(pid as i32);
     Ok(())
 }
 
@@ -119,28 +117,25 @@ pub(crate) fn in_userns_child(
     const NO_MAPS: i32 = 99;
     let (ready_r, ready_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| e.to_string())?;
     let (go_r, go_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| e.to_string())?;
-    // SAFETY: as in `in_child`: the child makes only syscalls, then runs
-    // `f` (which must not allocate or lock) and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        drop(ready_r);
-        drop(go_w);
-        let code = if super::process::unshare(rustix::thread::UnshareFlags::NEWUSER).is_err() {
-            NO_NAMESPACE
-        } else {
-            let _ = rustix::io::write(&ready_w, b"u");
-            let mut b = [0u8; 1];
-            match rustix::io::read(&go_r, &mut b) {
-                Ok(1) => f(),
-                _ => NO_MAPS,
-            }
-        };
-        // SAFETY: _exit never returns and runs no destructors.
-        unsafe { libc::_exit(code) }
-    }
+    let pid = match fork() {
+        Err(e) => return Err(format!("fork: {}", std::io::Error::from(e))),
+        Ok(Forked::Parent(pid)) => pid,
+        Ok(Forked::Child) => {
+            drop(ready_r);
+            drop(go_w);
+            let code = if super::process::unshare(rustix::thread::UnshareFlags::NEWUSER).is_err() {
+                NO_NAMESPACE
+            } else {
+                let _ = rustix::io::write(&ready_w, b"u");
+                let mut b = [0u8; 1];
+                match rustix::io::read(&go_r, &mut b) {
+                    Ok(1) => f(),
+                    _ => NO_MAPS,
+                }
+            };
+            exit_now(code)
+        }
+    };
     drop(ready_w);
     drop(go_r);
     let mut b = [0u8; 1];
@@ -154,9 +149,7 @@ pub(crate) fn in_userns_child(
         let _ = rustix::io::write(&go_w, b"g");
     }
     drop(go_w);
-    let mut status = 0;
-    // SAFETY: waiting for our own child with a valid out pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let status = reap(pid);
     mapped?;
     if !libc::WIFEXITED(status) {
         return Err(format!(
