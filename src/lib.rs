@@ -8,6 +8,7 @@
 pub mod check;
 pub mod cli;
 pub mod error;
+pub mod host;
 pub mod image;
 pub mod net;
 pub mod overlay;

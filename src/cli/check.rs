@@ -49,13 +49,13 @@ pub fn run(a: CheckArgs, root: &Option<PathBuf>) -> Result<i32> {
     if a.repair {
         bail!("--repair goes with --store");
     }
-    let findings = crate::check::host::check_host();
+    let findings = crate::check::check_host();
     if a.format == OutputFormat::Json {
         output::print_json(&findings)?;
     } else {
-        output::print(&crate::check::host::render(&findings));
+        output::print(&crate::check::render(&findings));
     }
-    Ok(if crate::check::host::can_run(&findings) {
+    Ok(if crate::check::can_run(&findings) {
         0
     } else {
         1
