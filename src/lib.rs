@@ -15,5 +15,6 @@ pub mod overlay;
 pub mod parallel;
 pub mod profile;
 pub mod registry;
+pub mod run;
 pub mod sandbox;
 pub mod store;
