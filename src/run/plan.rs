@@ -50,7 +50,7 @@ pub struct RunRequest {
     pub volumes: Vec<String>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
-    /// With `--read-only`: fresh tmpfs mounts on [`READ_ONLY_TMPFS`]
+    /// With `--read-only`: fresh tmpfs mounts on `READ_ONLY_TMPFS`
     /// (`--read-only-tmpfs`, true unless the user says false; Podman's
     /// default). A profile's `read_only` lists its own `tmpfs`.
     pub read_only_tmpfs: bool,
