@@ -126,8 +126,9 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
 /// status (128+N for a signal; 126/127 when it cannot be run). The spec's
 /// `rootfs.etc` holds the generated hosts, hostname and resolv.conf
 /// ([`super::etc_files::write`]); `listeners` the host side of `-p`, bound
-/// by [`super::network::bind_published`] (None: nothing published). `cgroup_warning` shows the warning that the
-/// profile's cgroup limits are not applied (the caller decides how often).
+/// by [`super::network::bind_published`] (None: nothing published).
+/// `cgroup_warning` shows the warning that the profile's cgroup limits are
+/// not applied (the caller decides how often).
 pub fn run(
     spec: &SandboxSpec,
     listeners: Option<crate::net::Listeners>,
