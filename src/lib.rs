@@ -4,13 +4,18 @@
 //! `image` (references, manifests, archive formats) feeds `store` (the
 //! content-addressed blob and layer store), which the overlay and the
 //! launcher read. `cli` turns command lines into calls of this library.
+//! Every `unsafe` block is in `sys`; the rest of the crate denies it.
+
+#![deny(unsafe_code)]
 
 pub mod check;
 pub mod cli;
 pub mod error;
 pub mod host;
+pub mod human;
 pub mod image;
 pub mod net;
+pub mod oci;
 pub mod overlay;
 pub mod parallel;
 pub mod profile;
@@ -18,3 +23,5 @@ pub mod registry;
 pub mod run;
 pub mod sandbox;
 pub mod store;
+#[allow(unsafe_code)]
+mod sys;

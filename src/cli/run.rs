@@ -2,7 +2,7 @@
 //! (which resolves the spec and runs the container; see src/sandbox for
 //! the launcher).
 
-use crate::cli::pull::TlsVerify;
+use crate::cli::flags::TlsVerify;
 use crate::profile;
 use crate::run::{NetworkArg, PullOptions, PullPolicy, RunRequest};
 use crate::store::Store;

@@ -1,34 +1,33 @@
-//! cgroup v2 facts: whether the unified hierarchy is mounted, which cgroup
-//! this process sits in, and what of it is delegated to the user.
+//! cgroup v2 as this process sees it: the unified hierarchy, our own
+//! cgroup, its controllers, systemd's delegation.
 
+use rustix::fs::Access;
 use std::fs;
 use std::path::Path;
 
-use rustix::fs::Access;
-
 /// Facts about cgroup v2 and the cgroup this process sits in.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct CgroupView {
+pub struct CgroupView {
     /// `/sys/fs/cgroup/cgroup.controllers` exists: the unified (v2) hierarchy is mounted there.
-    pub(crate) unified: bool,
+    pub unified: bool,
     /// Our cgroup, from the `0::` line of `/proc/self/cgroup`.
-    pub(crate) own_path: Option<String>,
+    pub own_path: Option<String>,
     /// We may write to our cgroup's directory (so we can create sub-cgroups).
-    pub(crate) own_writable: bool,
+    pub own_writable: bool,
     /// Controllers available in our cgroup (its `cgroup.controllers`).
-    pub(crate) controllers: Vec<String>,
+    pub controllers: Vec<String>,
     /// systemd's delegated `user@UID.service` cgroup exists and is writable by us.
-    pub(crate) user_service_writable: bool,
+    pub user_service_writable: bool,
 }
 
 /// Our cgroup v2 path from the text of `/proc/self/cgroup` (the `0::` line).
-fn parse_self_cgroup(text: &str) -> Option<String> {
+pub fn parse_self_cgroup(text: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(|p| p.trim().to_string())
 }
 
-pub(crate) fn gather(root: &Path, uid: u32) -> CgroupView {
+pub fn gather_cgroup(root: &Path, uid: u32) -> CgroupView {
     let unified = root.join("cgroup.controllers").is_file();
     if !unified {
         return CgroupView::default();
@@ -52,19 +51,5 @@ pub(crate) fn gather(root: &Path, uid: u32) -> CgroupView {
         own_writable,
         controllers,
         user_service_writable: writable(&service),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_cgroup_from_proc_self_cgroup() {
-        assert_eq!(
-            parse_self_cgroup("12:pids:/x\n0::/user.slice/a.scope\n").as_deref(),
-            Some("/user.slice/a.scope")
-        );
-        assert_eq!(parse_self_cgroup("4:memory:/x\n"), None);
     }
 }

@@ -1,29 +1,27 @@
-//! The id-map helpers `newuidmap`/`newgidmap` (from the `uidmap` or
-//! `shadow` package): where they are and whether they are privileged
-//! enough to write other ids into a user namespace's maps.
+//! The setuid `newuidmap`/`newgidmap` helpers: where they are looked for
+//! and whether they can map other ids.
 
+use rustix::fs::StatVfsMountFlags;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::StatVfsMountFlags;
-
 /// Facts about a `newuidmap`/`newgidmap` binary found on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Helper {
-    pub(crate) path: PathBuf,
+pub struct Helper {
+    pub path: PathBuf,
     /// `st_mode` (permission and setuid bits included).
-    pub(crate) mode: u32,
+    pub mode: u32,
     /// Owner uid.
-    pub(crate) owner: u32,
+    pub owner: u32,
     /// A `security.capability` xattr is present (file capabilities, Fedora/Arch style).
-    pub(crate) file_caps: bool,
+    pub file_caps: bool,
     /// The file lives on a `nosuid` mount, where neither setuid nor file caps apply.
-    pub(crate) nosuid_mount: bool,
+    pub nosuid_mount: bool,
 }
 
 impl Helper {
     /// Looks for `name` in `dirs` (first regular file wins) and records its facts.
-    pub(crate) fn find(name: &str, dirs: &[PathBuf]) -> Option<Helper> {
+    pub fn find(name: &str, dirs: &[PathBuf]) -> Option<Helper> {
         use std::os::unix::fs::MetadataExt;
         dirs.iter().map(|d| d.join(name)).find_map(|path| {
             let meta = fs::metadata(&path).ok().filter(|m| m.is_file())?;
@@ -42,15 +40,28 @@ impl Helper {
     }
 
     /// Whether the helper can actually write other ids into a uid/gid map.
-    pub(crate) fn privileged(&self) -> bool {
+    pub fn privileged(&self) -> bool {
         let setuid_root = self.mode & libc::S_ISUID != 0 && self.owner == 0;
         !self.nosuid_mount && (setuid_root || self.file_caps)
+    }
+
+    pub fn describe(&self) -> String {
+        let how = if self.nosuid_mount {
+            "on a nosuid mount, so its privileges do not apply"
+        } else if self.mode & libc::S_ISUID != 0 && self.owner == 0 {
+            "setuid root"
+        } else if self.file_caps {
+            "with file capabilities"
+        } else {
+            "neither setuid root nor with file capabilities"
+        };
+        format!("{} ({how})", self.path.display())
     }
 }
 
 /// Where `newuidmap`/`newgidmap` are looked for: PATH, then the usual
-/// system directories (`hutch check` and the run planning use the same list).
-pub(crate) fn helper_dirs() -> Vec<PathBuf> {
+/// system directories (check and the launcher use the same list).
+pub fn helper_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -60,35 +71,4 @@ pub(crate) fn helper_dirs() -> Vec<PathBuf> {
         }
     }
     dirs
-}
-
-/// Both `newuidmap` and `newgidmap`, when both are installed with the
-/// privileges they need: their paths, as the launcher runs them.
-pub(crate) fn privileged_pair() -> Option<(PathBuf, PathBuf)> {
-    let dirs = helper_dirs();
-    let u = Helper::find("newuidmap", &dirs).filter(Helper::privileged)?;
-    let g = Helper::find("newgidmap", &dirs).filter(Helper::privileged)?;
-    Some((u.path, g.path))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn helper_find_in_dirs() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        fs::create_dir_all(&a).unwrap();
-        fs::create_dir_all(b.join("newuidmap")).unwrap(); // a directory does not count
-        fs::create_dir_all(&b).unwrap();
-        fs::write(a.join("newuidmap"), "").unwrap();
-        fs::set_permissions(a.join("newuidmap"), fs::Permissions::from_mode(0o755)).unwrap();
-        let found = Helper::find("newuidmap", &[b.clone(), a.clone()]).unwrap();
-        assert_eq!(found.path, a.join("newuidmap"));
-        assert_eq!(found.mode & 0o7777, 0o755);
-        assert!(!found.file_caps);
-        assert!(Helper::find("newgidmap", &[a, b]).is_none());
-    }
 }

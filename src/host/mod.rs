@@ -1,64 +1,61 @@
-//! Facts about the host hutch runs on: who the user is, their subordinate
-//! id ranges, the id-map helpers, what the kernel allows (user namespaces,
-//! /dev/fuse, /dev/net/tun, sysctls) and where the user's cgroup is.
-//!
-//! Both `hutch check` (which diagnoses and reports them) and the run
-//! planning (src/run, which decides the sandbox's id maps and user from
-//! them) read these facts; nothing here decides or reports anything.
-//!
-//! * `users`: login names (NSS).
-//! * `subids`: /etc/subuid and /etc/subgid.
-//! * `helpers`: newuidmap/newgidmap, found and judged.
-//! * `probes`: a user namespace and the devices, tried.
-//! * `cgroup`: cgroup v2 and this process's cgroup.
-//! * [`HostView`]: all of them at once, as `hutch check` looks at them.
+//! Facts about the host hutch runs on: who the user is, the id-map
+//! helpers and subordinate ids, the devices, the kernel and cgroups. Read
+//! only, never changed. `check` diagnoses them; `sandbox` and the run
+//! planning use them to decide how to start a container. Imports only
+//! `sys`.
 
-pub(crate) mod cgroup;
-pub(crate) mod helpers;
-pub(crate) mod probes;
-pub(crate) mod subids;
-pub(crate) mod users;
+pub mod cgroup;
+pub mod devices;
+pub mod helpers;
+pub mod kernel;
+pub mod subids;
+
+pub use cgroup::CgroupView;
+pub use devices::DevAccess;
+pub use helpers::{Helper, helper_dirs};
+pub use kernel::UsernsProbe;
+pub use subids::{SubIdRange, read_subids};
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cgroup::CgroupView;
-use helpers::{Helper, helper_dirs};
-use probes::{DevAccess, UsernsProbe};
+/// Login name of `uid` through NSS, if the user database knows one.
+pub fn user_name(uid: u32) -> Option<String> {
+    crate::sys::user_name(uid)
+}
 
-/// Everything `hutch check` looks at. Build it with [`HostView::real`], or
-/// by hand in tests.
+/// Everything the checks look at. Build it with [`HostView::real`], or by hand in tests.
 #[derive(Debug, Clone)]
-pub(crate) struct HostView {
+pub struct HostView {
     /// `uname -r`.
-    pub(crate) kernel_release: String,
+    pub kernel_release: String,
     /// Real uid of this process.
-    pub(crate) uid: u32,
+    pub uid: u32,
     /// Login name for `uid`, if the user database knows one.
-    pub(crate) user_name: Option<String>,
-    /// Path of the hutch binary (for the AppArmor profile `check` suggests).
-    pub(crate) exe: PathBuf,
+    pub user_name: Option<String>,
+    /// Path of the hutch binary (for the AppArmor profile we suggest).
+    pub exe: PathBuf,
     /// Root of the sysctl tree, normally `/proc/sys`.
-    pub(crate) proc_sys: PathBuf,
+    pub proc_sys: PathBuf,
     /// Result of actually creating a user namespace.
-    pub(crate) userns_probe: UsernsProbe,
+    pub userns_probe: UsernsProbe,
     /// Opening `/dev/fuse` read-write.
-    pub(crate) dev_fuse: DevAccess,
+    pub dev_fuse: DevAccess,
     /// Opening `/dev/net/tun` read-write.
-    pub(crate) dev_net_tun: DevAccess,
-    pub(crate) newuidmap: Option<Helper>,
-    pub(crate) newgidmap: Option<Helper>,
+    pub dev_net_tun: DevAccess,
+    pub newuidmap: Option<Helper>,
+    pub newgidmap: Option<Helper>,
     /// Normally `/etc/subuid` and `/etc/subgid`.
-    pub(crate) subuid_file: PathBuf,
-    pub(crate) subgid_file: PathBuf,
-    pub(crate) cgroup: CgroupView,
+    pub subuid_file: PathBuf,
+    pub subgid_file: PathBuf,
+    pub cgroup: CgroupView,
 }
 
 impl HostView {
     /// Gathers the facts from the running system. Forks once (the user
     /// namespace probe) and opens `/dev/fuse` and `/dev/net/tun` briefly;
     /// changes nothing.
-    pub(crate) fn real() -> Self {
+    pub fn real() -> Self {
         let uid = rustix::process::getuid().as_raw();
         let exe = std::env::current_exe()
             .ok()
@@ -74,40 +71,24 @@ impl HostView {
                 .to_string_lossy()
                 .into_owned(),
             uid,
-            user_name: users::user_name(uid),
+            user_name: user_name(uid),
             exe,
             proc_sys: "/proc/sys".into(),
-            userns_probe: probes::probe_userns(),
+            userns_probe: kernel::probe_userns(),
             dev_fuse: DevAccess::probe(Path::new("/dev/fuse")),
             dev_net_tun: DevAccess::probe(Path::new("/dev/net/tun")),
             newuidmap: Helper::find("newuidmap", &dirs),
             newgidmap: Helper::find("newgidmap", &dirs),
             subuid_file: "/etc/subuid".into(),
             subgid_file: "/etc/subgid".into(),
-            cgroup: cgroup::gather(Path::new("/sys/fs/cgroup"), uid),
+            cgroup: cgroup::gather_cgroup(Path::new("/sys/fs/cgroup"), uid),
         }
     }
 
     /// The user's name for commands, or the numeric uid.
-    pub(crate) fn user_label(&self) -> String {
+    pub fn user_label(&self) -> String {
         self.user_name
             .clone()
             .unwrap_or_else(|| self.uid.to_string())
-    }
-
-    /// Integer value of sysctl `name` (`user/max_user_namespaces`) under
-    /// [`proc_sys`](Self::proc_sys); `None` if absent or unreadable.
-    pub(crate) fn sysctl(&self, name: &str) -> Option<i64> {
-        fs::read_to_string(self.proc_sys.join(name))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// Whether a subid line's owner field names this user (by name or
-    /// numeric uid).
-    pub(crate) fn owns_subid_entry(&self, owner: &str) -> bool {
-        self.user_name.as_deref() == Some(owner) || owner == self.uid.to_string()
     }
 }

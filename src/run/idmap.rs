@@ -11,10 +11,12 @@
 //! With `keep_id` the user's own uid/gid is the same number inside (as with
 //! Podman's `--userns=keep-id`), and root inside comes from the range.
 
-use crate::host::helpers::privileged_pair;
-use crate::host::subids::{SUBID_COUNT, read_subids};
+use crate::host::{Helper, helper_dirs, read_subids};
 use crate::sandbox::spec::{IdMap, IdMaps, MapHelpers};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// How many subordinate ids a container uses at most (as Podman).
+const RANGE: u64 = 65536;
 
 /// A subordinate id range of the user: host ids `start..start+count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +26,7 @@ struct SubRange {
 }
 
 /// The first usable range of `user`/`uid` in a subid file, at most
-/// [`SUBID_COUNT`] ids (as Podman).
+/// [`RANGE`] ids.
 fn sub_range(file: &Path, user: Option<&str>, uid: u32) -> Option<SubRange> {
     let entries = read_subids(file)?;
     entries
@@ -32,9 +34,18 @@ fn sub_range(file: &Path, user: Option<&str>, uid: u32) -> Option<SubRange> {
         .find(|e| Some(e.owner.as_str()) == user || e.owner == uid.to_string())
         .and_then(|e| {
             let start = u32::try_from(e.start).ok()?;
-            let count = u32::try_from(e.count.min(SUBID_COUNT)).ok()?;
+            let count = u32::try_from(e.count.min(RANGE)).ok()?;
             (count > 0).then_some(SubRange { start, count })
         })
+}
+
+/// Both `newuidmap` and `newgidmap`, when both are installed with the
+/// privileges they need: their paths, as the launcher will run them.
+fn privileged_helpers() -> Option<(PathBuf, PathBuf)> {
+    let dirs = helper_dirs();
+    let u = Helper::find("newuidmap", &dirs).filter(Helper::privileged)?;
+    let g = Helper::find("newgidmap", &dirs).filter(Helper::privileged)?;
+    Some((u.path, g.path))
 }
 
 /// The maps of one id kind: container `target` is host `own`; the rest
@@ -91,9 +102,9 @@ fn maps_for(own: u32, target: u32, range: Option<SubRange>) -> Vec<IdMap> {
 pub(crate) fn plan(keep_id: bool) -> IdMaps {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
-    let name = crate::host::users::user_name(uid);
+    let name = crate::host::user_name(uid);
     let single = std::env::var("HUTCH_IDMAP").is_ok_and(|v| v == "single");
-    let with_range = privileged_pair().filter(|_| !single).and_then(|helpers| {
+    let with_range = privileged_helpers().filter(|_| !single).and_then(|helpers| {
         Some((
             helpers,
             sub_range(Path::new("/etc/subuid"), name.as_deref(), uid)?,

@@ -231,7 +231,7 @@ pub fn resolve(
     } else if profile.user.keep_id {
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
-        let name = crate::host::users::user_name(uid).unwrap_or_else(|| uid.to_string());
+        let name = crate::host::user_name(uid).unwrap_or_else(|| uid.to_string());
         if !img.host {
             add_accounts = accounts.keep_id_additions(
                 &name,

@@ -40,5 +40,5 @@ pub mod seccomp;
 mod security;
 pub mod spec;
 mod stdio;
-mod sys;
+
 pub mod tap;

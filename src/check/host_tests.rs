@@ -1,14 +1,11 @@
-//! Tests of the checks, each on a fake host where one thing is wrong.
+//! Tests of the host checks on fake hosts (tempdir-backed views).
 
+use super::*;
+use crate::host::CgroupView;
+use crate::host::cgroup::parse_self_cgroup;
+use crate::host::kernel::parse_kernel_version;
 use std::fs;
 use std::path::PathBuf;
-
-use super::kernel::parse_kernel_version;
-use super::*;
-use crate::host::cgroup::CgroupView;
-use crate::host::helpers::Helper;
-use crate::host::probes::{DevAccess, UsernsProbe};
-use fix::sh_quote;
 use tempfile::TempDir;
 
 /// A fake host where everything is fine; tests break one thing each.
@@ -286,6 +283,23 @@ fn uidmap_helpers() {
 }
 
 #[test]
+fn helper_find_in_dirs() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(b.join("newuidmap")).unwrap(); // a directory does not count
+    fs::create_dir_all(&b).unwrap();
+    fs::write(a.join("newuidmap"), "").unwrap();
+    fs::set_permissions(a.join("newuidmap"), fs::Permissions::from_mode(0o755)).unwrap();
+    let found = Helper::find("newuidmap", &[b.clone(), a.clone()]).unwrap();
+    assert_eq!(found.path, a.join("newuidmap"));
+    assert_eq!(found.mode & 0o7777, 0o755);
+    assert!(!found.file_caps);
+    assert!(Helper::find("newgidmap", &[a, b]).is_none());
+}
+
+#[test]
 fn subids() {
     let mut fake = Fake::good();
     fake.write("subuid", "bob:100000:65536\n");
@@ -328,6 +342,12 @@ fn subids() {
 
 #[test]
 fn cgroup_cases() {
+    assert_eq!(
+        parse_self_cgroup("12:pids:/x\n0::/user.slice/a.scope\n").as_deref(),
+        Some("/user.slice/a.scope")
+    );
+    assert_eq!(parse_self_cgroup("4:memory:/x\n"), None);
+
     let mut fake = Fake::good();
     fake.view.cgroup.controllers.retain(|c| c != "memory");
     let f = fake.finding("cgroup");

@@ -1,8 +1,7 @@
-//! Who runs hutch: the login name of a uid, from the user database
-//! (NSS, so LDAP and sssd users are found too).
+//! The user database through NSS (so LDAP and sssd users are found too).
 
 /// Login name of `uid` via NSS (`getpwuid_r`), so LDAP/sssd users are found too.
-pub(crate) fn user_name(uid: u32) -> Option<String> {
+pub fn user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 1024];
     loop {
         let mut pwd = std::mem::MaybeUninit::<libc::passwd>::zeroed();
