@@ -104,13 +104,15 @@ pub(crate) fn plan(keep_id: bool) -> IdMaps {
     let gid = rustix::process::getgid().as_raw();
     let name = crate::host::user_name(uid);
     let single = std::env::var("HUTCH_IDMAP").is_ok_and(|v| v == "single");
-    let with_range = privileged_helpers().filter(|_| !single).and_then(|helpers| {
-        Some((
-            helpers,
-            sub_range(Path::new("/etc/subuid"), name.as_deref(), uid)?,
-            sub_range(Path::new("/etc/subgid"), name.as_deref(), uid)?,
-        ))
-    });
+    let with_range = privileged_helpers()
+        .filter(|_| !single)
+        .and_then(|helpers| {
+            Some((
+                helpers,
+                sub_range(Path::new("/etc/subuid"), name.as_deref(), uid)?,
+                sub_range(Path::new("/etc/subgid"), name.as_deref(), uid)?,
+            ))
+        });
     let (tu, tg) = if keep_id { (uid, gid) } else { (0, 0) };
     IdMaps {
         uid: maps_for(uid, tu, with_range.as_ref().map(|r| r.1)),
