@@ -20,6 +20,7 @@ pub mod overlay;
 pub mod parallel;
 pub mod profile;
 pub mod registry;
+pub mod run;
 pub mod sandbox;
 pub mod store;
 #[allow(unsafe_code)]

@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 
 /// The container's address on the virtual link (slirp4netns' default).
 pub const CONTAINER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
@@ -30,14 +31,17 @@ pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
 pub const DEFAULT_MTU: usize = 65520;
 
 /// Transport protocol of a port forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
 }
 
-/// One `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]` forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// One `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]` forward (in a run's
+/// spec as `{"host": "127.0.0.1:8080", "container_port": 80, "proto":
+/// "tcp"}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortForward {
     /// Address and port to bind on the host (port 0: a free one, chosen
     /// when it is bound).

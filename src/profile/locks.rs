@@ -14,8 +14,9 @@
 //!
 //! Flags that weaken a key of a profile without its lock are allowed with
 //! a one-line warning; flags that tighten are always allowed silently.
-//! Which flag weakens what is decided by the launcher's planner
-//! (`sandbox::plan::weakenings`); this module decides what to do about it.
+//! Which flag weakens what is decided by the run planner
+//! (`run::locks::weakenings`, src/run/locks.rs); this module decides what to
+//! do about it.
 
 use super::{Profile, display_path, user_dir};
 

@@ -154,6 +154,14 @@ pub fn prepare(level: &CapLevel) -> Result<CapsPlan> {
     })
 }
 
+impl CapsPlan {
+    /// The plan that keeps exactly `mask` (bit N = capability N), as a
+    /// run's spec resolved it.
+    pub fn keeping(mask: u64) -> CapsPlan {
+        CapsPlan { keep: mask }
+    }
+}
+
 /// Highest capability number the kernel may know; numbers above the
 /// running kernel's last one fail with EINVAL and are skipped.
 const MAX_CAP: u32 = 63;

@@ -1,5 +1,9 @@
-//! The launcher: executes a [`SandboxSpec`].
+//! The launcher: executes a [`SandboxSpec`], reading nothing else to
+//! decide (the spec is final: src/run resolved it).
 //!
+//! 0. Before: [`super::etc_files::write`] writes the container's hosts,
+//!    hostname and resolv.conf, and [`super::network::bind_published`]
+//!    binds the `-p` ports (both from the spec).
 //! 1. Fork a map helper, then `unshare(CLONE_NEWUSER | CLONE_NEWNS)`; the
 //!    helper, still outside, writes our uid/gid maps (`newuidmap` with a
 //!    subordinate range, or one id each). hutch is now root of its user
@@ -26,7 +30,6 @@ use crate::sys::{self, Forked, SigSet};
 use anyhow::{Context, Result, bail};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
 
 fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>> {
     v.iter()
@@ -117,14 +120,14 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
 }
 
 /// Run the container described by `spec`; returns the command's exit
-/// status (128+N for a signal; 126/127 when it cannot be run). `etc_dir`
-/// holds the generated hosts, hostname and resolv.conf; `listeners` the
-/// host side of `-p`, bound by [`super::network::bind_published`] (None:
-/// nothing published). `cgroup_warning` shows the warning that the
-/// profile's cgroup limits are not applied (the caller decides how often).
+/// status (128+N for a signal; 126/127 when it cannot be run). The spec's
+/// `rootfs.etc` holds the generated hosts, hostname and resolv.conf
+/// ([`super::etc_files::write`]); `listeners` the host side of `-p`, bound
+/// by [`super::network::bind_published`] (None: nothing published).
+/// `cgroup_warning` shows the warning that the profile's cgroup limits are
+/// not applied (the caller decides how often).
 pub fn run(
     spec: &SandboxSpec,
-    etc_dir: &Path,
     listeners: Option<crate::net::Listeners>,
     cgroup_warning: &dyn Fn(&str),
 ) -> Result<i32> {
@@ -150,10 +153,7 @@ pub fn run(
     } else {
         None
     };
-    let net_config = match &net_pair {
-        Some(_) => Some(super::network::config(spec)?),
-        None => None,
-    };
+    let net_config = net_pair.as_ref().map(|_| super::network::config(spec));
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(std::io::Error::from)
         .context("creating a pipe")?;
@@ -238,19 +238,10 @@ pub fn run(
     } else {
         None
     };
-    let path: Vec<String> = spec
-        .process
-        .env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(super::plan::DEFAULT_PATH)
-        .split(':')
-        .map(String::from)
-        .collect();
     let plan = ChildPlan {
         spec,
         root: spec.rootfs.mountpoint.clone(),
-        etc_dir: etc_dir.to_path_buf(),
+        etc_dir: spec.rootfs.etc.clone(),
         own_netns,
         err_fd: err_w.as_raw_fd(),
         console_sock: console_pair
@@ -266,7 +257,7 @@ pub fn run(
         launcher_pid: rustix::process::getpid().as_raw_nonzero().get(),
         argv: cstrings(&spec.process.args, "argument")?,
         envp: cstrings(&spec.process.env, "environment variable")?,
-        path,
+        path: spec.process.search_path(),
         security,
         cgroup_procs,
         net_sock: net_pair

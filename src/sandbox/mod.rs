@@ -2,9 +2,13 @@
 //! in its own user, mount, PID, UTS, IPC, cgroup and network namespaces on
 //! hutch's overlay filesystem.
 //!
-//! * `plan`: image config + profile + flags → `SandboxSpec` (`spec`).
-//! * `users`: `-u` names from the image's /etc/passwd and /etc/group.
-//! * `idmap`: uid/gid maps (newuidmap with a subordinate range, or one id).
+//! The spec is resolved by src/run (image config + profile + flags + host
+//! facts); nothing here decides, everything reads the spec.
+//!
+//! * `spec`: the fully resolved, typed, serialisable description.
+//! * `etc_files`: the container's hosts, hostname and resolv.conf.
+//! * `idmap`: writing the uid/gid maps the spec names (newuidmap with a
+//!   subordinate range, or one id).
 //! * `launch`: namespaces, the overlay mount, signals, the terminal.
 //! * `child`: the relay → init → command processes.
 //! * `rootfs`: /proc, /dev, /sys, mounts, masked paths, pivot_root, with
@@ -21,14 +25,14 @@
 pub mod caps;
 pub mod cgroup;
 mod child;
-pub mod idmap;
+pub mod etc_files;
+mod idmap;
 pub mod inherited;
 mod inroot;
 pub mod landlock;
 pub mod launch;
 mod netlink;
 pub mod network;
-pub mod plan;
 mod pty;
 pub mod rlimits;
 mod rootfs;
@@ -38,4 +42,3 @@ pub mod spec;
 mod stdio;
 
 pub mod tap;
-pub mod users;

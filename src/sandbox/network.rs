@@ -3,30 +3,19 @@
 //! TAP fd the container's init hands over (tap.rs).
 
 use super::spec::SandboxSpec;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::os::fd::OwnedFd;
 
 /// The stack's configuration for `spec` (its `-p` forwards are bound by
-/// [`bind_published`]). `HUTCH_DNS_UPSTREAM=IP:PORT[,...]` replaces the
-/// host's resolvers (for tests and odd hosts).
-pub fn config(spec: &SandboxSpec) -> Result<crate::net::NetConfig> {
-    let mut cfg = crate::net::NetConfig {
+/// [`bind_published`]).
+pub fn config(spec: &SandboxSpec) -> crate::net::NetConfig {
+    crate::net::NetConfig {
         mtu: spec.net.mtu as usize,
         allow_host_loopback: spec.net.allow_host_loopback,
         block_private: spec.net.block_private,
+        dns_upstreams: spec.net.dns_upstreams.clone(),
         ..Default::default()
-    };
-    if let Ok(list) = std::env::var("HUTCH_DNS_UPSTREAM") {
-        cfg.dns_upstreams = list
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse()
-                    .with_context(|| format!("HUTCH_DNS_UPSTREAM: {s:?} is not IP:PORT"))
-            })
-            .collect::<Result<_>>()?;
     }
-    Ok(cfg)
 }
 
 /// Bind the host side of the spec's `-p` forwards, before the container
@@ -34,13 +23,7 @@ pub fn config(spec: &SandboxSpec) -> Result<crate::net::NetConfig> {
 /// starts, and ports left for the kernel to choose (`-p 8080`) are known
 /// in time to be reported and recorded.
 pub fn bind_published(spec: &SandboxSpec) -> Result<crate::net::Listeners> {
-    let forwards = spec
-        .net
-        .publish
-        .iter()
-        .map(|p| crate::net::parse_publish(p))
-        .collect::<Result<Vec<_>>>()?;
-    crate::net::Listeners::bind(&forwards)
+    crate::net::Listeners::bind(&spec.net.publish)
 }
 
 /// Start the stack on `tap`, serving the forwards bound by [`bind_published`].

@@ -1,5 +1,6 @@
 //! The security boundary of the command process, prepared by the launcher
-//! (allocations, parsing, compiling the seccomp filter) and applied by the
+//! from the spec's resolved values (allocations, compiling the seccomp
+//! filter; nothing is parsed or decided here) and applied by the
 //! command process right before execve, in this order:
 //!
 //! 1. resource limits (setrlimit; lowering needs no privilege), with the
@@ -11,10 +12,10 @@
 //! 6. Landlock path rules (they need `no_new_privs` or CAP_SYS_ADMIN);
 //! 7. seccomp, last, so that the steps above are not filtered.
 
-use super::caps::{self, CapLevel, CapsPlan};
+use super::caps::{self, CapsPlan};
 use super::landlock::{self, LandlockOutcome, LandlockRules};
 use super::rlimits::{self, CgroupFallback, PreparedRlimits, RlimitSet};
-use super::seccomp::{self, SeccompLevel, SeccompProgram};
+use super::seccomp::{self, SeccompProgram};
 use super::spec::{IdMaps, SandboxSpec, UserSpec};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -36,13 +37,8 @@ impl Security {
     /// could not apply (see `rlimits::cgroup_fallback`), added to the
     /// profile's own.
     pub fn prepare(spec: &SandboxSpec, fallback: &CgroupFallback) -> Result<Security> {
-        let level: SeccompLevel = spec
-            .security
-            .seccomp
-            .parse()
-            .map_err(|e| anyhow::anyhow!("seccomp {:?}: {e}", spec.security.seccomp))?;
         Ok(Security {
-            setgroups: spec.id_maps.helper,
+            setgroups: spec.id_maps.helper.is_some(),
             id_maps: spec.id_maps.clone(),
             rlimits: rlimits::prepare(&fallback.apply_to(&RlimitSet {
                 nofile: spec.limits.nofile,
@@ -50,9 +46,9 @@ impl Security {
                 core: spec.limits.core,
                 data: None,
             }))?,
-            caps: caps::prepare(&CapLevel::List(spec.security.capabilities.clone()))
-                .context("preparing the capability sets")?,
-            seccomp: seccomp::prepare(level).context("compiling the seccomp filter")?,
+            caps: CapsPlan::keeping(spec.security.capabilities.mask()),
+            seccomp: seccomp::prepare(spec.security.seccomp)
+                .context("compiling the seccomp filter")?,
             landlock: spec.security.landlock.as_ref().map(|l| LandlockRules {
                 read: l.read.iter().map(PathBuf::from).collect(),
                 write: l.write.iter().map(PathBuf::from).collect(),

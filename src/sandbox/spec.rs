@@ -1,12 +1,20 @@
 //! `SandboxSpec`: the fully resolved, serialisable description of one run.
 //!
-//! Image config + profile + command-line flags are merged into a spec by
-//! `plan.rs`; the launcher (`launch.rs`) only executes a spec. `hutch run
-//! --dry-run` prints it as JSON, which makes runs explainable and testable
-//! without starting anything.
+//! Image config + profile + command-line flags + host facts are merged
+//! into a spec by src/run (`run::resolve`); the launcher (`launch.rs`) only
+//! executes a spec and decides nothing: every value here is final and
+//! typed (the seccomp level, the capability set, the parsed port
+//! forwards, the DNS upstreams, the id-map helpers with their paths, the
+//! command's `PATH`). `hutch run --dry-run` prints it as JSON, which makes
+//! runs explainable and testable without starting anything; read back, the
+//! JSON gives the launcher the same inputs.
 
+use super::caps::{self, CapLevel};
+use super::seccomp::SeccompLevel;
+use crate::net::PortForward;
 use crate::profile::{Limits, NetworkMode};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +55,9 @@ pub struct RootfsSpec {
     pub work: PathBuf,
     /// Where hutch mounts the overlay in its private mount namespace.
     pub mountpoint: PathBuf,
+    /// The container's generated hosts, hostname and resolv.conf (see
+    /// [`super::etc_files`]), bound over the image's.
+    pub etc: PathBuf,
     pub read_only: bool,
     /// The lower is the host's own root: hide the host's home and runtime
     /// directories (`/home`, `/root`, `/run`, `/tmp`, `/var/tmp`) behind
@@ -59,7 +70,8 @@ pub struct ProcessSpec {
     /// argv; `args[0]` is looked up in the container's `PATH` when it has
     /// no '/'.
     pub args: Vec<String>,
-    /// `KEY=VALUE`.
+    /// `KEY=VALUE`, final: `PATH` is always set (the image's or Docker's
+    /// default), and is where a bare `args[0]` is looked up.
     pub env: Vec<String>,
     pub cwd: String,
     pub user: UserSpec,
@@ -76,6 +88,18 @@ pub struct ProcessSpec {
     /// `keep_id`'s entries, as Podman's keep-id adds them.
     #[serde(default)]
     pub add_accounts: AddAccounts,
+}
+
+impl ProcessSpec {
+    /// The directories of the command's `PATH`, where a bare `args[0]` is
+    /// looked up (none when the environment has no `PATH`).
+    pub fn search_path(&self) -> Vec<String> {
+        self.env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .map(|p| p.split(':').map(String::from).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// `name:x:uid:gid:...` lines for /etc/passwd and /etc/group; empty where
@@ -108,9 +132,17 @@ pub struct IdMap {
 pub struct IdMaps {
     pub uid: Vec<IdMap>,
     pub gid: Vec<IdMap>,
-    /// Written by `newuidmap`/`newgidmap` (a subordinate id range), or by
-    /// hutch itself (one id each, setgroups denied).
-    pub helper: bool,
+    /// Written by `newuidmap`/`newgidmap` (a subordinate id range), found
+    /// at these paths when the run was planned; `None`: by hutch itself
+    /// (one id each, setgroups denied).
+    pub helper: Option<MapHelpers>,
+}
+
+/// The privileged helpers that write a subordinate id range into the maps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MapHelpers {
+    pub newuidmap: PathBuf,
+    pub newgidmap: PathBuf,
 }
 
 impl IdMaps {
@@ -164,17 +196,23 @@ pub struct NetSpec {
     #[serde(default)]
     pub block_private: bool,
     pub mtu: u32,
-    /// `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]`, as given.
-    pub publish: Vec<String>,
+    /// `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp]`, parsed, in the order
+    /// given (a host port 0: a free one, chosen when bound).
+    pub publish: Vec<PortForward>,
+    /// Resolvers the DNS forwarder (10.0.2.3) relays to, in order: the
+    /// host's /etc/resolv.conf, or `HUTCH_DNS_UPSTREAM` (empty unless the
+    /// network is slirp).
+    #[serde(default)]
+    pub dns_upstreams: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SecuritySpec {
     /// `default`, `strict` or `unconfined`.
-    pub seccomp: String,
+    pub seccomp: SeccompLevel,
     /// Capabilities kept in the bounding, permitted and effective sets
     /// (for root in the container; a non-root user gets none).
-    pub capabilities: Vec<String>,
+    pub capabilities: CapabilitySet,
     /// Always on: setuid binaries and file capabilities cannot gain
     /// privileges.
     pub no_new_privs: bool,
@@ -194,4 +232,44 @@ fn yes() -> bool {
 pub struct LandlockSpec {
     pub read: Vec<String>,
     pub write: Vec<String>,
+}
+
+/// A set of capabilities (bit N = capability N), resolved from a
+/// profile's names; written as the names (`CAP_CHOWN`, ...) in the
+/// kernel's order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapabilitySet {
+    mask: u64,
+}
+
+impl CapabilitySet {
+    /// The set `level` keeps (names are checked here).
+    pub fn of(level: &CapLevel) -> anyhow::Result<CapabilitySet> {
+        Ok(CapabilitySet {
+            mask: caps::keep_mask(level)?,
+        })
+    }
+
+    /// Bit N = capability N.
+    pub fn mask(self) -> u64 {
+        self.mask
+    }
+
+    /// `CAP_...` names, in the kernel's order.
+    pub fn names(self) -> Vec<String> {
+        caps::mask_names(self.mask)
+    }
+}
+
+impl Serialize for CapabilitySet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CapabilitySet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<CapabilitySet, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        CapabilitySet::of(&CapLevel::List(names)).map_err(serde::de::Error::custom)
+    }
 }

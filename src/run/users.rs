@@ -1,15 +1,16 @@
 //! `-u USER[:GROUP]`: names and numbers looked up in the image's own
 //! /etc/passwd and /etc/group, read straight from the layers (top layer
-//! first, whiteouts respected) so that `--dry-run` needs no mount.
+//! first, whiteouts respected) so that `--dry-run` needs no mount; and the
+//! host's group names for `keep_id`.
 
-use super::spec::{AddAccounts, UserSpec};
 use crate::overlay::format;
+use crate::sandbox::spec::{AddAccounts, UserSpec};
 use anyhow::{Result, bail};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The content of `rel` (e.g. `etc/passwd`) as the merged image shows it.
-pub fn image_file(lowers: &[PathBuf], rel: &str) -> Option<Vec<u8>> {
+pub(crate) fn image_file(lowers: &[PathBuf], rel: &str) -> Option<Vec<u8>> {
     let rel = Path::new(rel);
     let name = rel.file_name()?.as_encoded_bytes();
     let mut wh = format::WHITEOUT_PREFIX.to_vec();
@@ -31,16 +32,25 @@ pub fn image_file(lowers: &[PathBuf], rel: &str) -> Option<Vec<u8>> {
     None
 }
 
-/// One /etc/passwd entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PasswdEntry {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub home: String,
+/// The name of group `gid` in the host's /etc/group.
+pub(crate) fn host_group_name(gid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    parse_group(&text)
+        .into_iter()
+        .find(|g| g.gid == gid)
+        .map(|g| g.name)
 }
 
-pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+/// One /etc/passwd entry.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PasswdEntry {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) home: String,
+}
+
+pub(crate) fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -58,13 +68,13 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 
 /// One /etc/group entry.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GroupEntry {
-    pub name: String,
-    pub gid: u32,
-    pub members: Vec<String>,
+pub(crate) struct GroupEntry {
+    pub(crate) name: String,
+    pub(crate) gid: u32,
+    pub(crate) members: Vec<String>,
 }
 
-pub fn parse_group(text: &str) -> Vec<GroupEntry> {
+pub(crate) fn parse_group(text: &str) -> Vec<GroupEntry> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -85,13 +95,13 @@ pub fn parse_group(text: &str) -> Vec<GroupEntry> {
 
 /// The image's users and groups.
 #[derive(Debug, Default)]
-pub struct Accounts {
-    pub passwd: Vec<PasswdEntry>,
-    pub group: Vec<GroupEntry>,
+pub(crate) struct Accounts {
+    pub(crate) passwd: Vec<PasswdEntry>,
+    pub(crate) group: Vec<GroupEntry>,
 }
 
 impl Accounts {
-    pub fn of_image(lowers: &[PathBuf]) -> Accounts {
+    pub(crate) fn of_image(lowers: &[PathBuf]) -> Accounts {
         let read = |rel| {
             image_file(lowers, rel)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -108,7 +118,7 @@ impl Accounts {
     /// image has the uid, a group line unless it has the gid. Values that
     /// would break the file's format (':' or a newline, e.g. from a
     /// hostile `HOME`) are replaced, never written.
-    pub fn keep_id_additions(
+    pub(crate) fn keep_id_additions(
         &self,
         name: &str,
         uid: u32,
@@ -134,7 +144,7 @@ impl Accounts {
         }
     }
 
-    pub fn home_of(&self, uid: u32) -> Option<&str> {
+    pub(crate) fn home_of(&self, uid: u32) -> Option<&str> {
         self.passwd
             .iter()
             .find(|p| p.uid == uid)
@@ -145,7 +155,7 @@ impl Accounts {
     /// name must exist in the image; a number need not; the group defaults
     /// to the user's primary group (0 for an unknown number); supplementary
     /// groups are the groups that list the user by name.
-    pub fn resolve(&self, spec: &str) -> Result<UserSpec> {
+    pub(crate) fn resolve(&self, spec: &str) -> Result<UserSpec> {
         let (u, g) = match spec.split_once(':') {
             Some((u, g)) => (u, Some(g)),
             None => (spec, None),

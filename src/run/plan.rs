@@ -1,47 +1,33 @@
-//! From what the user asked (`hutch run` flags), the image's config and the
-//! profile to one [`SandboxSpec`]. Nothing here touches the system beyond
-//! reading the store, the image's /etc/passwd and the host's files named
-//! by mounts.
+//! From what the user asked (`hutch run` flags), the image's config, the
+//! profile and the host's facts to one final [`SandboxSpec`]. Nothing here
+//! touches the system beyond reading the store, the image's /etc/passwd,
+//! the host's files named by mounts and the host facts (src/host).
 //!
 //! Precedence, lowest first: the image config, the profile, the command
 //! line. Entrypoint/Cmd follow Docker: arguments after the image replace
 //! Cmd; `--entrypoint` replaces Entrypoint and drops the image's Cmd.
 
 use super::idmap;
-use super::spec::*;
-use super::users::Accounts;
-use crate::image::resolve::{Resolved, resolve};
-use crate::profile::locks::Weakening;
-use crate::profile::{CapabilityPolicy, NetworkMode, Profile, parse_mount, parse_tmpfs};
+use super::net;
+use super::users::{Accounts, host_group_name};
+use crate::image::resolve::{Resolved, resolve as resolve_image};
+use crate::profile::{
+    CapabilityPolicy, NetworkMode, Profile, SeccompMode, parse_mount, parse_tmpfs,
+};
+use crate::sandbox::caps::CapLevel;
+use crate::sandbox::seccomp::SeccompLevel;
+use crate::sandbox::spec::*;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
 /// PATH when the image sets none (Docker's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Docker's default capability set.
-pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What `--read-only` keeps writable, as Podman's `--read-only-tmpfs`
 /// does (`/dev` and `/dev/shm` are tmpfs mounts anyway), with the modes
 /// of a usual system.
-pub const READ_ONLY_TMPFS: &[(&str, &str)] = &[
+const READ_ONLY_TMPFS: &[(&str, &str)] = &[
     ("/tmp", "mode=1777"),
     ("/var/tmp", "mode=1777"),
     ("/run", "mode=755"),
@@ -64,7 +50,7 @@ pub struct RunRequest {
     pub volumes: Vec<String>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
-    /// With `--read-only`: fresh tmpfs mounts on [`READ_ONLY_TMPFS`]
+    /// With `--read-only`: fresh tmpfs mounts on `READ_ONLY_TMPFS`
     /// (`--read-only-tmpfs`, true unless the user says false; Podman's
     /// default). A profile's `read_only` lists its own `tmpfs`.
     pub read_only_tmpfs: bool,
@@ -94,7 +80,7 @@ struct ImagePart {
 }
 
 fn image_part(store: &Store, name: &str) -> Result<ImagePart> {
-    match resolve(store, name)? {
+    match resolve_image(store, name)? {
         Resolved::Host => Ok(ImagePart {
             image_id: "host".into(),
             lowers: vec![PathBuf::from("/")],
@@ -176,15 +162,6 @@ fn env_file(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The name of group `gid` in the host's /etc/group.
-fn host_group_name(gid: u32) -> Option<String> {
-    let text = std::fs::read_to_string("/etc/group").ok()?;
-    super::users::parse_group(&text)
-        .into_iter()
-        .find(|g| g.gid == gid)
-        .map(|g| g.name)
-}
-
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -209,9 +186,9 @@ fn bind_mount(host: &str, container: &str, read_only: bool, what: &str) -> Resul
     })
 }
 
-/// Build the spec of a run. `id`, `name` and `dir` (the container's
+/// Resolve a run into its spec. `id`, `name` and `dir` (the container's
 /// directory in the store, which need not exist yet) come from the caller.
-pub fn plan(
+pub fn resolve(
     store: &Store,
     req: &RunRequest,
     profile: &Profile,
@@ -392,9 +369,11 @@ pub fn plan(
 
     let network = req.network.unwrap_or(profile.network.mode);
     // A bad -p fails here, before anything is created (--dry-run too).
-    for p in &req.publish {
-        crate::net::parse_publish(p)?;
-    }
+    let publish = req
+        .publish
+        .iter()
+        .map(|p| crate::net::parse_publish(p))
+        .collect::<Result<Vec<_>>>()?;
     if !req.publish.is_empty() && network != NetworkMode::Slirp {
         bail!(
             "-p needs --network slirp (the network is {})",
@@ -406,10 +385,21 @@ pub fn plan(
     {
         bail!("--mtu {m}: use 1280 to 65520");
     }
-    let capabilities = match &profile.security.capabilities {
-        CapabilityPolicy::Default => DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect(),
-        CapabilityPolicy::None => Vec::new(),
-        CapabilityPolicy::List(v) => v.clone(),
+    let dns_upstreams = if network == NetworkMode::Slirp {
+        net::dns_upstreams()?
+    } else {
+        Vec::new()
+    };
+    let capabilities = CapabilitySet::of(&match &profile.security.capabilities {
+        CapabilityPolicy::Default => CapLevel::Default,
+        CapabilityPolicy::None => CapLevel::None,
+        CapabilityPolicy::List(v) => CapLevel::List(v.clone()),
+    })
+    .with_context(|| format!("profile {}: security.capabilities", profile.name))?;
+    let seccomp = match profile.security.seccomp {
+        SeccompMode::Default => SeccompLevel::Default,
+        SeccompMode::Strict => SeccompLevel::Strict,
+        SeccompMode::Unconfined => SeccompLevel::Unconfined,
     };
     let landlock = profile.security.landlock.then(|| LandlockSpec {
         read: profile
@@ -438,6 +428,7 @@ pub fn plan(
             upper: dir.join("upper"),
             work: dir.join("work"),
             mountpoint: dir.join("rootfs"),
+            etc: dir.join("etc"),
             read_only: req.read_only || profile.filesystem.read_only,
             host: img.host,
         },
@@ -461,10 +452,11 @@ pub fn plan(
                 .unwrap_or(profile.network.allow_host_loopback),
             mtu: req.mtu.unwrap_or(profile.network.mtu),
             block_private: profile.network.block_private,
-            publish: req.publish.clone(),
+            publish,
+            dns_upstreams,
         },
         security: SecuritySpec {
-            seccomp: profile.security.seccomp.as_str().to_string(),
+            seccomp,
             capabilities,
             no_new_privs: true,
             landlock,
@@ -473,103 +465,6 @@ pub fn plan(
         limits: profile.limits.clone(),
         remove: req.remove,
     })
-}
-
-/// How open a network mode is: none < slirp < host.
-fn openness(mode: NetworkMode) -> u8 {
-    match mode {
-        NetworkMode::None => 0,
-        NetworkMode::Slirp => 1,
-        NetworkMode::Host => 2,
-    }
-}
-
-/// A TOML string.
-fn quoted(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
-}
-
-/// A TOML array of strings.
-fn quoted_list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
-    let items: Vec<String> = items.into_iter().map(|s| quoted(s)).collect();
-    format!("[{}]", items.join(", "))
-}
-
-/// The host directories the profile already shows the sandbox, canonical,
-/// with whether they are read-only: its mounts and, with `home = true`,
-/// the home directory. Paths that cannot be resolved are left out.
-fn profile_host_paths(profile: &Profile, cwd: &Path, home: &Path) -> Vec<(PathBuf, bool)> {
-    let mut out = Vec::new();
-    if profile.filesystem.home
-        && let Ok(h) = std::fs::canonicalize(home)
-    {
-        out.push((h, false));
-    }
-    for m in profile.mount_specs(cwd, home).unwrap_or_default() {
-        if let Ok(h) = std::fs::canonicalize(&m.host) {
-            out.push((h, m.read_only));
-        }
-    }
-    out
-}
-
-/// The flags of `req` that give the sandbox more than `profile` does, one
-/// [`Weakening`] per flag and key; [`crate::profile::locks::enforce`]
-/// decides whether they are refused or warned about.
-///
-/// Every `hutch run` flag is classified in src/cli/run.rs; those that can
-/// weaken are checked here:
-/// - `--network MODE`: more open than the profile's mode (none < slirp <
-///   host) weakens `network.mode`; `--network slirp:allow_host_loopback=true`
-///   weakens `network.allow_host_loopback` where the profile's is false.
-/// - `-v HOST:CTR[:ro]` weakens `filesystem.mounts` unless HOST resolves
-///   (symlinks followed) to a path at or below one the profile already
-///   mounts (or its home with `home = true`), read-write or, for a `:ro`
-///   volume, either way: such a volume shows nothing new of the host.
-pub fn weakenings(req: &RunRequest, profile: &Profile, cwd: &Path, home: &Path) -> Vec<Weakening> {
-    let mut out = Vec::new();
-    let net = &profile.network;
-    let mode = req.network.unwrap_or(net.mode);
-    if openness(mode) > openness(net.mode) {
-        out.push(Weakening {
-            flag: format!("--network {mode}"),
-            key: "network.mode",
-            profile_value: quoted(net.mode.as_str()),
-            grant: format!("mode = {}", quoted(mode.as_str())),
-        });
-    }
-    if mode == NetworkMode::Slirp
-        && req.allow_host_loopback == Some(true)
-        && !net.allow_host_loopback
-    {
-        out.push(Weakening {
-            flag: "--network slirp:allow_host_loopback=true".into(),
-            key: "network.allow_host_loopback",
-            profile_value: "false".into(),
-            grant: "allow_host_loopback = true".into(),
-        });
-    }
-    let shown = profile_host_paths(profile, cwd, home);
-    for v in &req.volumes {
-        // A malformed -v is refused by `plan` with its own message.
-        let Ok(m) = parse_mount(v) else { continue };
-        let covered = std::fs::canonicalize(&m.host).is_ok_and(|host| {
-            shown
-                .iter()
-                .any(|(dir, ro)| host.starts_with(dir) && (m.read_only || !ro))
-        });
-        if !covered {
-            let mut mounts = profile.filesystem.mounts.clone();
-            mounts.push(v.clone());
-            out.push(Weakening {
-                flag: format!("-v {v}"),
-                key: "filesystem.mounts",
-                profile_value: quoted_list(&profile.filesystem.mounts),
-                grant: format!("mounts = {}", quoted_list(&mounts)),
-            });
-        }
-    }
-    out
 }
 
 fn tmpfs_options(opts: &str) -> String {
@@ -581,44 +476,6 @@ fn tmpfs_options(opts: &str) -> String {
         o.push(part.to_string());
     }
     o.join(",")
-}
-
-/// The DiffIDs a spec's image uses (for the container state).
-pub fn diff_ids(store: &Store, image: &str) -> Vec<String> {
-    image_part(store, image)
-        .map(|i| i.diff_ids)
-        .unwrap_or_default()
-}
-
-/// hosts, hostname and resolv.conf for the container, in `etc_dir`.
-pub fn write_etc_files(spec: &SandboxSpec, etc_dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(etc_dir).with_context(|| format!("creating {}", etc_dir.display()))?;
-    let h = &spec.hostname;
-    let mut hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"
-    );
-    if spec.network == NetworkMode::Slirp {
-        hosts = format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.0.2.100\t{h}\n"
-        );
-        if spec.net.allow_host_loopback {
-            hosts.push_str("10.0.2.2\thost.hutch.internal\n");
-        }
-    }
-    let resolv = match spec.network {
-        NetworkMode::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        NetworkMode::None => "# no network (hutch --network none)\n".to_string(),
-        NetworkMode::Slirp => "nameserver 10.0.2.3\n".to_string(),
-    };
-    for (f, text) in [
-        ("hosts", hosts),
-        ("hostname", format!("{h}\n")),
-        ("resolv.conf", resolv),
-    ] {
-        let p = etc_dir.join(f);
-        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -634,91 +491,6 @@ mod tests {
         assert_eq!(env_flag("X=y=z").unwrap(), Some("X=y=z".into()));
         assert!(env_flag("=x").is_err());
         assert_eq!(env_flag("HUTCH_SURELY_UNSET_VAR").unwrap(), None);
-    }
-
-    fn profile(name: &str) -> Profile {
-        crate::profile::load(name).unwrap()
-    }
-
-    fn keys(w: &[Weakening]) -> Vec<&str> {
-        w.iter().map(|w| w.key).collect()
-    }
-
-    #[test]
-    fn network_flags_that_open_more_weaken() {
-        let (cwd, home) = (Path::new("/"), Path::new("/"));
-        let req = |mode, lo| RunRequest {
-            network: Some(mode),
-            allow_host_loopback: lo,
-            ..RunRequest::default()
-        };
-        let untrusted = profile("untrusted");
-        let default = profile("default");
-        let w = weakenings(&req(NetworkMode::Host, None), &untrusted, cwd, home);
-        assert_eq!(keys(&w), ["network.mode"]);
-        assert_eq!(w[0].flag, "--network host");
-        assert_eq!(w[0].profile_value, "\"none\"");
-        assert_eq!(w[0].grant, "mode = \"host\"");
-        let w = weakenings(&req(NetworkMode::Slirp, Some(true)), &untrusted, cwd, home);
-        assert_eq!(keys(&w), ["network.mode", "network.allow_host_loopback"]);
-        let w = weakenings(&req(NetworkMode::Slirp, Some(true)), &default, cwd, home);
-        assert_eq!(keys(&w), ["network.allow_host_loopback"]);
-        // Tightening, or asking for what the profile has, is no weakening.
-        for (mode, lo) in [
-            (NetworkMode::None, None),
-            (NetworkMode::Slirp, None),
-            (NetworkMode::Slirp, Some(false)),
-        ] {
-            assert!(weakenings(&req(mode, lo), &default, cwd, home).is_empty());
-        }
-        assert!(weakenings(&RunRequest::default(), &untrusted, cwd, home).is_empty());
-    }
-
-    #[test]
-    fn volumes_outside_the_profiles_mounts_weaken() {
-        let d = tempfile::tempdir().unwrap();
-        let work = d.path().join("work");
-        let other = d.path().join("other");
-        std::fs::create_dir_all(work.join("sub")).unwrap();
-        std::fs::create_dir_all(&other).unwrap();
-        // A symlink inside the work directory that leads out of it.
-        std::os::unix::fs::symlink(&other, work.join("out")).unwrap();
-        let vols = |v: &[String]| RunRequest {
-            volumes: v.to_vec(),
-            ..RunRequest::default()
-        };
-        let home = d.path().join("home");
-        let untrusted = profile("untrusted"); // mounts ${CWD}:${CWD}
-        let w = |v: String| weakenings(&vols(&[v]), &untrusted, &work, &home);
-        let (wk, ot) = (work.display(), other.display());
-        assert!(w(format!("{wk}:/w")).is_empty());
-        assert!(w(format!("{wk}/sub:/s:ro")).is_empty());
-        let found = w(format!("{ot}:/o"));
-        assert_eq!(keys(&found), ["filesystem.mounts"]);
-        assert_eq!(found[0].profile_value, "[\"${CWD}:${CWD}\"]");
-        assert_eq!(
-            found[0].grant,
-            format!("mounts = [\"${{CWD}}:${{CWD}}\", \"{ot}:/o\"]")
-        );
-        assert_eq!(keys(&w(format!("{wk}/out:/o"))), ["filesystem.mounts"]);
-        assert_eq!(keys(&w("/nonexistent-x:/x".into())), ["filesystem.mounts"]);
-        // Under a read-only profile mount, only a :ro volume is covered.
-        let mut ro = untrusted.clone();
-        ro.filesystem.mounts = vec!["${CWD}:/w:ro".into()];
-        let w = |v: String| weakenings(&vols(&[v]), &ro, &work, &home);
-        assert!(w(format!("{wk}/sub:/s:ro")).is_empty());
-        assert_eq!(keys(&w(format!("{wk}/sub:/s"))), ["filesystem.mounts"]);
-        // home = true covers the home directory.
-        std::fs::create_dir_all(home.join("x")).unwrap();
-        let mut h = profile("default");
-        h.filesystem.home = true;
-        let v = format!("{}:/x", home.join("x").display());
-        assert!(weakenings(&vols(std::slice::from_ref(&v)), &h, &work, &home).is_empty());
-        let default = profile("default");
-        assert_eq!(
-            keys(&weakenings(&vols(&[v]), &default, &work, &home)),
-            ["filesystem.mounts"]
-        );
     }
 
     #[test]

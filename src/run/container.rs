@@ -1,0 +1,219 @@
+//! A run's container, from creation to removal: the store's record of it
+//! (created → running → exited), the `-p` ports bound before it exists,
+//! the launch, the notices a run prints, and `--rm`.
+
+use super::dry_run::with_cgroup_fallback;
+use super::locks::check_locks;
+use super::plan::{RunRequest, resolve};
+use super::pull_policy::{PullPolicy, pull_first};
+use crate::profile::Profile;
+use crate::sandbox::{etc_files, launch, network};
+use crate::store::Store;
+use crate::store::containers::{ContainerState, Status, new_id, now_rfc3339};
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+/// How a run gets its image: `--pull` and `--tls-verify`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PullOptions {
+    pub(crate) policy: PullPolicy,
+    pub(crate) tls_verify: Option<bool>,
+}
+
+/// `-t` relays hutch's stdin to the container's terminal: without a
+/// terminal there, nothing could ever send it end-of-file (the command
+/// would wait forever), so it is refused, as Docker does.
+pub(crate) fn check_tty_stdin(tty: bool, dry_run: bool) -> Result<()> {
+    if tty && !dry_run && !rustix::termios::isatty(rustix::stdio::stdin()) {
+        bail!(
+            "the input device is not a TTY: -t needs a terminal on hutch's stdin; \
+             drop -t (and keep -i to pipe input to the command)"
+        );
+    }
+    Ok(())
+}
+
+/// `hutch run --dry-run`: the checks and the pull of a run, then its spec
+/// (as JSON, see [`with_cgroup_fallback`]); nothing is created.
+pub(crate) fn dry_run(
+    store: &Store,
+    req: &RunRequest,
+    profile: &Profile,
+    pull: PullOptions,
+) -> Result<serde_json::Value> {
+    check_locks(req, profile)?;
+    pull_first(store, &req.image, pull.policy, pull.tls_verify)?;
+    let id = new_id()?;
+    let name = req.name.clone().unwrap_or_else(|| "(generated)".into());
+    let spec = resolve(store, req, profile, &id, &name, &store.container_dir(&id))?;
+    with_cgroup_fallback(&spec)
+}
+
+/// `hutch run`: check the profile's locks, pull as asked, create the
+/// container with its spec, launch it, record how it ended and remove it
+/// with `--rm`. Returns the command's exit status.
+pub(crate) fn run(
+    store: &Store,
+    req: &RunRequest,
+    profile: &Profile,
+    pull: PullOptions,
+) -> Result<i32> {
+    check_locks(req, profile)?;
+    pull_first(store, &req.image, pull.policy, pull.tls_verify)?;
+    let id = new_id()?;
+    // Hold the store lock until the container's state pins its layers.
+    let lock = store.lock_shared()?;
+    let dir = store.container_dir(&id);
+    let mut planned = None;
+    let mut listeners = None;
+    let (state, running) = store.create_container(&id, req.name.as_deref(), |name| {
+        let spec = resolve(store, req, profile, &id, name, &dir)?;
+        // -p binds now: a port that cannot be had leaves no container.
+        let bound = if spec.net.publish.is_empty() {
+            None
+        } else {
+            Some(network::bind_published(&spec)?)
+        };
+        let ports = bound
+            .as_ref()
+            .map(|l| l.published().iter().map(|f| f.describe()).collect())
+            .unwrap_or_default();
+        listeners = bound;
+        let state = ContainerState {
+            id: id.clone(),
+            name: name.to_string(),
+            image: req.image.clone(),
+            image_id: spec.image_id.clone(),
+            layers: spec.rootfs.layers.clone(),
+            command: spec.process.args.clone(),
+            profile: profile.name.clone(),
+            created: now_rfc3339(),
+            status: Status::Created,
+            pid: None,
+            exit_code: None,
+            finished: None,
+            ports,
+        };
+        planned = Some(spec);
+        Ok(state)
+    })?;
+    drop(lock);
+    let spec = planned.context("internal error: the container was created without a plan")?;
+    // Ports the kernel chose: said once, at the start (`hutch ps` shows
+    // them too).
+    if let Some(l) = &listeners {
+        for (asked, bound) in spec.net.publish.iter().zip(l.published()) {
+            if asked.host.port() == 0 {
+                eprintln!(
+                    "hutch: port {}/{} is published on {}",
+                    bound.container_port,
+                    bound.proto.as_str(),
+                    bound.host
+                );
+            }
+        }
+    }
+    let result = (|| {
+        etc_files::write(&spec)?;
+        let mut st = state.clone();
+        st.status = Status::Running;
+        st.pid = Some(std::process::id() as i32);
+        store.save_container(&st)?;
+        let code = launch::run(&spec, listeners, &|text| {
+            show_once(store, "cgroup-fallback", text)
+        });
+        st.status = Status::Exited;
+        st.pid = None;
+        st.finished = Some(now_rfc3339());
+        st.exit_code = code.as_ref().ok().copied();
+        // The command has run: failing to record it (a full disk) must not
+        // replace its exit status. With --rm the record goes anyway.
+        if let Err(e) = store.save_container(&st)
+            && !req.remove
+        {
+            eprintln!(
+                "hutch: warning: recording that container {} exited: {e:#} (`hutch ps -a` shows it as killed)",
+                st.name
+            );
+        }
+        code
+    })();
+    drop(running);
+    if req.remove
+        && let Err(e) = store.remove_container(&id, false)
+    {
+        let left = if matches!(store.lookup_container(&id), Ok(Some(_))) {
+            RemovalError::Left {
+                name: state.name.clone(),
+                dir: dir.clone(),
+                cause: e,
+            }
+        } else {
+            RemovalError::Partly {
+                name: state.name.clone(),
+                cause: e,
+            }
+        };
+        eprintln!("hutch: warning: {left}");
+    }
+    result
+}
+
+/// How a warning of the launcher that every run would repeat (the cgroup
+/// limits a host cannot apply) is shown: the first time from this store,
+/// then only with --verbose (as an info log line), until its text changes.
+fn show_once(store: &Store, key: &str, text: &str) {
+    if store.first_showing(key, text) {
+        eprintln!("{text} (shown once; `hutch --verbose run` shows it every time)");
+    } else {
+        tracing::info!("{}", text.trim_start_matches("hutch: warning: "));
+    }
+}
+
+/// Why `--rm` could not remove a container after its command ran (the
+/// command's exit status stands): what state it is left in, and how to
+/// remove the rest.
+#[derive(Debug, thiserror::Error)]
+enum RemovalError {
+    /// Still listed: the container is left whole in its directory.
+    #[error(
+        "--rm: removing container {name} failed: {cause:#}; it is left in {} \
+         (`hutch rm {name}` removes it)",
+        dir.display()
+    )]
+    Left {
+        name: String,
+        dir: PathBuf,
+        cause: anyhow::Error,
+    },
+    /// No longer listed, but not all of its files went.
+    #[error("--rm: removing container {name}: {cause:#}")]
+    Partly { name: String, cause: anyhow::Error },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_warnings_say_what_is_left() {
+        let left = RemovalError::Left {
+            name: "web".into(),
+            dir: PathBuf::from("/store/containers/abc"),
+            cause: anyhow::anyhow!("Permission denied"),
+        };
+        assert_eq!(
+            left.to_string(),
+            "--rm: removing container web failed: Permission denied; it is left in \
+             /store/containers/abc (`hutch rm web` removes it)"
+        );
+        let partly = RemovalError::Partly {
+            name: "web".into(),
+            cause: anyhow::anyhow!("container web is removed, but not all of its files"),
+        };
+        assert_eq!(
+            partly.to_string(),
+            "--rm: removing container web: container web is removed, but not all of its files"
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! Running a container: everything that decides, before the launcher.
+//!
+//! A run is a [`RunRequest`] (what the user asked), resolved with the
+//! image's config, the profile and the host's facts (src/host) into one
+//! final [`SandboxSpec`](crate::sandbox::spec::SandboxSpec) by
+//! [`resolve`]; the launcher (src/sandbox) executes that spec and decides
+//! nothing. `hutch run` goes through [`run`] (or [`dry_run`]), which adds
+//! the container's lifecycle around it; `exec`, `start` and `build`'s RUN
+//! steps are meant to start from the same spec.
+//!
+//! * `plan`: request + image + profile + host → spec ([`resolve`]).
+//! * `users`: `-u` names from the image's /etc/passwd and /etc/group.
+//! * `idmap`: which uid/gid maps (a subordinate range or one id).
+//! * `net`: `--network MODE[:OPTS]` and the DNS upstreams.
+//! * `locks`: the flags that weaken the profile, refused or warned about.
+//! * `pull_policy`: `--pull`, and when an image counts as missing.
+//! * `container`: create, launch, record, `--rm`; the run's notices.
+//! * `dry_run`: the spec as `--dry-run` prints it.
+
+mod container;
+mod dry_run;
+mod idmap;
+mod locks;
+mod net;
+mod plan;
+mod pull_policy;
+mod users;
+
+pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run};
+pub(crate) use net::NetworkArg;
+pub use plan::{RunRequest, resolve};
+pub(crate) use pull_policy::PullPolicy;
