@@ -4,6 +4,10 @@
 //! `image` (references, manifests, archive formats) feeds `store` (the
 //! content-addressed blob and layer store), which the overlay and the
 //! launcher read. `cli` turns command lines into calls of this library.
+//! `sys` holds every syscall wrapper that needs `unsafe`; everything else
+//! is denied `unsafe` code.
+
+#![deny(unsafe_code)]
 
 pub mod check;
 pub mod cli;
@@ -16,3 +20,5 @@ pub mod profile;
 pub mod registry;
 pub mod sandbox;
 pub mod store;
+#[allow(unsafe_code)]
+mod sys;

@@ -205,7 +205,7 @@ pub struct HostAddrs {
 impl HostAddrs {
     /// Reads the addresses on first use.
     pub fn new() -> HostAddrs {
-        let watch = match sys::watch_addresses() {
+        let watch = match host_io::watch_addresses() {
             Ok(fd) => Some(fd),
             Err(e) => {
                 tracing::debug!(
@@ -259,7 +259,7 @@ impl HostAddrs {
     /// The netlink socket is readable: drain it; the next check re-reads.
     pub fn on_notification(&mut self) {
         if let Some(w) = &self.watch {
-            sys::drain(w);
+            host_io::drain(w);
         }
         self.stale = true;
     }
@@ -268,7 +268,7 @@ impl HostAddrs {
     pub fn current(&mut self) -> &AddrList {
         let old = self.read_at.is_none_or(|t| t.elapsed() >= self.max_age());
         if !self.fixed && (self.stale || old) {
-            match sys::read_addresses() {
+            match host_io::read_addresses() {
                 Ok(list) => self.list = list,
                 // Keep the last list; try again after max_age.
                 Err(e) => tracing::warn!("network: reading the host's addresses: {e}"),
@@ -283,7 +283,7 @@ impl HostAddrs {
 /// Every address of every host interface, read now.
 #[cfg(test)]
 pub fn read_host_addresses() -> std::io::Result<AddrList> {
-    sys::read_addresses()
+    host_io::read_addresses()
 }
 
 /// The destination policy of one stack.
@@ -322,10 +322,10 @@ impl Policy {
     }
 }
 
-/// The system calls: getifaddrs and the netlink socket.
-mod sys {
+/// The host side: the netlink socket that watches the addresses, and
+/// reading them (getifaddrs, through `crate::sys`).
+mod host_io {
     use super::AddrList;
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     use std::os::fd::OwnedFd;
 
     use rustix::net::netlink::SocketAddrNetlink;
@@ -361,55 +361,12 @@ mod sys {
         }
     }
 
-    /// Convert a `sockaddr` from getifaddrs.
-    ///
-    /// # Safety
-    /// `sa` is null or points to a sockaddr whose family says its size.
-    unsafe fn ip_of(sa: *const libc::sockaddr) -> Option<IpAddr> {
-        if sa.is_null() {
-            return None;
-        }
-        // SAFETY: sa is non-null and valid per the caller; the family
-        // field is at the start of every sockaddr.
-        match i32::from(unsafe { (*sa).sa_family }) {
-            libc::AF_INET => {
-                // SAFETY: an AF_INET sockaddr is a sockaddr_in.
-                let sin = unsafe { &*(sa as *const libc::sockaddr_in) };
-                Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into())
-            }
-            libc::AF_INET6 => {
-                // SAFETY: an AF_INET6 sockaddr is a sockaddr_in6.
-                let sin6 = unsafe { &*(sa as *const libc::sockaddr_in6) };
-                Some(Ipv6Addr::from(sin6.sin6_addr.s6_addr).into())
-            }
-            _ => None,
-        }
-    }
-
     /// Every address of every interface (getifaddrs(3)).
     pub fn read_addresses() -> std::io::Result<AddrList> {
-        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-        // SAFETY: getifaddrs fills `head` with a list we free below.
-        if unsafe { libc::getifaddrs(&mut head) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
         let mut list = AddrList::default();
-        let mut cur = head;
-        while !cur.is_null() {
-            // SAFETY: cur is an element of the list getifaddrs returned,
-            // not freed yet; its address fields are null or valid
-            // sockaddrs.
-            let (addr, mask, next) = unsafe {
-                let ifa = &*cur;
-                (ip_of(ifa.ifa_addr), ip_of(ifa.ifa_netmask), ifa.ifa_next)
-            };
-            if let Some(a) = addr {
-                list.add(a, mask);
-            }
-            cur = next;
+        for (addr, mask) in crate::sys::interface_addresses()? {
+            list.add(addr, mask);
         }
-        // SAFETY: head came from getifaddrs and is freed once.
-        unsafe { libc::freeifaddrs(head) };
         Ok(list)
     }
 }
@@ -595,7 +552,7 @@ mod tests {
     #[test]
     fn reads_the_hosts_addresses() {
         // Every host has a loopback interface with 127.0.0.1.
-        let list = sys::read_addresses().unwrap();
+        let list = host_io::read_addresses().unwrap();
         assert!(list.v4.contains(&Ipv4Addr::LOCALHOST), "{list:?}");
         assert!(list.v4_bcast.contains(&Ipv4Addr::new(127, 255, 255, 255)));
         let mut h = HostAddrs::new();

@@ -88,8 +88,7 @@ impl Container {
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, wait) };
+        let _ = crate::sys::poll(std::slice::from_mut(&mut pfd), wait);
     }
 
     /// Step until `done` says so; false on timeout.

@@ -17,6 +17,7 @@
 //! loses), then setgroups/setgid/setuid, then [`CapsPlan::apply`]. Both
 //! only make syscalls: no allocation, no locks, no logging.
 
+use crate::sys::{CapSets, ambient_clear, bounding_drop, bounding_has, capget, capset};
 use anyhow::{Result, bail};
 use caps::Capability;
 use serde::{Deserialize, Serialize};
@@ -144,13 +145,7 @@ impl std::error::Error for ApplyError {}
 /// undone, is inherited by children, and lets an unprivileged process
 /// install seccomp filters and Landlock rulesets.
 pub fn set_no_new_privs() -> std::io::Result<()> {
-    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::sys::set_no_new_privs()
 }
 
 /// The capability sets to apply, resolved from a [`CapLevel`].
@@ -245,141 +240,28 @@ impl CapsPlan {
     }
 }
 
-/// The three capability sets of `capget(2)`/`capset(2)`, as 64-bit masks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CapSets {
-    pub effective: u64,
-    pub permitted: u64,
-    pub inheritable: u64,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-fn last_errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// capget(2) for the calling thread.
-pub fn capget() -> Result<CapSets, i32> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: version 3 takes a header and an array of two data structs,
-    // both valid for writing for the duration of the call.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(last_errno());
-    }
-    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
-    Ok(CapSets {
-        effective: join(data[0].effective, data[1].effective),
-        permitted: join(data[0].permitted, data[1].permitted),
-        inheritable: join(data[0].inheritable, data[1].inheritable),
-    })
-}
-
-/// capset(2) for the calling thread: all three sets in one call.
-fn capset(sets: CapSets) -> Result<(), i32> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let split = |m: u64| (m as u32, (m >> 32) as u32);
-    let (e0, e1) = split(sets.effective);
-    let (p0, p1) = split(sets.permitted);
-    let (i0, i1) = split(sets.inheritable);
-    let data = [
-        CapData {
-            effective: e0,
-            permitted: p0,
-            inheritable: i0,
-        },
-        CapData {
-            effective: e1,
-            permitted: p1,
-            inheritable: i1,
-        },
-    ];
-    // SAFETY: version 3 takes a header (written by the kernel on a version
-    // mismatch) and two data structs that it only reads.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) };
-    if rc != 0 {
-        return Err(last_errno());
-    }
-    Ok(())
-}
-
-/// Whether capability `cap` is in the bounding set (PR_CAPBSET_READ).
-fn bounding_has(cap: u32) -> Result<bool, i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
-    match rc {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(last_errno()),
-    }
-}
-
-/// Remove capability `cap` from the bounding set (PR_CAPBSET_DROP).
-fn bounding_drop(cap: u32) -> Result<(), i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-    if rc == 0 { Ok(()) } else { Err(last_errno()) }
-}
-
-/// Empty the ambient set (PR_CAP_AMBIENT_CLEAR_ALL).
-fn ambient_clear() -> Result<(), i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(last_errno()) }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::sys::{self, Forked};
 
     /// Run `f` in a forked child and return its exit code. `f` must not
     /// allocate or take locks (the test harness has other threads).
     pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
-        // SAFETY: fork has no memory-safety preconditions; the child runs
-        // only `f` (syscalls, no allocation) and leaves with _exit, so no
-        // state shared with the parent's other threads is touched.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            let code = f();
-            // SAFETY: _exit never returns and runs no destructors.
-            unsafe { libc::_exit(code) }
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child with a valid out pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let pid = match sys::fork() {
+            Ok(Forked::Child) => sys::exit_now(f()),
+            Ok(Forked::Parent(pid)) => pid,
+            Err(e) => panic!("fork failed: {}", std::io::Error::from(e)),
+        };
+        exit_status_of(pid)
+    }
+
+    /// Wait for child `pid`; its exit code (a death by signal fails).
+    fn exit_status_of(pid: i32) -> i32 {
+        let (r, status) = sys::wait(pid, false)
+            .map_err(std::io::Error::from)
+            .expect("waitpid")
+            .expect("waitpid without WNOHANG reports the child");
         assert_eq!(r, pid);
         assert!(
             libc::WIFEXITED(status),
@@ -458,23 +340,137 @@ pub(crate) mod tests {
         assert!(any.downcast_ref::<ApplyError>().is_some());
     }
 
-    /// Whether this process can change its capability sets (root, or root
-    /// of a user namespace).
-    fn privileged() -> bool {
-        capget()
-            .map(|s| s.effective & Capability::CAP_SETPCAP.bitmask() != 0)
-            .unwrap_or(false)
+    /// Whether this process can change its capability sets and switch to
+    /// any uid: root of the namespace it runs in, with CAP_SETPCAP.
+    fn namespace_root() -> bool {
+        rustix::process::geteuid().is_root()
+            && capget()
+                .map(|s| s.effective & Capability::CAP_SETPCAP.bitmask() != 0)
+                .unwrap_or(false)
+    }
+
+    /// The ids the child of [`as_root`] needs.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Ids {
+        /// uid/gid 0 with every capability.
+        Root,
+        /// Also uid/gid 65534 to switch to.
+        RootAndNobody,
+    }
+
+    /// The unprivileged user id the tests switch to.
+    const NOBODY: u32 = 65534;
+
+    /// Run `f` as root with every capability, in a forked child, and
+    /// return its exit code: root of the host's namespace when the tests
+    /// run as root, otherwise root of a new user namespace (as hutch's
+    /// launcher makes one: uid 0 is this user, 1-65536 the user's
+    /// subordinate range through newuidmap/newgidmap). Panics saying why
+    /// when no such namespace can be had: these tests check the
+    /// capability code for real wherever they run, never skip.
+    fn as_root(ids: Ids, f: impl FnOnce() -> i32) -> i32 {
+        if namespace_root() {
+            return in_child(f);
+        }
+        in_user_namespace(ids, f)
+    }
+
+    /// Child exit code: the new user namespace gave no CAP_SETPCAP.
+    const NO_CAPS_IN_NAMESPACE: i32 = 78;
+    /// Child exit code: the parent could not write the id maps.
+    const NO_MAPS: i32 = 79;
+
+    fn in_user_namespace(ids: Ids, f: impl FnOnce() -> i32) -> i32 {
+        use rustix::pipe::{PipeFlags, pipe_with};
+        let maps = super::super::idmap::plan(false);
+        let user = sys::user_name(rustix::process::getuid().as_raw())
+            .unwrap_or_else(|| rustix::process::getuid().as_raw().to_string());
+        if ids == Ids::RootAndNobody && !(maps.maps_uid(NOBODY) && maps.maps_gid(NOBODY)) {
+            panic!(
+                "this test switches to uid/gid {NOBODY} inside a user namespace, which needs \
+                 newuidmap/newgidmap (package uidmap, setuid root) and a range for {user} in \
+                 /etc/subuid and /etc/subgid (e.g. `usermod --add-subuids 100000-165535 \
+                 --add-subgids 100000-165535 {user}`); `hutch check` says what is missing, \
+                 or run the tests as root{}",
+                if std::env::var("HUTCH_IDMAP").is_ok_and(|v| v == "single") {
+                    " (HUTCH_IDMAP=single is set: it forces a one-id map)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let (ready_r, ready_w) = pipe_with(PipeFlags::CLOEXEC).expect("creating a pipe");
+        let (go_r, go_w) = pipe_with(PipeFlags::CLOEXEC).expect("creating a pipe");
+        let pid = match sys::fork() {
+            Ok(Forked::Child) => {
+                // Only syscalls from here on (other test threads exist).
+                drop(ready_r);
+                drop(go_w);
+                let errno = match sys::unshare(rustix::thread::UnshareFlags::NEWUSER) {
+                    Ok(()) => 0,
+                    Err(e) => e.raw_os_error().clamp(1, 255) as u8,
+                };
+                let _ = rustix::io::write(&ready_w, &[errno]);
+                if errno != 0 {
+                    sys::exit_now(1);
+                }
+                let mut go = [0u8; 1];
+                if !matches!(rustix::io::read(&go_r, &mut go), Ok(1)) {
+                    sys::exit_now(NO_MAPS);
+                }
+                if !namespace_root() {
+                    sys::exit_now(NO_CAPS_IN_NAMESPACE);
+                }
+                sys::exit_now(f())
+            }
+            Ok(Forked::Parent(pid)) => pid,
+            Err(e) => panic!("fork failed: {}", std::io::Error::from(e)),
+        };
+        drop(ready_w);
+        drop(go_r);
+        let mut ready = [0u8; 1];
+        let n = rustix::io::read(&ready_r, &mut ready).unwrap_or(0);
+        if n != 1 || ready[0] != 0 {
+            let code = exit_status_of(pid);
+            panic!(
+                "cannot create a user namespace as {user} ({}; child exit {code}): unprivileged \
+                 user namespaces are disabled (sysctl kernel.unprivileged_userns_clone, \
+                 user.max_user_namespaces) or restricted by AppArmor; `hutch check` tells \
+                 what to change, or run the tests as root",
+                if n == 1 {
+                    std::io::Error::from_raw_os_error(i32::from(ready[0])).to_string()
+                } else {
+                    "the child died".to_string()
+                }
+            );
+        }
+        if let Err(e) = super::super::idmap::write_maps(pid, &maps) {
+            drop(go_w);
+            let _ = exit_status_of(pid);
+            panic!("writing the id maps of the test's user namespace: {e:#}");
+        }
+        rustix::io::write(&go_w, b"x").expect("starting the child");
+        let code = exit_status_of(pid);
+        assert_ne!(
+            code, NO_CAPS_IN_NAMESPACE,
+            "the new user namespace gave its root no CAP_SETPCAP (AppArmor's restriction of \
+             unprivileged user namespaces?); `hutch check` tells what to change, or run the \
+             tests as root"
+        );
+        code
+    }
+
+    /// Switch the calling (single-threaded) process to uid/gid [`NOBODY`].
+    fn become_nobody() -> bool {
+        rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(NOBODY)).is_ok()
+            && rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(NOBODY)).is_ok()
     }
 
     #[test]
     fn root_keeps_the_set_and_loses_the_rest() {
-        if !privileged() {
-            eprintln!("skipped: needs CAP_SETPCAP (run as root)");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
         let keep = plan.keep();
-        let code = in_child(|| {
+        let code = as_root(Ids::Root, || {
             let before = match capget() {
                 Ok(s) => s.permitted,
                 Err(_) => return 10,
@@ -503,35 +499,18 @@ pub(crate) mod tests {
             }
             0
         });
-        assert_eq!(code, 0);
-    }
-
-    /// Child exit code: uid/gid 65534 cannot be switched to (e.g. in a
-    /// user namespace that maps only root).
-    const SKIP_UNMAPPED: i32 = 77;
-
-    fn skip_or_pass(code: i32) {
-        if code == SKIP_UNMAPPED {
-            eprintln!("skipped: cannot switch to uid/gid 65534 here (not mapped)");
-            return;
-        }
         assert_eq!(code, 0, "child step {code} failed");
     }
 
     #[test]
     fn non_root_user_gets_nothing() {
-        if !privileged() || rustix::process::geteuid().as_raw() != 0 {
-            eprintln!("skipped: needs root to switch to another uid");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
-        let code = in_child(|| {
+        let code = as_root(Ids::RootAndNobody, || {
             if plan.drop_bounding().is_err() {
                 return 11;
             }
-            // SAFETY: plain id-changing syscalls.
-            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
-                return SKIP_UNMAPPED;
+            if !become_nobody() {
+                return 12;
             }
             if plan.apply(false).is_err() {
                 return 13;
@@ -542,26 +521,27 @@ pub(crate) mod tests {
             }
             0
         });
-        skip_or_pass(code);
+        assert_eq!(
+            code, 0,
+            "child step {code} failed (12: switching to uid 65534)"
+        );
     }
 
     #[test]
     fn apply_after_setuid_without_drop_bounding_fails_clearly() {
-        if !privileged() || rustix::process::geteuid().as_raw() != 0 {
-            eprintln!("skipped: needs root to switch to another uid");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
-        let code = in_child(|| {
-            // SAFETY: plain id-changing syscalls.
-            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
-                return SKIP_UNMAPPED;
+        let code = as_root(Ids::RootAndNobody, || {
+            if !become_nobody() {
+                return 12;
             }
             match plan.apply(false) {
                 Err(e) if e.errno == libc::EPERM && e.what.contains("drop_bounding") => 0,
                 _ => 13,
             }
         });
-        skip_or_pass(code);
+        assert_eq!(
+            code, 0,
+            "child step {code} failed (12: switching to uid 65534)"
+        );
     }
 }

@@ -16,7 +16,8 @@
 //! * `inherited`: descriptors from hutch's caller (`--preserve-fds`).
 //! * `pty`, `stdio`: the terminal (a pty with `-t`, relayed pipes for
 //!   profiles that do not share it, its settings restored on exit).
-//! * `sys`: the raw syscall wrappers.
+//!
+//! The syscall wrappers they use are in `crate::sys`.
 
 pub mod caps;
 pub mod cgroup;
@@ -36,6 +37,5 @@ pub mod seccomp;
 mod security;
 pub mod spec;
 mod stdio;
-mod sys;
 pub mod tap;
 pub mod users;

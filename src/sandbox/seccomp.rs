@@ -693,37 +693,20 @@ impl SeccompProgram {
     }
 }
 
-/// seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) for the calling thread.
+/// Install one compiled filter in the calling thread.
 fn install(filter: &[libc::sock_filter]) -> Result<(), ApplyError> {
-    let prog = libc::sock_fprog {
-        // `compile` checked that the length fits.
-        len: filter.len() as libc::c_ushort,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: `prog` points to `len` valid instructions that outlive the
-    // call; the kernel copies the program and never writes to it.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0 as libc::c_uint,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(ApplyError::last(
-            "installing the seccomp filter (EACCES: set no_new_privs first, or install it \
-             before dropping capabilities)",
-        ))
-    }
+    crate::sys::install_filter(filter).map_err(|e| ApplyError {
+        what: "installing the seccomp filter (EACCES: set no_new_privs first, or install it \
+               before dropping capabilities)",
+        errno: e.raw_os_error(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::caps::tests::in_child;
     use super::*;
+    use crate::sys::probe;
 
     fn allowed(level: SeccompLevel, nr: i64) -> bool {
         allow_rules(level).unwrap().contains_key(&nr)
@@ -1102,17 +1085,9 @@ mod tests {
 
     /// Whether this process may install a filter without no_new_privs.
     fn can_install_without_nnp() -> bool {
-        super::super::caps::capget()
+        crate::sys::capget()
             .map(|s| s.effective & caps::Capability::CAP_SYS_ADMIN.bitmask() != 0)
             .unwrap_or(false)
-    }
-
-    fn errno_of(rc: libc::c_long) -> i32 {
-        if rc >= 0 {
-            0
-        } else {
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
-        }
     }
 
     #[test]
@@ -1120,45 +1095,35 @@ mod tests {
         let program = prepare(SeccompLevel::Strict).unwrap();
         let nnp = !can_install_without_nnp();
         let code = in_child(|| {
-            if nnp && super::super::caps::set_no_new_privs().is_err() {
+            if nnp && crate::sys::set_no_new_privs().is_err() {
                 return 10;
             }
             if program.apply().is_err() {
                 return 11;
             }
-            // SAFETY: raw syscalls with integer arguments; the filter
-            // answers before the kernel looks at them.
-            unsafe {
-                if errno_of(libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0)) != libc::EPERM {
-                    return 12;
-                }
-                if errno_of(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)) != libc::EPERM {
-                    return 13;
-                }
-                if errno_of(libc::syscall(
-                    libc::SYS_ptrace,
-                    libc::PTRACE_TRACEME,
-                    0,
-                    0,
-                    0,
-                )) != libc::EPERM
-                {
-                    return 14;
-                }
-                if errno_of(libc::syscall(libc::SYS_clone3, 0, 0)) != libc::ENOSYS {
-                    return 15;
-                }
-                // fchmodat2 (452), on a path that does not exist.
-                let path = c"/nonexistent/hutch-seccomp-test";
-                if errno_of(libc::syscall(452, libc::AT_FDCWD, path.as_ptr(), 0o755, 0))
-                    != libc::ENOSYS
-                {
-                    return 16;
-                }
-                let pid = libc::syscall(libc::SYS_getpid);
-                if pid <= 0 || pid != libc::c_long::from(libc::getpid()) {
-                    return 17;
-                }
+            // Raw syscalls: the filter answers before the kernel looks at
+            // their arguments.
+            if probe::keyctl() != libc::EPERM {
+                return 12;
+            }
+            if probe::unshare_user() != libc::EPERM {
+                return 13;
+            }
+            if probe::ptrace_traceme() != libc::EPERM {
+                return 14;
+            }
+            if probe::clone3_empty() != libc::ENOSYS {
+                return 15;
+            }
+            // fchmodat2 (452), on a path that does not exist.
+            if probe::fchmodat2(c"/nonexistent/hutch-seccomp-test") != libc::ENOSYS {
+                return 16;
+            }
+            let pid = probe::getpid();
+            if pid <= 0
+                || pid != libc::c_long::from(rustix::process::getpid().as_raw_nonzero().get())
+            {
+                return 17;
             }
             0
         });
@@ -1167,95 +1132,57 @@ mod tests {
 
     /// A pseudo-terminal master, or None where /dev/ptmx is missing.
     fn open_pty() -> Option<std::os::fd::OwnedFd> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: posix_openpt returns a new fd or -1.
-        let fd = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: fd is a fresh descriptor that we own from here on.
-        Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+        use rustix::pty::OpenptFlags;
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).ok()
     }
 
     #[test]
     fn default_blocks_terminal_injection_but_not_other_ioctls() {
-        use std::os::fd::AsRawFd;
+        use std::os::fd::AsFd;
         let Some(pty) = open_pty() else {
             eprintln!("skipped: no /dev/ptmx");
             return;
         };
-        let fd = pty.as_raw_fd();
+        let fd = pty.as_fd();
         let program = prepare(SeccompLevel::Default).unwrap();
         let nnp = !can_install_without_nnp();
         let code = in_child(|| {
-            if nnp && super::super::caps::set_no_new_privs().is_err() {
+            if nnp && crate::sys::set_no_new_privs().is_err() {
                 return 10;
             }
             if program.apply().is_err() {
                 return 11;
             }
-            let c: libc::c_char = b'x' as libc::c_char;
-            let mut ws: libc::winsize = libc::winsize {
-                ws_row: 0,
-                ws_col: 0,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            // SAFETY: ioctls on our own pty with valid pointers.
-            unsafe {
-                if libc::ioctl(fd, libc::TIOCSTI, &c as *const libc::c_char) != -1
-                    || errno_of(-1) != libc::EPERM
-                {
-                    return 12;
-                }
-                // Without the filter, TIOCLINUX on a pty fails with EINVAL
-                // (it is not a console): EPERM proves the filter.
-                let mut sub: libc::c_char = 0;
-                if libc::ioctl(fd, libc::TIOCLINUX, &mut sub as *mut libc::c_char) != -1
-                    || errno_of(-1) != libc::EPERM
-                {
-                    return 13;
-                }
-                if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) != 0 {
-                    return 14;
-                }
-                // Namespaces stay closed under the default level too.
-                if errno_of(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)) != libc::EPERM {
-                    return 15;
-                }
-                // A thread-style clone without namespace flags passes the
-                // filter: fork via clone(SIGCHLD) works.
-                let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0);
-                if pid == 0 {
-                    libc::_exit(0);
-                }
-                if pid < 0 {
-                    return 16;
-                }
-                let mut status = 0;
-                libc::waitpid(pid as libc::pid_t, &mut status, 0);
-                // clone with CLONE_NEWNET is refused.
-                let pid = libc::syscall(
-                    libc::SYS_clone,
-                    libc::SIGCHLD | libc::CLONE_NEWNET,
-                    0,
-                    0,
-                    0,
-                    0,
-                );
-                if pid == 0 {
-                    libc::_exit(0);
-                }
-                if pid >= 0 || errno_of(-1) != libc::EPERM {
-                    return 17;
-                }
-                // personality: a query passes, READ_IMPLIES_EXEC does not.
-                if libc::personality(0xffff_ffff) == -1 {
-                    return 18;
-                }
-                if libc::personality(0x0040_0000) != -1 || errno_of(-1) != libc::EPERM {
-                    return 19;
-                }
+            if probe::tiocsti(fd, b'x') != libc::EPERM {
+                return 12;
+            }
+            // Without the filter, TIOCLINUX on a pty fails with EINVAL (it
+            // is not a console): EPERM proves the filter.
+            if probe::tioclinux(fd) != libc::EPERM {
+                return 13;
+            }
+            if probe::tiocgwinsz(fd) != 0 {
+                return 14;
+            }
+            // Namespaces stay closed under the default level too.
+            if probe::unshare_user() != libc::EPERM {
+                return 15;
+            }
+            // A thread-style clone without namespace flags passes the
+            // filter: fork via clone(SIGCHLD) works.
+            if probe::clone_and_reap(0) != 0 {
+                return 16;
+            }
+            // clone with CLONE_NEWNET is refused.
+            if probe::clone_and_reap(libc::c_long::from(libc::CLONE_NEWNET)) != libc::EPERM {
+                return 17;
+            }
+            // personality: a query passes, READ_IMPLIES_EXEC does not.
+            if probe::personality(0xffff_ffff) != 0 {
+                return 18;
+            }
+            if probe::personality(0x0040_0000) != libc::EPERM {
+                return 19;
             }
             0
         });
@@ -1267,31 +1194,21 @@ mod tests {
         let program = prepare(SeccompLevel::Default).unwrap();
         let nnp = !can_install_without_nnp();
         let code = in_child(|| {
-            if nnp && super::super::caps::set_no_new_privs().is_err() {
+            if nnp && crate::sys::set_no_new_privs().is_err() {
                 return 10;
             }
             if program.apply().is_err() {
                 return 11;
             }
-            let mut params = [0u8; 120];
-            // SAFETY: raw syscalls; io_uring_setup gets a zeroed
-            // io_uring_params it may write to.
-            unsafe {
-                if errno_of(libc::syscall(
-                    libc::SYS_io_uring_setup,
-                    1,
-                    params.as_mut_ptr(),
-                )) != libc::EPERM
-                {
-                    return 12;
-                }
-                #[cfg(target_arch = "x86_64")]
-                if errno_of(libc::syscall(0x4000_0000 | libc::SYS_getpid)) != libc::EPERM {
-                    return 13;
-                }
-                if libc::syscall(libc::SYS_getpid) <= 0 {
-                    return 14;
-                }
+            if probe::io_uring_setup() != libc::EPERM {
+                return 12;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if probe::getpid_x32() != libc::EPERM {
+                return 13;
+            }
+            if probe::getpid() <= 0 {
+                return 14;
             }
             0
         });
@@ -1302,8 +1219,7 @@ mod tests {
     fn unconfined_installs_nothing() {
         let program = prepare(SeccompLevel::Unconfined).unwrap();
         let code = in_child(|| match program.apply() {
-            // SAFETY: getppid has no arguments.
-            Ok(()) if unsafe { libc::getppid() } > 0 => 0,
+            Ok(()) if rustix::process::getppid().is_some() => 0,
             _ => 1,
         });
         assert_eq!(code, 0);

@@ -14,10 +14,10 @@ use rustix::termios::{OptionalActions, Termios};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::thread::JoinHandle;
 
+/// 0, 1 and 2 stay open for the life of hutch
+/// (inherited::ensure_standard_fds puts /dev/null on closed ones).
 fn std_fd(fd: i32) -> BorrowedFd<'static> {
-    // SAFETY: 0, 1 and 2 stay open for the life of hutch
-    // (inherited::ensure_standard_fds puts /dev/null on closed ones).
-    unsafe { BorrowedFd::borrow_raw(fd) }
+    crate::sys::standard_fd(fd)
 }
 
 fn is_terminal(fd: i32) -> bool {
