@@ -1,7 +1,7 @@
 //! The `hutch` binary: parse the command line, run one command, map the
 //! outcome to an exit status (125 when hutch itself failed, as Podman does).
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 fn main() {
     let code = hutch::cli::main();

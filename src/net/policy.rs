@@ -205,7 +205,7 @@ pub struct HostAddrs {
 impl HostAddrs {
     /// Reads the addresses on first use.
     pub fn new() -> HostAddrs {
-        let watch = match host_io::watch_addresses() {
+        let watch = match sys::watch_addresses() {
             Ok(fd) => Some(fd),
             Err(e) => {
                 tracing::debug!(
@@ -259,7 +259,7 @@ impl HostAddrs {
     /// The netlink socket is readable: drain it; the next check re-reads.
     pub fn on_notification(&mut self) {
         if let Some(w) = &self.watch {
-            host_io::drain(w);
+            sys::drain(w);
         }
         self.stale = true;
     }
@@ -268,7 +268,7 @@ impl HostAddrs {
     pub fn current(&mut self) -> &AddrList {
         let old = self.read_at.is_none_or(|t| t.elapsed() >= self.max_age());
         if !self.fixed && (self.stale || old) {
-            match host_io::read_addresses() {
+            match sys::read_addresses() {
                 Ok(list) => self.list = list,
                 // Keep the last list; try again after max_age.
                 Err(e) => tracing::warn!("network: reading the host's addresses: {e}"),
@@ -283,7 +283,7 @@ impl HostAddrs {
 /// Every address of every host interface, read now.
 #[cfg(test)]
 pub fn read_host_addresses() -> std::io::Result<AddrList> {
-    host_io::read_addresses()
+    sys::read_addresses()
 }
 
 /// The destination policy of one stack.
@@ -322,9 +322,8 @@ impl Policy {
     }
 }
 
-/// The host side: the netlink socket that watches the addresses, and
-/// reading them (getifaddrs, through `crate::sys`).
-mod host_io {
+/// The host's addresses and the netlink socket that says when they change.
+mod sys {
     use super::AddrList;
     use std::os::fd::OwnedFd;
 
@@ -552,7 +551,7 @@ mod tests {
     #[test]
     fn reads_the_hosts_addresses() {
         // Every host has a loopback interface with 127.0.0.1.
-        let list = host_io::read_addresses().unwrap();
+        let list = sys::read_addresses().unwrap();
         assert!(list.v4.contains(&Ipv4Addr::LOCALHOST), "{list:?}");
         assert!(list.v4_bcast.contains(&Ipv4Addr::new(127, 255, 255, 255)));
         let mut h = HostAddrs::new();

@@ -24,6 +24,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,8 @@ pub(crate) struct Fuse {
     /// kernel then owns file times and sizes, see `OverlayConfig`).
     pub writeback: bool,
     pub stats: Stats,
+    /// Operations whose panics were logged already.
+    pub panics: PanicLog,
 }
 
 fn fe(e: Errno) -> fuser::Errno {
@@ -105,10 +108,48 @@ impl Stats {
 }
 
 impl Fuse {
-    /// Run a handler; a panic inside drops the reply, which answers EIO.
-    fn guard(&self, op: &'static str, f: impl FnOnce()) {
+    /// Run a handler; a panic inside drops the reply, which answers EIO,
+    /// and is logged (operation, inode, message) the first time that
+    /// operation panics, so a request that keeps failing cannot flood the
+    /// log.
+    fn guard(&self, op: &'static str, ino: u64, f: impl FnOnce()) {
         self.stats.count(op);
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            && self.panics.first(op)
+        {
+            tracing::error!(
+                "overlay: the {op} request on inode {ino} failed with an internal error \
+                 (answered EIO; further {op} failures are not logged): {}",
+                panic_message(payload.as_ref())
+            );
+        }
+    }
+}
+
+/// The text a panic was raised with (`panic!("...")` gives a `&str` or a
+/// `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
+    }
+}
+
+/// Operations that have panicked at least once (their first panic is
+/// logged, the rest only answered).
+#[derive(Default)]
+pub(crate) struct PanicLog(Mutex<std::collections::HashSet<&'static str>>);
+
+impl PanicLog {
+    /// Whether this is the first panic of `op`.
+    fn first(&self, op: &'static str) -> bool {
+        match self.0.lock() {
+            Ok(mut seen) => seen.insert(op),
+            Err(poisoned) => poisoned.into_inner().insert(op),
+        }
     }
 }
 
@@ -222,7 +263,7 @@ impl Filesystem for Fuse {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.guard("lookup", || {
+        self.guard("lookup", parent.0, || {
             match self.fs.lookup(parent.0, name.as_bytes()) {
                 Ok(Some((attr, false))) => reply.entry(&self.fs.ttl, &attr, Generation(0)),
                 // The attributes (inode number) come with the next getattr.
@@ -237,11 +278,11 @@ impl Filesystem for Fuse {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.guard("forget", || self.fs.forget(ino.0, nlookup))
+        self.guard("forget", ino.0, || self.fs.forget(ino.0, nlookup))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.guard("getattr", || {
+        self.guard("getattr", ino.0, || {
             match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
                 Ok(attr) => reply.attr(&self.fs.ttl, &attr),
                 Err(e) => reply.error(fe(e)),
@@ -267,7 +308,7 @@ impl Filesystem for Fuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.guard("setattr", || {
+        self.guard("setattr", ino.0, || {
             let a = SetAttr {
                 mode,
                 uid,
@@ -285,7 +326,7 @@ impl Filesystem for Fuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.guard("readlink", || match self.fs.readlink(ino.0) {
+        self.guard("readlink", ino.0, || match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(fe(e)),
         })
@@ -301,7 +342,7 @@ impl Filesystem for Fuse {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.guard("mknod", || {
+        self.guard("mknod", parent.0, || {
             let perm = mode & 0o7777;
             let what = match mode & libc::S_IFMT {
                 libc::S_IFREG | 0 => NewEntry::File { mode: perm },
@@ -327,7 +368,7 @@ impl Filesystem for Fuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        self.guard("mkdir", || {
+        self.guard("mkdir", parent.0, || {
             let r = self
                 .fs
                 .create_entry(
@@ -342,7 +383,7 @@ impl Filesystem for Fuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("unlink", || {
+        self.guard("unlink", parent.0, || {
             match self.fs.remove(parent.0, name.as_bytes(), false) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -351,7 +392,7 @@ impl Filesystem for Fuse {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("rmdir", || {
+        self.guard("rmdir", parent.0, || {
             match self.fs.remove(parent.0, name.as_bytes(), true) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -367,7 +408,7 @@ impl Filesystem for Fuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.guard("symlink", || {
+        self.guard("symlink", parent.0, || {
             let r = self
                 .fs
                 .create_entry(
@@ -393,7 +434,7 @@ impl Filesystem for Fuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.guard("rename", || {
+        self.guard("rename", parent.0, || {
             match self.fs.rename(
                 parent.0,
                 name.as_bytes(),
@@ -415,7 +456,7 @@ impl Filesystem for Fuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.guard("link", || {
+        self.guard("link", ino.0, || {
             let r = self.fs.node(ino.0).and_then(|src| {
                 self.fs
                     .create_entry(
@@ -431,7 +472,7 @@ impl Filesystem for Fuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.guard("open", || match self.fs.open(ino.0, flags.0) {
+        self.guard("open", ino.0, || match self.fs.open(ino.0, flags.0) {
             // The data of a node changes only through this mount, whose
             // page cache the kernel keeps coherent: keep it across opens.
             Ok((fh, write)) => {
@@ -455,7 +496,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.guard("read", || {
+        self.guard("read", _ino.0, || {
             let h = match self.fs.file(fh.0) {
                 Ok(h) => h,
                 Err(e) => return reply.error(fe(e)),
@@ -493,7 +534,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.guard("write", || {
+        self.guard("write", _ino.0, || {
             let h = match self.fs.file(fh.0) {
                 Ok(h) if h.writable => h,
                 Ok(_) => return reply.error(fuser::Errno::EBADF),
@@ -555,7 +596,7 @@ impl Filesystem for Fuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.guard("release", || {
+        self.guard("release", _ino.0, || {
             self.fs.release(fh.0);
             reply.ok()
         })
@@ -569,7 +610,7 @@ impl Filesystem for Fuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.guard("fsync", || {
+        self.guard("fsync", _ino.0, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 let fd = h.current_fd();
                 if datasync {
@@ -602,7 +643,7 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.guard("readdir", || {
+        self.guard("readdir", ino.0, || {
             let (_, entries) = match self.fs.readdir_entries(ino.0, offset) {
                 Ok(x) => x,
                 Err(e) => return reply.error(fe(e)),
@@ -626,7 +667,7 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.guard("readdirplus", || {
+        self.guard("readdirplus", ino.0, || {
             let (dir, entries) = match self.fs.readdir_entries(ino.0, offset) {
                 Ok(x) => x,
                 Err(e) => return reply.error(fe(e)),
@@ -677,7 +718,7 @@ impl Filesystem for Fuse {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.guard("statfs", || match self.fs.statfs() {
+        self.guard("statfs", _ino.0, || match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -702,7 +743,7 @@ impl Filesystem for Fuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.guard("setxattr", || {
+        self.guard("setxattr", ino.0, || {
             match self.fs.setxattr(ino.0, name.as_bytes(), value, flags) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -711,7 +752,7 @@ impl Filesystem for Fuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.guard("getxattr", || {
+        self.guard("getxattr", ino.0, || {
             match self.fs.getxattr(ino.0, name.as_bytes()) {
                 Ok(v) if size == 0 => reply.size(v.len() as u32),
                 Ok(v) if v.len() > size as usize => reply.error(fuser::Errno::ERANGE),
@@ -722,7 +763,7 @@ impl Filesystem for Fuse {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.guard("listxattr", || match self.fs.listxattr(ino.0) {
+        self.guard("listxattr", ino.0, || match self.fs.listxattr(ino.0) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(fuser::Errno::ERANGE),
             Ok(v) => reply.data(&v),
@@ -731,7 +772,7 @@ impl Filesystem for Fuse {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("removexattr", || {
+        self.guard("removexattr", ino.0, || {
             match self.fs.removexattr(ino.0, name.as_bytes()) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -754,7 +795,7 @@ impl Filesystem for Fuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.guard("create", || {
+        self.guard("create", parent.0, || {
             if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
                 return reply.error(fuser::Errno::EINVAL);
             }
@@ -784,7 +825,7 @@ impl Filesystem for Fuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.guard("fallocate", || {
+        self.guard("fallocate", _ino.0, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 if !h.writable {
                     return Err(Errno::BADF);
@@ -812,7 +853,7 @@ impl Filesystem for Fuse {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        self.guard("lseek", || {
+        self.guard("lseek", _ino.0, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 if h.node.written.load(Ordering::Relaxed)
                     && self.fs.writeback.load(Ordering::Relaxed)
@@ -853,7 +894,7 @@ impl Filesystem for Fuse {
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.guard("copy_file_range", || {
+        self.guard("copy_file_range", _ino_in.0, || {
             let r = (|| {
                 let hin = self.fs.file(fh_in.0)?;
                 let hout = self.fs.file(fh_out.0)?;
@@ -870,5 +911,25 @@ impl Filesystem for Fuse {
                 Err(e) => reply.error(fe(e)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_operation_is_caught_and_logged_once_per_operation() {
+        let log = PanicLog::default();
+        assert!(log.first("read"));
+        assert!(!log.first("read"), "the second read panic is not logged");
+        assert!(log.first("write"), "another operation is logged on its own");
+
+        let caught = std::panic::catch_unwind(|| panic!("bad inode {}", 7)).unwrap_err();
+        assert_eq!(panic_message(caught.as_ref()), "bad inode 7");
+        let caught = std::panic::catch_unwind(|| panic!("static text")).unwrap_err();
+        assert_eq!(panic_message(caught.as_ref()), "static text");
+        let caught = std::panic::catch_unwind(|| std::panic::panic_any(42u8)).unwrap_err();
+        assert_eq!(panic_message(caught.as_ref()), "(no message)");
     }
 }

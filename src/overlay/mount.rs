@@ -167,6 +167,7 @@ pub fn mount_overlay(cfg: OverlayConfig, mountpoint: &Path) -> Result<MountedOve
         notifier: notifier.clone(),
         writeback: cfg.writeback,
         stats: super::fuse::Stats::new(),
+        panics: Default::default(),
     };
     let session = Session::from_fd(fuse, dev, SessionACL::All, config)
         .and_then(|s| {

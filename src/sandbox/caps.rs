@@ -17,7 +17,8 @@
 //! loses), then setgroups/setgid/setuid, then [`CapsPlan::apply`]. Both
 //! only make syscalls: no allocation, no locks, no logging.
 
-use crate::sys::{CapSets, ambient_clear, bounding_drop, bounding_has, capget, capset};
+pub(crate) use crate::sys::{CapSets, capget, set_no_new_privs};
+use crate::sys::{ambient_clear, bounding_drop, bounding_has, capset};
 use anyhow::{Result, bail};
 use caps::Capability;
 use serde::{Deserialize, Serialize};
@@ -140,14 +141,6 @@ impl fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
-/// Set `PR_SET_NO_NEW_PRIVS`: from now on execve never grants privileges
-/// (setuid/setgid bits and file capabilities are ignored). It cannot be
-/// undone, is inherited by children, and lets an unprivileged process
-/// install seccomp filters and Landlock rulesets.
-pub fn set_no_new_privs() -> std::io::Result<()> {
-    crate::sys::set_no_new_privs()
-}
-
 /// The capability sets to apply, resolved from a [`CapLevel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapsPlan {
@@ -241,35 +234,9 @@ impl CapsPlan {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::sys::{self, Forked};
-
-    /// Run `f` in a forked child and return its exit code. `f` must not
-    /// allocate or take locks (the test harness has other threads).
-    pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
-        let pid = match sys::fork() {
-            Ok(Forked::Child) => sys::exit_now(f()),
-            Ok(Forked::Parent(pid)) => pid,
-            Err(e) => panic!("fork failed: {}", std::io::Error::from(e)),
-        };
-        exit_status_of(pid)
-    }
-
-    /// Wait for child `pid`; its exit code (a death by signal fails).
-    fn exit_status_of(pid: i32) -> i32 {
-        let (r, status) = sys::wait(pid, false)
-            .map_err(std::io::Error::from)
-            .expect("waitpid")
-            .expect("waitpid without WNOHANG reports the child");
-        assert_eq!(r, pid);
-        assert!(
-            libc::WIFEXITED(status),
-            "child died of signal {}",
-            libc::WTERMSIG(status)
-        );
-        libc::WEXITSTATUS(status)
-    }
+    use crate::sys::testing::{in_child, set_gid_uid};
 
     fn mask(caps: &[Capability]) -> u64 {
         caps.iter().fold(0, |m, c| m | c.bitmask())
@@ -341,136 +308,66 @@ pub(crate) mod tests {
     }
 
     /// Whether this process can change its capability sets and switch to
-    /// any uid: root of the namespace it runs in, with CAP_SETPCAP.
-    fn namespace_root() -> bool {
-        rustix::process::geteuid().is_root()
-            && capget()
-                .map(|s| s.effective & Capability::CAP_SETPCAP.bitmask() != 0)
-                .unwrap_or(false)
+    /// another uid: real root.
+    fn root() -> bool {
+        capget()
+            .map(|s| s.effective & Capability::CAP_SETPCAP.bitmask() != 0)
+            .unwrap_or(false)
+            && rustix::process::geteuid().as_raw() == 0
     }
 
-    /// The ids the child of [`as_root`] needs.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum Ids {
-        /// uid/gid 0 with every capability.
-        Root,
-        /// Also uid/gid 65534 to switch to.
-        RootAndNobody,
+    /// The first /etc/subuid-style range of this user in `file`.
+    fn own_range(file: &str, uid: u32) -> Option<(u64, u64)> {
+        let name = crate::host::user_name(uid);
+        crate::host::read_subids(std::path::Path::new(file))?
+            .into_iter()
+            .find(|r| Some(&r.owner) == name.as_ref() || r.owner == uid.to_string())
+            .map(|r| (r.start, r.count.min(65536)))
     }
 
-    /// The unprivileged user id the tests switch to.
-    const NOBODY: u32 = 65534;
-
-    /// Run `f` as root with every capability, in a forked child, and
-    /// return its exit code: root of the host's namespace when the tests
-    /// run as root, otherwise root of a new user namespace (as hutch's
-    /// launcher makes one: uid 0 is this user, 1-65536 the user's
-    /// subordinate range through newuidmap/newgidmap). Panics saying why
-    /// when no such namespace can be had: these tests check the
-    /// capability code for real wherever they run, never skip.
-    fn as_root(ids: Ids, f: impl FnOnce() -> i32) -> i32 {
-        if namespace_root() {
+    /// Run `f` in a child that may change its capabilities and switch to
+    /// uid/gid 65534: as root directly, otherwise as root of a new user
+    /// namespace mapping 0 to this user and 1..65536 to its subordinate
+    /// ids (newuidmap/newgidmap, as hutch itself does). A host where that
+    /// cannot be made fails the test, saying why: these checks must run.
+    fn as_root_of_some_namespace(f: impl FnOnce() -> i32) -> i32 {
+        if root() {
             return in_child(f);
         }
-        in_user_namespace(ids, f)
-    }
-
-    /// Child exit code: the new user namespace gave no CAP_SETPCAP.
-    const NO_CAPS_IN_NAMESPACE: i32 = 78;
-    /// Child exit code: the parent could not write the id maps.
-    const NO_MAPS: i32 = 79;
-
-    fn in_user_namespace(ids: Ids, f: impl FnOnce() -> i32) -> i32 {
-        use rustix::pipe::{PipeFlags, pipe_with};
-        let maps = super::super::idmap::plan(false);
-        let user = sys::user_name(rustix::process::getuid().as_raw())
-            .unwrap_or_else(|| rustix::process::getuid().as_raw().to_string());
-        if ids == Ids::RootAndNobody && !(maps.maps_uid(NOBODY) && maps.maps_gid(NOBODY)) {
-            panic!(
-                "this test switches to uid/gid {NOBODY} inside a user namespace, which needs \
-                 newuidmap/newgidmap (package uidmap, setuid root) and a range for {user} in \
-                 /etc/subuid and /etc/subgid (e.g. `usermod --add-subuids 100000-165535 \
-                 --add-subgids 100000-165535 {user}`); `hutch check` says what is missing, \
-                 or run the tests as root{}",
-                if std::env::var("HUTCH_IDMAP").is_ok_and(|v| v == "single") {
-                    " (HUTCH_IDMAP=single is set: it forces a one-id map)"
-                } else {
-                    ""
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let map = |pid: i32| -> Result<(), String> {
+            for (tool, file, id) in [
+                ("newuidmap", "/etc/subuid", uid),
+                ("newgidmap", "/etc/subgid", gid),
+            ] {
+                let (start, count) =
+                    own_range(file, uid).ok_or(format!("no range for uid {uid} in {file}"))?;
+                let out = std::process::Command::new(tool)
+                    .args([pid.to_string(), "0".into(), id.to_string(), "1".into()])
+                    .args(["1".to_string(), start.to_string(), count.to_string()])
+                    .output()
+                    .map_err(|e| format!("running {tool}: {e}"))?;
+                if !out.status.success() {
+                    return Err(format!("{tool}: {}", String::from_utf8_lossy(&out.stderr)));
                 }
-            );
-        }
-        let (ready_r, ready_w) = pipe_with(PipeFlags::CLOEXEC).expect("creating a pipe");
-        let (go_r, go_w) = pipe_with(PipeFlags::CLOEXEC).expect("creating a pipe");
-        let pid = match sys::fork() {
-            Ok(Forked::Child) => {
-                // Only syscalls from here on (other test threads exist).
-                drop(ready_r);
-                drop(go_w);
-                let errno = match sys::unshare(rustix::thread::UnshareFlags::NEWUSER) {
-                    Ok(()) => 0,
-                    Err(e) => e.raw_os_error().clamp(1, 255) as u8,
-                };
-                let _ = rustix::io::write(&ready_w, &[errno]);
-                if errno != 0 {
-                    sys::exit_now(1);
-                }
-                let mut go = [0u8; 1];
-                if !matches!(rustix::io::read(&go_r, &mut go), Ok(1)) {
-                    sys::exit_now(NO_MAPS);
-                }
-                if !namespace_root() {
-                    sys::exit_now(NO_CAPS_IN_NAMESPACE);
-                }
-                sys::exit_now(f())
             }
-            Ok(Forked::Parent(pid)) => pid,
-            Err(e) => panic!("fork failed: {}", std::io::Error::from(e)),
+            Ok(())
         };
-        drop(ready_w);
-        drop(go_r);
-        let mut ready = [0u8; 1];
-        let n = rustix::io::read(&ready_r, &mut ready).unwrap_or(0);
-        if n != 1 || ready[0] != 0 {
-            let code = exit_status_of(pid);
+        crate::sys::testing::in_userns_child(map, f).unwrap_or_else(|e| {
             panic!(
-                "cannot create a user namespace as {user} ({}; child exit {code}): unprivileged \
-                 user namespaces are disabled (sysctl kernel.unprivileged_userns_clone, \
-                 user.max_user_namespaces) or restricted by AppArmor; `hutch check` tells \
-                 what to change, or run the tests as root",
-                if n == 1 {
-                    std::io::Error::from_raw_os_error(i32::from(ready[0])).to_string()
-                } else {
-                    "the child died".to_string()
-                }
-            );
-        }
-        if let Err(e) = super::super::idmap::write_maps(pid, &maps) {
-            drop(go_w);
-            let _ = exit_status_of(pid);
-            panic!("writing the id maps of the test's user namespace: {e:#}");
-        }
-        rustix::io::write(&go_w, b"x").expect("starting the child");
-        let code = exit_status_of(pid);
-        assert_ne!(
-            code, NO_CAPS_IN_NAMESPACE,
-            "the new user namespace gave its root no CAP_SETPCAP (AppArmor's restriction of \
-             unprivileged user namespaces?); `hutch check` tells what to change, or run the \
-             tests as root"
-        );
-        code
-    }
-
-    /// Switch the calling (single-threaded) process to uid/gid [`NOBODY`].
-    fn become_nobody() -> bool {
-        rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(NOBODY)).is_ok()
-            && rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(NOBODY)).is_ok()
+                "cannot make a user namespace with uids 0 and 65534 mapped for this test ({e}); \
+                 run it as root, or give this user /etc/subuid and /etc/subgid ranges and \
+                 newuidmap/newgidmap (tests/host-setup.sh does)"
+            )
+        })
     }
 
     #[test]
     fn root_keeps_the_set_and_loses_the_rest() {
         let plan = prepare(&CapLevel::Default).unwrap();
         let keep = plan.keep();
-        let code = as_root(Ids::Root, || {
+        let code = as_root_of_some_namespace(|| {
             let before = match capget() {
                 Ok(s) => s.permitted,
                 Err(_) => return 10,
@@ -499,18 +396,29 @@ pub(crate) mod tests {
             }
             0
         });
+        assert_eq!(code, 0);
+    }
+
+    /// Child exit code: uid/gid 65534 cannot be switched to.
+    const UNMAPPED: i32 = 77;
+
+    fn assert_passed(code: i32) {
+        assert_ne!(
+            code, UNMAPPED,
+            "could not switch to uid/gid 65534 in the child"
+        );
         assert_eq!(code, 0, "child step {code} failed");
     }
 
     #[test]
     fn non_root_user_gets_nothing() {
         let plan = prepare(&CapLevel::Default).unwrap();
-        let code = as_root(Ids::RootAndNobody, || {
+        let code = as_root_of_some_namespace(|| {
             if plan.drop_bounding().is_err() {
                 return 11;
             }
-            if !become_nobody() {
-                return 12;
+            if set_gid_uid(65534, 65534).is_err() {
+                return UNMAPPED;
             }
             if plan.apply(false).is_err() {
                 return 13;
@@ -521,27 +429,21 @@ pub(crate) mod tests {
             }
             0
         });
-        assert_eq!(
-            code, 0,
-            "child step {code} failed (12: switching to uid 65534)"
-        );
+        assert_passed(code);
     }
 
     #[test]
     fn apply_after_setuid_without_drop_bounding_fails_clearly() {
         let plan = prepare(&CapLevel::Default).unwrap();
-        let code = as_root(Ids::RootAndNobody, || {
-            if !become_nobody() {
-                return 12;
+        let code = as_root_of_some_namespace(|| {
+            if set_gid_uid(65534, 65534).is_err() {
+                return UNMAPPED;
             }
             match plan.apply(false) {
                 Err(e) if e.errno == libc::EPERM && e.what.contains("drop_bounding") => 0,
                 _ => 13,
             }
         });
-        assert_eq!(
-            code, 0,
-            "child step {code} failed (12: switching to uid 65534)"
-        );
+        assert_passed(code);
     }
 }

@@ -108,7 +108,6 @@ pub fn relay(plan: &ChildPlan) -> ! {
     if plan.own_netns {
         flags |= rustix::thread::UnshareFlags::NEWNET;
     }
-    // This process is single-threaded (a fresh fork).
     if let Err(e) = sys::unshare(flags) {
         fail(
             plan,
@@ -258,7 +257,7 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
             );
         }
         for fd in 0..3 {
-            let _ = sys::dup_onto_standard(tty.as_fd(), fd);
+            let _ = sys::dup_onto(tty.as_fd(), fd);
         }
     } else if !plan.spec.process.stdin {
         match rustix::fs::open(
@@ -267,7 +266,7 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
             rustix::fs::Mode::empty(),
         ) {
             Ok(null) => {
-                let _ = sys::dup_onto_standard(null.as_fd(), 0);
+                let _ = sys::dup_onto(null.as_fd(), 0);
             }
             Err(e) => fail(
                 plan,
@@ -277,7 +276,7 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
     }
     for (target, pipe) in plan.stdio.iter().enumerate() {
         if let Some(pipe) = pipe {
-            let _ = sys::dup_onto_standard(pipe.as_fd(), target as i32);
+            let _ = sys::dup_onto(pipe.as_fd(), target as i32);
         }
     }
     let cwd = &plan.spec.process.cwd;

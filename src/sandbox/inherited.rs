@@ -26,7 +26,7 @@ pub fn check_preserved(n: u32) -> Result<()> {
         bail!("--preserve-fds {n}: at most {MAX_PRESERVED} descriptors can be passed");
     }
     for fd in 3..3 + n as i32 {
-        match crate::sys::descriptor_flags(fd) {
+        match crate::sys::fd_flags(fd) {
             Err(_) => bail!(
                 "--preserve-fds {n}: descriptor {fd} is not open; open 3 to {} in the shell \
                  that starts hutch (e.g. `3<file`), or pass fewer",

@@ -230,17 +230,17 @@ fn errno_in(e: &(dyn std::error::Error + 'static)) -> i32 {
 /// The running kernel's Landlock ABI version, or why there is none (for
 /// `hutch check`, `--verbose` and tests).
 pub fn kernel_abi() -> Result<u32, &'static str> {
-    match crate::sys::landlock_abi() {
+    match crate::sys::landlock_abi_version() {
         Ok(v) => Ok(v),
-        Err(rustix::io::Errno::OPNOTSUPP) => Err(NOT_ENABLED),
+        Err(libc::EOPNOTSUPP) => Err(NOT_ENABLED),
         Err(_) => Err(NOT_BUILT),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::caps::tests::in_child;
     use super::*;
+    use crate::sys::testing::in_child;
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
 
@@ -256,7 +256,7 @@ mod tests {
             OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         ) {
-            Ok(_fd) => 0,
+            Ok(_) => 0,
             Err(e) => e.raw_os_error(),
         }
     }

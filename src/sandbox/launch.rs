@@ -83,7 +83,7 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
         Forked::Parent(p) => p,
     };
     drop(go_r);
-    // Single-threaded (checked above), as a new user namespace needs.
+    // Single-threaded (checked above), as CLONE_NEWUSER requires.
     let unshared =
         sys::unshare(rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS);
     if let Err(e) = unshared {

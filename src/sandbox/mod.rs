@@ -16,8 +16,7 @@
 //! * `inherited`: descriptors from hutch's caller (`--preserve-fds`).
 //! * `pty`, `stdio`: the terminal (a pty with `-t`, relayed pipes for
 //!   profiles that do not share it, its settings restored on exit).
-//!
-//! The syscall wrappers they use are in `crate::sys`.
+//! * `sys`: the raw syscall wrappers.
 
 pub mod caps;
 pub mod cgroup;
@@ -37,5 +36,6 @@ pub mod seccomp;
 mod security;
 pub mod spec;
 mod stdio;
+
 pub mod tap;
 pub mod users;

@@ -242,8 +242,8 @@ impl PreparedRlimits {
 
 #[cfg(test)]
 mod tests {
-    use super::super::caps::tests::in_child;
     use super::*;
+    use crate::sys::testing::in_child;
 
     #[test]
     fn nothing_requested_sets_nothing_but_the_original_open_files_limit() {

@@ -31,7 +31,7 @@ pub fn create(mtu: u32) -> Result<OwnedFd, String> {
             x,
         )
     })?;
-    sys::create_tap(tun.as_fd(), "eth0").map_err(|x| e("creating the TAP device eth0", x))?;
+    sys::tun_create_tap(tun.as_fd(), "eth0").map_err(|x| e("creating the TAP device eth0", x))?;
 
     let sock = rustix::net::socket(
         rustix::net::AddressFamily::INET,
@@ -39,11 +39,10 @@ pub fn create(mtu: u32) -> Result<OwnedFd, String> {
         None,
     )
     .map_err(|x| e("opening a configuration socket", x))?;
-    sys::set_interface_mtu(sock.as_fd(), "eth0", mtu)
-        .map_err(|x| e("setting the MTU of eth0", x))?;
-    sys::set_interface_ipv4(sock.as_fd(), "eth0", CONTAINER_ADDR)
+    sys::set_mtu(sock.as_fd(), "eth0", mtu).map_err(|x| e("setting the MTU of eth0", x))?;
+    sys::set_ipv4_address(sock.as_fd(), "eth0", CONTAINER_ADDR)
         .map_err(|x| e("setting the address of eth0", x))?;
-    sys::set_interface_netmask(sock.as_fd(), "eth0", NETMASK)
+    sys::set_ipv4_netmask(sock.as_fd(), "eth0", NETMASK)
         .map_err(|x| e("setting the netmask of eth0", x))?;
     sys::interface_up("eth0").map_err(|x| e("bringing eth0 up", x))?;
     sys::add_ipv4_default_route(sock.as_fd(), GATEWAY_ADDR)
@@ -70,7 +69,7 @@ fn ipv6(sock: BorrowedFd<'_>) -> Result<(), (&'static str, Errno)> {
 /// at every container exit); it goes away with the container's network
 /// namespace instead, in the kernel's own cleanup work.
 pub fn set_persist(tap: BorrowedFd<'_>) -> Result<(), Errno> {
-    sys::set_tap_persistent(tap)
+    sys::tun_set_persist(tap)
 }
 
 /// Send `fd` over the unix socket `sock` (SCM_RIGHTS).

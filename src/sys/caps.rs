@@ -1,14 +1,11 @@
-//! Capabilities of the calling thread: capget/capset of the three sets,
-//! the bounding set, the ambient set, and no_new_privs. Only syscalls: no
-//! allocation, so forked children of a multi-threaded process may call
-//! them.
+//! Capabilities: capget(2), capset(2) and the bounding and ambient sets
+//! (prctl).
 
 use super::last_errno;
 
-/// The three capability sets of `capget(2)`/`capset(2)`, as 64-bit masks
-/// (bit N = capability N).
+/// The three capability sets of `capget(2)`/`capset(2)`, as 64-bit masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CapSets {
+pub struct CapSets {
     pub effective: u64,
     pub permitted: u64,
     pub inheritable: u64,
@@ -30,8 +27,8 @@ struct CapData {
     inheritable: u32,
 }
 
-/// capget(2) for the calling thread; Err is the errno.
-pub(crate) fn capget() -> Result<CapSets, i32> {
+/// capget(2) for the calling thread.
+pub fn capget() -> Result<CapSets, i32> {
     let mut hdr = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -52,7 +49,7 @@ pub(crate) fn capget() -> Result<CapSets, i32> {
 }
 
 /// capset(2) for the calling thread: all three sets in one call.
-pub(crate) fn capset(sets: CapSets) -> Result<(), i32> {
+pub fn capset(sets: CapSets) -> Result<(), i32> {
     let mut hdr = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
@@ -83,7 +80,7 @@ pub(crate) fn capset(sets: CapSets) -> Result<(), i32> {
 }
 
 /// Whether capability `cap` is in the bounding set (PR_CAPBSET_READ).
-pub(crate) fn bounding_has(cap: u32) -> Result<bool, i32> {
+pub fn bounding_has(cap: u32) -> Result<bool, i32> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
     match rc {
@@ -94,14 +91,14 @@ pub(crate) fn bounding_has(cap: u32) -> Result<bool, i32> {
 }
 
 /// Remove capability `cap` from the bounding set (PR_CAPBSET_DROP).
-pub(crate) fn bounding_drop(cap: u32) -> Result<(), i32> {
+pub fn bounding_drop(cap: u32) -> Result<(), i32> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
     if rc == 0 { Ok(()) } else { Err(last_errno()) }
 }
 
 /// Empty the ambient set (PR_CAP_AMBIENT_CLEAR_ALL).
-pub(crate) fn ambient_clear() -> Result<(), i32> {
+pub fn ambient_clear() -> Result<(), i32> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe {
         libc::prctl(
@@ -113,18 +110,4 @@ pub(crate) fn ambient_clear() -> Result<(), i32> {
         )
     };
     if rc == 0 { Ok(()) } else { Err(last_errno()) }
-}
-
-/// Set `PR_SET_NO_NEW_PRIVS`: from now on execve never grants privileges
-/// (setuid/setgid bits and file capabilities are ignored). It cannot be
-/// undone, is inherited by children, and lets an unprivileged process
-/// install seccomp filters and Landlock rulesets.
-pub(crate) fn set_no_new_privs() -> std::io::Result<()> {
-    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }

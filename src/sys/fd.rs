@@ -1,19 +1,47 @@
-//! File descriptors: raw writes, closing and flagging the descriptors
-//! a forked child holds, the standard descriptors, poll.
+//! File descriptors: raw writes, closing what a forked child inherited,
+//! close-on-exec.
 
 use super::last_errno;
 use rustix::io::{Errno, FdFlags};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Standard descriptor `n` (0, 1 or 2; anything else is taken as 2).
+pub fn std_fd(n: i32) -> BorrowedFd<'static> {
+    let n = if (0..=2).contains(&n) { n } else { 2 };
+    // SAFETY: 0, 1 and 2 stay open for the life of hutch (Rust's runtime
+    // puts /dev/null on closed ones before main, and hutch never closes
+    // them), so the borrow cannot outlive the descriptor.
+    unsafe { BorrowedFd::borrow_raw(n) }
+}
+
+/// The descriptor flags (FD_CLOEXEC) of descriptor number `fd`, which may
+/// or may not be open (EBADF then).
+pub fn fd_flags(fd: i32) -> Result<FdFlags, Errno> {
+    // SAFETY: the borrow lives only for fcntl(F_GETFD), which is harmless
+    // on any number, open or not.
+    rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// dup2(2): make `target` (0, 1 or 2 in a forked child) a copy of `fd`.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> Result<(), Errno> {
+    // SAFETY: dup2 only changes the descriptor table; `fd` is open for the
+    // call (borrowed), and whatever `target` was is replaced as intended
+    // by the forked child that owns its descriptors.
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(Errno::from_raw_os_error(last_errno()));
+    }
+    Ok(())
+}
 
 /// Write all of `msg` to fd 2 with raw writes (no std stdio lock).
-pub(crate) fn write_stderr(msg: &str) {
+pub fn write_stderr(msg: &str) {
     write_fd(2, msg.as_bytes());
 }
 
 /// Close an fd this forked child inherited as part of a value it only
-/// borrows (only for forked children). Sound because such children leave with [`exit_now`], so the
+/// borrows. Sound because such children leave with [`exit_now`], so the
 /// owner's destructor never runs here and the fd is not closed twice.
-pub(crate) fn close_inherited(fd: i32) {
+pub fn close_inherited(fd: i32) {
     // SAFETY: see above; close on a bad fd only fails.
     unsafe {
         libc::close(fd);
@@ -21,7 +49,7 @@ pub(crate) fn close_inherited(fd: i32) {
 }
 
 /// Write all of `buf` to `fd`, ignoring errors.
-pub(crate) fn write_fd(fd: i32, mut buf: &[u8]) {
+pub fn write_fd(fd: i32, mut buf: &[u8]) {
     while !buf.is_empty() {
         // SAFETY: `buf` is valid for `buf.len()` bytes.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
@@ -39,7 +67,7 @@ pub(crate) fn write_fd(fd: i32, mut buf: &[u8]) {
 /// close-on-exec, so that they stay usable until execve). Uses
 /// close_range(2), or on kernels older than 5.11 the list in
 /// /proc/self/fd.
-pub(crate) fn close_fds_from(first: u32, cloexec: bool) -> Result<(), Errno> {
+pub fn close_fds_from(first: u32, cloexec: bool) -> Result<(), Errno> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     let flags = if cloexec { CLOSE_RANGE_CLOEXEC } else { 0 };
     // SAFETY: close_range only closes or flags descriptors; the callers
@@ -80,59 +108,10 @@ pub(crate) fn close_fds_from(first: u32, cloexec: bool) -> Result<(), Errno> {
 
 /// Clear close-on-exec on `fd` (a descriptor handed through to the
 /// command on purpose).
-pub(crate) fn keep_on_exec(fd: i32) -> Result<(), Errno> {
+pub fn keep_on_exec(fd: i32) -> Result<(), Errno> {
     // SAFETY: F_SETFD on an fd number only changes its flags or fails.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
         return Err(Errno::from_raw_os_error(last_errno()));
     }
     Ok(())
-}
-
-/// The descriptor flags (FD_CLOEXEC) of descriptor number `fd`, which
-/// need not be open (then EBADF): for checking what hutch's caller
-/// passed.
-pub(crate) fn descriptor_flags(fd: RawFd) -> Result<FdFlags, Errno> {
-    // SAFETY: fcntl(F_GETFD) reads the flags of whatever `fd` names and
-    // changes nothing; on a number that is not open it fails with EBADF.
-    let rc = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if rc < 0 {
-        return Err(Errno::from_raw_os_error(last_errno()));
-    }
-    Ok(FdFlags::from_bits_retain(rc as _))
-}
-
-/// Standard descriptor 0, 1 or 2 (anything else is taken as 2). hutch
-/// keeps them open for its whole life (`inherited::ensure_standard_fds`
-/// puts /dev/null on closed ones).
-pub(crate) fn standard_fd(fd: RawFd) -> BorrowedFd<'static> {
-    match fd {
-        0 => rustix::stdio::stdin(),
-        1 => rustix::stdio::stdout(),
-        _ => rustix::stdio::stderr(),
-    }
-}
-
-/// dup2 `fd` onto standard descriptor `target` (0, 1 or 2; EBADF for any
-/// other, which could close a descriptor some value owns).
-pub(crate) fn dup_onto_standard(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), Errno> {
-    match target {
-        0 => rustix::stdio::dup2_stdin(fd),
-        1 => rustix::stdio::dup2_stdout(fd),
-        2 => rustix::stdio::dup2_stderr(fd),
-        _ => Err(Errno::BADF),
-    }
-}
-
-/// poll(2) on `fds` for up to `timeout_ms` (-1: no limit); the number of
-/// entries with events. EINTR is returned as an error for the caller to
-/// retry.
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> std::io::Result<usize> {
-    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd
-    // entries for the duration of the call; the kernel writes only their
-    // `revents`.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(n as usize)
 }

@@ -1,12 +1,12 @@
-//! The running kernel's Landlock ABI version (rulesets themselves are
-//! built and enforced with the `landlock` crate).
+//! The running kernel's Landlock ABI version (the rules themselves go
+//! through the `landlock` crate).
 
-use rustix::io::Errno;
+use super::last_errno;
 
 /// landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION): the
 /// ABI version, or the errno (EOPNOTSUPP: built but not enabled; ENOSYS:
 /// not built).
-pub(crate) fn landlock_abi() -> Result<u32, Errno> {
+pub fn landlock_abi_version() -> Result<u32, i32> {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
     // SAFETY: with this flag the kernel reads no attribute (NULL, size 0)
     // and only returns the ABI version.
@@ -19,7 +19,8 @@ pub(crate) fn landlock_abi() -> Result<u32, Errno> {
         )
     };
     if v > 0 {
-        return Ok(u32::try_from(v).unwrap_or(u32::MAX));
+        Ok(u32::try_from(v).unwrap_or(u32::MAX))
+    } else {
+        Err(last_errno())
     }
-    Err(Errno::from_raw_os_error(super::last_errno()))
 }

@@ -1,27 +1,23 @@
-//! Processes: fork, wait, exit, execve, kill.
+//! Processes: fork, wait, exit statuses, `_exit`, execve, kill, the
+//! dumpable flag.
 
 use super::last_errno;
 use rustix::io::Errno;
 use std::ffi::CString;
 
 /// Result of [`fork`].
-pub(crate) enum Forked {
+pub enum Forked {
     Parent(i32),
     Child,
 }
 
 /// fork(2) through glibc (so its atfork handlers make malloc usable in
 /// the child even when other threads exist).
-///
-/// In the child only the calling thread exists: when the parent has other
-/// threads, the child must use only syscalls, glibc malloc and raw writes
-/// ([`write_fd`](super::write_fd)), never a lock another thread could
-/// have held (std stdio, tracing), and leave with [`exit_now`].
-pub(crate) fn fork() -> Result<Forked, Errno> {
-    // SAFETY: fork has no memory-safety preconditions: the child gets a
-    // copy of the address space in which no other thread runs, so nothing
-    // it holds can change under it; what the child may call afterwards
-    // (see above) is a matter of not deadlocking, which callers follow.
+pub fn fork() -> Result<Forked, Errno> {
+    // SAFETY: fork has no memory-safety preconditions; in the child only
+    // this thread exists, and the launcher's children use only syscalls,
+    // glibc malloc (made fork-safe by glibc) and raw writes to fds, never
+    // locks another thread could have held (no std stdio, no tracing).
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(Errno::from_raw_os_error(last_errno())),
@@ -30,8 +26,33 @@ pub(crate) fn fork() -> Result<Forked, Errno> {
     }
 }
 
+/// unshare(2) for namespaces. `CLONE_FILES` is refused: unsharing the
+/// descriptor table is what makes rustix's `unshare` unsafe (descriptors
+/// other code holds could change meaning), and hutch never needs it.
+pub fn unshare(flags: rustix::thread::UnshareFlags) -> Result<(), Errno> {
+    if flags.contains(rustix::thread::UnshareFlags::FILES) {
+        return Err(Errno::INVAL);
+    }
+    // SAFETY: without CLONE_FILES the descriptor table stays shared with
+    // nothing new, so no descriptor held anywhere changes meaning; the
+    // namespace flags have no memory-safety effect.
+    unsafe { rustix::thread::unshare_unsafe(flags) }
+}
+
+/// PR_SET_NO_NEW_PRIVS: no execve of this process or its children gains
+/// privileges (setuid bits, file capabilities) from now on.
+pub fn set_no_new_privs() -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Send `sig` to `pid` (errors ignored: the target may be gone).
-pub(crate) fn kill(pid: i32, sig: i32) {
+pub fn kill(pid: i32, sig: i32) {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe {
         libc::kill(pid, sig);
@@ -39,7 +60,7 @@ pub(crate) fn kill(pid: i32, sig: i32) {
 }
 
 /// Wait for `pid` (or any child for -1); returns (pid, raw status).
-pub(crate) fn wait(pid: i32, nohang: bool) -> Result<Option<(i32, i32)>, Errno> {
+pub fn wait(pid: i32, nohang: bool) -> Result<Option<(i32, i32)>, Errno> {
     let mut status = 0;
     let flags = if nohang { libc::WNOHANG } else { 0 };
     loop {
@@ -55,7 +76,7 @@ pub(crate) fn wait(pid: i32, nohang: bool) -> Result<Option<(i32, i32)>, Errno> 
 }
 
 /// Shell-style exit code of a raw wait status: the code, or 128+signal.
-pub(crate) fn exit_code(status: i32) -> i32 {
+pub fn exit_code(status: i32) -> i32 {
     if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else if libc::WIFSIGNALED(status) {
@@ -67,13 +88,13 @@ pub(crate) fn exit_code(status: i32) -> i32 {
 
 /// `_exit(2)`: leave a forked child without running atexit handlers or
 /// destructors that belong to the parent.
-pub(crate) fn exit_now(code: i32) -> ! {
+pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
 
 /// execve(2). Returns only on failure, with the errno.
-pub(crate) fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> Errno {
+pub fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> Errno {
     let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
     a.push(std::ptr::null());
     let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
@@ -84,6 +105,15 @@ pub(crate) fn execve(path: &CString, argv: &[CString], envp: &[CString]) -> Errn
         libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr());
     }
     Errno::from_raw_os_error(last_errno())
+}
+
+/// Make the calling process not dumpable: its /proc/PID files (fd, environ,
+/// mem, maps, root, cwd) belong to the host's root, and ptrace or
+/// process_vm_readv are refused, for any process of the container
+/// whatever capabilities it holds there (the check is made in the user
+/// namespace hutch was started in).
+pub fn set_not_dumpable() -> Result<(), Errno> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
-//! Resource limits of the calling process: getrlimit and setrlimit.
+//! Resource limits: getrlimit(2) and setrlimit(2).
 
-/// The resource argument of getrlimit/setrlimit (`libc::RLIMIT_*`).
+/// A resource number (`libc::RLIMIT_*`): a different type under musl
+/// and glibc.
 #[cfg(target_env = "gnu")]
-pub(crate) type Resource = libc::__rlimit_resource_t;
+pub type Resource = libc::__rlimit_resource_t;
 #[cfg(not(target_env = "gnu"))]
-pub(crate) type Resource = libc::c_int;
+pub type Resource = libc::c_int;
 
 /// Current (soft, hard) limit of `resource`.
-pub(crate) fn getrlimit(resource: Resource) -> std::io::Result<(u64, u64)> {
+pub fn getrlimit(resource: Resource) -> std::io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -20,9 +21,8 @@ pub(crate) fn getrlimit(resource: Resource) -> std::io::Result<(u64, u64)> {
     Ok((lim.rlim_cur, lim.rlim_max))
 }
 
-/// setrlimit with the given soft and hard values; Err is the errno. Only
-/// a syscall (no allocation).
-pub(crate) fn setrlimit(resource: Resource, soft: u64, hard: u64) -> Result<(), i32> {
+/// setrlimit with the given soft and hard values.
+pub fn setrlimit(resource: Resource, soft: u64, hard: u64) -> Result<(), i32> {
     let lim = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
@@ -32,6 +32,8 @@ pub(crate) fn setrlimit(resource: Resource, soft: u64, hard: u64) -> Result<(), 
     if rc == 0 {
         Ok(())
     } else {
-        Err(super::last_errno())
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO))
     }
 }

@@ -1,13 +1,13 @@
-//! Installing a seccomp BPF filter on the calling thread.
+//! Installing a seccomp filter.
 
-use rustix::io::Errno;
+use super::last_errno;
 
-/// seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) for the calling thread with
-/// the program `filter` (at most u16::MAX instructions, else EINVAL).
-/// Only a syscall (no allocation).
-pub(crate) fn install_filter(filter: &[libc::sock_filter]) -> Result<(), Errno> {
+/// seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) for the calling thread;
+/// the errno on failure (EINVAL for a program longer than the kernel's
+/// length field can say).
+pub fn install_seccomp_filter(filter: &[libc::sock_filter]) -> Result<(), i32> {
     let Ok(len) = libc::c_ushort::try_from(filter.len()) else {
-        return Err(Errno::INVAL);
+        return Err(libc::EINVAL);
     };
     let prog = libc::sock_fprog {
         len,
@@ -23,9 +23,5 @@ pub(crate) fn install_filter(filter: &[libc::sock_filter]) -> Result<(), Errno> 
             &prog as *const libc::sock_fprog,
         )
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Errno::from_raw_os_error(super::last_errno()))
-    }
+    if rc == 0 { Ok(()) } else { Err(last_errno()) }
 }

@@ -1,10 +1,6 @@
 //! In-process tests: the stack on one end of a SOCK_SEQPACKET pair, a second
 //! smoltcp interface playing the container on the other end. All host
 //! traffic goes to 127.0.0.1.
-//!
-//! This file has the shared pieces (the socket pair, the "container", the
-//! configuration, frame and port helpers); the tests are in files by
-//! topic.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -23,16 +19,7 @@ use super::device::{FdDevice, ReadStatus};
 use super::policy::{AddrList, HostAddrs, Policy};
 use super::*;
 
-mod destinations;
-mod dns_forwarder;
-mod frames;
-mod lifecycle;
-mod ping;
-mod port_forwards;
-mod tcp_flows;
-mod udp_flows;
-
-const CONTAINER_MAC: [u8; 6] = crate::net::icmp::tests::MAC;
+const CONTAINER_MAC: [u8; 6] = super::icmp::tests::MAC;
 
 fn pair() -> (OwnedFd, OwnedFd) {
     let (a, b) = rustix::net::socketpair(
@@ -181,17 +168,25 @@ fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Connect and step until the socket is established or closed.
-fn try_connect(c: &mut Container, to: (std::net::Ipv4Addr, u16)) -> tcp::State {
-    let h = c.tcp_socket();
-    c.connect(h, to, 40001);
-    c.run_until(10, |c| {
-        matches!(
-            c.tcp(h).state(),
-            tcp::State::Established | tcp::State::Closed
-        )
+fn echo_server() -> (u16, std::thread::JoinHandle<usize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = vec![0; 65536];
+        let mut total = 0;
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n;
+            s.write_all(&buf[..n]).unwrap();
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        total
     });
-    c.tcp(h).state()
+    (port, t)
 }
 
 fn free_port() -> u16 {
@@ -222,3 +217,8 @@ fn arp_frame() -> Vec<u8> {
     arp.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
     f
 }
+
+mod forward;
+mod robustness;
+mod tcp_flows;
+mod udp_dns;
