@@ -1,5 +1,10 @@
-//! Unit tests of seccomp.rs.
+//! Unit tests of the seccomp filters: the tables, the verdicts of the
+//! compiled BPF for chosen calls, and the filters installed in forked
+//! children.
 
+use super::table::{
+    ALLOW_ARCH, ALLOW_COMMON, ALLOW_DEFAULT_ONLY, PERSONALITY_ALLOWED, SYS_IO_PGETEVENTS,
+};
 use super::*;
 use crate::sys::testing::{
     clone_and_reap, in_child, ioctl_errno, personality, syscall_errno, syscall_value,
