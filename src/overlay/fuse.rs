@@ -1,6 +1,7 @@
 //! The `fuser::Filesystem` glue: unpack each request, call [`OverlayFs`],
-//! reply. Every handler runs under `catch_unwind`: a bug answers `EIO`
-//! (the dropped reply does that) instead of killing a session thread.
+//! reply. Every handler runs under `catch_unwind` (`panic_guard`): a bug
+//! answers `EIO` (the dropped reply does that) instead of killing a
+//! session thread, and the first panic of each operation is logged.
 //!
 //! Not implemented on purpose (the kernel then does the right thing):
 //! `getlk`/`setlk` and flock (we do not request `FUSE_POSIX_LOCKS` or
@@ -11,6 +12,7 @@
 //! `FUSE_TMPFILE`, answers `ENOSYS`, the kernel reports `EOPNOTSUPP`).
 
 use super::fs::{Caller, NewEntry, OverlayFs, SetAttr};
+use super::panic_guard::PanicLog;
 use fuser::{
     FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
@@ -43,8 +45,12 @@ fn fe(e: Errno) -> fuser::Errno {
 }
 
 /// Request counters by operation, printed at unmount when
-/// `HUTCH_OVERLAY_STATS` is set (a debugging and benchmarking aid).
-pub(crate) struct Stats(Vec<(&'static str, AtomicU64)>);
+/// `HUTCH_OVERLAY_STATS` is set (a debugging and benchmarking aid), and
+/// the panics caught in handlers.
+pub(crate) struct Stats {
+    counts: Vec<(&'static str, AtomicU64)>,
+    panics: PanicLog,
+}
 
 const OPS: &[&str] = &[
     "lookup",
@@ -81,18 +87,21 @@ const OPS: &[&str] = &[
 
 impl Stats {
     pub fn new() -> Stats {
-        Stats(OPS.iter().map(|&n| (n, AtomicU64::new(0))).collect())
+        Stats {
+            counts: OPS.iter().map(|&n| (n, AtomicU64::new(0))).collect(),
+            panics: PanicLog::new(),
+        }
     }
 
     fn count(&self, op: &'static str) {
-        if let Some((_, c)) = self.0.iter().find(|(n, _)| *n == op) {
+        if let Some((_, c)) = self.counts.iter().find(|(n, _)| *n == op) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn report(&self) {
         let mut v: Vec<(&str, u64)> = self
-            .0
+            .counts
             .iter()
             .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
             .filter(|(_, c)| *c > 0)
@@ -105,10 +114,11 @@ impl Stats {
 }
 
 impl Fuse {
-    /// Run a handler; a panic inside drops the reply, which answers EIO.
-    fn guard(&self, op: &'static str, f: impl FnOnce()) {
+    /// Run the handler of `op` on inode `ino`. A panic inside drops the
+    /// reply, which answers EIO, and is logged (see `panic_guard`).
+    fn guard(&self, op: &'static str, ino: INodeNo, f: impl FnOnce()) {
         self.stats.count(op);
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = self.stats.panics.run(op, ino.0, f);
     }
 }
 
@@ -216,13 +226,14 @@ impl Filesystem for Fuse {
     }
 
     fn destroy(&mut self) {
+        self.stats.panics.report();
         if std::env::var_os("HUTCH_OVERLAY_STATS").is_some() {
             self.stats.report();
         }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.guard("lookup", || {
+        self.guard("lookup", parent, || {
             match self.fs.lookup(parent.0, name.as_bytes()) {
                 Ok(Some((attr, false))) => reply.entry(&self.fs.ttl, &attr, Generation(0)),
                 // The attributes (inode number) come with the next getattr.
@@ -237,11 +248,11 @@ impl Filesystem for Fuse {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.guard("forget", || self.fs.forget(ino.0, nlookup))
+        self.guard("forget", ino, || self.fs.forget(ino.0, nlookup))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.guard("getattr", || {
+        self.guard("getattr", ino, || {
             match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
                 Ok(attr) => reply.attr(&self.fs.ttl, &attr),
                 Err(e) => reply.error(fe(e)),
@@ -267,7 +278,7 @@ impl Filesystem for Fuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.guard("setattr", || {
+        self.guard("setattr", ino, || {
             let a = SetAttr {
                 mode,
                 uid,
@@ -285,7 +296,7 @@ impl Filesystem for Fuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.guard("readlink", || match self.fs.readlink(ino.0) {
+        self.guard("readlink", ino, || match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(fe(e)),
         })
@@ -301,7 +312,7 @@ impl Filesystem for Fuse {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.guard("mknod", || {
+        self.guard("mknod", parent, || {
             let perm = mode & 0o7777;
             let what = match mode & libc::S_IFMT {
                 libc::S_IFREG | 0 => NewEntry::File { mode: perm },
@@ -327,7 +338,7 @@ impl Filesystem for Fuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        self.guard("mkdir", || {
+        self.guard("mkdir", parent, || {
             let r = self
                 .fs
                 .create_entry(
@@ -342,7 +353,7 @@ impl Filesystem for Fuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("unlink", || {
+        self.guard("unlink", parent, || {
             match self.fs.remove(parent.0, name.as_bytes(), false) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -351,7 +362,7 @@ impl Filesystem for Fuse {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("rmdir", || {
+        self.guard("rmdir", parent, || {
             match self.fs.remove(parent.0, name.as_bytes(), true) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -367,7 +378,7 @@ impl Filesystem for Fuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.guard("symlink", || {
+        self.guard("symlink", parent, || {
             let r = self
                 .fs
                 .create_entry(
@@ -393,7 +404,7 @@ impl Filesystem for Fuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.guard("rename", || {
+        self.guard("rename", parent, || {
             match self.fs.rename(
                 parent.0,
                 name.as_bytes(),
@@ -415,7 +426,7 @@ impl Filesystem for Fuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.guard("link", || {
+        self.guard("link", ino, || {
             let r = self.fs.node(ino.0).and_then(|src| {
                 self.fs
                     .create_entry(
@@ -431,7 +442,7 @@ impl Filesystem for Fuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.guard("open", || match self.fs.open(ino.0, flags.0) {
+        self.guard("open", ino, || match self.fs.open(ino.0, flags.0) {
             // The data of a node changes only through this mount, whose
             // page cache the kernel keeps coherent: keep it across opens.
             Ok((fh, write)) => {
@@ -447,7 +458,7 @@ impl Filesystem for Fuse {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -455,7 +466,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.guard("read", || {
+        self.guard("read", ino, || {
             let h = match self.fs.file(fh.0) {
                 Ok(h) => h,
                 Err(e) => return reply.error(fe(e)),
@@ -484,7 +495,7 @@ impl Filesystem for Fuse {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -493,7 +504,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.guard("write", || {
+        self.guard("write", ino, || {
             let h = match self.fs.file(fh.0) {
                 Ok(h) if h.writable => h,
                 Ok(_) => return reply.error(fuser::Errno::EBADF),
@@ -548,14 +559,14 @@ impl Filesystem for Fuse {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.guard("release", || {
+        self.guard("release", ino, || {
             self.fs.release(fh.0);
             reply.ok()
         })
@@ -564,12 +575,12 @@ impl Filesystem for Fuse {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.guard("fsync", || {
+        self.guard("fsync", ino, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 let fd = h.current_fd();
                 if datasync {
@@ -602,7 +613,7 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.guard("readdir", || {
+        self.guard("readdir", ino, || {
             let (_, entries) = match self.fs.readdir_entries(ino.0, offset) {
                 Ok(x) => x,
                 Err(e) => return reply.error(fe(e)),
@@ -626,7 +637,7 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.guard("readdirplus", || {
+        self.guard("readdirplus", ino, || {
             let (dir, entries) = match self.fs.readdir_entries(ino.0, offset) {
                 Ok(x) => x,
                 Err(e) => return reply.error(fe(e)),
@@ -676,8 +687,8 @@ impl Filesystem for Fuse {
         reply.ok()
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.guard("statfs", || match self.fs.statfs() {
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.guard("statfs", ino, || match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -702,7 +713,7 @@ impl Filesystem for Fuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.guard("setxattr", || {
+        self.guard("setxattr", ino, || {
             match self.fs.setxattr(ino.0, name.as_bytes(), value, flags) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -711,7 +722,7 @@ impl Filesystem for Fuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.guard("getxattr", || {
+        self.guard("getxattr", ino, || {
             match self.fs.getxattr(ino.0, name.as_bytes()) {
                 Ok(v) if size == 0 => reply.size(v.len() as u32),
                 Ok(v) if v.len() > size as usize => reply.error(fuser::Errno::ERANGE),
@@ -722,7 +733,7 @@ impl Filesystem for Fuse {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.guard("listxattr", || match self.fs.listxattr(ino.0) {
+        self.guard("listxattr", ino, || match self.fs.listxattr(ino.0) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(fuser::Errno::ERANGE),
             Ok(v) => reply.data(&v),
@@ -731,7 +742,7 @@ impl Filesystem for Fuse {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("removexattr", || {
+        self.guard("removexattr", ino, || {
             match self.fs.removexattr(ino.0, name.as_bytes()) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -754,7 +765,7 @@ impl Filesystem for Fuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.guard("create", || {
+        self.guard("create", parent, || {
             if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
                 return reply.error(fuser::Errno::EINVAL);
             }
@@ -777,14 +788,14 @@ impl Filesystem for Fuse {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.guard("fallocate", || {
+        self.guard("fallocate", ino, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 if !h.writable {
                     return Err(Errno::BADF);
@@ -806,13 +817,13 @@ impl Filesystem for Fuse {
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        self.guard("lseek", || {
+        self.guard("lseek", ino, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 if h.node.written.load(Ordering::Relaxed)
                     && self.fs.writeback.load(Ordering::Relaxed)
@@ -843,7 +854,7 @@ impl Filesystem for Fuse {
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
         _ino_out: INodeNo,
@@ -853,7 +864,7 @@ impl Filesystem for Fuse {
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.guard("copy_file_range", || {
+        self.guard("copy_file_range", ino_in, || {
             let r = (|| {
                 let hin = self.fs.file(fh_in.0)?;
                 let hout = self.fs.file(fh_out.0)?;
