@@ -141,3 +141,25 @@ fn rustups_cargo_is_preferred_and_the_binary_is_stripped() {
         .unwrap();
     assert!(v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("hutch "));
 }
+
+#[test]
+fn manual_pages_and_completions_are_installed_under_the_prefix() {
+    let s = Setup::new();
+    fake_cargo(&s.path_bin, "1.91.1", &common::hutch_bin());
+    let share = s.prefix.join("share");
+    // Control: nothing there before the installation.
+    assert!(!share.exists());
+    let out = s.run();
+    assert!(out.status.success(), "{}", describe(&out));
+    let page = std::fs::read_to_string(share.join("man/man1/hutch-run.1")).unwrap();
+    assert!(page.contains(".TH hutch-run 1"), "{page}");
+    assert!(share.join("man/man1/hutch.1").exists());
+    let bash = std::fs::read_to_string(share.join("bash-completion/completions/hutch")).unwrap();
+    assert!(bash.contains("complete -F _hutch"), "{bash}");
+    let zsh = std::fs::read_to_string(share.join("zsh/site-functions/_hutch")).unwrap();
+    assert!(zsh.starts_with("#compdef hutch"));
+    let fish = std::fs::read_to_string(share.join("fish/vendor_completions.d/hutch.fish")).unwrap();
+    assert!(fish.contains("complete -c hutch"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("installed manual pages"), "{text}");
+}

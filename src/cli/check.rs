@@ -1,6 +1,7 @@
 //! `hutch check`: host prerequisites, and with `--store`, store integrity.
 
-use super::{OutputFormat, open_store, output};
+use super::flags::FormatFlag;
+use super::{open_store, output};
 use crate::cli::output::outln;
 use anyhow::{Result, bail};
 use clap::Args;
@@ -14,15 +15,15 @@ pub struct CheckArgs {
     /// With --store: remove damaged data, unpack missing layers again, drop tags whose data is gone
     #[arg(long, requires = "store")]
     repair: bool,
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    #[command(flatten)]
+    format: FormatFlag,
 }
 
 pub fn run(a: CheckArgs, root: &Option<PathBuf>) -> Result<i32> {
     if a.store {
         let store = open_store(root)?;
         let report = store.verify(a.repair)?;
-        if a.format == OutputFormat::Json {
+        if a.format.json() {
             output::print_json(&report)?;
         } else {
             outln!(
@@ -50,7 +51,7 @@ pub fn run(a: CheckArgs, root: &Option<PathBuf>) -> Result<i32> {
         bail!("--repair goes with --store");
     }
     let findings = crate::check::host::check_host();
-    if a.format == OutputFormat::Json {
+    if a.format.json() {
         output::print_json(&findings)?;
     } else {
         output::print(&crate::check::host::render(&findings));

@@ -1,7 +1,9 @@
 //! `hutch ps`, `hutch rm`, and `hutch inspect` of a container.
 
-use super::{OutputFormat, output};
+use super::flags::{FormatFlag, OutputFormat, QuietFlag};
+use super::output;
 use crate::cli::output::outln;
+use crate::human::human_age;
 use crate::store::Store;
 use anyhow::Result;
 use clap::Args;
@@ -11,11 +13,10 @@ pub struct PsArgs {
     /// Show every container, not only running ones
     #[arg(short, long)]
     all: bool,
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
-    /// Print IDs only
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    format: FormatFlag,
+    #[command(flatten)]
+    quiet: QuietFlag,
 }
 
 #[derive(serde::Serialize)]
@@ -51,13 +52,13 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
             ports: c.state.ports,
         })
         .collect();
-    if a.quiet {
+    if a.quiet.on() {
         for r in &rows {
             outln!("{}", r.id.get(..12).unwrap_or(&r.id));
         }
         return Ok(0);
     }
-    match a.format {
+    match a.format.format {
         OutputFormat::Json => output::print_json(&rows)?,
         OutputFormat::Table => {
             let table: Vec<Vec<String>> = rows
@@ -71,7 +72,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                         r.id.get(..12).unwrap_or(&r.id).to_string(),
                         r.image.clone(),
                         cmd,
-                        output::human_age(Some(&r.created)),
+                        human_age(Some(&r.created)),
                         r.status.clone(),
                         // Published while it runs; the record keeps them.
                         if r.status == "running" {

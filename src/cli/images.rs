@@ -1,18 +1,21 @@
 //! `hutch images`, `inspect`, `tag`, `rmi`, `history`, `rollback`, `prune`.
 
-use super::{OutputFormat, output};
+use super::flags::FormatFlag;
+use super::output;
 use crate::cli::output::outln;
+use crate::human::{human_age, human_size};
 use crate::image::resolve::{HOST_IMAGE, Resolved, resolve};
-use crate::image::{StoredImage, TagRef};
+use crate::oci::TagRef;
 use crate::store::Store;
+use crate::store::StoredImage;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    #[command(flatten)]
+    format: FormatFlag,
     /// Show manifest digests
     #[arg(long)]
     digests: bool,
@@ -40,20 +43,19 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let refs = store.refs()?;
     let mut rows = Vec::new();
-    let mut push =
-        |repo: String, tag: String, digest: &crate::image::Digest| match StoredImage::load(
-            &store, digest,
-        ) {
-            Ok(img) => rows.push(ImageRow {
-                repository: repo,
-                tag,
-                id: img.id().to_string(),
-                digest: digest.to_string(),
-                created: img.created(),
-                size: img.size(&store),
-            }),
-            Err(e) => tracing::warn!("image {digest} cannot be read: {e:#}"),
-        };
+    let mut push = |repo: String, tag: String, digest: &crate::oci::Digest| match StoredImage::load(
+        &store, digest,
+    ) {
+        Ok(img) => rows.push(ImageRow {
+            repository: repo,
+            tag,
+            id: img.id().to_string(),
+            digest: digest.to_string(),
+            created: img.created(),
+            size: img.size(&store),
+        }),
+        Err(e) => tracing::warn!("image {digest} cannot be read: {e:#}"),
+    };
     for (name, hist) in &refs.tags {
         if let Some(v) = hist.current() {
             let (repo, tag) = split_tag(name);
@@ -63,7 +65,7 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
     for d in refs.untagged.keys() {
         push("<none>".into(), "<none>".into(), d);
     }
-    if a.format == OutputFormat::Json {
+    if a.format.json() {
         output::print_json(&rows)?;
         return Ok(0);
     }
@@ -80,8 +82,8 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
                 row.push(r.digest.clone());
             }
             row.push(r.id[7..19].to_owned());
-            row.push(output::human_age(r.created.as_deref()));
-            row.push(output::human_size(r.size));
+            row.push(human_age(r.created.as_deref()));
+            row.push(human_size(r.size));
             row
         })
         .collect();
@@ -216,8 +218,8 @@ pub struct HistoryArgs {
     /// List the versions this tag has pointed to instead
     #[arg(long, value_name = "NAME[:TAG]")]
     tag: Option<String>,
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    #[command(flatten)]
+    format: FormatFlag,
 }
 
 pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
@@ -228,7 +230,7 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
         let hist = refs.tags.get(&name).with_context(|| {
             format!("no tag {name} in the store; `hutch images` lists the tags")
         })?;
-        if a.format == OutputFormat::Json {
+        if a.format.json() {
             output::print_json(&hist.versions)?;
             return Ok(0);
         }
@@ -267,7 +269,7 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
         .and_then(|h| h.as_array())
         .cloned()
         .unwrap_or_default();
-    if a.format == OutputFormat::Json {
+    if a.format.json() {
         output::print_json(&entries)?;
         return Ok(0);
     }
@@ -290,9 +292,9 @@ pub fn history(a: HistoryArgs, store: Result<Store>) -> Result<i32> {
         };
         let s = |k: &str| e.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
         rows.push(vec![
-            output::human_age(e.get("created").and_then(|v| v.as_str())),
+            human_age(e.get("created").and_then(|v| v.as_str())),
             s("created_by"),
-            output::human_size(size),
+            human_size(size),
             s("comment"),
         ]);
     }
@@ -318,7 +320,7 @@ pub fn rollback(a: RollbackArgs, store: Result<Store>) -> Result<i32> {
     let refs = store.refs()?;
     let name = TagRef::find(&a.name, |n| refs.tags.contains_key(n))?.to_string();
     let to = match &a.to {
-        Some(d) => Some(crate::image::Digest::parse(d)?),
+        Some(d) => Some(crate::oci::Digest::parse(d)?),
         None => None,
     };
     let (from, to) = store.update_refs(|r| {
@@ -341,8 +343,8 @@ pub struct PruneArgs {
     /// Also forget every earlier version of every tag (rollback will not reach them)
     #[arg(long)]
     history: bool,
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    #[command(flatten)]
+    format: FormatFlag,
 }
 
 /// What gc could not remove, on stderr (it went on with the rest).
@@ -355,7 +357,7 @@ fn warn_leftovers(report: &crate::store::gc::GcReport) {
 pub fn prune(a: PruneArgs, store: Result<Store>) -> Result<i32> {
     let report = store?.gc(a.history)?;
     warn_leftovers(&report);
-    if a.format == OutputFormat::Json {
+    if a.format.json() {
         output::print_json(&report)?;
     } else {
         outln!(
@@ -368,7 +370,7 @@ pub fn prune(a: PruneArgs, store: Result<Store>) -> Result<i32> {
             } else {
                 String::new()
             },
-            output::human_size(report.bytes_freed)
+            human_size(report.bytes_freed)
         );
     }
     Ok(0)

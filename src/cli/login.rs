@@ -1,7 +1,7 @@
 //! `hutch login` and `hutch logout`.
 
+use crate::cli::flags::TlsVerify;
 use crate::cli::output::outln;
-use crate::cli::pull::TlsVerify;
 use crate::registry::credentials::Credentials;
 use crate::registry::login;
 use anyhow::{Context, Result, bail};

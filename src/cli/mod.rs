@@ -3,9 +3,12 @@
 //! library and results into output.
 
 mod check;
+mod completion;
 mod containers;
+mod flags;
 mod images;
 mod login;
+mod manpages;
 pub mod output;
 mod overlay;
 mod profile;
@@ -16,7 +19,7 @@ mod transfer;
 use crate::error::EXIT_FAILED;
 use crate::store::Store;
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -36,14 +39,6 @@ pub struct Cli {
     verbose: u8,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Table for people, JSON for scripts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
-    #[default]
-    Table,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -88,6 +83,10 @@ enum Command {
     Overlay(overlay::OverlayArgs),
     /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
     Profile(profile::ProfileArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion(completion::CompletionArgs),
+    /// Write the manual pages (hutch.1, hutch-run.1, ...) into a directory
+    Man(manpages::ManArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -145,6 +144,8 @@ pub fn main() -> i32 {
         Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),
+        Command::Completion(a) => completion::run(a),
+        Command::Man(a) => manpages::run(a),
     };
     match result {
         Ok(code) => code,

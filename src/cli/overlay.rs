@@ -55,11 +55,7 @@ pub struct OverlayArgs {
 /// Ignore a signal in hutch itself (the command, started before, keeps the
 /// default disposition): Ctrl-C reaches the command, whose exit we report.
 fn ignore_signal(sig: libc::c_int) {
-    // SAFETY: installing SIG_IGN for a catchable signal has no memory
-    // safety requirements; the previous handler is not needed.
-    unsafe {
-        libc::signal(sig, libc::SIG_IGN);
-    }
+    crate::sys::ignore_signal(sig);
 }
 
 pub fn run(a: OverlayArgs) -> Result<i32> {

@@ -1,6 +1,7 @@
 //! `hutch profile list` and `hutch profile show`.
 
-use super::{OutputFormat, output};
+use super::flags::FormatFlag;
+use super::output;
 use crate::profile;
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
@@ -21,8 +22,8 @@ enum ProfileCommand {
 
 #[derive(Args, Debug)]
 struct ListArgs {
-    #[arg(long, value_enum, default_value = "table")]
-    format: OutputFormat,
+    #[command(flatten)]
+    format: FormatFlag,
 }
 
 /// `show` prints a profile file by default.
@@ -51,7 +52,7 @@ pub fn run(a: ProfileArgs) -> Result<i32> {
 
 fn list(a: ListArgs) -> Result<i32> {
     let profiles = profile::list()?;
-    if a.format == OutputFormat::Json {
+    if a.format.json() {
         output::print_json(&profiles)?;
         return Ok(0);
     }

@@ -1,46 +1,32 @@
 //! `hutch pull` and `hutch push`.
 
+use crate::cli::flags::{PlatformFlag, QuietFlag, TlsVerify};
 use crate::cli::output::outln;
-use crate::image::platform::Platform;
 use crate::image::progress::Progress;
 use crate::registry::pull;
 use crate::store::Store;
 use anyhow::Result;
 use clap::Args;
 
-/// `--tls-verify[=BOOL]`, for every command that talks to a registry.
-#[derive(Args, Debug)]
-pub struct TlsVerify {
-    /// Verify the registry's TLS certificate; false also allows plain HTTP [default: true, or `insecure` in registries.toml]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tls_verify: Option<bool>,
-}
-
 #[derive(Args, Debug)]
 pub struct PullArgs {
     /// NAME[:TAG] or NAME@sha256:DIGEST (`debian` is docker.io/library/debian:latest)
     #[arg(value_name = "IMAGE")]
     image: String,
-    /// Platform to pick from multi-platform images [default: the host's]
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    platform: Option<String>,
+    #[command(flatten)]
+    platform: PlatformFlag,
     #[command(flatten)]
     tls: TlsVerify,
-    /// No progress; print only the manifest digest
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    quiet: QuietFlag,
 }
 
 pub fn run(a: PullArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let platform = match &a.platform {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
-    };
-    let progress = Progress::for_stderr(a.quiet);
+    let platform = a.platform.resolve()?;
+    let progress = Progress::for_stderr(a.quiet.on());
     let pulled = pull::pull(&store, &a.image, &platform, a.tls.tls_verify, &progress)?;
-    if a.quiet {
+    if a.quiet.on() {
         outln!("{}", pulled.manifest);
     } else {
         match &pulled.tag {
@@ -61,14 +47,13 @@ pub struct PushArgs {
     dest: Option<String>,
     #[command(flatten)]
     tls: TlsVerify,
-    /// No progress; print only the manifest digest
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    quiet: QuietFlag,
 }
 
 pub fn push(a: PushArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let progress = Progress::for_stderr(a.quiet);
+    let progress = Progress::for_stderr(a.quiet.on());
     let p = crate::registry::push::push(
         &store,
         &a.image,
@@ -76,7 +61,7 @@ pub fn push(a: PushArgs, store: Result<Store>) -> Result<i32> {
         a.tls.tls_verify,
         &progress,
     )?;
-    if a.quiet {
+    if a.quiet.on() {
         outln!("{}", p.manifest);
     } else {
         outln!(

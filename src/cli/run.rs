@@ -1,6 +1,6 @@
 //! `hutch run`: start a container from an image (see src/sandbox/).
 
-use crate::cli::pull::TlsVerify;
+use crate::cli::flags::TlsVerify;
 use crate::profile::{self, NetworkMode};
 use crate::sandbox::launch;
 use crate::sandbox::plan::{RunRequest, plan, write_etc_files};
@@ -141,14 +141,14 @@ fn pull_first(
     policy: PullPolicy,
     tls_verify: Option<bool>,
 ) -> Result<()> {
-    use crate::image::resolve::{HOST_IMAGE, resolve};
+    use crate::image::resolve::{HOST_IMAGE, ResolveError, resolve};
     if image == HOST_IMAGE || policy == PullPolicy::Never {
         return Ok(());
     }
     let missing = match resolve(store, image) {
         Ok(_) => false,
         Err(e) if policy == PullPolicy::Missing => {
-            if !e.to_string().starts_with("no image") {
+            if !ResolveError::is_not_found(&e) {
                 return Err(e);
             }
             true
@@ -158,7 +158,7 @@ fn pull_first(
     if policy == PullPolicy::Missing && !missing {
         return Ok(());
     }
-    let platform = crate::image::platform::Platform::host();
+    let platform = crate::oci::platform::Platform::host();
     let progress = crate::image::progress::Progress::for_stderr(false);
     match crate::registry::pull::pull(store, image, &platform, tls_verify, &progress) {
         Ok(p) => {

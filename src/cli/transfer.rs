@@ -1,12 +1,13 @@
 //! `hutch load`, `hutch import`, `hutch save`.
 
+use crate::cli::flags::{PlatformFlag, QuietFlag};
 use crate::cli::output::outln;
 use crate::error::printable_message;
 use crate::image::input::Input;
-use crate::image::platform::Platform;
 use crate::image::resolve::{Resolved, resolve};
 use crate::image::save::Format;
-use crate::image::{TagRef, load, save};
+use crate::image::{load, save};
+use crate::oci::TagRef;
 use crate::store::Store;
 use anyhow::{Result, bail};
 use clap::Args;
@@ -21,25 +22,20 @@ pub struct LoadArgs {
     /// The same as FILE|DIR (Podman's and Docker's form)
     #[arg(short = 'i', long = "input", value_name = "FILE|DIR")]
     input_opt: Option<PathBuf>,
-    /// Platform to pick from multi-platform images [default: the host's]
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    platform: Option<String>,
-    /// Print only the manifest digests
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    platform: PlatformFlag,
+    #[command(flatten)]
+    quiet: QuietFlag,
 }
 
 pub fn load(a: LoadArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let platform = match &a.platform {
-        Some(p) => Platform::parse(p)?,
-        None => Platform::host(),
-    };
+    let platform = a.platform.resolve()?;
     let input = Input::from_arg(a.input.or(a.input_opt));
     input.refuse_terminal("`hutch load FILE`, `hutch load -i FILE` or `hutch load < FILE`")?;
     let loaded = load::load(&store, &input, &platform).map_err(printable_error)?;
     for img in loaded {
-        if a.quiet {
+        if a.quiet.on() {
             outln!("{}", img.manifest);
         } else if img.names.is_empty() {
             outln!("Loaded image: {} (untagged)", img.manifest);

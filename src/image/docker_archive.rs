@@ -3,12 +3,12 @@
 //! OCI manifest; the Docker 25+ form is an OCI layout that also carries a
 //! `manifest.json`, whose `RepoTags` name the images.
 
-use crate::image::compression::{Compression, decompress};
-use crate::image::digest::HashingReader;
 use crate::image::ingest::ingest_layers;
 use crate::image::source::Source;
-use crate::image::stored::LayerRef;
-use crate::image::{Digest, TagRef, media};
+use crate::oci::compression::{Compression, decompress};
+use crate::oci::digest::HashingReader;
+use crate::oci::{Digest, TagRef, media};
+use crate::store::image::LayerRef;
 use anyhow::{Context, Result, bail};
 use oci_spec::image::ImageConfiguration;
 use serde::Deserialize;

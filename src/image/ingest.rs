@@ -2,11 +2,11 @@
 //! config, store and unpack the layers (in parallel, one pass over each
 //! blob), then publish config and manifest. The caller moves tags last.
 
-use crate::image::Digest;
 use crate::image::progress::{BlobProgress, Progress};
 use crate::image::source::Source;
-use crate::image::stored::{LayerRef, digest_of, parse_config, parse_manifest};
+use crate::oci::Digest;
 use crate::store::Store;
+use crate::store::image::{LayerRef, digest_of, parse_config, parse_manifest};
 use anyhow::{Context, Result, bail};
 
 /// Reads a layer blob from an offset on.

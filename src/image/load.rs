@@ -5,11 +5,11 @@ use crate::image::docker_archive::{self, claimed_digest};
 use crate::image::ingest::ingest_image;
 use crate::image::input::{Input, Spool};
 use crate::image::oci_layout::read_layout;
-use crate::image::platform::Platform;
 use crate::image::source::open_any;
-use crate::image::stored::{digest_of, parse_manifest};
-use crate::image::{Digest, TagRef};
+use crate::oci::platform::Platform;
+use crate::oci::{Digest, TagRef};
 use crate::store::Store;
+use crate::store::image::{digest_of, parse_manifest};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 

@@ -1,22 +1,14 @@
-//! Images: digests, references, OCI manifests and configs, and the archive
-//! formats images come in and go out as.
+//! Image operations that fill and read the store: loading and saving the
+//! archive formats (OCI layout, OCI archive, docker-archive), importing
+//! root filesystem tarballs, resolving a name to a stored image, progress
+//! reports. The formats themselves (digests, references, media types,
+//! platforms, compression) are in `oci`, below the store.
 
-pub mod digest;
-
-pub use digest::Digest;
-pub mod compression;
-pub mod media;
-pub mod reference;
-pub mod stored;
-
-pub use reference::TagRef;
-pub use stored::StoredImage;
 pub mod docker_archive;
 pub mod ingest;
 pub mod input;
 pub mod load;
 pub mod oci_layout;
-pub mod platform;
 pub mod progress;
 pub mod resolve;
 pub mod rootfs;

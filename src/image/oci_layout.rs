@@ -2,9 +2,9 @@
 //! archive, or a Docker 25+ docker-archive), following nested indexes and
 //! choosing the host's platform.
 
-use crate::image::platform::{self, Platform};
 use crate::image::source::Source;
-use crate::image::{Digest, TagRef, media};
+use crate::oci::platform::{self, Platform};
+use crate::oci::{Digest, TagRef, media};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 

@@ -3,8 +3,8 @@
 //! otherwise, nothing with `--quiet`. Everything goes to stderr, so stdout
 //! keeps what scripts read (the digest, "Pulled ...").
 
-use crate::cli::output::human_size as human;
-use crate::image::Digest;
+use crate::human::human_size as human;
+use crate::oci::Digest;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Read};
 use std::sync::Arc;

@@ -1,9 +1,10 @@
 //! Turn what a user typed (`busybox`, `busybox:1.36`, an image ID prefix, a
 //! digest, `host`) into an image.
 
-use crate::image::reference::parse_any;
-use crate::image::{Digest, StoredImage, TagRef};
+use crate::oci::reference::parse_any;
+use crate::oci::{Digest, TagRef};
 use crate::store::Store;
+use crate::store::StoredImage;
 use anyhow::{Result, bail};
 
 /// The name of the built-in image standing for the host's root filesystem.
@@ -17,6 +18,37 @@ pub enum Resolved {
     },
     /// The host's own root filesystem, as one read-only layer.
     Host,
+}
+
+/// Why a name found no image, for callers that decide on it (`run
+/// --pull missing` pulls on `NotFound` only). The text is what users see.
+#[derive(Debug)]
+pub enum ResolveError {
+    /// Nothing in the store has that tag, digest or ID prefix: a pull may
+    /// bring it.
+    NotFound(String),
+    /// An ID prefix matches several images.
+    Ambiguous(String),
+}
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolveError::NotFound(m) | ResolveError::Ambiguous(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {}
+
+impl ResolveError {
+    /// Whether `e` (from [`resolve`]) says the image is not in the store.
+    pub fn is_not_found(e: &anyhow::Error) -> bool {
+        matches!(
+            e.downcast_ref::<ResolveError>(),
+            Some(ResolveError::NotFound(_))
+        )
+    }
 }
 
 /// Find an image by name, tag, digest, or ID prefix.
@@ -52,10 +84,18 @@ pub fn resolve(store: &Store, input: &str) -> Result<Resolved> {
         match hits.len() {
             1 => return stored(&hits[0], None),
             0 if input.starts_with("sha256:") => {
-                bail!("no image {input} in the store; `hutch images` lists them")
+                return Err(ResolveError::NotFound(format!(
+                    "no image {input} in the store; `hutch images` lists them"
+                ))
+                .into());
             }
             0 => {}
-            n => bail!("{input} is ambiguous: {n} images match; give more digits"),
+            n => {
+                return Err(ResolveError::Ambiguous(format!(
+                    "{input} is ambiguous: {n} images match; give more digits"
+                ))
+                .into());
+            }
         }
     }
     let (tag, digest) = parse_any(input)?;
@@ -67,15 +107,45 @@ pub fn resolve(store: &Store, input: &str) -> Result<Resolved> {
         if known.contains(&d) {
             return stored(&d, None);
         }
-        bail!("no image {d} in the store; `hutch images --digests` lists them");
+        return Err(ResolveError::NotFound(format!(
+            "no image {d} in the store; `hutch images --digests` lists them"
+        ))
+        .into());
     }
     let Some(tag) = tag else {
         bail!("{input:?} names no image")
     };
     match refs.current(&tag.to_string()) {
         Some(d) => stored(d, Some(tag.to_string())),
-        None => bail!(
+        None => Err(ResolveError::NotFound(format!(
             "no image {tag} in the store; `hutch images` lists them, `hutch load` or `hutch import` adds one"
-        ),
+        ))
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_image_is_a_typed_not_found_and_bad_names_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        for name in [
+            "busybox",
+            "localhost/app:1",
+            "sha256:0123456789abcdef",
+            &format!("busybox@sha256:{}", "a".repeat(64)),
+        ] {
+            let e = resolve(&store, name).err().expect(name);
+            assert!(ResolveError::is_not_found(&e), "{name}: {e:#}");
+            assert!(e.to_string().starts_with("no image"), "{name}: {e:#}");
+        }
+        // Control: a name that cannot be a reference is another error,
+        // which `run --pull missing` must not answer with a pull.
+        let e = resolve(&store, "Not A Name!").err().unwrap();
+        assert!(!ResolveError::is_not_found(&e), "{e:#}");
+        assert!(matches!(resolve(&store, HOST_IMAGE), Ok(Resolved::Host)));
     }
 }

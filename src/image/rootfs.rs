@@ -1,9 +1,9 @@
 //! `hutch import`: a plain root filesystem tarball becomes a one-layer image.
 
-use crate::image::compression::Compression;
-use crate::image::platform::Platform;
 use crate::image::sniff::{not_tar, read_head};
-use crate::image::{Digest, media};
+use crate::oci::compression::Compression;
+use crate::oci::platform::Platform;
+use crate::oci::{Digest, media};
 use crate::store::Store;
 use crate::store::space::NoSpace;
 use crate::store::unpack::UnpackError;

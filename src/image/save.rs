@@ -8,8 +8,9 @@
 //! temporary name and renamed into place when complete.
 
 use crate::image::oci_layout::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
-use crate::image::{Digest, StoredImage, media};
+use crate::oci::{Digest, media};
 use crate::store::Store;
+use crate::store::StoredImage;
 use crate::store::layers::open_decompressed;
 use anyhow::{Context, Result, bail};
 use std::fs::File;

@@ -2,7 +2,7 @@
 //! compressed) or something else, so that a message can say what a file
 //! handed to `load` or `import` is not, without printing its bytes.
 
-use crate::image::compression::Compression;
+use crate::oci::compression::Compression;
 use std::io::{self, Read};
 
 /// Size of a tar header block.

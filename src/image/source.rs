@@ -3,9 +3,9 @@
 //! of its members (no extraction, no copy).
 
 use crate::error::printable;
-use crate::image::Digest;
-use crate::image::compression::{self, Compression};
 use crate::image::sniff::{BLOCK, is_tar_start, not_tar, read_head};
+use crate::oci::Digest;
+use crate::oci::compression::{self, Compression};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::fs::File;

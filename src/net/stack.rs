@@ -207,16 +207,7 @@ impl Stack {
             // Wait.
             let timeout = self.timeout(now, tx_blocked);
             self.build_pollfds(tx_blocked);
-            // SAFETY: pfds is a valid array of pollfd of the given length.
-            let n = unsafe {
-                libc::poll(
-                    self.pfds.as_mut_ptr(),
-                    self.pfds.len() as libc::nfds_t,
-                    timeout,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
+            if let Err(e) = crate::sys::poll(&mut self.pfds, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }

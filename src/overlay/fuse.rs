@@ -38,6 +38,8 @@ pub(crate) struct Fuse {
     /// kernel then owns file times and sizes, see `OverlayConfig`).
     pub writeback: bool,
     pub stats: Stats,
+    /// The panics caught in handlers (see `panic_guard`).
+    pub panics: PanicLog,
 }
 
 fn fe(e: Errno) -> fuser::Errno {
@@ -45,12 +47,8 @@ fn fe(e: Errno) -> fuser::Errno {
 }
 
 /// Request counters by operation, printed at unmount when
-/// `HUTCH_OVERLAY_STATS` is set (a debugging and benchmarking aid), and
-/// the panics caught in handlers.
-pub(crate) struct Stats {
-    counts: Vec<(&'static str, AtomicU64)>,
-    panics: PanicLog,
-}
+/// `HUTCH_OVERLAY_STATS` is set (a debugging and benchmarking aid).
+pub(crate) struct Stats(Vec<(&'static str, AtomicU64)>);
 
 const OPS: &[&str] = &[
     "lookup",
@@ -87,21 +85,18 @@ const OPS: &[&str] = &[
 
 impl Stats {
     pub fn new() -> Stats {
-        Stats {
-            counts: OPS.iter().map(|&n| (n, AtomicU64::new(0))).collect(),
-            panics: PanicLog::new(),
-        }
+        Stats(OPS.iter().map(|&n| (n, AtomicU64::new(0))).collect())
     }
 
     fn count(&self, op: &'static str) {
-        if let Some((_, c)) = self.counts.iter().find(|(n, _)| *n == op) {
+        if let Some((_, c)) = self.0.iter().find(|(n, _)| *n == op) {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn report(&self) {
         let mut v: Vec<(&str, u64)> = self
-            .counts
+            .0
             .iter()
             .map(|(n, c)| (*n, c.load(Ordering::Relaxed)))
             .filter(|(_, c)| *c > 0)
@@ -118,7 +113,7 @@ impl Fuse {
     /// reply, which answers EIO, and is logged (see `panic_guard`).
     fn guard(&self, op: &'static str, ino: INodeNo, f: impl FnOnce()) {
         self.stats.count(op);
-        let _ = self.stats.panics.run(op, ino.0, f);
+        let _ = self.panics.run(op, ino.0, f);
     }
 }
 
@@ -226,7 +221,7 @@ impl Filesystem for Fuse {
     }
 
     fn destroy(&mut self) {
-        self.stats.panics.report();
+        self.panics.report();
         if std::env::var_os("HUTCH_OVERLAY_STATS").is_some() {
             self.stats.report();
         }

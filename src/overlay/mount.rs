@@ -83,14 +83,11 @@ pub fn enter_user_namespace() -> Result<()> {
     }
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
-    // SAFETY: unshare of the user and mount namespaces does not touch the
-    // fd table (no CLONE_FILES), so no fd can become invalid; the process
-    // is single-threaded (checked above), as CLONE_NEWUSER requires.
-    unsafe {
-        rustix::thread::unshare_unsafe(
-            rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
-        )
-    }
+    // The process is single-threaded (checked above), as CLONE_NEWUSER
+    // requires.
+    crate::sys::unshare(
+        rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
+    )
     .map_err(std::io::Error::from)
     .context(
         "creating a user namespace (is kernel.unprivileged_userns_clone or \
@@ -170,6 +167,7 @@ pub fn mount_overlay(cfg: OverlayConfig, mountpoint: &Path) -> Result<MountedOve
         notifier: notifier.clone(),
         writeback: cfg.writeback,
         stats: super::fuse::Stats::new(),
+        panics: Default::default(),
     };
     let session = Session::from_fd(fuse, dev, SessionACL::All, config)
         .and_then(|s| {

@@ -64,10 +64,6 @@ pub(crate) struct PanicLog {
 }
 
 impl PanicLog {
-    pub fn new() -> PanicLog {
-        PanicLog::default()
-    }
-
     /// Run the handler `f` of operation `op` on inode `ino`. A panic in it
     /// is caught and turned into `Err(EIO)`; the first one of each `op` is
     /// logged, later ones only counted.
@@ -156,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_answers_eio_and_is_recorded() {
-        let log = PanicLog::new();
+        let log = PanicLog::default();
         let r: Result<(), Errno> = log.run("lookup", 7, || panic!("boom in lookup"));
         assert_eq!(r, Err(Errno::IO));
         let logged = log.logged();
@@ -171,7 +167,7 @@ mod tests {
 
     #[test]
     fn only_the_first_panic_of_an_operation_is_logged() {
-        let log = PanicLog::new();
+        let log = PanicLog::default();
         for i in 0..100u64 {
             let r: Result<(), Errno> = log.run("read", i, || panic!("read {i}"));
             assert_eq!(r, Err(Errno::IO));
@@ -187,8 +183,16 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_without_a_message_is_logged_too() {
+        let log = PanicLog::default();
+        let r: Result<(), Errno> = log.run("fsync", 9, || std::panic::panic_any(42u8));
+        assert_eq!(r, Err(Errno::IO));
+        assert_eq!(log.logged()[0].message, "(a panic without a message)");
+    }
+
+    #[test]
     fn a_handler_that_returns_is_passed_through() {
-        let log = PanicLog::new();
+        let log = PanicLog::default();
         assert_eq!(log.run("getattr", 1, || 42), Ok(42));
         assert_eq!(log.total(), 0);
         assert!(log.logged().is_empty());
@@ -196,7 +200,7 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut() {
-        let log = PanicLog::new();
+        let log = PanicLog::default();
         let long = "é".repeat(MAX_MESSAGE);
         let _ = log.run("setxattr", 2, || panic!("{long}"));
         let m = &log.logged()[0].message;

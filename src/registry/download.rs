@@ -6,17 +6,28 @@
 //! start with the first N bytes skipped.
 
 use super::client::{RETRIES, backoff};
-use super::source::RegistrySource;
-use crate::image::Digest;
-use crate::image::source::Source;
+use crate::oci::Digest;
 use std::io::{self, Read};
+use ureq::Body;
+use ureq::http::Response;
+
+/// What a blob download needs from the repository it comes from (the
+/// registry source implements it; the download does not know more of it).
+pub trait BlobEndpoint: Sync {
+    /// "registry R, repository P", for messages.
+    fn endpoint(&self) -> String;
+    /// GET the blob with extra `headers` (a Range); 200, 206 and 416 are
+    /// answers, anything else an error saying what was refused.
+    fn get_blob(&self, digest: &Digest, headers: &[(&str, &str)])
+    -> anyhow::Result<Response<Body>>;
+}
 
 /// How many resumes in a row without progress make a download give up
 /// (on top of the retries of each request).
 pub const RESUMES: u32 = RETRIES + 2;
 
 pub struct BlobStream<'a> {
-    src: &'a RegistrySource,
+    src: &'a dyn BlobEndpoint,
     digest: Digest,
     /// Bytes of the blob delivered so far (where a resume starts).
     pos: u64,
@@ -37,7 +48,7 @@ pub struct BlobStream<'a> {
 impl<'a> BlobStream<'a> {
     /// The blob from byte `offset` on; nothing is requested before the
     /// first read.
-    pub fn new(src: &'a RegistrySource, digest: Digest, offset: u64) -> BlobStream<'a> {
+    pub fn new(src: &'a dyn BlobEndpoint, digest: Digest, offset: u64) -> BlobStream<'a> {
         BlobStream {
             src,
             digest,
@@ -59,9 +70,7 @@ impl<'a> BlobStream<'a> {
         } else {
             &[]
         };
-        let resp = self
-            .src
-            .get_with("blobs", &self.digest.to_string(), headers)?;
+        let resp = self.src.get_blob(&self.digest, headers)?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -127,7 +136,7 @@ impl<'a> BlobStream<'a> {
             let msg = format!(
                 "{}: the download of blob {} broke at byte {}{of} and {} resumes brought \
                  nothing more: {why}",
-                self.src.describe(),
+                self.src.endpoint(),
                 self.digest,
                 self.pos,
                 RESUMES

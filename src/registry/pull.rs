@@ -5,13 +5,13 @@
 
 use super::client::Client;
 use super::source::RegistrySource;
-use crate::image::Digest;
 use crate::image::ingest::ingest_image;
 use crate::image::oci_layout::resolve;
-use crate::image::platform::Platform;
 use crate::image::progress::Progress;
-use crate::image::reference::parse_any;
 use crate::image::source::Source;
+use crate::oci::Digest;
+use crate::oci::platform::Platform;
+use crate::oci::reference::parse_any;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 
@@ -93,7 +93,7 @@ pub fn pull(
 /// push to another repository there can mount them. A hint only: failing
 /// to note it does not fail the pull.
 fn remember_sources(store: &Store, manifest: &Digest, repository: &str) {
-    let noted = crate::image::StoredImage::load(store, manifest).and_then(|img| {
+    let noted = crate::store::StoredImage::load(store, manifest).and_then(|img| {
         let mut blobs: Vec<Digest> = img.layers.iter().map(|l| l.blob.clone()).collect();
         blobs.push(img.config_digest);
         store.add_blob_sources(&blobs, repository)

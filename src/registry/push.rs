@@ -8,7 +8,7 @@
 use super::client::Client;
 use crate::image::progress::Progress;
 use crate::image::resolve::{Resolved, resolve};
-use crate::image::{Digest, TagRef, media};
+use crate::oci::{Digest, TagRef, media};
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 

@@ -5,9 +5,9 @@
 //! skipping what the store has) is the same as for archives.
 
 use super::client::Client;
-use super::download::BlobStream;
-use crate::image::Digest;
+use super::download::{BlobEndpoint, BlobStream};
 use crate::image::source::{MAX_DOCUMENT, Source};
+use crate::oci::Digest;
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::io::Read;
@@ -139,6 +139,20 @@ impl RegistrySource {
             );
         }
         Ok(out)
+    }
+}
+
+impl BlobEndpoint for RegistrySource {
+    fn endpoint(&self) -> String {
+        Source::describe(self)
+    }
+
+    fn get_blob(
+        &self,
+        digest: &Digest,
+        headers: &[(&str, &str)],
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        self.get_with("blobs", &digest.to_string(), headers)
     }
 }
 

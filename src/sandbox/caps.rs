@@ -17,6 +17,8 @@
 //! loses), then setgroups/setgid/setuid, then [`CapsPlan::apply`]. Both
 //! only make syscalls: no allocation, no locks, no logging.
 
+pub(crate) use crate::sys::{CapSets, capget, set_no_new_privs};
+use crate::sys::{ambient_clear, bounding_drop, bounding_has, capset};
 use anyhow::{Result, bail};
 use caps::Capability;
 use serde::{Deserialize, Serialize};
@@ -139,20 +141,6 @@ impl fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
-/// Set `PR_SET_NO_NEW_PRIVS`: from now on execve never grants privileges
-/// (setuid/setgid bits and file capabilities are ignored). It cannot be
-/// undone, is inherited by children, and lets an unprivileged process
-/// install seccomp filters and Landlock rulesets.
-pub fn set_no_new_privs() -> std::io::Result<()> {
-    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// The capability sets to apply, resolved from a [`CapLevel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapsPlan {
@@ -245,149 +233,10 @@ impl CapsPlan {
     }
 }
 
-/// The three capability sets of `capget(2)`/`capset(2)`, as 64-bit masks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CapSets {
-    pub effective: u64,
-    pub permitted: u64,
-    pub inheritable: u64,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: libc::c_int,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-fn last_errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// capget(2) for the calling thread.
-pub fn capget() -> Result<CapSets, i32> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: version 3 takes a header and an array of two data structs,
-    // both valid for writing for the duration of the call.
-    let rc = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(last_errno());
-    }
-    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
-    Ok(CapSets {
-        effective: join(data[0].effective, data[1].effective),
-        permitted: join(data[0].permitted, data[1].permitted),
-        inheritable: join(data[0].inheritable, data[1].inheritable),
-    })
-}
-
-/// capset(2) for the calling thread: all three sets in one call.
-fn capset(sets: CapSets) -> Result<(), i32> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let split = |m: u64| (m as u32, (m >> 32) as u32);
-    let (e0, e1) = split(sets.effective);
-    let (p0, p1) = split(sets.permitted);
-    let (i0, i1) = split(sets.inheritable);
-    let data = [
-        CapData {
-            effective: e0,
-            permitted: p0,
-            inheritable: i0,
-        },
-        CapData {
-            effective: e1,
-            permitted: p1,
-            inheritable: i1,
-        },
-    ];
-    // SAFETY: version 3 takes a header (written by the kernel on a version
-    // mismatch) and two data structs that it only reads.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) };
-    if rc != 0 {
-        return Err(last_errno());
-    }
-    Ok(())
-}
-
-/// Whether capability `cap` is in the bounding set (PR_CAPBSET_READ).
-fn bounding_has(cap: u32) -> Result<bool, i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) };
-    match rc {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(last_errno()),
-    }
-}
-
-/// Remove capability `cap` from the bounding set (PR_CAPBSET_DROP).
-fn bounding_drop(cap: u32) -> Result<(), i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
-    if rc == 0 { Ok(()) } else { Err(last_errno()) }
-}
-
-/// Empty the ambient set (PR_CAP_AMBIENT_CLEAR_ALL).
-fn ambient_clear() -> Result<(), i32> {
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(last_errno()) }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Run `f` in a forked child and return its exit code. `f` must not
-    /// allocate or take locks (the test harness has other threads).
-    pub(crate) fn in_child(f: impl FnOnce() -> i32) -> i32 {
-        // SAFETY: fork has no memory-safety preconditions; the child runs
-        // only `f` (syscalls, no allocation) and leaves with _exit, so no
-        // state shared with the parent's other threads is touched.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
-        if pid == 0 {
-            let code = f();
-            // SAFETY: _exit never returns and runs no destructors.
-            unsafe { libc::_exit(code) }
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child with a valid out pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(r, pid);
-        assert!(
-            libc::WIFEXITED(status),
-            "child died of signal {}",
-            libc::WTERMSIG(status)
-        );
-        libc::WEXITSTATUS(status)
-    }
+    use crate::sys::testing::{in_child, set_gid_uid};
 
     fn mask(caps: &[Capability]) -> u64 {
         caps.iter().fold(0, |m, c| m | c.bitmask())
@@ -458,23 +307,67 @@ pub(crate) mod tests {
         assert!(any.downcast_ref::<ApplyError>().is_some());
     }
 
-    /// Whether this process can change its capability sets (root, or root
-    /// of a user namespace).
-    fn privileged() -> bool {
+    /// Whether this process can change its capability sets and switch to
+    /// another uid: real root.
+    fn root() -> bool {
         capget()
             .map(|s| s.effective & Capability::CAP_SETPCAP.bitmask() != 0)
             .unwrap_or(false)
+            && rustix::process::geteuid().as_raw() == 0
+    }
+
+    /// The first /etc/subuid-style range of this user in `file`.
+    fn own_range(file: &str, uid: u32) -> Option<(u64, u64)> {
+        let name = crate::host::user_name(uid);
+        crate::host::read_subids(std::path::Path::new(file))?
+            .into_iter()
+            .find(|r| Some(&r.owner) == name.as_ref() || r.owner == uid.to_string())
+            .map(|r| (r.start, r.count.min(65536)))
+    }
+
+    /// Run `f` in a child that may change its capabilities and switch to
+    /// uid/gid 65534: as root directly, otherwise as root of a new user
+    /// namespace mapping 0 to this user and 1..65536 to its subordinate
+    /// ids (newuidmap/newgidmap, as hutch itself does). A host where that
+    /// cannot be made fails the test, saying why: these checks must run.
+    fn as_root_of_some_namespace(f: impl FnOnce() -> i32) -> i32 {
+        if root() {
+            return in_child(f);
+        }
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let map = |pid: i32| -> Result<(), String> {
+            for (tool, file, id) in [
+                ("newuidmap", "/etc/subuid", uid),
+                ("newgidmap", "/etc/subgid", gid),
+            ] {
+                let (start, count) =
+                    own_range(file, uid).ok_or(format!("no range for uid {uid} in {file}"))?;
+                let out = std::process::Command::new(tool)
+                    .args([pid.to_string(), "0".into(), id.to_string(), "1".into()])
+                    .args(["1".to_string(), start.to_string(), count.to_string()])
+                    .output()
+                    .map_err(|e| format!("running {tool}: {e}"))?;
+                if !out.status.success() {
+                    return Err(format!("{tool}: {}", String::from_utf8_lossy(&out.stderr)));
+                }
+            }
+            Ok(())
+        };
+        crate::sys::testing::in_userns_child(map, f).unwrap_or_else(|e| {
+            panic!(
+                "cannot make a user namespace with uids 0 and 65534 mapped for this test ({e}); \
+                 run it as root, or give this user /etc/subuid and /etc/subgid ranges and \
+                 newuidmap/newgidmap (tests/host-setup.sh does)"
+            )
+        })
     }
 
     #[test]
     fn root_keeps_the_set_and_loses_the_rest() {
-        if !privileged() {
-            eprintln!("skipped: needs CAP_SETPCAP (run as root)");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
         let keep = plan.keep();
-        let code = in_child(|| {
+        let code = as_root_of_some_namespace(|| {
             let before = match capget() {
                 Ok(s) => s.permitted,
                 Err(_) => return 10,
@@ -506,32 +399,26 @@ pub(crate) mod tests {
         assert_eq!(code, 0);
     }
 
-    /// Child exit code: uid/gid 65534 cannot be switched to (e.g. in a
-    /// user namespace that maps only root).
-    const SKIP_UNMAPPED: i32 = 77;
+    /// Child exit code: uid/gid 65534 cannot be switched to.
+    const UNMAPPED: i32 = 77;
 
-    fn skip_or_pass(code: i32) {
-        if code == SKIP_UNMAPPED {
-            eprintln!("skipped: cannot switch to uid/gid 65534 here (not mapped)");
-            return;
-        }
+    fn assert_passed(code: i32) {
+        assert_ne!(
+            code, UNMAPPED,
+            "could not switch to uid/gid 65534 in the child"
+        );
         assert_eq!(code, 0, "child step {code} failed");
     }
 
     #[test]
     fn non_root_user_gets_nothing() {
-        if !privileged() || rustix::process::geteuid().as_raw() != 0 {
-            eprintln!("skipped: needs root to switch to another uid");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
-        let code = in_child(|| {
+        let code = as_root_of_some_namespace(|| {
             if plan.drop_bounding().is_err() {
                 return 11;
             }
-            // SAFETY: plain id-changing syscalls.
-            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
-                return SKIP_UNMAPPED;
+            if set_gid_uid(65534, 65534).is_err() {
+                return UNMAPPED;
             }
             if plan.apply(false).is_err() {
                 return 13;
@@ -542,26 +429,21 @@ pub(crate) mod tests {
             }
             0
         });
-        skip_or_pass(code);
+        assert_passed(code);
     }
 
     #[test]
     fn apply_after_setuid_without_drop_bounding_fails_clearly() {
-        if !privileged() || rustix::process::geteuid().as_raw() != 0 {
-            eprintln!("skipped: needs root to switch to another uid");
-            return;
-        }
         let plan = prepare(&CapLevel::Default).unwrap();
-        let code = in_child(|| {
-            // SAFETY: plain id-changing syscalls.
-            if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
-                return SKIP_UNMAPPED;
+        let code = as_root_of_some_namespace(|| {
+            if set_gid_uid(65534, 65534).is_err() {
+                return UNMAPPED;
             }
             match plan.apply(false) {
                 Err(e) if e.errno == libc::EPERM && e.what.contains("drop_bounding") => 0,
                 _ => 13,
             }
         });
-        skip_or_pass(code);
+        assert_passed(code);
     }
 }

@@ -23,8 +23,8 @@
 use super::rootfs;
 use super::security::Security;
 use super::spec::SandboxSpec;
-use super::sys::{self, Forked, SigSet};
 use crate::error::{EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
+use crate::sys::{self, Forked, SigSet};
 use rustix::io::Errno;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -108,9 +108,7 @@ pub fn relay(plan: &ChildPlan) -> ! {
     if plan.own_netns {
         flags |= rustix::thread::UnshareFlags::NEWNET;
     }
-    // SAFETY: this process is single-threaded (a fresh fork) and the flags
-    // do not include CLONE_FILES, so no fd of ours changes meaning.
-    if let Err(e) = unsafe { rustix::thread::unshare_unsafe(flags) } {
+    if let Err(e) = sys::unshare(flags) {
         fail(
             plan,
             &format!(
@@ -259,10 +257,7 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
             );
         }
         for fd in 0..3 {
-            // SAFETY: dup2 onto the standard fds; `tty` stays open.
-            unsafe {
-                libc::dup2(tty.as_raw_fd(), fd);
-            }
+            let _ = sys::dup_onto(tty.as_fd(), fd);
         }
     } else if !plan.spec.process.stdin {
         match rustix::fs::open(
@@ -270,10 +265,9 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
             rustix::fs::OFlags::RDONLY,
             rustix::fs::Mode::empty(),
         ) {
-            // SAFETY: dup2 onto fd 0; the opened fd is dropped after.
-            Ok(null) => unsafe {
-                libc::dup2(null.as_raw_fd(), 0);
-            },
+            Ok(null) => {
+                let _ = sys::dup_onto(null.as_fd(), 0);
+            }
             Err(e) => fail(
                 plan,
                 &format!("opening /dev/null: {}", std::io::Error::from(e)),
@@ -282,10 +276,7 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
     }
     for (target, pipe) in plan.stdio.iter().enumerate() {
         if let Some(pipe) = pipe {
-            // SAFETY: dup2 onto a standard fd; `pipe` stays open.
-            unsafe {
-                libc::dup2(pipe.as_raw_fd(), target as i32);
-            }
+            let _ = sys::dup_onto(pipe.as_fd(), target as i32);
         }
     }
     let cwd = &plan.spec.process.cwd;

@@ -16,7 +16,7 @@
 //! calls [`write_maps`] for the launcher's pid.
 
 use super::spec::{IdMap, IdMaps};
-use crate::check::host::{Helper, helper_dirs, read_subids};
+use crate::host::{Helper, helper_dirs, read_subids};
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -106,7 +106,7 @@ fn maps_for(own: u32, target: u32, range: Option<SubRange>) -> Vec<IdMap> {
 pub fn plan(keep_id: bool) -> IdMaps {
     let uid = rustix::process::getuid().as_raw();
     let gid = rustix::process::getgid().as_raw();
-    let name = crate::check::host::user_name(uid);
+    let name = crate::host::user_name(uid);
     let single = std::env::var("HUTCH_IDMAP").is_ok_and(|v| v == "single");
     let ranges = privileged_helpers().filter(|_| !single).and_then(|_| {
         Some((

@@ -14,16 +14,9 @@
 
 use anyhow::{Result, bail};
 use rustix::io::FdFlags;
-use std::os::fd::BorrowedFd;
 
 /// Most descriptors `--preserve-fds` hands through.
 pub const MAX_PRESERVED: u32 = 1024;
-
-fn borrow(fd: i32) -> BorrowedFd<'static> {
-    // SAFETY: only used for fcntl(F_GETFD), which is harmless on any
-    // number, open or not (EBADF then).
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
 
 /// Check that descriptors 3..3+n came from the caller (open, not
 /// close-on-exec), so that `--preserve-fds n` hands through only what
@@ -33,7 +26,7 @@ pub fn check_preserved(n: u32) -> Result<()> {
         bail!("--preserve-fds {n}: at most {MAX_PRESERVED} descriptors can be passed");
     }
     for fd in 3..3 + n as i32 {
-        match rustix::io::fcntl_getfd(borrow(fd)) {
+        match crate::sys::fd_flags(fd) {
             Err(_) => bail!(
                 "--preserve-fds {n}: descriptor {fd} is not open; open 3 to {} in the shell \
                  that starts hutch (e.g. `3<file`), or pass fewer",

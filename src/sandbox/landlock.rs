@@ -230,30 +230,17 @@ fn errno_in(e: &(dyn std::error::Error + 'static)) -> i32 {
 /// The running kernel's Landlock ABI version, or why there is none (for
 /// `hutch check`, `--verbose` and tests).
 pub fn kernel_abi() -> Result<u32, &'static str> {
-    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
-    // SAFETY: with this flag the kernel reads no attribute (NULL, size 0)
-    // and only returns the ABI version.
-    let v = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            LANDLOCK_CREATE_RULESET_VERSION,
-        )
-    };
-    if v > 0 {
-        return Ok(u32::try_from(v).unwrap_or(u32::MAX));
-    }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::EOPNOTSUPP) => Err(NOT_ENABLED),
-        _ => Err(NOT_BUILT),
+    match crate::sys::landlock_abi_version() {
+        Ok(v) => Ok(v),
+        Err(libc::EOPNOTSUPP) => Err(NOT_ENABLED),
+        Err(_) => Err(NOT_BUILT),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::caps::tests::in_child;
     use super::*;
+    use crate::sys::testing::in_child;
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
 
@@ -263,20 +250,15 @@ mod tests {
 
     /// open(O_CREAT|O_WRONLY) and close: 0, or the errno.
     fn create_file(path: &CString) -> i32 {
-        // SAFETY: `path` is NUL-terminated; the mode argument is given.
-        let fd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o644 as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            return std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+        use rustix::fs::{Mode, OFlags};
+        match rustix::fs::open(
+            path.as_c_str(),
+            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        ) {
+            Ok(_) => 0,
+            Err(e) => e.raw_os_error(),
         }
-        // SAFETY: closing the fd we just opened.
-        unsafe { libc::close(fd) };
-        0
     }
 
     #[test]

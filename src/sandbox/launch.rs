@@ -20,9 +20,9 @@ use super::pty;
 use super::security::Security;
 use super::spec::SandboxSpec;
 use super::stdio;
-use super::sys::{self, Forked, SigSet};
 use crate::overlay::{OverlayConfig, mount_overlay};
 use crate::profile::NetworkMode;
+use crate::sys::{self, Forked, SigSet};
 use anyhow::{Context, Result, bail};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -83,12 +83,9 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
         Forked::Parent(p) => p,
     };
     drop(go_r);
-    // SAFETY: single-threaded (checked above); no CLONE_FILES.
-    let unshared = unsafe {
-        rustix::thread::unshare_unsafe(
-            rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS,
-        )
-    };
+    // Single-threaded (checked above), as CLONE_NEWUSER requires.
+    let unshared =
+        sys::unshare(rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS);
     if let Err(e) = unshared {
         drop(go_w);
         let _ = sys::wait(helper, false);

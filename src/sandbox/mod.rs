@@ -36,6 +36,6 @@ pub mod seccomp;
 mod security;
 pub mod spec;
 mod stdio;
-mod sys;
+
 pub mod tap;
 pub mod users;

@@ -254,7 +254,7 @@ pub fn plan(
     } else if profile.user.keep_id {
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
-        let name = crate::check::host::user_name(uid).unwrap_or_else(|| uid.to_string());
+        let name = crate::host::user_name(uid).unwrap_or_else(|| uid.to_string());
         if !img.host {
             add_accounts = accounts.keep_id_additions(
                 &name,

@@ -34,6 +34,7 @@
 //! [`prepare`] reads the current limits and computes the values (before
 //! fork); [`PreparedRlimits::apply`] is only setrlimit calls.
 
+use crate::sys::{Resource, getrlimit, setrlimit};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -116,12 +117,6 @@ impl CgroupFallback {
     }
 }
 
-/// Linux's resource numbers have a different type under musl and glibc.
-#[cfg(target_env = "gnu")]
-type Resource = libc::__rlimit_resource_t;
-#[cfg(not(target_env = "gnu"))]
-type Resource = libc::c_int;
-
 /// One limit to set: resource, soft and hard values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
@@ -146,12 +141,7 @@ pub fn raise_own_nofile() {
     if soft >= hard || ORIGINAL_NOFILE.get().is_some() {
         return;
     }
-    let lim = libc::rlimit {
-        rlim_cur: hard,
-        rlim_max: hard,
-    };
-    // SAFETY: `lim` is a valid pointer for the call, only read.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+    if setrlimit(libc::RLIMIT_NOFILE, hard, hard).is_ok() {
         let _ = ORIGINAL_NOFILE.set(soft);
     }
 }
@@ -160,37 +150,6 @@ pub fn raise_own_nofile() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreparedRlimits {
     entries: [Option<Entry>; 4],
-}
-
-/// Current (soft, hard) limit of `resource`.
-fn getrlimit(resource: Resource) -> std::io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid out pointer for the call.
-    let rc = unsafe { libc::getrlimit(resource, &mut lim) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((lim.rlim_cur, lim.rlim_max))
-}
-
-/// setrlimit with the given soft and hard values.
-fn setrlimit(resource: Resource, soft: u64, hard: u64) -> Result<(), i32> {
-    let lim = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: `lim` is a valid pointer for the call, only read.
-    let rc = unsafe { libc::setrlimit(resource, &lim) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO))
-    }
 }
 
 /// The value to set: the request, capped to the current hard limit.
@@ -283,8 +242,8 @@ impl PreparedRlimits {
 
 #[cfg(test)]
 mod tests {
-    use super::super::caps::tests::in_child;
     use super::*;
+    use crate::sys::testing::in_child;
 
     #[test]
     fn nothing_requested_sets_nothing_but_the_original_open_files_limit() {

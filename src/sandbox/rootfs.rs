@@ -306,7 +306,7 @@ fn mount_sys(root: &Root, own_netns: bool) -> Step<()> {
 
 /// Bring the loopback interface of a new network namespace up.
 fn loopback_up() -> Step<()> {
-    super::sys::interface_up("lo").map_err(|e| err("bringing up the loopback interface", e))
+    crate::sys::interface_up("lo").map_err(|e| err("bringing up the loopback interface", e))
 }
 
 fn user_mounts(root: &Root, spec: &SandboxSpec) -> Step<()> {

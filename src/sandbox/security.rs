@@ -75,7 +75,7 @@ impl Security {
         if let Some(l) = landlock {
             match l.apply().map_err(|e| e.to_string())? {
                 LandlockOutcome::Full => {}
-                other => super::sys::write_stderr(&format!(
+                other => crate::sys::write_stderr(&format!(
                     "hutch: warning: Landlock rules are not fully enforced: {other}\n"
                 )),
             }

@@ -9,16 +9,11 @@
 //! threads of hutch copy between them and the terminal, so the command
 //! never holds the terminal at all.
 
+use crate::sys::std_fd;
 use anyhow::{Context, Result};
 use rustix::termios::{OptionalActions, Termios};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::thread::JoinHandle;
-
-fn std_fd(fd: i32) -> BorrowedFd<'static> {
-    // SAFETY: 0, 1 and 2 stay open for the life of hutch
-    // (inherited::ensure_standard_fds puts /dev/null on closed ones).
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
 
 fn is_terminal(fd: i32) -> bool {
     rustix::termios::isatty(std_fd(fd))

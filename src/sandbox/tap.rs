@@ -4,54 +4,15 @@
 //! sent to hutch over a unix socket, where the userspace stack (src/net)
 //! serves it. hutch itself never touches the host's network configuration.
 
+use crate::sys;
 use rustix::io::Errno;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 // The address plan is the stack's (src/net/config.rs): the container is
 // .100 (fd00::100), the gateway .2 (fd00::2), the DNS forwarder .3.
 use crate::net::{CONTAINER_ADDR, CONTAINER_ADDR6, GATEWAY_ADDR, GATEWAY_ADDR6, PREFIX_LEN6};
 const NETMASK: Ipv4Addr = Ipv4Addr::new(255, 255, 255, 0);
-
-fn last() -> Errno {
-    Errno::from_raw_os_error(
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO),
-    )
-}
-
-fn ifreq(name: &str) -> libc::ifreq {
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in name.bytes().take(libc::IFNAMSIZ - 1).enumerate() {
-        req.ifr_name[i] = b as libc::c_char;
-    }
-    req
-}
-
-fn sockaddr_in(a: Ipv4Addr) -> libc::sockaddr {
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(a.octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: sockaddr_in and sockaddr have the same size on Linux and
-    // sockaddr is plain old data; the kernel reads it as sockaddr_in.
-    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
-}
-
-/// ioctl on `fd` with a pointer argument.
-fn ioctl<T>(fd: BorrowedFd<'_>, req: libc::c_ulong, arg: &mut T) -> Result<(), Errno> {
-    // SAFETY: `arg` points to a live, properly typed struct for `req`
-    // (the callers pair each request with its struct); the kernel reads
-    // and writes only within it.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, arg as *mut T) };
-    if rc < 0 { Err(last()) } else { Ok(()) }
-}
 
 /// Create `eth0` as a TAP device, give it the container addresses (IPv4
 /// and, where the kernel has IPv6, IPv6), `mtu`, default routes through
@@ -70,10 +31,7 @@ pub fn create(mtu: u32) -> Result<OwnedFd, String> {
             x,
         )
     })?;
-    let mut req = ifreq("eth0");
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-    ioctl(tun.as_fd(), libc::TUNSETIFF as libc::c_ulong, &mut req)
-        .map_err(|x| e("creating the TAP device eth0", x))?;
+    sys::tun_create_tap(tun.as_fd(), "eth0").map_err(|x| e("creating the TAP device eth0", x))?;
 
     let sock = rustix::net::socket(
         rustix::net::AddressFamily::INET,
@@ -81,25 +39,13 @@ pub fn create(mtu: u32) -> Result<OwnedFd, String> {
         None,
     )
     .map_err(|x| e("opening a configuration socket", x))?;
-    let mut req = ifreq("eth0");
-    req.ifr_ifru.ifru_mtu = mtu as libc::c_int;
-    ioctl(sock.as_fd(), libc::SIOCSIFMTU, &mut req).map_err(|x| e("setting the MTU of eth0", x))?;
-    let mut req = ifreq("eth0");
-    req.ifr_ifru.ifru_addr = sockaddr_in(CONTAINER_ADDR);
-    ioctl(sock.as_fd(), libc::SIOCSIFADDR, &mut req)
+    sys::set_mtu(sock.as_fd(), "eth0", mtu).map_err(|x| e("setting the MTU of eth0", x))?;
+    sys::set_ipv4_address(sock.as_fd(), "eth0", CONTAINER_ADDR)
         .map_err(|x| e("setting the address of eth0", x))?;
-    let mut req = ifreq("eth0");
-    req.ifr_ifru.ifru_netmask = sockaddr_in(NETMASK);
-    ioctl(sock.as_fd(), libc::SIOCSIFNETMASK, &mut req)
+    sys::set_ipv4_netmask(sock.as_fd(), "eth0", NETMASK)
         .map_err(|x| e("setting the netmask of eth0", x))?;
-    super::sys::interface_up("eth0").map_err(|x| e("bringing eth0 up", x))?;
-    // SAFETY: rtentry is plain old data; all-zero is a valid value.
-    let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
-    rt.rt_dst = sockaddr_in(Ipv4Addr::UNSPECIFIED);
-    rt.rt_genmask = sockaddr_in(Ipv4Addr::UNSPECIFIED);
-    rt.rt_gateway = sockaddr_in(GATEWAY_ADDR);
-    rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
-    ioctl(sock.as_fd(), libc::SIOCADDRT, &mut rt)
+    sys::interface_up("eth0").map_err(|x| e("bringing eth0 up", x))?;
+    sys::add_ipv4_default_route(sock.as_fd(), GATEWAY_ADDR)
         .map_err(|x| e("adding the default route via 10.0.2.2", x))?;
     ipv6(sock.as_fd()).map_err(|(what, x)| e(what, x))?;
     Ok(tun)
@@ -109,10 +55,7 @@ pub fn create(mtu: u32) -> Result<OwnedFd, String> {
 /// without IPv6 (ipv6.disable=1), or with IPv6 disabled for new
 /// interfaces (disable_ipv6: EACCES), leaves the container with IPv4 only.
 fn ipv6(sock: BorrowedFd<'_>) -> Result<(), (&'static str, Errno)> {
-    let mut req = ifreq("eth0");
-    ioctl(sock, libc::SIOCGIFINDEX, &mut req).map_err(|x| ("finding eth0's index", x))?;
-    // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
-    let index = unsafe { req.ifr_ifru.ifru_ifindex } as u32;
+    let index = sys::interface_index(sock, "eth0").map_err(|x| ("finding eth0's index", x))?;
     match super::netlink::add_ipv6_address(index, CONTAINER_ADDR6, PREFIX_LEN6) {
         Err(Errno::AFNOSUPPORT | Errno::OPNOTSUPP | Errno::ACCESS) => return Ok(()),
         r => r.map_err(|x| ("setting the IPv6 address of eth0", x))?,
@@ -126,15 +69,7 @@ fn ipv6(sock: BorrowedFd<'_>) -> Result<(), (&'static str, Errno)> {
 /// at every container exit); it goes away with the container's network
 /// namespace instead, in the kernel's own cleanup work.
 pub fn set_persist(tap: BorrowedFd<'_>) -> Result<(), Errno> {
-    // SAFETY: TUNSETPERSIST takes an integer argument, no pointer.
-    let rc = unsafe {
-        libc::ioctl(
-            tap.as_raw_fd(),
-            libc::TUNSETPERSIST as _,
-            1 as libc::c_ulong,
-        )
-    };
-    if rc < 0 { Err(last()) } else { Ok(()) }
+    sys::tun_set_persist(tap)
 }
 
 /// Send `fd` over the unix socket `sock` (SCM_RIGHTS).

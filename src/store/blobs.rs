@@ -6,8 +6,8 @@
 //! and correct (unless the disk itself lies, which `hutch check --store` finds).
 
 use super::Store;
-use crate::image::Digest;
-use crate::image::digest::Hasher;
+use crate::oci::Digest;
+use crate::oci::digest::Hasher;
 use anyhow::{Context, Result, bail};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

@@ -12,7 +12,8 @@
 
 use super::Store;
 use super::remove::remove_tree;
-use crate::image::{Digest, StoredImage};
+use crate::oci::Digest;
+use crate::store::StoredImage;
 use anyhow::{Context, Result};
 use std::collections::HashSet;
 use std::path::Path;

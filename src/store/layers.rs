@@ -10,9 +10,9 @@
 
 use super::space::{is_no_space, is_no_space_io};
 use super::{Store, StoreLock, pipe, unpack};
-use crate::image::Digest;
-use crate::image::compression::{self, Compression};
-use crate::image::digest::{HashingReader, TeeReader};
+use crate::oci::Digest;
+use crate::oci::compression::{self, Compression};
+use crate::oci::digest::{HashingReader, TeeReader};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::io::Read;

@@ -24,6 +24,7 @@
 pub mod blobs;
 pub mod containers;
 pub mod gc;
+pub mod image;
 pub mod layers;
 pub mod lock;
 pub mod notices;
@@ -39,6 +40,7 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 pub use blobs::BlobWriter;
+pub use image::StoredImage;
 pub use lock::StoreLock;
 
 /// An opened store. Cheap to clone; holds no open files itself.

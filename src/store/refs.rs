@@ -9,7 +9,7 @@
 //! while the log itself stays append-only.
 
 use super::{Store, StoreLock, write_atomic};
-use crate::image::Digest;
+use crate::oci::Digest;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

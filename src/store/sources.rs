@@ -7,7 +7,7 @@
 //! It is a hint: a wrong entry costs one refused mount and then an upload.
 
 use super::{Store, StoreLock, write_atomic};
-use crate::image::Digest;
+use crate::oci::Digest;
 use anyhow::Result;
 use std::collections::BTreeMap;
 

@@ -9,8 +9,9 @@
 
 use super::Store;
 use super::remove::remove_tree;
-use crate::image::digest::HashingReader;
-use crate::image::{Digest, StoredImage};
+use crate::oci::Digest;
+use crate::oci::digest::HashingReader;
+use crate::store::StoredImage;
 use anyhow::Result;
 
 #[derive(Debug, Default, serde::Serialize)]

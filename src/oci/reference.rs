@@ -5,7 +5,7 @@
 //! `Reference` compiles a large regex on first use (about 60 ms and 18 MB,
 //! more than everything else `hutch run` does before it starts).
 
-use crate::image::Digest;
+use crate::oci::Digest;
 use anyhow::{Result, bail};
 
 /// A normalised `registry/repository:tag` (the key of a tag in the store).

@@ -1,7 +1,7 @@
 //! An image as the store holds it: manifest, config and layers, read back
 //! from blobs and checked for consistency.
 
-use crate::image::{Digest, media};
+use crate::oci::{Digest, media};
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use oci_spec::image::{ImageConfiguration, ImageManifest};
