@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::{TestStore, describe};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use common::{TestStore, describe, http_get_until};
+use std::net::TcpListener;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SCRIPT: &str = include_str!("../scripts/busybox-image.sh");
 
@@ -60,28 +59,12 @@ fn the_first_image_needs_no_registry_and_serves_the_readme_example() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
-    let body = loop {
-        let r = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut v = String::new();
-            s.read_to_string(&mut v)?;
-            Ok(v)
-        });
-        match r {
-            Ok(v) if v.contains("hello") => break v,
-            _ if t0.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            other => {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "no answer through -p {publish}: {other:?}\n{}",
-                    describe(&out)
-                );
-            }
+    let body = match http_get_until(port, "/", Duration::from_secs(30), |v| v.contains("hello")) {
+        Ok(body) => body,
+        Err(e) => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("no answer through -p {publish}: {e}\n{}", describe(&out));
         }
     };
     assert!(

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{TestStore, describe, fixture};
+use common::{TestStore, describe, fixture, http_get_until};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::busybox_with_hostlo_profile as busybox;
 
@@ -258,23 +258,10 @@ fn published_port_reaches_a_server_in_the_container() {
     let mut out = child.stdout.take().unwrap();
     let mut seen = [0u8; 6];
     out.read_exact(&mut seen).unwrap();
-    let t0 = Instant::now();
-    let body = loop {
-        let r = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-            let mut v = String::new();
-            s.read_to_string(&mut v)?;
-            Ok(v)
-        });
-        match r {
-            Ok(v) if v.contains("served-from-container") => break v,
-            _ if t0.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            other => panic!("no answer through -p {publish}: {other:?}"),
-        }
-    };
+    let body = http_get_until(port, "/index.html", Duration::from_secs(10), |v| {
+        v.contains("served-from-container")
+    })
+    .unwrap_or_else(|e| panic!("no answer through -p {publish}: {e}"));
     assert!(body.starts_with("HTTP/1."), "{body}");
     let _ = child.kill();
     let _ = child.wait();
@@ -532,26 +519,13 @@ fn mtu_from_the_profile_the_flag_and_the_network_option() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1500\n");
 }
 
-/// GET / from 127.0.0.1:`port` until the container's server answers
-/// (it may not listen yet; 10 s at most).
+/// GET /index.html from 127.0.0.1:`port` until the container's server
+/// answers (it may not listen yet; 10 s at most).
 fn get(port: u16) -> String {
-    let t0 = Instant::now();
-    loop {
-        let r = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
-            let mut v = String::new();
-            s.read_to_string(&mut v)?;
-            Ok(v)
-        });
-        match r {
-            Ok(v) if v.starts_with("HTTP/1.") => return v,
-            _ if t0.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
-            other => panic!("no answer on 127.0.0.1:{port}: {other:?}"),
-        }
-    }
+    http_get_until(port, "/index.html", Duration::from_secs(10), |v| {
+        v.starts_with("HTTP/1.")
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -89,7 +89,9 @@ impl Default for NetConfig {
             allow_host_loopback: false,
             block_private: false,
             forwards: Vec::new(),
-            dns_upstreams: super::dns::host_resolvers(),
+            // Filled by the caller (run/net.rs reads the host's resolvers
+            // into the spec); the stack reads no host file itself.
+            dns_upstreams: Vec::new(),
             tcp_buffer: 1024 * 1024,
             udp_timeout: Duration::from_secs(60),
             dns_timeout: Duration::from_secs(10),

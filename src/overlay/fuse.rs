@@ -1,6 +1,7 @@
 //! The `fuser::Filesystem` glue: unpack each request, call [`OverlayFs`],
-//! reply. Every handler runs under `catch_unwind`: a bug answers `EIO`
-//! (the dropped reply does that) instead of killing a session thread.
+//! reply. Every handler runs under `catch_unwind` (`panic_guard`): a bug
+//! answers `EIO` (the dropped reply does that) instead of killing a
+//! session thread, and the first panic of each operation is logged.
 //!
 //! Not implemented on purpose (the kernel then does the right thing):
 //! `getlk`/`setlk` and flock (we do not request `FUSE_POSIX_LOCKS` or
@@ -11,6 +12,7 @@
 //! `FUSE_TMPFILE`, answers `ENOSYS`, the kernel reports `EOPNOTSUPP`).
 
 use super::fs::{Caller, NewEntry, OverlayFs, SetAttr};
+use super::panic_guard::PanicLog;
 use fuser::{
     FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
@@ -24,7 +26,6 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,7 +38,7 @@ pub(crate) struct Fuse {
     /// kernel then owns file times and sizes, see `OverlayConfig`).
     pub writeback: bool,
     pub stats: Stats,
-    /// Operations whose panics were logged already.
+    /// The panics caught in handlers (see `panic_guard`).
     pub panics: PanicLog,
 }
 
@@ -108,48 +109,11 @@ impl Stats {
 }
 
 impl Fuse {
-    /// Run a handler; a panic inside drops the reply, which answers EIO,
-    /// and is logged (operation, inode, message) the first time that
-    /// operation panics, so a request that keeps failing cannot flood the
-    /// log.
-    fn guard(&self, op: &'static str, ino: u64, f: impl FnOnce()) {
+    /// Run the handler of `op` on inode `ino`. A panic inside drops the
+    /// reply, which answers EIO, and is logged (see `panic_guard`).
+    fn guard(&self, op: &'static str, ino: INodeNo, f: impl FnOnce()) {
         self.stats.count(op);
-        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-            && self.panics.first(op)
-        {
-            tracing::error!(
-                "overlay: the {op} request on inode {ino} failed with an internal error \
-                 (answered EIO; further {op} failures are not logged): {}",
-                panic_message(payload.as_ref())
-            );
-        }
-    }
-}
-
-/// The text a panic was raised with (`panic!("...")` gives a `&str` or a
-/// `String`).
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "(no message)"
-    }
-}
-
-/// Operations that have panicked at least once (their first panic is
-/// logged, the rest only answered).
-#[derive(Default)]
-pub(crate) struct PanicLog(Mutex<std::collections::HashSet<&'static str>>);
-
-impl PanicLog {
-    /// Whether this is the first panic of `op`.
-    fn first(&self, op: &'static str) -> bool {
-        match self.0.lock() {
-            Ok(mut seen) => seen.insert(op),
-            Err(poisoned) => poisoned.into_inner().insert(op),
-        }
+        let _ = self.panics.run(op, ino.0, f);
     }
 }
 
@@ -257,13 +221,14 @@ impl Filesystem for Fuse {
     }
 
     fn destroy(&mut self) {
+        self.panics.report();
         if std::env::var_os("HUTCH_OVERLAY_STATS").is_some() {
             self.stats.report();
         }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.guard("lookup", parent.0, || {
+        self.guard("lookup", parent, || {
             match self.fs.lookup(parent.0, name.as_bytes()) {
                 Ok(Some((attr, false))) => reply.entry(&self.fs.ttl, &attr, Generation(0)),
                 // The attributes (inode number) come with the next getattr.
@@ -278,11 +243,11 @@ impl Filesystem for Fuse {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.guard("forget", ino.0, || self.fs.forget(ino.0, nlookup))
+        self.guard("forget", ino, || self.fs.forget(ino.0, nlookup))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.guard("getattr", ino.0, || {
+        self.guard("getattr", ino, || {
             match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
                 Ok(attr) => reply.attr(&self.fs.ttl, &attr),
                 Err(e) => reply.error(fe(e)),
@@ -308,7 +273,7 @@ impl Filesystem for Fuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.guard("setattr", ino.0, || {
+        self.guard("setattr", ino, || {
             let a = SetAttr {
                 mode,
                 uid,
@@ -326,7 +291,7 @@ impl Filesystem for Fuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.guard("readlink", ino.0, || match self.fs.readlink(ino.0) {
+        self.guard("readlink", ino, || match self.fs.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(fe(e)),
         })
@@ -342,7 +307,7 @@ impl Filesystem for Fuse {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.guard("mknod", parent.0, || {
+        self.guard("mknod", parent, || {
             let perm = mode & 0o7777;
             let what = match mode & libc::S_IFMT {
                 libc::S_IFREG | 0 => NewEntry::File { mode: perm },
@@ -368,7 +333,7 @@ impl Filesystem for Fuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        self.guard("mkdir", parent.0, || {
+        self.guard("mkdir", parent, || {
             let r = self
                 .fs
                 .create_entry(
@@ -383,7 +348,7 @@ impl Filesystem for Fuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("unlink", parent.0, || {
+        self.guard("unlink", parent, || {
             match self.fs.remove(parent.0, name.as_bytes(), false) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -392,7 +357,7 @@ impl Filesystem for Fuse {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("rmdir", parent.0, || {
+        self.guard("rmdir", parent, || {
             match self.fs.remove(parent.0, name.as_bytes(), true) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -408,7 +373,7 @@ impl Filesystem for Fuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.guard("symlink", parent.0, || {
+        self.guard("symlink", parent, || {
             let r = self
                 .fs
                 .create_entry(
@@ -434,7 +399,7 @@ impl Filesystem for Fuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.guard("rename", parent.0, || {
+        self.guard("rename", parent, || {
             match self.fs.rename(
                 parent.0,
                 name.as_bytes(),
@@ -456,7 +421,7 @@ impl Filesystem for Fuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.guard("link", ino.0, || {
+        self.guard("link", ino, || {
             let r = self.fs.node(ino.0).and_then(|src| {
                 self.fs
                     .create_entry(
@@ -472,7 +437,7 @@ impl Filesystem for Fuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.guard("open", ino.0, || match self.fs.open(ino.0, flags.0) {
+        self.guard("open", ino, || match self.fs.open(ino.0, flags.0) {
             // The data of a node changes only through this mount, whose
             // page cache the kernel keeps coherent: keep it across opens.
             Ok((fh, write)) => {
@@ -488,7 +453,7 @@ impl Filesystem for Fuse {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -496,7 +461,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.guard("read", _ino.0, || {
+        self.guard("read", ino, || {
             let h = match self.fs.file(fh.0) {
                 Ok(h) => h,
                 Err(e) => return reply.error(fe(e)),
@@ -525,7 +490,7 @@ impl Filesystem for Fuse {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -534,7 +499,7 @@ impl Filesystem for Fuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.guard("write", _ino.0, || {
+        self.guard("write", ino, || {
             let h = match self.fs.file(fh.0) {
                 Ok(h) if h.writable => h,
                 Ok(_) => return reply.error(fuser::Errno::EBADF),
@@ -589,14 +554,14 @@ impl Filesystem for Fuse {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.guard("release", _ino.0, || {
+        self.guard("release", ino, || {
             self.fs.release(fh.0);
             reply.ok()
         })
@@ -605,12 +570,12 @@ impl Filesystem for Fuse {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.guard("fsync", _ino.0, || {
+        self.guard("fsync", ino, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 let fd = h.current_fd();
                 if datasync {
@@ -643,7 +608,7 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.guard("readdir", ino.0, || {
+        self.guard("readdir", ino, || {
             let (_, entries) = match self.fs.readdir_entries(ino.0, offset) {
                 Ok(x) => x,
                 Err(e) => return reply.error(fe(e)),
@@ -667,7 +632,7 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.guard("readdirplus", ino.0, || {
+        self.guard("readdirplus", ino, || {
             let (dir, entries) = match self.fs.readdir_entries(ino.0, offset) {
                 Ok(x) => x,
                 Err(e) => return reply.error(fe(e)),
@@ -717,8 +682,8 @@ impl Filesystem for Fuse {
         reply.ok()
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.guard("statfs", _ino.0, || match self.fs.statfs() {
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.guard("statfs", ino, || match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -743,7 +708,7 @@ impl Filesystem for Fuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.guard("setxattr", ino.0, || {
+        self.guard("setxattr", ino, || {
             match self.fs.setxattr(ino.0, name.as_bytes(), value, flags) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -752,7 +717,7 @@ impl Filesystem for Fuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.guard("getxattr", ino.0, || {
+        self.guard("getxattr", ino, || {
             match self.fs.getxattr(ino.0, name.as_bytes()) {
                 Ok(v) if size == 0 => reply.size(v.len() as u32),
                 Ok(v) if v.len() > size as usize => reply.error(fuser::Errno::ERANGE),
@@ -763,7 +728,7 @@ impl Filesystem for Fuse {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.guard("listxattr", ino.0, || match self.fs.listxattr(ino.0) {
+        self.guard("listxattr", ino, || match self.fs.listxattr(ino.0) {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(fuser::Errno::ERANGE),
             Ok(v) => reply.data(&v),
@@ -772,7 +737,7 @@ impl Filesystem for Fuse {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guard("removexattr", ino.0, || {
+        self.guard("removexattr", ino, || {
             match self.fs.removexattr(ino.0, name.as_bytes()) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(fe(e)),
@@ -795,7 +760,7 @@ impl Filesystem for Fuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.guard("create", parent.0, || {
+        self.guard("create", parent, || {
             if mode & libc::S_IFMT != libc::S_IFREG && mode & libc::S_IFMT != 0 {
                 return reply.error(fuser::Errno::EINVAL);
             }
@@ -818,14 +783,14 @@ impl Filesystem for Fuse {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.guard("fallocate", _ino.0, || {
+        self.guard("fallocate", ino, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 if !h.writable {
                     return Err(Errno::BADF);
@@ -847,13 +812,13 @@ impl Filesystem for Fuse {
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        self.guard("lseek", _ino.0, || {
+        self.guard("lseek", ino, || {
             let r = self.fs.file(fh.0).and_then(|h| {
                 if h.node.written.load(Ordering::Relaxed)
                     && self.fs.writeback.load(Ordering::Relaxed)
@@ -884,7 +849,7 @@ impl Filesystem for Fuse {
     fn copy_file_range(
         &self,
         _req: &Request,
-        _ino_in: INodeNo,
+        ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
         _ino_out: INodeNo,
@@ -894,7 +859,7 @@ impl Filesystem for Fuse {
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.guard("copy_file_range", _ino_in.0, || {
+        self.guard("copy_file_range", ino_in, || {
             let r = (|| {
                 let hin = self.fs.file(fh_in.0)?;
                 let hout = self.fs.file(fh_out.0)?;
@@ -911,25 +876,5 @@ impl Filesystem for Fuse {
                 Err(e) => reply.error(fe(e)),
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panicking_operation_is_caught_and_logged_once_per_operation() {
-        let log = PanicLog::default();
-        assert!(log.first("read"));
-        assert!(!log.first("read"), "the second read panic is not logged");
-        assert!(log.first("write"), "another operation is logged on its own");
-
-        let caught = std::panic::catch_unwind(|| panic!("bad inode {}", 7)).unwrap_err();
-        assert_eq!(panic_message(caught.as_ref()), "bad inode 7");
-        let caught = std::panic::catch_unwind(|| panic!("static text")).unwrap_err();
-        assert_eq!(panic_message(caught.as_ref()), "static text");
-        let caught = std::panic::catch_unwind(|| std::panic::panic_any(42u8)).unwrap_err();
-        assert_eq!(panic_message(caught.as_ref()), "(no message)");
     }
 }

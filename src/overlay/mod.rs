@@ -8,6 +8,7 @@
 //! * `fs`: nodes, inode numbers, every operation (`Result<_, Errno>`).
 //! * `copyup`: copy-up into the upper layer.
 //! * `fuse`: the `fuser::Filesystem` glue and kernel options.
+//! * `panic_guard`: handlers run under `catch_unwind`, panics logged once.
 //! * `mount`: user namespace, `mount(2)`, the background session.
 //!
 //! Library API for the launcher: [`enter_user_namespace`] (while still
@@ -20,6 +21,7 @@ mod fs;
 mod fuse;
 mod layers;
 mod mount;
+mod panic_guard;
 
 pub(crate) use mount::thread_count;
 pub use mount::{MountedOverlay, OverlayConfig, enter_user_namespace, mount_overlay};

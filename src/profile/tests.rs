@@ -1,6 +1,7 @@
-//! Unit tests of mod.rs.
+//! Tests of loading, extending, listing and showing profiles.
 
 use super::*;
+use std::path::Path;
 
 fn catalog(files: &[(&str, &str)]) -> (tempfile::TempDir, Catalog) {
     let dir = tempfile::tempdir().unwrap();

@@ -301,3 +301,36 @@ pub fn read_pty(master: &std::os::fd::OwnedFd) -> String {
     }
     String::from_utf8_lossy(&shown).into_owned()
 }
+
+/// GET `path` over HTTP/1.0 from 127.0.0.1:`port` until the answer
+/// satisfies `done`, retrying every 100 ms for at most `wait` (the server
+/// in the container may not listen yet). The whole answer, or what the
+/// last try gave.
+pub fn http_get_until(
+    port: u16,
+    path: &str,
+    wait: std::time::Duration,
+    done: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    loop {
+        let r = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())?;
+            let mut v = String::new();
+            s.read_to_string(&mut v)?;
+            Ok(v)
+        });
+        match r {
+            Ok(v) if done(&v) => return Ok(v),
+            _ if t0.elapsed() < wait => std::thread::sleep(Duration::from_millis(100)),
+            other => {
+                return Err(format!(
+                    "no answer to GET {path} on 127.0.0.1:{port} within {wait:?}: {other:?}"
+                ));
+            }
+        }
+    }
+}

@@ -1,11 +1,40 @@
-//! Attributes: what stat shows (recorded owners and modes over the real
-//! ones), setattr with its copy-up, readlink.
+//! Attributes: how a node is presented (stat plus ownership record),
+//! `getattr`, `setattr` (chmod, chown, truncate, utimens) and `statfs`.
 
-use super::*;
+use super::convert::{
+    UTIME_OMIT, encode_dev, errno_of, fuse_kind, has_user_xattrs, presented_type, record_kind,
+    stored_mode, systime, timespec,
+};
+use super::{Node, NodeState, OverlayFs, SetAttr, lock, rlock};
+use crate::overlay::format::{self, OverrideStat, RecordedType};
+use crate::overlay::layers::{self, Res, UPPER};
+use fuser::{FileAttr, INodeNo};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, XattrFlags};
+use rustix::io::Errno;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+impl SetAttr {
+    /// Whether applying this request to a file presented as `cur` changes
+    /// anything.
+    fn changes(&self, cur: &FileAttr) -> bool {
+        let time_differs = |t: &Option<Option<SystemTime>>, now: SystemTime| match t {
+            None => false,
+            Some(None) => true,
+            Some(Some(t)) => *t != now,
+        };
+        self.mode.is_some_and(|m| m & 0o7777 != u32::from(cur.perm))
+            || self.uid.is_some_and(|u| u != cur.uid)
+            || self.gid.is_some_and(|g| g != cur.gid)
+            // truncate(2) to the same size still updates the times.
+            || self.size.is_some()
+            || time_differs(&self.atime, cur.atime)
+            || time_differs(&self.mtime, cur.mtime)
+    }
+}
 
 impl OverlayFs {
-    // -- attributes ---------------------------------------------------------
-
     /// Status and ownership record of a node as it is now.
     pub(super) fn node_stat(
         &self,
@@ -92,7 +121,7 @@ impl OverlayFs {
 
     /// Attributes for an attribute reply (not an entry): names of lower
     /// hardlinked files present their shared inode number.
-    pub(super) fn presented(&self, node: &Node, mut a: FileAttr) -> FileAttr {
+    fn presented(&self, node: &Node, mut a: FileAttr) -> FileAttr {
         if let Some(ino) = lock(&node.st).shared_ino {
             a.ino = INodeNo(ino);
         }
@@ -121,7 +150,6 @@ impl OverlayFs {
         let a = self.attr_locked(&node)?;
         Ok(self.presented(&node, a))
     }
-
     // -- attributes changes ---------------------------------------------------
 
     pub fn setattr(&self, id: u64, a: SetAttr) -> Res<FileAttr> {
@@ -308,14 +336,7 @@ impl OverlayFs {
         Ok(self.presented(&node, a))
     }
 
-    pub fn readlink(&self, id: u64) -> Res<Vec<u8>> {
-        let node = self.node(id)?;
-        let _ns = rlock(&self.ns);
-        let s = node.snapshot();
-        if s.unlinked {
-            return Err(Errno::NOENT);
-        }
-        let l = rustix::fs::readlinkat(self.layers.fd(s.top())?, s.path.as_slice(), Vec::new())?;
-        Ok(l.into_bytes())
+    pub fn statfs(&self) -> Res<rustix::fs::StatVfs> {
+        rustix::fs::fstatvfs(self.layers.upper())
     }
 }

@@ -1,11 +1,15 @@
-//! The glue between the filesystem and copy-up (copyup.rs): per-file copy
-//! locks, moving nodes to the upper layer, kernel cache invalidation.
+//! The copy-up entry points the operations use (parents first, once per
+//! file under its copy lock) and the bookkeeping after a copy: the
+//! upper identity keeps the node id. The copy itself is in
+//! `overlay::copyup`.
 
-use super::*;
+use super::{COPY_LOCK_STRIPES, Inval, Node, OverlayFs, is_lower_hardlink, lock, rlock};
+use crate::overlay::layers::{Found, Res, UPPER, split_parent};
+use rustix::fs::FileType;
+use rustix::io::Errno;
+use std::sync::MutexGuard;
 
 impl OverlayFs {
-    // -- copy-up support ----------------------------------------------------
-
     /// The copy lock for the file with identity `key`.
     pub(crate) fn copy_lock(&self, key: (u64, u64)) -> MutexGuard<'_, ()> {
         let h = key.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ key.1;
@@ -130,16 +134,5 @@ impl OverlayFs {
             return Ok(());
         }
         self.copy_up_dir(&s.path).map(|_| ())
-    }
-
-    // -- namespace helpers (caller holds `ns` exclusively) --------------------
-
-    pub(super) fn upper_dirfd(&self, dir: &[u8]) -> Res<OwnedFd> {
-        rustix::fs::openat(
-            self.layers.upper(),
-            dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
     }
 }

@@ -1,11 +1,17 @@
-//! Directory listings merged across the layers.
+//! Directory listings: the merged entries of all layers of a directory,
+//! served to `readdir` and `readdirplus`.
 
-use super::*;
+use super::convert::fuse_kind;
+use super::{DirEntry, Node, OverlayFs, lock, rlock};
+use crate::overlay::layers::Res;
+use fuser::{FileAttr, FileType as FType};
+use rustix::io::Errno;
+use std::sync::Arc;
 
 impl OverlayFs {
     // -- directories --------------------------------------------------------------
 
-    pub(super) fn dir_entries(&self, node: &Node) -> Res<Vec<DirEntry>> {
+    fn dir_entries(&self, node: &Node) -> Res<Vec<DirEntry>> {
         let _ns = rlock(&self.ns);
         let s = node.snapshot();
         if !s.is_dir() {
@@ -70,4 +76,6 @@ impl OverlayFs {
             .lookup_locked(dir, &e.name)?
             .map(|(n, a)| (a, lock(&n.st).shared_ino.is_some())))
     }
+
+    // -- xattrs ---------------------------------------------------------------------
 }

@@ -1,9 +1,35 @@
-//! Creating, removing and renaming entries (mknod, mkdir, symlink, link,
-//! unlink, rmdir, rename).
+//! Creating and removing names: files, directories, fifos, sockets,
+//! symlinks, hard links (`create_entry`), unlink and rmdir (`remove`).
 
-use super::*;
+use super::convert::{errno_of, record_kind, stored_mode};
+use super::{Caller, NewEntry, Node, OverlayFs, S_ISGID, wlock};
+use crate::overlay::format::{self, OverrideStat};
+use crate::overlay::layers::{self, Res, UPPER, join};
+use fuser::FileAttr;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use std::os::fd::{AsFd, OwnedFd};
 
 impl OverlayFs {
+    /// Presented uid, gid and mode of a directory node (for new entries).
+    fn dir_owner(&self, node: &Node) -> Res<(u32, u32, u32)> {
+        let s = node.snapshot();
+        let (st, ovr) = self.node_stat(node, &s)?;
+        Ok(match ovr {
+            Some(o) => (o.uid, o.gid, o.mode),
+            None => (st.st_uid, st.st_gid, st.st_mode & 0o7777),
+        })
+    }
+
+    /// Apply the on-disk mode `disk` exactly (the process umask may have
+    /// masked the creation mode).
+    fn fix_mode(&self, dirfd: impl AsFd, name: &[u8], disk: u32) -> Res<()> {
+        if disk & self.umask != 0 {
+            rustix::fs::chmodat(dirfd, name, Mode::from_raw_mode(disk), AtFlags::empty())?;
+        }
+        Ok(())
+    }
+
     // -- creating entries ----------------------------------------------------
 
     /// Create `name` in `parent`; returns the new node's attributes and,
@@ -192,221 +218,6 @@ impl OverlayFs {
             self.make_whiteout(&ps.path, name)?;
         }
         self.name_removed(&f, &path);
-        Ok(())
-    }
-
-    // -- rename ---------------------------------------------------------------
-
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        newparent: u64,
-        newname: &[u8],
-        flags: u32,
-    ) -> Res<()> {
-        let noreplace = flags & RenameFlags::NOREPLACE.bits() != 0;
-        let exchange = flags & RenameFlags::EXCHANGE.bits() != 0;
-        if flags & !(RenameFlags::NOREPLACE.bits() | RenameFlags::EXCHANGE.bits()) != 0
-            || (noreplace && exchange)
-        {
-            return Err(Errno::INVAL);
-        }
-        if format::is_reserved_name(name) || !layers::valid_name(name) {
-            return Err(Errno::NOENT);
-        }
-        if !layers::valid_name(newname) {
-            return Err(Errno::INVAL);
-        }
-        if format::is_reserved_name(newname) {
-            return Err(Errno::PERM);
-        }
-        let parent = self.node(parent)?;
-        let newparent = self.node(newparent)?;
-        for _attempt in 0..3 {
-            // Phase 1, unlocked: copy up what the rename needs.
-            self.ensure_dir_upper(&parent)?;
-            self.ensure_dir_upper(&newparent)?;
-            {
-                let (src, dst) = {
-                    let _ns = rlock(&self.ns);
-                    let ps = parent.snapshot();
-                    let nps = newparent.snapshot();
-                    let src = self.layers.resolve(&ps.layers, &ps.path, name)?;
-                    let dst = if exchange {
-                        self.layers.resolve(&nps.layers, &nps.path, newname)?
-                    } else {
-                        None
-                    };
-                    (
-                        src.map(|f| (f, join(&ps.path, name))),
-                        dst.map(|f| (f, join(&nps.path, newname))),
-                    )
-                };
-                let (src, sp) = src.ok_or(Errno::NOENT)?;
-                if !src.is_dir() && src.top != UPPER {
-                    self.copy_up_path(&sp, false)?;
-                }
-                if let Some((d, dp)) = dst
-                    && !d.is_dir()
-                    && d.top != UPPER
-                {
-                    self.copy_up_path(&dp, false)?;
-                }
-            }
-            // Phase 2, exclusive.
-            match self.rename_locked(&parent, name, &newparent, newname, noreplace, exchange) {
-                Err(Errno::AGAIN) => continue,
-                r => return r,
-            }
-        }
-        Err(Errno::BUSY)
-    }
-
-    pub(super) fn rename_locked(
-        &self,
-        parent: &Node,
-        name: &[u8],
-        newparent: &Node,
-        newname: &[u8],
-        noreplace: bool,
-        exchange: bool,
-    ) -> Res<()> {
-        let _ns = wlock(&self.ns);
-        let ps = parent.snapshot();
-        let nps = newparent.snapshot();
-        if ps.unlinked || nps.unlinked || !ps.is_upper() || !nps.is_upper() {
-            return Err(Errno::NOENT);
-        }
-        let src = self
-            .layers
-            .resolve(&ps.layers, &ps.path, name)?
-            .ok_or(Errno::NOENT)?;
-        let dst = self.layers.resolve(&nps.layers, &nps.path, newname)?;
-        let sp = join(&ps.path, name);
-        let dp = join(&nps.path, newname);
-        if sp == dp {
-            return Ok(());
-        }
-        let movable = |f: &Found| -> Res<()> {
-            if f.is_dir() {
-                // Like overlayfs without redirect_dir.
-                if f.top != UPPER || !f.dir_lowers.is_empty() {
-                    return Err(Errno::XDEV);
-                }
-            } else if f.top != UPPER {
-                return Err(Errno::AGAIN);
-            }
-            Ok(())
-        };
-        movable(&src)?;
-        if src.is_dir() {
-            let mut pre = sp.clone();
-            pre.push(b'/');
-            if dp.starts_with(&pre) {
-                return Err(Errno::INVAL);
-            }
-        }
-        let upper = self.layers.upper();
-        if exchange {
-            let d = dst.ok_or(Errno::NOENT)?;
-            movable(&d)?;
-            if d.is_dir() {
-                let mut pre = dp.clone();
-                pre.push(b'/');
-                if sp.starts_with(&pre) {
-                    return Err(Errno::INVAL);
-                }
-            }
-            rustix::fs::renameat_with(
-                upper,
-                sp.as_slice(),
-                upper,
-                dp.as_slice(),
-                RenameFlags::EXCHANGE,
-            )?;
-            if src.is_dir() && !src.opaque && nps.merged() {
-                self.set_opaque_upper(&dp)?;
-            }
-            if d.is_dir() && !d.opaque && ps.merged() {
-                self.set_opaque_upper(&sp)?;
-            }
-            // Swap the bookkeeping through a placeholder name.
-            let hold = self.tmp_name();
-            self.name_moved(&src, &sp, &hold, newparent.id);
-            self.name_moved(&d, &dp, &sp, parent.id);
-            self.name_moved(&src, &hold, &dp, newparent.id);
-            return Ok(());
-        }
-        if let Some(d) = &dst {
-            if d.key() == src.key() {
-                // Two links of one file: rename does nothing.
-                return Ok(());
-            }
-            if noreplace {
-                return Err(Errno::EXIST);
-            }
-            if src.is_dir() && !d.is_dir() {
-                return Err(Errno::NOTDIR);
-            }
-            if !src.is_dir() && d.is_dir() {
-                return Err(Errno::ISDIR);
-            }
-            if d.is_dir() && !self.layers.list(&d.layers(), &dp)?.is_empty() {
-                return Err(Errno::NOTEMPTY);
-            }
-        }
-        let need_wh = self.lower_visible(&ps, name)?;
-        // Clear the destination in the upper where rename(2) cannot
-        // replace it: a whiteout under a directory, or an upper directory
-        // that still holds whiteouts.
-        let mut remove_wh_file = false;
-        match self.layers.stat(UPPER, &dp) {
-            Ok(st) if format::is_whiteout_stat(&st) => {
-                if src.is_dir() {
-                    rustix::fs::unlinkat(upper, dp.as_slice(), AtFlags::empty())?;
-                }
-            }
-            Ok(st) if layers::ftype(&st) == FileType::Directory => self.remove_upper_dir(&dp)?,
-            Ok(_) => {}
-            Err(Errno::NOENT) => {
-                remove_wh_file =
-                    self.layers.upper_whiteout(&nps.path, newname)? == Some(UpperWhiteout::File);
-            }
-            Err(e) => return Err(e),
-        }
-        if src.is_dir() && !src.opaque && nps.merged() {
-            self.set_opaque_upper(&sp)?;
-        }
-        let mut wh_done = false;
-        if need_wh {
-            match rustix::fs::renameat_with(
-                upper,
-                sp.as_slice(),
-                upper,
-                dp.as_slice(),
-                RenameFlags::WHITEOUT,
-            ) {
-                Ok(()) => wh_done = true,
-                Err(Errno::INVAL | Errno::PERM | Errno::OPNOTSUPP | Errno::NOSYS) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if !wh_done {
-            rustix::fs::renameat(upper, sp.as_slice(), upper, dp.as_slice())?;
-            if need_wh {
-                self.make_whiteout(&ps.path, name)?;
-            }
-        }
-        if remove_wh_file {
-            let mut wh = format::WHITEOUT_PREFIX.to_vec();
-            wh.extend_from_slice(newname);
-            let _ = rustix::fs::unlinkat(upper, join(&nps.path, &wh).as_slice(), AtFlags::empty());
-        }
-        if let Some(d) = &dst {
-            self.name_removed(d, &dp);
-        }
-        self.name_moved(&src, &sp, &dp, newparent.id);
         Ok(())
     }
 }

@@ -1,16 +1,34 @@
-//! Open files: handles, open flags, reads through the right layer,
-//! create, release.
+//! Open files: handles, `open`, `create`, `release`, the page-cache
+//! prefetch of lower executables, and `readlink`.
 
-use super::*;
+use super::{Caller, FileHandle, NewEntry, Node, OverlayFs, PREFETCH_MAX, lock, rlock, wlock};
+use crate::overlay::layers::Res;
+use fuser::FileAttr;
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::Errno;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 impl OverlayFs {
+    pub fn readlink(&self, id: u64) -> Res<Vec<u8>> {
+        let node = self.node(id)?;
+        let _ns = rlock(&self.ns);
+        let s = node.snapshot();
+        if s.unlinked {
+            return Err(Errno::NOENT);
+        }
+        let l = rustix::fs::readlinkat(self.layers.fd(s.top())?, s.path.as_slice(), Vec::new())?;
+        Ok(l.into_bytes())
+    }
+
     // -- files ------------------------------------------------------------------
 
     pub fn file(&self, fh: u64) -> Res<Arc<FileHandle>> {
         rlock(&self.files).get(&fh).cloned().ok_or(Errno::BADF)
     }
 
-    pub(super) fn add_file(&self, node: Arc<Node>, fd: OwnedFd, writable: bool) -> u64 {
+    fn add_file(&self, node: Arc<Node>, fd: OwnedFd, writable: bool) -> u64 {
         let upper = node.snapshot().is_upper();
         if writable {
             node.written.store(true, Ordering::Relaxed);
@@ -27,7 +45,7 @@ impl OverlayFs {
         fh
     }
 
-    pub(super) fn open_flags(&self, flags: i32) -> (OFlags, bool) {
+    fn open_flags(&self, flags: i32) -> (OFlags, bool) {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         let mut o = OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY;
@@ -154,5 +172,34 @@ impl OverlayFs {
 
     pub fn release(&self, fh: u64) {
         wlock(&self.files).remove(&fh);
+    }
+}
+
+impl FileHandle {
+    pub fn current_fd(&self) -> Arc<OwnedFd> {
+        rlock(&self.fd).clone()
+    }
+
+    /// The fd to read from: a read-only handle opened on a lower file
+    /// switches to the upper copy once the file was copied up, so it sees
+    /// writes made through other handles.
+    pub fn read_fd(&self, fs: &OverlayFs) -> Arc<OwnedFd> {
+        if !self.upper.load(Ordering::Relaxed) && !self.writable {
+            let s = self.node.snapshot();
+            if s.is_upper() && !s.unlinked {
+                let _ns = rlock(&fs.ns);
+                let s = self.node.snapshot();
+                if let Ok(fd) = rustix::fs::openat(
+                    fs.layers.upper(),
+                    s.path.as_slice(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    *wlock(&self.fd) = Arc::new(fd);
+                    self.upper.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        self.current_fd()
     }
 }

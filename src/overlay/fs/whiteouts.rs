@@ -1,9 +1,27 @@
-//! Whiteouts and names in the upper layer: hiding a lower name, removing
-//! and moving upper entries, keeping the node table in step.
+//! Changes to names in the upper layer where lower layers show through:
+//! whiteouts, opaque directories, and placing or removing upper entries
+//! over them. The caller holds `ns` exclusively.
 
-use super::*;
+use super::convert::errno_of;
+use super::{NodeState, OverlayFs};
+use crate::overlay::format;
+use crate::overlay::layers::{self, Res, UpperWhiteout, join};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+use std::os::fd::OwnedFd;
 
 impl OverlayFs {
+    // -- namespace helpers (caller holds `ns` exclusively) --------------------
+
+    fn upper_dirfd(&self, dir: &[u8]) -> Res<OwnedFd> {
+        rustix::fs::openat(
+            self.layers.upper(),
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    }
+
     /// Whether `dir/name` is visible in the lower layers of `ps`.
     pub(super) fn lower_visible(&self, ps: &NodeState, name: &[u8]) -> Res<bool> {
         let lower = ps.lower_layers();
@@ -128,101 +146,6 @@ impl OverlayFs {
                     Err(e) => return Err(e),
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Bookkeeping after the name `path` (resolved as `f`) went away.
-    pub(super) fn name_removed(&self, f: &Found, path: &[u8]) {
-        if let Some(node) = self.node_by_key(f.key()) {
-            let mut g = lock(&node.st);
-            if g.path == path {
-                if let Some(alias) = g.aliases.pop() {
-                    g.path = alias;
-                    g.ovr = None;
-                    drop(g);
-                    self.relocate(&node);
-                } else {
-                    g.unlinked = true;
-                }
-            } else {
-                g.aliases.retain(|a| a != path);
-            }
-        }
-        if f.top == UPPER && (f.is_dir() || f.st.st_nlink <= 1) {
-            let mut ids = lock(&self.ids);
-            if ids.map.get(&f.key()).is_some_and(|&id| id != ROOT_ID) {
-                ids.map.remove(&f.key());
-            }
-        }
-    }
-
-    /// A non-directory node changed its I/O path to an alias: find the
-    /// layer that holds that path now.
-    pub(super) fn relocate(&self, node: &Node) {
-        let s = node.snapshot();
-        for l in 0..self.layers.list.len() as u16 {
-            match self.layers.stat(l, &s.path) {
-                Ok(st) if !format::is_whiteout_stat(&st) => {
-                    let mut g = lock(&node.st);
-                    g.layers = vec![l];
-                    g.key = (st.st_dev, st.st_ino);
-                    return;
-                }
-                Ok(_) => break,
-                Err(_) => continue,
-            }
-        }
-        lock(&node.st).unlinked = true;
-    }
-
-    /// Bookkeeping after a rename of `old` to `new` (in `new_parent`).
-    pub(super) fn name_moved(&self, f: &Found, old: &[u8], new: &[u8], new_parent: u64) {
-        if let Some(node) = self.node_by_key(f.key()) {
-            let mut g = lock(&node.st);
-            if g.path == old {
-                g.path = new.to_vec();
-                g.parent = new_parent;
-                g.layers = vec![UPPER];
-            } else if let Some(a) = g.aliases.iter_mut().find(|a| a.as_slice() == old) {
-                *a = new.to_vec();
-            }
-        }
-        if f.is_dir() {
-            let mut prefix = old.to_vec();
-            prefix.push(b'/');
-            let fix = |p: &mut Vec<u8>| {
-                if p.starts_with(&prefix) {
-                    let mut n = new.to_vec();
-                    n.extend_from_slice(&p[old.len()..]);
-                    *p = n;
-                }
-            };
-            for node in rlock(&self.nodes).values() {
-                let mut g = lock(&node.st);
-                fix(&mut g.path);
-                for a in g.aliases.iter_mut() {
-                    fix(a);
-                }
-            }
-        }
-    }
-
-    /// Presented uid, gid and mode of a directory node (for new entries).
-    pub(super) fn dir_owner(&self, node: &Node) -> Res<(u32, u32, u32)> {
-        let s = node.snapshot();
-        let (st, ovr) = self.node_stat(node, &s)?;
-        Ok(match ovr {
-            Some(o) => (o.uid, o.gid, o.mode),
-            None => (st.st_uid, st.st_gid, st.st_mode & 0o7777),
-        })
-    }
-
-    /// Apply the on-disk mode `disk` exactly (the process umask may have
-    /// masked the creation mode).
-    pub(super) fn fix_mode(&self, dirfd: impl AsFd, name: &[u8], disk: u32) -> Res<()> {
-        if disk & self.umask != 0 {
-            rustix::fs::chmodat(dirfd, name, Mode::from_raw_mode(disk), AtFlags::empty())?;
         }
         Ok(())
     }

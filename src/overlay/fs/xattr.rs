@@ -1,14 +1,18 @@
-//! Extended attributes: the user's own, with hutch's bookkeeping ones
-//! (override_stat, opaque) hidden and protected.
+//! Extended attributes: the container's names mapped to stored names
+//! (escaped `user.overlay.*`, foreign namespaces under a prefix, the
+//! hutch format's own names hidden).
 
-use super::*;
+use super::convert::has_user_xattrs;
+use super::{ESCAPED_OVERLAY_XATTR_PREFIX, OVERLAY_XATTR_PREFIX, OverlayFs, rlock};
+use crate::overlay::format;
+use crate::overlay::layers::{Res, UPPER};
+use rustix::fs::XattrFlags;
+use rustix::io::Errno;
 
 impl OverlayFs {
-    // -- xattrs ---------------------------------------------------------------------
-
     /// The stored name of a presented xattr name; `Err` for names the
     /// container may not see or touch.
-    pub(super) fn stored_xattr(name: &[u8], for_write: bool) -> Res<Vec<u8>> {
+    fn stored_xattr(name: &[u8], for_write: bool) -> Res<Vec<u8>> {
         if name.is_empty() || name.contains(&0) {
             return Err(Errno::INVAL);
         }

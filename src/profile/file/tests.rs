@@ -1,4 +1,4 @@
-//! Unit tests of file.rs.
+//! Tests of reading, checking, merging and showing profile files.
 
 use super::*;
 

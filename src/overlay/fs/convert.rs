@@ -1,0 +1,112 @@
+//! Conversions between what the layers store and what FUSE presents:
+//! errno and time conversions, file kinds, device numbers, the on-disk
+//! modes and record kinds of the hutch format.
+
+use crate::overlay::format::{self, OverrideStat, RecordedType};
+use crate::overlay::layers;
+use fuser::FileType as FType;
+use rustix::fs::{FileType, Stat};
+use rustix::io::Errno;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub(super) fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_io_error(e).unwrap_or(Errno::IO)
+}
+
+pub(super) fn systime(sec: i64, nsec: i64) -> SystemTime {
+    let nsec = nsec.clamp(0, 999_999_999) as u32;
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec)
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::new(sec.unsigned_abs(), 0))
+            .and_then(|t| t.checked_add(Duration::new(0, nsec)))
+            .unwrap_or(UNIX_EPOCH)
+    }
+}
+
+pub(super) fn timespec(t: Option<SystemTime>) -> rustix::fs::Timespec {
+    match t {
+        None => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+        Some(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => rustix::fs::Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as _,
+            },
+            Err(e) => {
+                let d = e.duration();
+                let (mut s, mut n) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
+                if n < 0 {
+                    s -= 1;
+                    n += 1_000_000_000;
+                }
+                rustix::fs::Timespec {
+                    tv_sec: s,
+                    tv_nsec: n as _,
+                }
+            }
+        },
+    }
+}
+
+pub(super) const UTIME_OMIT: rustix::fs::Timespec = rustix::fs::Timespec {
+    tv_sec: 0,
+    tv_nsec: rustix::fs::UTIME_OMIT,
+};
+
+pub(super) fn fuse_kind(t: FileType) -> FType {
+    match t {
+        FileType::Directory => FType::Directory,
+        FileType::Symlink => FType::Symlink,
+        FileType::Fifo => FType::NamedPipe,
+        FileType::Socket => FType::Socket,
+        FileType::CharacterDevice => FType::CharDevice,
+        FileType::BlockDevice => FType::BlockDevice,
+        _ => FType::RegularFile,
+    }
+}
+
+/// Linux `new_encode_dev`, the encoding FUSE uses for `rdev`.
+pub(super) fn encode_dev(major: u32, minor: u32) -> u32 {
+    (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & !0xff) << 12)
+}
+
+/// The presented type of a file: the disk type, except regular files
+/// recorded as devices (device placeholders).
+pub(super) fn presented_type(st: &Stat, ovr: Option<&OverrideStat>) -> FileType {
+    let t = layers::ftype(st);
+    if t == FileType::RegularFile {
+        match ovr.and_then(|o| o.kind) {
+            Some(RecordedType::Char { .. }) => return FileType::CharacterDevice,
+            Some(RecordedType::Block { .. }) => return FileType::BlockDevice,
+            _ => {}
+        }
+    }
+    t
+}
+
+/// The record kind that describes a file of on-disk type `t`.
+pub(super) fn record_kind(t: FileType) -> RecordedType {
+    match t {
+        FileType::Directory => RecordedType::Dir,
+        FileType::Symlink => RecordedType::Symlink,
+        FileType::Fifo => RecordedType::Pipe,
+        FileType::Socket => RecordedType::Socket,
+        _ => RecordedType::File,
+    }
+}
+
+pub(super) fn stored_mode(t: FileType, mode: u32) -> u32 {
+    match t {
+        FileType::Directory => format::stored_dir_mode(mode),
+        FileType::RegularFile => format::stored_file_mode(mode),
+        _ => format::stored_fifo_mode(mode),
+    }
+}
+
+pub(super) fn has_user_xattrs(t: FileType) -> bool {
+    matches!(t, FileType::RegularFile | FileType::Directory)
+}
