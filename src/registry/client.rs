@@ -4,6 +4,7 @@
 
 use super::auth::{self, Challenge};
 use super::credentials::{self, Credentials};
+use super::error::RegistryError;
 use anyhow::{Context, Result, bail};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -273,11 +274,10 @@ impl Client {
                 }
                 Some(Challenge::Basic) => {
                     let Some(c) = &self.creds else {
-                        bail!(
-                            "registry {} asks for a username and password: `hutch login {}` first",
-                            self.registry,
-                            self.registry
-                        );
+                        return Err(RegistryError::LoginRequired {
+                            registry: self.registry.clone(),
+                        }
+                        .into());
                     };
                     resp = self.retry_authorized(method, &url, headers, c.basic_header())?;
                 }
@@ -288,19 +288,15 @@ impl Client {
             }
         }
         if resp.status().as_u16() == 401 {
-            match &self.creds {
-                Some(c) => bail!(
-                    "registry {} refused the credentials of {} (HTTP 401): `hutch login {}` again",
-                    self.registry,
-                    c.username,
-                    self.registry
-                ),
-                None => bail!(
-                    "registry {} refused anonymous access (HTTP 401): `hutch login {}` first",
-                    self.registry,
-                    self.registry
-                ),
+            let registry = self.registry.clone();
+            return Err(match &self.creds {
+                Some(c) => RegistryError::CredentialsRefused {
+                    registry,
+                    username: c.username.clone(),
+                },
+                None => RegistryError::AnonymousRefused { registry },
             }
+            .into());
         }
         Ok(resp)
     }

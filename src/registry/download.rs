@@ -6,6 +6,7 @@
 //! start with the first N bytes skipped.
 
 use super::client::{RETRIES, backoff};
+use super::error::RegistryError;
 use crate::oci::Digest;
 use std::io::{self, Read};
 use ureq::Body;
@@ -172,8 +173,13 @@ impl Read for BlobStream<'_> {
                     }
                     // A refusal (404, 401) is final; the request itself
                     // already retried transient failures.
+                    // A registry's refusal stays a `RegistryError` (inside
+                    // the I/O error) for callers that look for one.
                     Err(e) if !self.opened => {
-                        return Err(io::Error::other(format!("{e:#}")));
+                        return Err(match e.downcast::<RegistryError>() {
+                            Ok(refused) => io::Error::other(refused),
+                            Err(e) => io::Error::other(format!("{e:#}")),
+                        });
                     }
                     Err(e) => {
                         self.interrupted(format!("{e:#}"))?;

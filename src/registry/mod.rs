@@ -7,6 +7,8 @@
 //!   allows self-signed certificates and plain HTTP.
 //! * `config`: per-registry settings (`insecure`) in registries.toml.
 //! * `credentials`: Podman's auth.json (and Docker's config.json).
+//! * `error`: the registry's refusals (401, 403, 404, other statuses) as
+//!   a type callers can downcast to.
 //! * `login`: check credentials against a registry, then keep them.
 //! * `source`: a repository as an image `Source`, so pulling shares the
 //!   store's verified, parallel ingest with `hutch load`.
@@ -21,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod download;
+pub mod error;
 pub mod login;
 pub mod pull;
 pub mod push;

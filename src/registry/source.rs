@@ -6,6 +6,7 @@
 
 use super::client::Client;
 use super::download::{BlobEndpoint, BlobStream};
+use super::error::RegistryError;
 use crate::image::source::{MAX_DOCUMENT, Source};
 use crate::oci::Digest;
 use anyhow::{Context, Result, bail};
@@ -71,20 +72,32 @@ impl RegistrySource {
             .client
             .request_with("GET", &path, &all, &self.scope())
             .with_context(|| format!("{}: fetching {kind}/{reference}", self.describe()))?;
-        match resp.status().as_u16() {
-            // 416: a Range from the blob's very end (see `download`).
-            200 | 206 | 416 => Ok(resp),
-            404 => bail!(
-                "{}: {reference} not found (HTTP 404 for {kind})",
-                self.describe()
-            ),
-            401 | 403 => bail!(
-                "{}: access to {reference} denied (HTTP {})",
-                self.describe(),
-                resp.status().as_u16()
-            ),
-            s => bail!("{}: HTTP {s} for {kind}/{reference}", self.describe()),
+        let status = resp.status().as_u16();
+        // 416: a Range from the blob's very end (see `download`).
+        if matches!(status, 200 | 206 | 416) {
+            return Ok(resp);
         }
+        let (repository, kind, reference) =
+            (self.describe(), kind.to_owned(), reference.to_owned());
+        Err(match status {
+            404 => RegistryError::NotFound {
+                repository,
+                kind,
+                reference,
+            },
+            401 | 403 => RegistryError::Denied {
+                repository,
+                reference,
+                status,
+            },
+            _ => RegistryError::Status {
+                repository,
+                kind,
+                reference,
+                status,
+            },
+        }
+        .into())
     }
 
     /// A manifest or index by tag or digest: at most [`MAX_DOCUMENT`]
