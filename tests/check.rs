@@ -11,14 +11,14 @@ fn host_check_passes_on_a_prepared_host_and_names_every_check() {
     let st = TestStore::new();
     let out = st.run_ok(["check"]);
     for name in [
-        "kernel", "userns", "fuse", "tun", "uidmap", "subids", "cgroup",
+        "kernel", "userns", "fuse", "tun", "uidmap", "subids", "cgroup", "landlock",
     ] {
         assert!(out.contains(name), "check {name} missing from:\n{out}");
     }
     assert!(!out.contains("FAIL"), "{out}");
     let json: Value = serde_json::from_str(&st.run_ok(["check", "--format", "json"])).unwrap();
     let findings = json.as_array().unwrap();
-    assert_eq!(findings.len(), 7);
+    assert_eq!(findings.len(), 8);
     let status = |c: &str| findings.iter().find(|f| f["check"] == c).unwrap()["status"].clone();
     // Prepared by the harness: these must be ok, not merely not failing.
     assert_eq!(status("fuse"), "ok");

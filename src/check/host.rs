@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::host::kernel::{parse_kernel_version, read_sysctl};
 use crate::host::subids::read_subids;
-use crate::host::{DevAccess, Helper, HostView, UsernsProbe};
+use crate::host::{DevAccess, Helper, HostView, LandlockSupport, UsernsProbe};
 
 /// Oldest kernel hutch supports: openat2, unprivileged whiteouts (overlay
 /// semantics with user xattrs) and friends all arrived by 5.11.
@@ -29,11 +29,6 @@ pub const SUBID_COUNT: u64 = 65536;
 
 /// Cgroup controllers the memory/pids/cpus limits of profiles use.
 pub const LIMIT_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
-
-/// The names of the checks, in the order [`check_host_at`] reports them.
-pub const CHECKS: [&str; 7] = [
-    "kernel", "userns", "fuse", "tun", "uidmap", "subids", "cgroup",
-];
 
 /// Outcome of one check. `Fail` means hutch cannot run containers here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -54,7 +49,8 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// The result of one check: its name (one of [`CHECKS`]), the verdict, a
+/// The result of one check: its name (kernel, userns, fuse, tun, uidmap,
+/// subids, cgroup, landlock), the verdict, a
 /// sentence on what was found, and shell commands that fix it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Finding {
@@ -89,7 +85,8 @@ pub fn check_host() -> Vec<Finding> {
     check_host_at(&HostView::real())
 }
 
-/// Runs every check on `host`, in the order of [`CHECKS`].
+/// Runs every check on `host`: kernel, userns, fuse, tun, uidmap, subids,
+/// cgroup, landlock, in this order.
 pub fn check_host_at(host: &HostView) -> Vec<Finding> {
     vec![
         check_kernel(host),
@@ -99,6 +96,7 @@ pub fn check_host_at(host: &HostView) -> Vec<Finding> {
         check_uidmap(host),
         check_subids(host),
         check_cgroup(host),
+        check_landlock(host),
     ]
 }
 
@@ -552,6 +550,38 @@ fn check_cgroup(h: &HostView) -> Finding {
             cg.controllers.join(" ")
         ),
     )
+}
+
+fn check_landlock(h: &HostView) -> Finding {
+    const C: &str = "landlock";
+    let what = "profiles with `landlock = true` (untrusted, install) run without their \
+                path rules, with a warning; everything else works";
+    match h.landlock {
+        LandlockSupport::Abi(v) => Finding::ok(
+            C,
+            format!("Landlock ABI {v}: the path rules of profiles are enforced"),
+        ),
+        LandlockSupport::NotEnabled => Finding::bad(
+            C,
+            Status::Warn,
+            format!("the kernel has Landlock but it is not enabled; {what}"),
+            [
+                "cat /sys/kernel/security/lsm   # the active modules; add landlock to them:",
+                "sudo sed -i 's/^GRUB_CMDLINE_LINUX=\"/&lsm=landlock,lockdown,yama,integrity,apparmor,bpf /' /etc/default/grub && sudo update-grub   # Debian/Ubuntu; keep your list's order; then reboot",
+            ]
+            .join("\n"),
+        ),
+        LandlockSupport::Missing(errno) => Finding::bad(
+            C,
+            Status::Warn,
+            format!(
+                "the kernel has no Landlock ({}; it needs CONFIG_SECURITY_LANDLOCK, Linux 5.13+); {what}",
+                std::io::Error::from_raw_os_error(errno)
+            ),
+            "# use a distribution kernel from 5.13 on (Debian 12, Ubuntu 22.04 and newer have it)"
+                .to_string(),
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,11 @@ use std::fs;
 use std::path::PathBuf;
 use tempfile::TempDir;
 
+/// The names of the checks, in the order `check_host_at` reports them.
+const CHECKS: [&str; 8] = [
+    "kernel", "userns", "fuse", "tun", "uidmap", "subids", "cgroup", "landlock",
+];
+
 /// A fake host where everything is fine; tests break one thing each.
 struct Fake {
     dir: TempDir,
@@ -49,6 +54,7 @@ impl Fake {
                     .to_vec(),
                 user_service_writable: true,
             },
+            landlock: LandlockSupport::Abi(4),
         };
         let fake = Fake { dir, view };
         fake.sysctl("user/max_user_namespaces", "63229");
@@ -371,6 +377,31 @@ fn cgroup_cases() {
     fake.view.cgroup = CgroupView::default();
     let f = fake.finding("cgroup");
     assert_fix(&f, Status::Warn, "systemd.unified_cgroup_hierarchy=1");
+    assert!(can_run(&check_host_at(&fake.view)));
+}
+
+#[test]
+fn landlock_cases() {
+    let mut fake = Fake::good();
+    let f = fake.finding("landlock");
+    assert_eq!(f.status, Status::Ok, "{f:#?}");
+    assert!(f.detail.contains("ABI 4"), "{}", f.detail);
+
+    fake.view.landlock = LandlockSupport::NotEnabled;
+    let f = fake.finding("landlock");
+    assert_fix(&f, Status::Warn, "lsm=landlock");
+    assert!(f.detail.contains("not enabled"), "{}", f.detail);
+    assert!(f.detail.contains("untrusted"), "{}", f.detail);
+
+    fake.view.landlock = LandlockSupport::Missing(libc::ENOSYS);
+    let f = fake.finding("landlock");
+    assert_eq!(f.status, Status::Warn);
+    assert!(
+        f.detail.contains("CONFIG_SECURITY_LANDLOCK"),
+        "{}",
+        f.detail
+    );
+    // Path rules missing limit one profile feature; containers still run.
     assert!(can_run(&check_host_at(&fake.view)));
 }
 

@@ -93,3 +93,25 @@ pub fn probe_userns() -> UsernsProbe {
         },
     }
 }
+
+/// Landlock in the running kernel: what the `landlock = true` profiles
+/// (untrusted, install) rely on for their path rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LandlockSupport {
+    /// Enabled, with this ABI version.
+    Abi(u32),
+    /// Built in, but not in the kernel's list of active security modules
+    /// (EOPNOTSUPP).
+    NotEnabled,
+    /// Not built in (ENOSYS), or refused with this errno.
+    Missing(i32),
+}
+
+/// Ask the kernel for its Landlock ABI version (changes nothing).
+pub fn probe_landlock() -> LandlockSupport {
+    match sys::landlock_abi_version() {
+        Ok(v) => LandlockSupport::Abi(v),
+        Err(libc::EOPNOTSUPP) => LandlockSupport::NotEnabled,
+        Err(e) => LandlockSupport::Missing(e),
+    }
+}

@@ -13,8 +13,8 @@ pub mod subids;
 pub use cgroup::CgroupView;
 pub use devices::DevAccess;
 pub use helpers::{Helper, helper_dirs};
-pub use kernel::UsernsProbe;
-pub use subids::{SubIdRange, read_subids};
+pub use kernel::{LandlockSupport, UsernsProbe};
+pub use subids::read_subids;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,8 @@ pub struct HostView {
     pub subuid_file: PathBuf,
     pub subgid_file: PathBuf,
     pub cgroup: CgroupView,
+    /// The kernel's Landlock ABI, or why there is none.
+    pub landlock: LandlockSupport,
 }
 
 impl HostView {
@@ -82,6 +84,7 @@ impl HostView {
             subuid_file: "/etc/subuid".into(),
             subgid_file: "/etc/subgid".into(),
             cgroup: cgroup::gather_cgroup(Path::new("/sys/fs/cgroup"), uid),
+            landlock: kernel::probe_landlock(),
         }
     }
 
