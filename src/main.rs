@@ -4,6 +4,6 @@
 #![forbid(unsafe_code)]
 
 fn main() {
-    let code = hutch::cli::main();
+    let code = hutch::main();
     std::process::exit(code);
 }

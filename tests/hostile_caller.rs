@@ -217,7 +217,7 @@ fn closed_standard_descriptors_are_not_taken_by_hutch_files() {
 }
 
 /// Every capability there is: what `--cap-add ALL` gives under Docker.
-const ALL_CAPS: &[&str] = &hutch::profile::values::CAPABILITIES;
+const ALL_CAPS: &[&str] = &hutch::CAPABILITIES;
 
 /// perl printing `syscall(NR, ARGS)`'s result or errno (x86_64 numbers).
 fn sys(nr: u32, args: &str) -> String {

@@ -156,7 +156,6 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         allow_host_loopback: net.and_then(|n| n.allow_host_loopback),
         publish: a.publish,
         mtu: a.mtu.or(net.and_then(|n| n.mtu)),
-        profile: Some(a.profile),
         preserve_fds: a.preserve_fds,
     };
     let pull = PullOptions {

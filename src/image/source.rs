@@ -183,10 +183,6 @@ impl TarSource {
             members,
         })
     }
-
-    pub fn member_names(&self) -> impl Iterator<Item = &str> {
-        self.members.keys().map(|s| s.as_str())
-    }
 }
 
 impl Source for TarSource {

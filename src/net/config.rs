@@ -64,8 +64,6 @@ pub struct NetConfig {
     /// 169.254/16, fc00::/7, fe80::/10): only the public internet (and the
     /// DNS forwarder) is reachable.
     pub block_private: bool,
-    /// Ports published from the host into the container.
-    pub forwards: Vec<PortForward>,
     /// Resolvers that 10.0.2.3:53 relays to, in order of preference: UDP
     /// queries move to the next one when one refuses or stays silent for
     /// 2 s; TCP goes to the first.
@@ -88,7 +86,6 @@ impl Default for NetConfig {
             mtu: DEFAULT_MTU,
             allow_host_loopback: false,
             block_private: false,
-            forwards: Vec::new(),
             // Filled by the caller (run/net.rs reads the host's resolvers
             // into the spec); the stack reads no host file itself.
             dns_upstreams: Vec::new(),

@@ -106,12 +106,14 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow};
 
+#[cfg(test)]
+pub(crate) use config::Proto; // the run/ tests build PortForwards by hand
 pub use config::{
-    CONTAINER_ADDR, CONTAINER_ADDR6, DEFAULT_MTU, DNS_ADDR, DNS_ADDR6, GATEWAY_ADDR, GATEWAY_ADDR6,
-    GATEWAY_MAC, NetConfig, PREFIX_LEN, PREFIX_LEN6, PortForward, Proto, parse_publish,
+    CONTAINER_ADDR, CONTAINER_ADDR6, DEFAULT_MTU, GATEWAY_ADDR, GATEWAY_ADDR6, NetConfig,
+    PREFIX_LEN6, PortForward, parse_publish,
 };
-pub use dns::{host_resolvers, parse_resolv_conf};
-pub use forward::{Listeners, unprivileged_port_start};
+pub use dns::host_resolvers;
+pub use forward::Listeners;
 
 /// Counters shared between the network thread and the handle.
 #[derive(Debug, Default)]
@@ -201,6 +203,8 @@ pub struct NetHandle {
     stop: Option<UnixStream>,
     thread: Option<JoinHandle<Result<()>>>,
     counters: Arc<Counters>,
+    /// Linux thread id of the network thread (tests look it up in /proc).
+    #[cfg(test)]
     tid: i32,
 }
 
@@ -212,11 +216,13 @@ impl NetHandle {
 
     /// Whether the network thread is still running (it ends by itself when
     /// the TAP fd is closed on the other side).
+    #[cfg(test)]
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// Linux thread id of the network thread.
+    #[cfg(test)]
     pub fn thread_id(&self) -> i32 {
         self.tid
     }
@@ -224,6 +230,9 @@ impl NetHandle {
     /// Stop the stack and wait for its thread; returns the error that ended
     /// it early, if any.
     pub fn stop(mut self) -> Result<()> {
+        // What the stack did, for `--log-level debug` (why a connection
+        // was refused, whether frames were dropped).
+        tracing::debug!(stats = ?self.stats(), "network stack stopping");
         self.shutdown()
     }
 
@@ -246,18 +255,10 @@ impl Drop for NetHandle {
 }
 
 /// Start the stack on `tap` (a TAP fd with `IFF_NO_PI`, or any fd that
-/// carries one Ethernet frame per read and write). Port-forward listeners
-/// are bound before this returns.
-pub fn spawn(tap: OwnedFd, cfg: NetConfig) -> Result<NetHandle> {
-    cfg.validate()?;
-    let listeners = forward::Listeners::bind(&cfg.forwards)?;
-    spawn_bound(tap, cfg, listeners)
-}
-
-/// [`spawn`] with the port forwards already bound (`cfg.forwards` is not
-/// used): `hutch run` binds them before the container starts, to report
-/// the ports it chose.
-pub fn spawn_bound(tap: OwnedFd, cfg: NetConfig, listeners: Listeners) -> Result<NetHandle> {
+/// carries one Ethernet frame per read and write), serving the port
+/// forwards in `listeners` ([`Listeners::bind`]: `hutch run` binds them
+/// before the container starts, to report the ports it chose).
+pub fn spawn(tap: OwnedFd, cfg: NetConfig, listeners: Listeners) -> Result<NetHandle> {
     cfg.validate()?;
     rustix::io::ioctl_fionbio(&tap, true).context("making the TAP fd non-blocking")?;
     let (stop_tx, stop_rx) = UnixStream::pair().context("creating the stop socket")?;
@@ -272,10 +273,12 @@ pub fn spawn_bound(tap: OwnedFd, cfg: NetConfig, listeners: Listeners) -> Result
         })
         .context("starting the network thread")?;
     let tid = tid_rx.recv().unwrap_or(0);
+    tracing::debug!(tid, "network thread started");
     Ok(NetHandle {
         stop: Some(stop_tx),
         thread: Some(thread),
         counters,
+        #[cfg(test)]
         tid,
     })
 }

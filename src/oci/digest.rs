@@ -106,9 +106,6 @@ impl Hasher {
     pub fn len(&self) -> u64 {
         self.len
     }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
     pub fn finish(self) -> Digest {
         Digest::from_hash(self.sha.finalize().as_slice())
     }
@@ -173,6 +170,7 @@ impl<R: Read, W: Write> TeeReader<R, W> {
         }
     }
     /// Drain the rest of the input into the copy; return digest, length and the writer.
+    #[cfg(test)]
     pub fn finish(mut self) -> io::Result<(Digest, u64, W)> {
         io::copy(&mut self, &mut io::sink())?;
         let len = self.hasher.len();

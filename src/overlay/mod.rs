@@ -24,4 +24,4 @@ mod mount;
 mod panic_guard;
 
 pub(crate) use mount::thread_count;
-pub use mount::{MountedOverlay, OverlayConfig, enter_user_namespace, mount_overlay};
+pub use mount::{OverlayConfig, enter_user_namespace, mount_overlay};

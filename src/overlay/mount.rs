@@ -207,10 +207,6 @@ fn start_invalidator(fs: &OverlayFs, notifier: fuser::Notifier) -> std::io::Resu
 }
 
 impl MountedOverlay {
-    pub fn mountpoint(&self) -> &Path {
-        &self.mountpoint
-    }
-
     /// Unmount and stop serving. Processes that still use the mount keep
     /// it alive (lazy unmount); then the serving threads are left to end
     /// with the process instead of blocking here.

@@ -24,9 +24,7 @@ mod policy;
 mod tests;
 pub mod values;
 
-pub use catalog::{
-    Catalog, ProfileInfo, config_dir, display_path, display_source, list, load, user_dir,
-};
+pub use catalog::{config_dir, display_path, display_source, list, load, user_dir};
 pub use policy::{
     CapabilityPolicy, FilesystemPolicy, Limits, NetworkMode, NetworkPolicy, Profile, SeccompMode,
     SecurityPolicy, UserPolicy,

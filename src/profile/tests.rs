@@ -1,5 +1,6 @@
 //! Tests of loading, extending, listing and showing profiles.
 
+use super::catalog::Catalog;
 use super::*;
 use std::path::Path;
 

@@ -48,11 +48,6 @@ impl RegistrySource {
         format!("repository:{}:pull", self.repository)
     }
 
-    /// GET `/v2/REPO/{kind}/{reference}`; a clear error unless 200.
-    pub fn get(&self, kind: &str, reference: &str) -> Result<ureq::Body> {
-        Ok(self.get_with(kind, reference, &[])?.into_body())
-    }
-
     /// GET with more `headers`; a clear error unless 200, 206 or 416.
     pub fn get_with(
         &self,

@@ -34,7 +34,8 @@ pub(crate) fn with_cgroup_fallback(spec: &SandboxSpec) -> Result<serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{PortForward, Proto};
+    use crate::net::PortForward;
+    use crate::net::Proto;
     use crate::profile::NetworkMode;
     use crate::run::RunRequest;
     use crate::sandbox::caps::CapLevel;
@@ -59,7 +60,8 @@ mod tests {
         let profile = crate::profile::load("default").unwrap();
         let dir = d.path().join("ctr");
         let mut spec =
-            crate::run::resolve(&store, &req, &profile, &"a".repeat(64), "ctr", &dir).unwrap();
+            crate::run::plan::resolve(&store, &req, &profile, &"a".repeat(64), "ctr", &dir)
+                .unwrap();
         // What a host with the helpers and a resolver would give.
         spec.id_maps.helper = Some(MapHelpers {
             newuidmap: "/usr/bin/newuidmap".into(),

@@ -28,5 +28,5 @@ mod users;
 
 pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run};
 pub(crate) use net::NetworkArg;
-pub use plan::{RunRequest, resolve};
+pub use plan::RunRequest;
 pub(crate) use pull_policy::PullPolicy;

@@ -60,7 +60,6 @@ pub struct RunRequest {
     pub allow_host_loopback: Option<bool>,
     pub publish: Vec<String>,
     pub mtu: Option<u32>,
-    pub profile: Option<String>,
     /// `--preserve-fds N`.
     pub preserve_fds: u32,
 }

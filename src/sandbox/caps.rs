@@ -116,17 +116,7 @@ pub struct ApplyError {
     pub errno: i32,
 }
 
-impl ApplyError {
-    /// The error of the syscall that just failed.
-    pub fn last(what: &'static str) -> ApplyError {
-        ApplyError {
-            what,
-            errno: std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        }
-    }
-}
+impl ApplyError {}
 
 impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,13 +137,6 @@ pub struct CapsPlan {
     keep: u64,
 }
 
-/// Resolve `level` (names are checked here, before fork).
-pub fn prepare(level: &CapLevel) -> Result<CapsPlan> {
-    Ok(CapsPlan {
-        keep: keep_mask(level)?,
-    })
-}
-
 impl CapsPlan {
     /// The plan that keeps exactly `mask` (bit N = capability N), as a
     /// run's spec resolved it.
@@ -167,11 +150,6 @@ impl CapsPlan {
 const MAX_CAP: u32 = 63;
 
 impl CapsPlan {
-    /// The capabilities kept (bit N = capability N).
-    pub fn keep(&self) -> u64 {
-        self.keep
-    }
-
     /// Step 1, in the child while still uid 0 of the namespace (before
     /// setuid): remove every other capability from the bounding set, so
     /// that no later execve can gain it.
@@ -373,8 +351,8 @@ mod tests {
 
     #[test]
     fn root_keeps_the_set_and_loses_the_rest() {
-        let plan = prepare(&CapLevel::Default).unwrap();
-        let keep = plan.keep();
+        let keep = keep_mask(&CapLevel::Default).unwrap();
+        let plan = CapsPlan::keeping(keep);
         let code = as_root_of_some_namespace(|| {
             let before = match capget() {
                 Ok(s) => s.permitted,
@@ -420,7 +398,7 @@ mod tests {
 
     #[test]
     fn non_root_user_gets_nothing() {
-        let plan = prepare(&CapLevel::Default).unwrap();
+        let plan = CapsPlan::keeping(keep_mask(&CapLevel::Default).unwrap());
         let code = as_root_of_some_namespace(|| {
             if plan.drop_bounding().is_err() {
                 return 11;
@@ -442,7 +420,7 @@ mod tests {
 
     #[test]
     fn apply_after_setuid_without_drop_bounding_fails_clearly() {
-        let plan = prepare(&CapLevel::Default).unwrap();
+        let plan = CapsPlan::keeping(keep_mask(&CapLevel::Default).unwrap());
         let code = as_root_of_some_namespace(|| {
             if set_gid_uid(65534, 65534).is_err() {
                 return UNMAPPED;

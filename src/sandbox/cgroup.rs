@@ -219,10 +219,7 @@ fn create_in(
     enable_controllers(&dir, &needed, self_pid)?;
     let leaf = dir.join(leaf_name(name));
     make_leaf(&leaf)?;
-    let handle = CgroupHandle {
-        path: leaf,
-        removed: false,
-    };
+    let handle = CgroupHandle { path: leaf };
     handle.write_limits(limits)?;
     Ok(Some(handle))
 }
@@ -392,7 +389,6 @@ fn make_leaf(leaf: &Path) -> Result<()> {
 #[derive(Debug)]
 pub struct CgroupHandle {
     path: PathBuf,
-    removed: bool,
 }
 
 impl CgroupHandle {
@@ -418,28 +414,11 @@ impl CgroupHandle {
         }
         Ok(())
     }
-
-    /// Move process `pid` (and all its threads) into the cgroup. Call it
-    /// for the container's first process before that process execs.
-    pub fn add_pid(&self, pid: i32) -> Result<()> {
-        let procs = self.path.join("cgroup.procs");
-        std::fs::write(&procs, format!("{pid}\n"))
-            .with_context(|| format!("moving process {pid} into cgroup {}", self.path.display()))
-    }
-
-    /// Remove the cgroup. Processes still in it are killed first
-    /// (`cgroup.kill`, Linux 5.14+); waits up to a second for them.
-    pub fn remove(mut self) -> Result<()> {
-        self.removed = true;
-        remove_cgroup(&self.path)
-    }
 }
 
 impl Drop for CgroupHandle {
     fn drop(&mut self) {
-        if !self.removed
-            && let Err(e) = remove_cgroup(&self.path)
-        {
+        if let Err(e) = remove_cgroup(&self.path) {
             tracing::debug!("{e:#}");
         }
     }
@@ -642,15 +621,13 @@ mod tests {
             std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
             "+cpu +memory +pids"
         );
-        h.add_pid(77).unwrap();
-        assert_eq!(read("cgroup.procs"), "77\n");
         // A real cgroupfs removes the interface files with the directory.
         for f in ["memory.max", "pids.max", "cpu.max", "cgroup.procs"] {
             std::fs::remove_file(h.path().join(f)).unwrap();
         }
         let leaf = h.path().to_path_buf();
-        h.remove().unwrap();
-        assert!(!leaf.exists());
+        drop(h);
+        assert!(!leaf.exists(), "dropping the handle removes the cgroup");
     }
 
     #[test]

@@ -141,15 +141,7 @@ pub fn run(
     };
     // With slirp: init sends the TAP fd of eth0 over this socket pair.
     let net_pair = if spec.network == NetworkMode::Slirp {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::SEQPACKET,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(std::io::Error::from)
-        .context("creating a socket pair for the container's network")?;
-        Some((a, b))
+        Some(fd_passing_pair("network")?)
     } else {
         None
     };
@@ -220,15 +212,7 @@ pub fn run(
     // With -t: init sends the controller side of the container's pty over
     // this socket pair once it has opened it in the container's devpts.
     let console_pair = if spec.process.terminal {
-        let (a, b) = rustix::net::socketpair(
-            rustix::net::AddressFamily::UNIX,
-            rustix::net::SocketType::SEQPACKET,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(std::io::Error::from)
-        .context("creating a socket pair for the container's terminal")?;
-        Some((a, b))
+        Some(fd_passing_pair("terminal")?)
     } else {
         None
     };
@@ -371,4 +355,17 @@ pub fn run(
     unmounted?;
     drop(cgroup);
     Ok(sys::exit_code(status))
+}
+
+/// A close-on-exec SEQPACKET socket pair over which the container's init
+/// passes one fd to hutch (`what`: the network's TAP, the terminal's pty).
+fn fd_passing_pair(what: &str) -> Result<(OwnedFd, OwnedFd)> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("creating a socket pair for the container's {what}"))
 }

@@ -32,5 +32,5 @@ pub fn start(
     cfg: crate::net::NetConfig,
     listeners: crate::net::Listeners,
 ) -> Result<crate::net::NetHandle> {
-    crate::net::spawn_bound(tap, cfg, listeners)
+    crate::net::spawn(tap, cfg, listeners)
 }

@@ -222,7 +222,8 @@ pub fn prepare(set: &RlimitSet) -> Result<PreparedRlimits> {
 }
 
 impl PreparedRlimits {
-    /// The (name, soft value) pairs that `apply` sets, for `--verbose`.
+    /// The (name, soft value) pairs that `apply` sets.
+    #[cfg(test)]
     pub fn values(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         self.entries.iter().flatten().map(|e| (e.name, e.soft))
     }

@@ -148,10 +148,6 @@ impl BlobWriter {
         self.hasher.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.hasher.is_empty()
-    }
-
     /// Whether what was written hashes to `expected`, without publishing
     /// it (the file goes away with the writer).
     pub fn check(mut self, expected: &Digest) -> Result<()> {

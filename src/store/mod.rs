@@ -39,7 +39,6 @@ pub mod verify;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-pub use blobs::BlobWriter;
 pub use image::StoredImage;
 pub use lock::StoreLock;
 

@@ -115,8 +115,15 @@ impl RemoveError {
             0 | 1 => String::new(),
             n => format!(" (and {} more entries could not be removed)", n - 1),
         };
+        let done = match self.removed.entries {
+            0 => String::new(),
+            n => format!(
+                " ({n} other entries were removed, {} freed)",
+                crate::human::human_size(self.removed.bytes)
+            ),
+        };
         format!(
-            "could not {} {}: {}{more}; {}",
+            "could not {} {}: {}{more}{done}; {}",
             self.action,
             show_path(top, &self.path),
             self.cause,
@@ -822,5 +829,18 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("unmount it"), "{msg}");
+        assert!(!msg.contains("were removed"), "nothing was removed: {msg}");
+        let e = RemoveError {
+            removed: Removed {
+                entries: 41,
+                bytes: 3_000_000,
+            },
+            ..e
+        };
+        let msg = e.describe(Path::new("/s/tmp/x"));
+        assert!(
+            msg.contains("(41 other entries were removed, 3 MB freed)"),
+            "{msg}"
+        );
     }
 }

@@ -30,32 +30,100 @@ fn reap(pid: i32) -> i32 {
     }
 }
 
-/// A raw syscall with integer arguments only: an argument the kernel reads
-/// as a pointer must be 0 (NULL), which it refuses with EFAULT without
-/// touching memory. The errno, or 0 when the call succeeded.
-pub(crate) fn syscall_errno(nr: libc::c_long, args: [libc::c_long; 5]) -> i32 {
-    // SAFETY: no argument is an address other than NULL (see above), so
-    // the kernel reads and writes none of our memory.
-    let rc = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4]) };
-    if rc >= 0 { 0 } else { last_errno() }
-}
+/// The seccomp tests' probes: each makes one syscall whose arguments are
+/// fixed here (numbers, or NULL where the kernel expects an address, which
+/// it refuses with EFAULT after the filter has answered), and returns the
+/// errno, or 0 when the call succeeded. None takes an argument that could
+/// make the kernel touch memory.
+pub(crate) mod probe {
+    use super::last_errno;
+    use libc::c_long;
+    use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// A raw syscall with integer arguments (as [`syscall_errno`]); its result.
-pub(crate) fn syscall_value(nr: libc::c_long, args: [libc::c_long; 5]) -> libc::c_long {
-    // SAFETY: as in `syscall_errno`.
-    unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4]) }
-}
+    /// `nr` with `args`, all integers or NULL (callers below only).
+    fn raw(nr: c_long, args: [c_long; 5]) -> Result<c_long, i32> {
+        // SAFETY: every caller in this module passes numbers and NULLs
+        // only (see each), so the kernel reads and writes none of our
+        // memory; the calls change no memory of this process either.
+        let rc = unsafe { libc::syscall(nr, args[0], args[1], args[2], args[3], args[4]) };
+        if rc >= 0 { Ok(rc) } else { Err(last_errno()) }
+    }
 
-/// ioctl `request` on `fd` with a pointer to a zeroed 64-byte buffer
-/// (larger than what the terminal ioctls the tests use read or write);
-/// the errno, or 0 on success.
-pub(crate) fn ioctl_errno(fd: std::os::fd::BorrowedFd<'_>, request: libc::c_ulong) -> i32 {
-    use std::os::fd::AsRawFd;
-    let mut buf = [0u8; 64];
-    // SAFETY: `buf` is live and writable for 64 bytes, more than any of
-    // the requests passed here (TIOCSTI, TIOCLINUX, TIOCGWINSZ) uses.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, buf.as_mut_ptr()) };
-    if rc >= 0 { 0 } else { last_errno() }
+    fn errno(r: Result<c_long, i32>) -> i32 {
+        r.err().unwrap_or(0)
+    }
+
+    /// keyctl(0, 0, 0, 0, 0): KEYCTL_GET_KEYRING_ID of no keyring.
+    pub(crate) fn keyctl() -> i32 {
+        errno(raw(libc::SYS_keyctl, [0; 5]))
+    }
+
+    /// unshare(CLONE_NEWUSER).
+    pub(crate) fn unshare_user() -> i32 {
+        errno(raw(
+            libc::SYS_unshare,
+            [c_long::from(libc::CLONE_NEWUSER), 0, 0, 0, 0],
+        ))
+    }
+
+    /// ptrace(PTRACE_TRACEME).
+    pub(crate) fn ptrace_traceme() -> i32 {
+        errno(raw(
+            libc::SYS_ptrace,
+            [c_long::from(libc::PTRACE_TRACEME), 0, 0, 0, 0],
+        ))
+    }
+
+    /// clone3(NULL, 0).
+    pub(crate) fn clone3_null() -> i32 {
+        errno(raw(libc::SYS_clone3, [0; 5]))
+    }
+
+    /// fchmodat2(AT_FDCWD, NULL, 0755, 0) (syscall 452, newer than libc's list).
+    pub(crate) fn fchmodat2_null() -> i32 {
+        errno(raw(452, [c_long::from(libc::AT_FDCWD), 0, 0o755, 0, 0]))
+    }
+
+    /// io_uring_setup(1, NULL).
+    pub(crate) fn io_uring_setup_null() -> i32 {
+        errno(raw(libc::SYS_io_uring_setup, [1, 0, 0, 0, 0]))
+    }
+
+    /// getpid through the x32 ABI (syscall number | 0x4000_0000).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn x32_getpid() -> i32 {
+        errno(raw(0x4000_0000 | libc::SYS_getpid, [0; 5]))
+    }
+
+    /// getpid as a raw syscall (the filter's allow path), or -errno.
+    pub(crate) fn getpid() -> c_long {
+        raw(libc::SYS_getpid, [0; 5]).unwrap_or_else(|e| -c_long::from(e))
+    }
+
+    /// A terminal ioctl on `fd` with a zeroed 64-byte buffer.
+    fn tty_ioctl(fd: BorrowedFd<'_>, request: libc::c_ulong) -> i32 {
+        let mut buf = [0u8; 64];
+        // SAFETY: `buf` is live and writable for 64 bytes, more than the
+        // three requests below read or write (TIOCSTI: 1 byte, TIOCLINUX:
+        // 1 byte, TIOCGWINSZ: a struct winsize of 8 bytes).
+        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, buf.as_mut_ptr()) };
+        if rc >= 0 { 0 } else { last_errno() }
+    }
+
+    /// TIOCSTI (push a byte into the terminal's input).
+    pub(crate) fn tiocsti(fd: BorrowedFd<'_>) -> i32 {
+        tty_ioctl(fd, libc::TIOCSTI)
+    }
+
+    /// TIOCLINUX (console subcommands; EINVAL on a pty).
+    pub(crate) fn tioclinux(fd: BorrowedFd<'_>) -> i32 {
+        tty_ioctl(fd, libc::TIOCLINUX as libc::c_ulong)
+    }
+
+    /// TIOCGWINSZ (read the window size).
+    pub(crate) fn tiocgwinsz(fd: BorrowedFd<'_>) -> i32 {
+        tty_ioctl(fd, libc::TIOCGWINSZ)
+    }
 }
 
 /// clone(2) with `flags` and no new stack (fork-like); the child exits at

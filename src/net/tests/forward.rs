@@ -6,10 +6,7 @@ use super::*;
 fn port_forward_tcp_into_container() {
     let hp = free_port();
     let fwd = parse_publish(&format!("{hp}:8080")).unwrap();
-    let (handle, mut c) = start(NetConfig {
-        forwards: vec![fwd],
-        ..test_cfg()
-    });
+    let (handle, mut c) = start_forwarding(&[fwd]);
     let h = c.tcp_socket();
     c.tcp(h).listen(8080).unwrap();
     let data = pattern(300_000);
@@ -59,10 +56,7 @@ fn port_forward_udp_into_container() {
         .unwrap()
         .port();
     let fwd = parse_publish(&format!("127.0.0.1:{hp}:5353/udp")).unwrap();
-    let (handle, mut c) = start(NetConfig {
-        forwards: vec![fwd],
-        ..test_cfg()
-    });
+    let (handle, mut c) = start_forwarding(&[fwd]);
     let u = c.udp_socket(5353);
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_nonblocking(true).unwrap();
@@ -95,15 +89,7 @@ fn port_forward_taken_port_is_an_error() {
     let addr = taken.local_addr().unwrap();
     let fwd = parse_publish(&format!("{}:80", addr.port())).unwrap();
     let (a, _b) = pair();
-    let err = spawn(
-        a,
-        NetConfig {
-            forwards: vec![fwd],
-            ..test_cfg()
-        },
-    )
-    .err()
-    .unwrap();
+    let err = spawn_with(a, test_cfg(), &[fwd]).err().unwrap();
     let msg = format!("{err:#}");
     assert!(msg.contains(&addr.to_string()), "{msg}");
     assert!(msg.to_lowercase().contains("in use"), "{msg}");
@@ -113,10 +99,7 @@ fn port_forward_taken_port_is_an_error() {
 fn port_forward_to_closed_container_port_resets_host_client() {
     let hp = free_port();
     let fwd = parse_publish(&format!("{hp}:8081")).unwrap();
-    let (handle, mut c) = start(NetConfig {
-        forwards: vec![fwd],
-        ..test_cfg()
-    });
+    let (handle, mut c) = start_forwarding(&[fwd]);
     let client = std::thread::spawn(move || {
         let mut s = TcpStream::connect(("127.0.0.1", hp)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

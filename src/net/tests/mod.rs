@@ -15,6 +15,7 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
 
+use super::config::{DNS_ADDR, GATEWAY_MAC, PREFIX_LEN};
 use super::device::{FdDevice, ReadStatus};
 use super::policy::{AddrList, HostAddrs, Policy};
 use super::*;
@@ -149,10 +150,24 @@ fn test_cfg() -> NetConfig {
     }
 }
 
+/// The stack on one end of a socket pair, with `forwards` bound.
+fn spawn_with(tap: OwnedFd, cfg: NetConfig, forwards: &[PortForward]) -> Result<NetHandle> {
+    let listeners = Listeners::bind(forwards)?;
+    spawn(tap, cfg, listeners)
+}
+
 fn start(cfg: NetConfig) -> (NetHandle, Container) {
+    start_with(cfg, &[])
+}
+
+fn start_forwarding(forwards: &[PortForward]) -> (NetHandle, Container) {
+    start_with(test_cfg(), forwards)
+}
+
+fn start_with(cfg: NetConfig, forwards: &[PortForward]) -> (NetHandle, Container) {
     let mtu = cfg.mtu;
     let (a, b) = pair();
-    let h = spawn(a, cfg).unwrap();
+    let h = spawn_with(a, cfg, forwards).unwrap();
     (h, Container::new(b, mtu))
 }
 

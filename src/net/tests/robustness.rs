@@ -86,12 +86,13 @@ fn syn_frame(port: u16) -> Vec<u8> {
 fn random_and_mutated_frames_do_not_panic() {
     // Host loopback off: nothing the fuzz makes can leave the process.
     let (a, b) = pair();
-    let handle = spawn(
+    let handle = spawn_with(
         a,
         NetConfig {
             allow_host_loopback: false,
             ..test_cfg()
         },
+        &[],
     )
     .unwrap();
     use smoltcp::wire::{Icmpv6Repr, NdiscRepr, RawHardwareAddress};
@@ -201,14 +202,7 @@ fn stop_ends_thread_and_closes_everything() {
     let hp = free_port();
     let fwd = parse_publish(&format!("{hp}:80")).unwrap();
     let (a, b) = pair();
-    let handle = spawn(
-        a,
-        NetConfig {
-            forwards: vec![fwd],
-            ..test_cfg()
-        },
-    )
-    .unwrap();
+    let handle = spawn_with(a, test_cfg(), &[fwd]).unwrap();
     let task = format!("/proc/self/task/{}", handle.thread_id());
     assert!(std::path::Path::new(&task).exists());
     assert!(TcpStream::connect(("127.0.0.1", hp)).is_ok());
@@ -235,7 +229,7 @@ fn stop_ends_thread_and_closes_everything() {
 #[test]
 fn stack_ends_when_tap_closes() {
     let (a, b) = pair();
-    let handle = spawn(a, test_cfg()).unwrap();
+    let handle = spawn_with(a, test_cfg(), &[]).unwrap();
     drop(b);
     let end = StdInstant::now() + Duration::from_secs(5);
     while handle.is_running() && StdInstant::now() < end {

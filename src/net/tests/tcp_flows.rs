@@ -123,12 +123,13 @@ fn tcp_to_the_hosts_own_address_only_with_allow_host_loopback() {
     handle.stop().unwrap();
     // An echo request to it is refused too (counted, never sent).
     let (a, b) = pair();
-    let handle = spawn(
+    let handle = spawn_with(
         a,
         NetConfig {
             allow_host_loopback: false,
             ..test_cfg()
         },
+        &[],
     )
     .unwrap();
     let echo = crate::net::icmp::tests::v4(

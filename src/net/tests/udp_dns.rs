@@ -97,7 +97,7 @@ fn ping_gateway_is_answered_and_others_are_not() {
         )
     }
     let (a, b) = pair();
-    let handle = spawn(a, test_cfg()).unwrap();
+    let handle = spawn_with(a, test_cfg(), &[]).unwrap();
     // Teach the stack our MAC first, as a container's ARP would.
     rustix::io::write(&b, &arp_frame()).unwrap();
     let mut replies = Vec::new();

@@ -51,8 +51,6 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use table::{CLONE_NAMESPACE_FLAGS, DENIED_SOCKET_FAMILIES, STRICT_DENY, Syscall};
-
 /// How much the filter allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,7 +90,6 @@ impl std::fmt::Display for SeccompLevel {
 /// Compiled filters, ready to install.
 #[derive(Debug, Clone)]
 pub struct SeccompProgram {
-    level: SeccompLevel,
     /// Installed in this order (the ENOSYS filter last: among filters
     /// that both return an errno, the one installed last wins).
     filters: Vec<Vec<libc::sock_filter>>,
@@ -117,15 +114,12 @@ pub fn prepare(level: SeccompLevel) -> Result<SeccompProgram> {
             .with_context(|| format!("building the {level} seccomp filter"))?,
         ],
     };
-    Ok(SeccompProgram { level, filters })
+    Ok(SeccompProgram { filters })
 }
 
 impl SeccompProgram {
-    pub fn level(&self) -> SeccompLevel {
-        self.level
-    }
-
-    /// Number of BPF instructions of each filter (for `--verbose`).
+    /// Number of BPF instructions of each filter.
+    #[cfg(test)]
     pub fn sizes(&self) -> Vec<usize> {
         self.filters.iter().map(Vec::len).collect()
     }
