@@ -18,10 +18,59 @@
 
 use super::remove::remove_tree;
 use super::{Store, write_replace_nosync};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+
+/// Why a command could not act on a container: the cases callers decide
+/// on (`downcast_ref`), each with what to do next in its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerError {
+    /// No container has this name, ID or ID prefix.
+    NotFound { key: String },
+    /// An ID prefix that matches several containers.
+    Ambiguous { key: String, count: usize },
+    /// `--name` is not a valid container name.
+    BadName { name: String },
+    /// `--name` is taken.
+    NameInUse { name: String },
+    /// The container runs and the command needs it stopped.
+    Running { name: String },
+    /// SIGKILL was sent but the container's processes did not end.
+    DidNotStop { name: String },
+}
+
+impl std::fmt::Display for ContainerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContainerError::NotFound { key } => {
+                write!(f, "no container {key:?}; `hutch ps -a` lists them")
+            }
+            ContainerError::Ambiguous { key, count } => {
+                write!(f, "{key:?} matches {count} containers; give more of the ID")
+            }
+            ContainerError::BadName { name } => write!(
+                f,
+                "--name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+            ),
+            ContainerError::NameInUse { name } => write!(
+                f,
+                "the name {name:?} is in use by a container; `hutch rm {name}` removes it, or pick another --name"
+            ),
+            ContainerError::Running { name } => write!(
+                f,
+                "container {name} is running; `hutch rm -f {name}` stops it (SIGKILL) and removes it"
+            ),
+            ContainerError::DidNotStop { name } => write!(
+                f,
+                "container {name} did not stop within 10 s of SIGKILL; `hutch ps` shows whether it is still there"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ContainerError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -178,7 +227,7 @@ impl Store {
     pub fn find_container(&self, key: &str) -> Result<ContainerInfo> {
         match self.lookup_container(key)? {
             Some(c) => Ok(c),
-            None => bail!("no container {key:?}; `hutch ps -a` lists them"),
+            None => Err(ContainerError::NotFound { key: key.into() }.into()),
         }
     }
 
@@ -199,7 +248,11 @@ impl Store {
         match hits.len() {
             0 => Ok(None),
             1 => Ok(Some(hits[0].clone())),
-            n => bail!("{key:?} matches {n} containers; give more of the ID"),
+            count => Err(ContainerError::Ambiguous {
+                key: key.into(),
+                count,
+            }
+            .into()),
         }
     }
 
@@ -219,14 +272,10 @@ impl Store {
         let name = match name {
             Some(n) => {
                 if !valid_name(n) {
-                    bail!(
-                        "--name {n:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
-                    );
+                    return Err(ContainerError::BadName { name: n.into() }.into());
                 }
                 if taken(n) {
-                    bail!(
-                        "the name {n:?} is in use by a container; `hutch rm {n}` removes it, or pick another --name"
-                    );
+                    return Err(ContainerError::NameInUse { name: n.into() }.into());
                 }
                 n.to_string()
             }
@@ -261,11 +310,10 @@ impl Store {
         let dir = self.container_dir(&c.state.id);
         if c.alive {
             if !force {
-                bail!(
-                    "container {} is running; `hutch rm -f {}` stops it (SIGKILL) and removes it",
-                    c.state.name,
-                    c.state.name
-                );
+                return Err(ContainerError::Running {
+                    name: c.state.name.clone(),
+                }
+                .into());
             }
             if let Some(pid) = c.state.pid {
                 let _ = rustix::process::kill_process(
@@ -278,7 +326,10 @@ impl Store {
             let t0 = std::time::Instant::now();
             while is_locked(&lock) {
                 if t0.elapsed() > std::time::Duration::from_secs(10) {
-                    bail!("container {} did not stop after SIGKILL", c.state.name);
+                    return Err(ContainerError::DidNotStop {
+                        name: c.state.name.clone(),
+                    }
+                    .into());
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -373,14 +424,28 @@ mod tests {
         let c = store.find_container("one").unwrap();
         assert!(c.alive, "the running lock is held");
         assert!(store.find_container(&id[..6]).is_ok());
-        assert!(
+        let kind = |e: anyhow::Error| e.downcast_ref::<ContainerError>().cloned();
+        assert_eq!(
             store
                 .create_container(&new_id().unwrap(), Some("one"), |_| unreachable!())
-                .unwrap_err()
-                .to_string()
-                .contains("in use")
+                .map_err(kind)
+                .unwrap_err(),
+            Some(ContainerError::NameInUse { name: "one".into() })
         );
-        assert!(store.remove_container("one", false).is_err(), "running");
+        assert_eq!(
+            store
+                .create_container(&new_id().unwrap(), Some("-x"), |_| unreachable!())
+                .map_err(kind)
+                .unwrap_err(),
+            Some(ContainerError::BadName { name: "-x".into() })
+        );
+        assert_eq!(
+            store
+                .remove_container("one", false)
+                .map_err(kind)
+                .unwrap_err(),
+            Some(ContainerError::Running { name: "one".into() })
+        );
         // A failing fill leaves no directory behind.
         let id2 = new_id().unwrap();
         assert!(
@@ -402,6 +467,9 @@ mod tests {
         .unwrap();
         store.remove_container("one", false).unwrap();
         assert!(!store.container_dir(&id).exists());
-        assert!(store.find_container("one").is_err());
+        assert_eq!(
+            store.find_container("one").map_err(kind).unwrap_err(),
+            Some(ContainerError::NotFound { key: "one".into() })
+        );
     }
 }
