@@ -45,6 +45,36 @@ pub fn human_age(rfc3339: Option<&str>) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
+/// The time since an RFC 3339 timestamp as Docker and Podman write it in
+/// `ps` ("Up 3 minutes", "Exited (0) 2 seconds ago"): "Less than a
+/// second", "1 second", "About a minute", "5 hours", "3 days", ...
+pub fn human_duration_since(rfc3339: Option<&str>) -> String {
+    let Some(t) = rfc3339.and_then(|ts| {
+        time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()
+    }) else {
+        return "for an unknown time".into();
+    };
+    human_duration((time::OffsetDateTime::now_utc() - t).whole_seconds())
+}
+
+/// [`human_duration_since`] of a number of seconds.
+pub fn human_duration(secs: i64) -> String {
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    let hours = (secs as f64 / 3600.0).round() as i64;
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        s if s < 60 => plural(s, "second"),
+        s if s / 60 == 1 => "About a minute".into(),
+        s if s < 3600 => plural(s / 60, "minute"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => plural(hours, "hour"),
+        _ if hours < 24 * 7 * 2 => plural(hours / 24, "day"),
+        _ if hours < 24 * 30 * 2 => plural(hours / 24 / 7, "week"),
+        _ if hours < 24 * 365 * 2 => plural(hours / 24 / 30, "month"),
+        _ => plural(hours / 24 / 365, "year"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +87,21 @@ mod tests {
         assert!(human_age(Some("2000-01-01T00:00:00Z")).ends_with("years ago"));
         assert_eq!(human_age(None), "unknown");
         assert_eq!(human_age(Some("not a time")), "not a time");
+        for (secs, text) in [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (90, "About a minute"),
+            (180, "3 minutes"),
+            (3600, "About an hour"),
+            (5 * 3600, "5 hours"),
+            (3 * 86_400, "3 days"),
+            (20 * 86_400, "2 weeks"),
+            (100 * 86_400, "3 months"),
+            (800 * 86_400, "2 years"),
+        ] {
+            assert_eq!(human_duration(secs), text, "{secs} s");
+        }
+        assert_eq!(human_duration_since(None), "for an unknown time");
     }
 }

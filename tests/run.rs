@@ -112,7 +112,7 @@ fn image_config_and_flags() {
     // --name shows in ps; a second container of the same name is refused.
     st.run_ok(["run", "--name", "named", "busybox", "true"]);
     let ps = st.run_ok(["ps", "-a"]);
-    assert!(ps.contains("named") && ps.contains("exited (0)"), "{ps}");
+    assert!(ps.contains("named") && ps.contains("Exited (0)"), "{ps}");
     let (c, err) = st.run_fail(["run", "--name", "named", "busybox", "true"]);
     assert_eq!(c, 125);
     assert!(err.contains("in use"), "{err}");
@@ -498,7 +498,7 @@ fn sigkill_of_hutch_leaves_nothing_running() {
         "nothing mounted on the host"
     );
     let ps = st.run_ok(["ps", "-a"]);
-    assert!(ps.contains("victim") && ps.contains("killed"), "{ps}");
+    assert!(ps.contains("victim") && ps.contains("Killed"), "{ps}");
     st.run_ok(["rm", "victim"]);
     assert!(st.run_ok(["ps", "-aq"]).trim().is_empty());
 }

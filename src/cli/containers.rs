@@ -27,6 +27,9 @@ struct PsRow {
     image_id: String,
     command: Vec<String>,
     created: String,
+    /// running, exited, created or killed
+    state: String,
+    /// As Podman shows it: "Up 3 minutes", "Exited (0) 2 seconds ago"
     status: String,
     exit_code: Option<i32>,
     profile: String,
@@ -41,6 +44,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
         .filter(|c| a.all || c.alive)
         .map(|c| PsRow {
             status: c.status_text(),
+            state: c.state_word().to_string(),
             id: c.state.id,
             name: c.state.name,
             image: c.state.image,
@@ -75,7 +79,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                         human_age(Some(&r.created)),
                         r.status.clone(),
                         // Published while it runs; the record keeps them.
-                        if r.status == "running" {
+                        if r.state == "running" {
                             r.ports.join(", ")
                         } else {
                             String::new()

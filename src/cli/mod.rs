@@ -7,6 +7,7 @@ mod completion;
 mod containers;
 mod flags;
 mod images;
+mod lifecycle;
 mod login;
 mod manpages;
 pub mod output;
@@ -79,6 +80,17 @@ enum Command {
     Ps(containers::PsArgs),
     /// Remove containers
     Rm(containers::RmArgs),
+    /// Show what a detached container wrote on stdout and stderr
+    Logs(lifecycle::LogsArgs),
+    /// Stop containers: SIGTERM, then SIGKILL after a timeout
+    Stop(lifecycle::StopArgs),
+    /// Send a signal to containers (default KILL)
+    Kill(lifecycle::KillArgs),
+    /// Wait for containers to end and print their exit statuses
+    Wait(lifecycle::WaitArgs),
+    /// Serve a detached container (started by `run -d`)
+    #[command(name = "__keep", hide = true)]
+    Keep(lifecycle::KeepArgs),
     /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
     Overlay(overlay::OverlayArgs),
     /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
@@ -142,6 +154,11 @@ pub fn main() -> i32 {
         Command::Run(a) => run::run(*a, open_store(&cli.root)),
         Command::Ps(a) => containers::ps(a, open_store(&cli.root)),
         Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
+        Command::Logs(a) => lifecycle::logs(a, open_store(&cli.root)),
+        Command::Stop(a) => lifecycle::stop(a, open_store(&cli.root)),
+        Command::Kill(a) => lifecycle::kill(a, open_store(&cli.root)),
+        Command::Wait(a) => lifecycle::wait(a, open_store(&cli.root)),
+        Command::Keep(a) => lifecycle::keep(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Completion(a) => completion::run(a),

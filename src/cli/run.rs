@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Remove the container when it exits
     #[arg(long)]
     rm: bool,
+    /// Run in the background: print the container's ID once the command
+    /// runs; a keeper process serves it and keeps its output (`hutch logs`)
+    #[arg(short, long, conflicts_with = "dry_run")]
+    detach: bool,
     /// Name the container (default: a generated name)
     #[arg(long)]
     name: Option<String>,
@@ -140,6 +144,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         command,
         name: a.name,
         remove: a.rm,
+        detach: a.detach,
         interactive: a.interactive || a.tty,
         tty: a.tty,
         env: a.env,
@@ -164,6 +169,11 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
     };
     if a.dry_run {
         super::output::print_json(&crate::run::dry_run(&store, &req, &profile, pull)?)?;
+        return Ok(0);
+    }
+    if a.detach {
+        let id = crate::run::run_detached(&store, &req, &profile, pull)?;
+        super::output::outln!("{id}");
         return Ok(0);
     }
     crate::run::run(&store, &req, &profile, pull)

@@ -9,7 +9,7 @@ use super::pull_policy::{PullPolicy, pull_first};
 use crate::profile::Profile;
 use crate::sandbox::{etc_files, launch, network};
 use crate::store::Store;
-use crate::store::containers::{ContainerState, Status, new_id, now_rfc3339};
+use crate::store::containers::{ContainerState, RunningLock, Status, new_id, now_rfc3339};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 
@@ -49,6 +49,17 @@ pub(crate) fn dry_run(
     with_cgroup_fallback(&spec)
 }
 
+/// A container just created for a run: its record, final spec, the
+/// ports bound for it and its running lock.
+struct Created {
+    id: String,
+    dir: PathBuf,
+    state: ContainerState,
+    spec: crate::sandbox::spec::SandboxSpec,
+    listeners: Option<crate::net::Listeners>,
+    running: RunningLock,
+}
+
 /// `hutch run`: check the profile's locks, pull as asked, create the
 /// container with its spec, launch it, record how it ended and remove it
 /// with `--rm`. Returns the command's exit status.
@@ -58,6 +69,69 @@ pub(crate) fn run(
     profile: &Profile,
     pull: PullOptions,
 ) -> Result<i32> {
+    let Created {
+        id,
+        dir,
+        state,
+        spec,
+        listeners,
+        running,
+    } = create(store, req, profile, pull)?;
+    // Ports the kernel chose: said once, at the start (`hutch ps` shows
+    // them too).
+    if let Some(l) = &listeners {
+        for (asked, bound) in spec.net.publish.iter().zip(l.published()) {
+            if asked.host.port() == 0 {
+                eprintln!(
+                    "hutch: port {}/{} is published on {}",
+                    bound.container_port,
+                    bound.proto.as_str(),
+                    bound.host
+                );
+            }
+        }
+    }
+    foreground(store, req, id, dir, state, spec, listeners, running)
+}
+
+/// `hutch run -d`: create the container as [`run`] does, hand it to its
+/// keeper (keeper.rs) and return its ID once the command runs.
+pub(crate) fn run_detached(
+    store: &Store,
+    req: &RunRequest,
+    profile: &Profile,
+    pull: PullOptions,
+) -> Result<String> {
+    if req.tty {
+        bail!(
+            "-d with -t: attaching to a detached container's terminal is not supported yet; \
+             drop -t (its output is in `hutch logs`)"
+        );
+    }
+    let created = create(store, req, profile, pull)?;
+    // The keeper binds the ports again, as its own.
+    drop(created.listeners);
+    let ports = super::keeper::hand_over(
+        store,
+        &created.state,
+        &created.spec,
+        req.remove,
+        created.running,
+    )?;
+    for p in ports {
+        if let Some((host, ctr)) = p.split_once(' ') {
+            eprintln!("hutch: port {ctr} is published on {host}");
+        }
+    }
+    Ok(created.id)
+}
+
+fn create(
+    store: &Store,
+    req: &RunRequest,
+    profile: &Profile,
+    pull: PullOptions,
+) -> Result<Created> {
     check_locks(req, profile)?;
     pull_first(store, &req.image, pull.policy, pull.tls_verify)?;
     let id = new_id()?;
@@ -93,35 +167,50 @@ pub(crate) fn run(
             exit_code: None,
             finished: None,
             ports,
+            started: None,
+            detached: req.detach,
         };
         planned = Some(spec);
         Ok(state)
     })?;
     drop(lock);
     let spec = planned.context("internal error: the container was created without a plan")?;
-    // Ports the kernel chose: said once, at the start (`hutch ps` shows
-    // them too).
-    if let Some(l) = &listeners {
-        for (asked, bound) in spec.net.publish.iter().zip(l.published()) {
-            if asked.host.port() == 0 {
-                eprintln!(
-                    "hutch: port {}/{} is published on {}",
-                    bound.container_port,
-                    bound.proto.as_str(),
-                    bound.host
-                );
-            }
-        }
-    }
+    Ok(Created {
+        id,
+        dir,
+        state,
+        spec,
+        listeners,
+        running,
+    })
+}
+
+/// Launch a created container in this process, record how it ended and
+/// remove it with `--rm`; the command's exit status.
+#[allow(clippy::too_many_arguments)]
+fn foreground(
+    store: &Store,
+    req: &RunRequest,
+    id: String,
+    dir: PathBuf,
+    state: ContainerState,
+    spec: crate::sandbox::spec::SandboxSpec,
+    listeners: Option<crate::net::Listeners>,
+    running: RunningLock,
+) -> Result<i32> {
     let result = (|| {
         etc_files::write(&spec)?;
         let mut st = state.clone();
         st.status = Status::Running;
         st.pid = Some(std::process::id() as i32);
+        st.started = Some(now_rfc3339());
         store.save_container(&st)?;
-        let code = launch::run(&spec, listeners, &|text| {
-            show_once(store, "cgroup-fallback", text)
-        });
+        let code = launch::run(
+            &spec,
+            listeners,
+            &|text| show_once(store, "cgroup-fallback", text),
+            None,
+        );
         st.status = Status::Exited;
         st.pid = None;
         st.finished = Some(now_rfc3339());

@@ -16,17 +16,26 @@
 //! * `pull_policy`: `--pull`, and when an image counts as missing.
 //! * `container`: create, launch, record, `--rm`; the run's notices.
 //! * `dry_run`: the spec as `--dry-run` prints it.
+//! * `keeper`: `run -d`: the keeper process that serves a detached
+//!   container (and the handshake with the `hutch run -d` that starts it).
+//! * `logs`: a detached container's log file (Podman's k8s-file format).
+//! * `lifecycle`: `stop`, `kill`, `wait`, `logs` of containers.
 
 mod container;
 mod dry_run;
 mod idmap;
+mod keeper;
+mod lifecycle;
 mod locks;
+mod logs;
 mod net;
 mod plan;
 mod pull_policy;
 mod users;
 
-pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run};
+pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detached};
+pub(crate) use keeper::keep;
+pub(crate) use lifecycle::{LogOptions, is_stdout, kill, logs, parse_since, stop, wait};
 pub(crate) use net::NetworkArg;
 pub use plan::RunRequest;
 pub(crate) use pull_policy::PullPolicy;

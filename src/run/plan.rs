@@ -40,6 +40,8 @@ pub struct RunRequest {
     pub command: Vec<String>,
     pub name: Option<String>,
     pub remove: bool,
+    /// `-d`: start the container under a keeper process and return.
+    pub detach: bool,
     pub interactive: bool,
     pub tty: bool,
     pub env: Vec<String>,

@@ -119,18 +119,32 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
     Ok(())
 }
 
+/// How a detached container is connected: the descriptors for the
+/// command's 0, 1 and 2, and what to call once it is started.
+pub struct Detached<'a> {
+    pub stdio: [OwnedFd; 3],
+    pub started: Box<dyn FnOnce() + 'a>,
+}
+
 /// Run the container described by `spec`; returns the command's exit
 /// status (128+N for a signal; 126/127 when it cannot be run). The spec's
 /// `rootfs.etc` holds the generated hosts, hostname and resolv.conf
 /// ([`super::etc_files::write`]); `listeners` the host side of `-p`, bound
 /// by [`super::network::bind_published`] (None: nothing published).
 /// `cgroup_warning` shows the warning that the profile's cgroup limits are
-/// not applied (the caller decides how often).
+/// not applied (the caller decides how often). `detached`: the command's
+/// stdio and the hook told when it runs, for a container without a
+/// terminal (`run -d`, served by its keeper); None: hutch's own stdio.
 pub fn run(
     spec: &SandboxSpec,
     listeners: Option<crate::net::Listeners>,
     cgroup_warning: &dyn Fn(&str),
+    detached: Option<Detached<'_>>,
 ) -> Result<i32> {
+    let (detached_stdio, started) = match detached {
+        Some(d) => (Some(d.stdio), Some(d.started)),
+        None => (None, None),
+    };
     // Whatever the container does to hutch's terminal, its settings are
     // back as they were when this returns.
     let _terminal = stdio::TerminalGuard::save();
@@ -216,8 +230,11 @@ pub fn run(
     } else {
         None
     };
-    // Without -t, a profile that does not share the terminal gets pipes.
-    let mut relayed = if !spec.process.terminal && !spec.security.share_terminal {
+    // Without -t, a profile that does not share the terminal gets pipes
+    // (a detached container has no terminal to share).
+    let mut relayed = if detached_stdio.is_some() {
+        None
+    } else if !spec.process.terminal && !spec.security.share_terminal {
         Some(stdio::relay(spec.process.stdin)?)
     } else {
         None
@@ -234,10 +251,13 @@ pub fn run(
             .transpose()
             .context("duplicating the terminal socket")?,
         window: pty::window_size(),
-        stdio: relayed
-            .as_mut()
-            .map(|r| std::mem::take(&mut r.child))
-            .unwrap_or_default(),
+        stdio: match detached_stdio {
+            Some(fds) => fds.map(Some),
+            None => relayed
+                .as_mut()
+                .map(|r| std::mem::take(&mut r.child))
+                .unwrap_or_default(),
+        },
         launcher_pid: rustix::process::getpid().as_raw_nonzero().get(),
         argv: cstrings(&spec.process.args, "argument")?,
         envp: cstrings(&spec.process.env, "environment variable")?,
@@ -325,6 +345,9 @@ pub fn run(
         None => None,
     };
     tracing::debug!("launch: container started");
+    if let Some(hook) = started {
+        hook();
+    }
     let status = sys::wait(relay, false)
         .map_err(std::io::Error::from)
         .context("waiting for the container")?

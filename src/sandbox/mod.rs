@@ -25,6 +25,7 @@
 pub mod caps;
 pub mod cgroup;
 mod child;
+pub use child::FORWARDED;
 pub mod etc_files;
 mod idmap;
 pub mod inherited;

@@ -10,6 +10,11 @@
 //! containers/<id>/rootfs/      mount point (the mount exists only inside
 //!                              the container's own mount namespace)
 //! containers/<id>/etc/         hosts, hostname, resolv.conf given to it
+//! containers/<id>/spec.json    a detached container's SandboxSpec (its
+//!                              keeper starts it from this)
+//! containers/<id>/ctr.log      a detached container's stdout and stderr
+//!                              (see run/logs.rs), ctr.log.1 the one before
+//! containers/<id>/keeper.log   what its keeper itself had to say
 //! ```
 //!
 //! Names are unique; creating and removing take `locks/containers.lock`.
@@ -18,6 +23,7 @@
 
 use super::remove::remove_tree;
 use super::{Store, write_replace_nosync};
+use crate::human::human_duration_since;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -101,6 +107,12 @@ pub struct ContainerState {
     /// Published ports as bound (`127.0.0.1:41234->8080/tcp`).
     #[serde(default)]
     pub ports: Vec<String>,
+    /// When the command started (RFC 3339).
+    #[serde(default)]
+    pub started: Option<String>,
+    /// Served by a keeper process (`run -d`), with its output in ctr.log.
+    #[serde(default)]
+    pub detached: bool,
 }
 
 /// A container as `ps` shows it: its state, corrected by whether anyone
@@ -112,17 +124,39 @@ pub struct ContainerInfo {
 }
 
 impl ContainerInfo {
-    /// `running`, `exited (N)`, `created`, or `killed` (hutch died while
-    /// the container ran, so there is no exit code).
-    pub fn status_text(&self) -> String {
+    /// The state in one word: `running`, `exited`, `created`, or
+    /// `killed` (the hutch serving it died while it ran, so there is no
+    /// exit code).
+    pub fn state_word(&self) -> &'static str {
         match (self.state.status, self.alive) {
-            (_, true) => "running".into(),
-            (Status::Running, false) => "killed".into(),
-            (Status::Created, false) => "created".into(),
-            (Status::Exited, false) => match self.state.exit_code {
-                Some(c) => format!("exited ({c})"),
-                None => "exited".into(),
-            },
+            (_, true) => "running",
+            (Status::Running, false) => "killed",
+            (Status::Created, false) => "created",
+            (Status::Exited, false) => "exited",
+        }
+    }
+
+    /// The STATUS column as Podman writes it: `Up 3 minutes`, `Exited (0)
+    /// 2 seconds ago`, `Created`, `Killed`.
+    pub fn status_text(&self) -> String {
+        match self.state_word() {
+            "running" => format!(
+                "Up {}",
+                human_duration_since(self.state.started.as_deref().or(Some(&self.state.created)))
+            ),
+            "exited" => {
+                let code = self
+                    .state
+                    .exit_code
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default();
+                format!(
+                    "Exited{code} {} ago",
+                    human_duration_since(self.state.finished.as_deref())
+                )
+            }
+            "killed" => "Killed".into(),
+            _ => "Created".into(),
         }
     }
 }
@@ -297,6 +331,44 @@ impl Store {
         made
     }
 
+    /// Take the running lock of container `id`, waiting while another
+    /// process (the `hutch run -d` handing it to a keeper) still holds it.
+    pub fn take_running_lock(&self, id: &str) -> Result<RunningLock> {
+        let path = self.container_dir(id).join("running.lock");
+        let file = File::options()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(RunningLock { _file: file })
+    }
+
+    /// Whether some process still serves container `id`.
+    pub fn container_alive(&self, id: &str) -> bool {
+        is_locked(&self.container_dir(id).join("running.lock"))
+    }
+
+    /// Wait until no process serves container `id`, up to `timeout`;
+    /// whether it stopped.
+    pub fn wait_stopped(&self, id: &str, timeout: Option<std::time::Duration>) -> bool {
+        let t0 = std::time::Instant::now();
+        while self.container_alive(id) {
+            if timeout.is_some_and(|t| t0.elapsed() >= t) {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// The state of container `id` as recorded (no lock check).
+    pub fn read_container(&self, id: &str) -> Result<ContainerState> {
+        let path = self.container_dir(id).join("state.json");
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("decoding {}", path.display()))
+    }
+
     pub fn save_container(&self, state: &ContainerState) -> Result<()> {
         let path = self.container_dir(&state.id).join("state.json");
         let bytes = serde_json::to_vec_pretty(state).context("encoding a container state")?;
@@ -417,6 +489,8 @@ mod tests {
                 exit_code: None,
                 finished: None,
                 ports: Vec::new(),
+                started: None,
+                detached: false,
             })
         };
         let (st, lock) = store.create_container(&id, Some("one"), fill).unwrap();
@@ -457,7 +531,7 @@ mod tests {
         drop(lock);
         let c = store.find_container("one").unwrap();
         assert!(!c.alive);
-        assert_eq!(c.status_text(), "created");
+        assert_eq!(c.status_text(), "Created");
         std::fs::create_dir_all(store.container_dir(&id).join("upper/locked/inner")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(

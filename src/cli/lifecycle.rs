@@ -1,0 +1,225 @@
+//! `hutch logs`, `stop`, `kill`, `wait`, and the hidden `__keep` that
+//! `run -d` starts (src/run/keeper.rs).
+
+use crate::cli::output::outln;
+use crate::error::EXIT_FAILED;
+use crate::run::LogOptions;
+use crate::store::Store;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::io::Write;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Keep printing what the container writes until it ends
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+    /// Only lines written since a time (RFC 3339) or for a duration (10m, 1h30m)
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Start each line with the time it was written
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Container name, ID or unique ID prefix
+    container: String,
+}
+
+pub fn logs(a: LogsArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let opts = LogOptions {
+        follow: a.follow,
+        tail: a.tail,
+        since: a
+            .since
+            .as_deref()
+            .map(crate::run::parse_since)
+            .transpose()?,
+        timestamps: a.timestamps,
+    };
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    // At the start of a line of each stream (for --timestamps).
+    let mut line_start = [true, true];
+    crate::run::logs(&store, &a.container, &opts, &mut |r, stamps| {
+        let to_out = crate::run::is_stdout(r);
+        let w: &mut dyn Write = if to_out { &mut out } else { &mut err };
+        let slot = usize::from(!to_out);
+        if stamps && line_start[slot] {
+            write!(w, "{} ", r.time)?;
+        }
+        line_start[slot] = r.bytes.last() == Some(&b'\n');
+        w.write_all(&r.bytes)?;
+        if opts.follow {
+            w.flush()?;
+        }
+        Ok(())
+    })
+    .or_else(ignore_closed_pipe)?;
+    Ok(0)
+}
+
+/// `hutch logs | head` closing the pipe is not an error.
+fn ignore_closed_pipe(e: anyhow::Error) -> Result<()> {
+    match e.downcast_ref::<std::io::Error>() {
+        Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        _ => Err(e),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL
+    #[arg(short, long, value_name = "SECONDS", default_value_t = 10)]
+    time: u64,
+    /// Containers (name, ID or unique ID prefix)
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hutch stop`: every container in parallel, each name printed once stopped.
+pub fn stop(a: StopArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let timeout = Duration::from_secs(a.time);
+    let results: Vec<Result<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = a
+            .containers
+            .iter()
+            .map(|c| {
+                let store = &store;
+                s.spawn(move || crate::run::stop(store, c, timeout))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error: a stop panicked")))
+            })
+            .collect()
+    });
+    report(results)
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send (name like TERM or SIGHUP, or number)
+    #[arg(short, long, value_name = "SIGNAL", default_value = "KILL")]
+    signal: String,
+    /// Containers (name, ID or unique ID prefix)
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn kill(a: KillArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let sig = parse_signal(&a.signal)?;
+    let results = a
+        .containers
+        .iter()
+        .map(|c| crate::run::kill(&store, c, sig))
+        .collect();
+    report(results)
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Containers (name, ID or unique ID prefix)
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hutch wait`: each container's exit status on its own line.
+pub fn wait(a: WaitArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    for c in &a.containers {
+        let code = crate::run::wait(&store, c)?;
+        outln!("{code}");
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct KeepArgs {
+    /// Remove the container when it exits
+    #[arg(long)]
+    rm: bool,
+    id: String,
+}
+
+/// `hutch __keep ID`: the keeper of a detached container (started by
+/// `run -d`, not by people).
+pub fn keep(a: KeepArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    crate::run::keep(&store, &a.id, a.rm)
+}
+
+/// Print each name that worked; each error on stderr; 125 if any failed.
+fn report(results: Vec<Result<String>>) -> Result<i32> {
+    let mut failed = false;
+    for r in results {
+        match r {
+            Ok(name) => outln!("{name}"),
+            Err(e) => {
+                eprintln!("hutch: error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { EXIT_FAILED } else { 0 })
+}
+
+/// `TERM`, `SIGTERM`, `sigterm` or `15`.
+fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        anyhow::bail!("signal {n}: signals are 1 to 64");
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    const NAMES: &[(&str, i32)] = &[
+        ("HUP", libc::SIGHUP),
+        ("INT", libc::SIGINT),
+        ("QUIT", libc::SIGQUIT),
+        ("KILL", libc::SIGKILL),
+        ("USR1", libc::SIGUSR1),
+        ("USR2", libc::SIGUSR2),
+        ("TERM", libc::SIGTERM),
+        ("CONT", libc::SIGCONT),
+        ("WINCH", libc::SIGWINCH),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .with_context(|| {
+            format!(
+                "unknown signal {s:?}: use a number or one of {}",
+                NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("1").unwrap(), 1);
+        assert!(parse_signal("0").is_err());
+        assert!(
+            parse_signal("BOGUS")
+                .unwrap_err()
+                .to_string()
+                .contains("TERM")
+        );
+    }
+}

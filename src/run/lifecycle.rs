@@ -1,0 +1,177 @@
+//! Acting on containers that run (or ran): `stop`, `kill`, `wait` and
+//! reading their logs. A running container is served by one hutch
+//! process (its keeper for `run -d`, the foreground `hutch run`
+//! otherwise), recorded as the state's `pid` while it holds the running
+//! lock; signals go to it and it forwards them to the container's
+//! command (sandbox/launch.rs), so they are only sent while the lock
+//! shows that process is still the one serving.
+
+use super::logs::{self, Follower, Record, Stream};
+use crate::store::Store;
+use crate::store::containers::{ContainerInfo, Status, now_rfc3339};
+use anyhow::{Context, Result, bail};
+use rustix::process::{Pid, Signal};
+use std::time::Duration;
+
+/// Exit status recorded for a container stopped with SIGKILL.
+const KILLED_STATUS: i32 = 128 + 9;
+
+/// How long to wait for a container to go after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Send `sig` to the process serving `c`, if it still serves it.
+fn signal(store: &Store, c: &ContainerInfo, sig: i32) -> Result<bool> {
+    if !store.container_alive(&c.state.id) {
+        return Ok(false);
+    }
+    let Some(pid) = c.state.pid.and_then(Pid::from_raw) else {
+        bail!(
+            "container {} runs but its record names no process; `hutch rm -f {}` removes it",
+            c.state.name,
+            c.state.name
+        );
+    };
+    let sig = Signal::from_named_raw(sig)
+        .with_context(|| format!("signal {sig} is not one hutch can send"))?;
+    match rustix::process::kill_process(pid, sig) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(e) => Err(std::io::Error::from(e))
+            .with_context(|| format!("sending signal {sig:?} to container {}", c.state.name)),
+    }
+}
+
+/// SIGKILL: the serving process goes at once (the kernel ends the FUSE
+/// mount and, through the PID namespace, every process of the
+/// container); the record says 137 since nobody else will.
+fn kill_now(store: &Store, c: &ContainerInfo) -> Result<()> {
+    signal(store, c, libc::SIGKILL)?;
+    if !store.wait_stopped(&c.state.id, Some(KILL_WAIT)) {
+        bail!(
+            "container {} did not stop within {} s of SIGKILL; `hutch ps` shows whether it is still there",
+            c.state.name,
+            KILL_WAIT.as_secs()
+        );
+    }
+    let mut st = store.read_container(&c.state.id)?;
+    if st.status != Status::Exited {
+        st.status = Status::Exited;
+        st.exit_code = Some(KILLED_STATUS);
+        st.finished = Some(now_rfc3339());
+        st.pid = None;
+        store.save_container(&st)?;
+    }
+    Ok(())
+}
+
+/// `hutch stop`: SIGTERM, then SIGKILL after `timeout`. A container that
+/// is not running is left as it is (not an error, as in Podman).
+pub(crate) fn stop(store: &Store, key: &str, timeout: Duration) -> Result<String> {
+    let c = store.find_container(key)?;
+    if signal(store, &c, libc::SIGTERM)? && !store.wait_stopped(&c.state.id, Some(timeout)) {
+        tracing::info!(
+            "container {} still runs {} s after SIGTERM: sending SIGKILL",
+            c.state.name,
+            timeout.as_secs()
+        );
+        kill_now(store, &c)?;
+    }
+    Ok(c.state.name)
+}
+
+/// `hutch kill -s SIG`: the signal to the container's command (SIGKILL
+/// ends the container at once).
+pub(crate) fn kill(store: &Store, key: &str, sig: i32) -> Result<String> {
+    let c = store.find_container(key)?;
+    if !store.container_alive(&c.state.id) {
+        bail!(
+            "container {} is not running; `hutch start {}` is not available yet, `hutch run` makes a new one",
+            c.state.name,
+            c.state.name
+        );
+    }
+    if sig == libc::SIGKILL {
+        kill_now(store, &c)?;
+    } else if crate::sandbox::FORWARDED.contains(&sig) {
+        signal(store, &c, sig)?;
+    } else {
+        // Any other signal would end or stop the serving hutch itself.
+        bail!(
+            "signal {sig} cannot be passed to container {}: hutch forwards HUP, INT, QUIT, TERM, USR1, USR2, CONT and WINCH, and KILL ends it",
+            c.state.name
+        );
+    }
+    Ok(c.state.name)
+}
+
+/// `hutch wait`: block until the container is not running; its exit
+/// status (-1 when unknown: its keeper was killed).
+pub(crate) fn wait(store: &Store, key: &str) -> Result<i32> {
+    let c = store.find_container(key)?;
+    store.wait_stopped(&c.state.id, None);
+    let st = store.read_container(&c.state.id)?;
+    Ok(st.exit_code.unwrap_or(-1))
+}
+
+/// `hutch logs` options.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LogOptions {
+    pub(crate) follow: bool,
+    pub(crate) tail: Option<usize>,
+    /// RFC 3339, from [`parse_since`].
+    pub(crate) since: Option<String>,
+    pub(crate) timestamps: bool,
+}
+
+pub(crate) use logs::parse_since;
+
+/// `hutch logs`: the records of the container's log, each given to
+/// `emit`; with `follow`, then what comes until the container ends.
+pub(crate) fn logs(
+    store: &Store,
+    key: &str,
+    opts: &LogOptions,
+    emit: &mut dyn FnMut(&Record, bool) -> Result<()>,
+) -> Result<()> {
+    let c = store.find_container(key)?;
+    if !c.state.detached {
+        bail!(
+            "container {} was not started with -d: its output went to the terminal of its `hutch run`, no log was kept",
+            c.state.name
+        );
+    }
+    let path = store.container_dir(&c.state.id).join("ctr.log");
+    // The current file through the follower, so that -f goes on exactly
+    // where the records shown first end.
+    let mut follower = Follower::from_start(&path);
+    let mut recs = logs::read_rotated(&path)?;
+    recs.extend(follower.poll()?);
+    if let Some(since) = &opts.since {
+        recs.retain(|r| r.time.as_str() >= since.as_str());
+    }
+    if let Some(n) = opts.tail {
+        let skip = recs.len().saturating_sub(n);
+        recs.drain(..skip);
+    }
+    for r in &recs {
+        emit(r, opts.timestamps)?;
+    }
+    if !opts.follow {
+        return Ok(());
+    }
+    loop {
+        let alive = store.container_alive(&c.state.id);
+        for r in follower.poll()? {
+            emit(&r, opts.timestamps)?;
+        }
+        if !alive {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where a record goes: stdout records to stdout, stderr to stderr.
+pub(crate) fn is_stdout(r: &Record) -> bool {
+    r.stream == Stream::Stdout
+}

@@ -1,0 +1,362 @@
+//! Detached containers (`run -d`) served by a keeper process, with no
+//! daemon: `ps`, `logs`, `stop`, `kill`, `wait`, `rm -f`, published
+//! ports, and what is left after a keeper is killed.
+
+mod common;
+
+use common::{TestStore, describe, fixture, http_get_until};
+use std::time::{Duration, Instant};
+
+/// A store with the busybox fixture loaded as `busybox`, that stops
+/// every container it still runs when the test ends (pass or fail).
+struct Store(TestStore);
+
+impl std::ops::Deref for Store {
+    type Target = TestStore;
+    fn deref(&self) -> &TestStore {
+        &self.0
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let ids = self.0.run(["ps", "-q"]).1.stdout;
+        for id in String::from_utf8_lossy(&ids).split_whitespace() {
+            let _ = self.0.run(["rm", "-f", id]);
+        }
+    }
+}
+
+fn busybox() -> Store {
+    let st = TestStore::new();
+    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
+    Store(st)
+}
+
+/// `hutch run -d ARGS...`: asserts success and a full ID on stdout.
+fn start(st: &Store, args: &[&str]) -> String {
+    let mut all = vec!["run", "-d", "--network", "none"];
+    all.extend_from_slice(args);
+    let id = st.run_ok(all).trim().to_string();
+    assert_eq!(id.len(), 64, "run -d prints the full ID: {id:?}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    id
+}
+
+/// The container's record as `inspect` shows it.
+fn inspect(st: &Store, key: &str) -> serde_json::Value {
+    serde_json::from_str(&st.run_ok(["inspect", key])).unwrap()
+}
+
+/// Wait until `cond` holds, up to `secs`.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+fn processes_with(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| p != me)
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn run_d_returns_while_the_command_runs_and_logs_keep_its_output() {
+    let st = busybox();
+    let id = start(
+        &st,
+        &[
+            "--name",
+            "svc",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out-1; echo err-1 >&2; printf partial; sleep 1000",
+        ],
+    );
+    // run -d returned, the container runs on.
+    let ps = st.run_ok(["ps"]);
+    let line = ps.lines().find(|l| l.contains("svc")).unwrap_or("");
+    assert!(line.contains("Up "), "{ps}");
+    let ps_json: serde_json::Value =
+        serde_json::from_str(&st.run_ok(["ps", "--format", "json"])).unwrap();
+    assert_eq!(ps_json[0]["id"], id.as_str());
+    assert_eq!(ps_json[0]["state"], "running");
+    // stdout and stderr are kept apart.
+    assert!(eventually(10, || {
+        let (_, out) = st.run(["logs", "svc"]);
+        String::from_utf8_lossy(&out.stdout) == "out-1\npartial"
+            && String::from_utf8_lossy(&out.stderr) == "err-1\n"
+    }));
+    // -t puts the time first, --tail keeps the last lines.
+    let stamped = st.run_ok(["logs", "-t", "svc"]);
+    let first = stamped.lines().next().unwrap();
+    let (time, rest) = first.split_once(' ').unwrap();
+    assert!(time.contains('T') && time.ends_with('Z'), "{first}");
+    assert_eq!(rest, "out-1");
+    assert_eq!(st.run_ok(["logs", "--tail", "1", "svc"]), "partial");
+    assert_eq!(
+        st.run_ok(["logs", "--since", "1h", &id[..12]]),
+        "out-1\npartial"
+    );
+    assert_eq!(
+        st.run_ok(["logs", "--since", "2099-01-01T00:00:00Z", "svc"]),
+        ""
+    );
+    // Control: a foreground container has no log.
+    st.run_ok([
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "fg",
+        "busybox",
+        "true",
+    ]);
+    let (code, err) = st.run_fail(["logs", "fg"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("not started with -d"), "{err}");
+    st.run_ok(["rm", "-f", "svc"]);
+    assert!(!st.run_ok(["ps", "-a"]).contains("svc"));
+}
+
+#[test]
+fn logs_are_binary_safe_and_follow_ends_with_the_container() {
+    let st = busybox();
+    // Every byte value, twice, and no newline at the end.
+    start(
+        &st,
+        &[
+            "--name",
+            "bin",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1; i=0; while [ $i -lt 256 ]; do printf \"$(printf '\\\\%03o' $i)\"; i=$((i+1)); done; \
+             i=0; while [ $i -lt 256 ]; do printf \"$(printf '\\\\%03o' $i)\"; i=$((i+1)); done",
+        ],
+    );
+    // -f started before the output: it prints everything, then returns
+    // when the container ends.
+    let (_, out) = st.run(["logs", "-f", "bin"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let want: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
+    assert_eq!(out.stdout, want);
+    assert_eq!(st.run_ok(["wait", "bin"]).trim(), "0");
+    let (_, again) = st.run(["logs", "bin"]);
+    assert_eq!(
+        again.stdout, want,
+        "the same bytes after the container ended"
+    );
+}
+
+#[test]
+fn stop_sends_term_then_kill_and_records_the_exit() {
+    let st = busybox();
+    start(
+        &st,
+        &[
+            "--name",
+            "polite",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 0' TERM; echo up; while :; do sleep 0.1; done",
+        ],
+    );
+    start(
+        &st,
+        &[
+            "--name",
+            "stubborn",
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; echo up; while :; do sleep 0.1; done",
+        ],
+    );
+    for n in ["polite", "stubborn"] {
+        assert!(eventually(10, || st.run_ok(["logs", n]) == "up\n"), "{n}");
+    }
+    let t0 = Instant::now();
+    assert_eq!(st.run_ok(["stop", "polite"]).trim(), "polite");
+    assert!(t0.elapsed() < Duration::from_secs(8), "no need for SIGKILL");
+    assert_eq!(st.run_ok(["logs", "polite"]), "up\ngot TERM\n");
+    assert_eq!(inspect(&st, "polite")["exit_code"], 0);
+    // Ignores TERM: killed after -t seconds, recorded as 137.
+    assert_eq!(
+        st.run_ok(["stop", "-t", "1", "stubborn"]).trim(),
+        "stubborn"
+    );
+    assert_eq!(inspect(&st, "stubborn")["exit_code"], 137);
+    let ps = st.run_ok(["ps", "-a"]);
+    assert!(
+        ps.contains("Exited (0)") && ps.contains("Exited (137)"),
+        "{ps}"
+    );
+    assert!(st.run_ok(["ps", "-q"]).trim().is_empty(), "{ps}");
+    // Stopping a stopped container is no error, as in Podman.
+    assert_eq!(st.run_ok(["stop", "polite"]).trim(), "polite");
+    let (code, err) = st.run_fail(["stop", "no-such"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("no container \"no-such\""), "{err}");
+}
+
+#[test]
+fn kill_passes_signals_and_wait_gives_the_status() {
+    let st = busybox();
+    start(
+        &st,
+        &[
+            "--name",
+            "sig",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo usr1' USR1; trap 'exit 3' HUP; echo up; while :; do sleep 0.1; done",
+        ],
+    );
+    assert!(eventually(10, || st.run_ok(["logs", "sig"]) == "up\n"));
+    st.run_ok(["kill", "-s", "USR1", "sig"]);
+    assert!(eventually(10, || st.run_ok(["logs", "sig"]) == "up\nusr1\n"));
+    let (code, err) = st.run_fail(["kill", "-s", "ALRM", "sig"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("unknown signal"), "{err}");
+    st.run_ok(["kill", "-s", "HUP", "sig"]);
+    assert_eq!(st.run_ok(["wait", "sig"]).trim(), "3");
+    let (code, err) = st.run_fail(["kill", "sig"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("is not running"), "{err}");
+    // --rm -d: gone once it ends.
+    start(&st, &["--rm", "--name", "brief", "busybox", "true"]);
+    assert!(eventually(10, || !st
+        .run_ok(["ps", "-a"])
+        .contains("brief")));
+}
+
+#[test]
+fn a_command_that_cannot_start_is_recorded_with_its_status_and_message() {
+    let st = busybox();
+    start(&st, &["--name", "typo", "busybox", "no-such-command"]);
+    assert_eq!(st.run_ok(["wait", "typo"]).trim(), "127");
+    let (_, out) = st.run(["logs", "typo"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-command: command not found"), "{err}");
+    assert!(st.run_ok(["ps", "-a"]).contains("Exited (127)"));
+}
+
+#[test]
+fn published_ports_are_served_by_the_keeper_until_stop() {
+    let st = busybox();
+    let out = st
+        .hutch()
+        .args([
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "127.0.0.1::8080",
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo detached-ok > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // "hutch: port 8080/tcp is published on 127.0.0.1:PORT"
+    let port: u16 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("hutch: port 8080/tcp is published on 127.0.0.1:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no port reported: {err}"));
+    let body = http_get_until(port, "/", Duration::from_secs(20), |b| {
+        b.contains("detached-ok")
+    })
+    .unwrap();
+    assert!(body.contains("200"), "{body}");
+    let ps = st.run_ok(["ps"]);
+    assert!(ps.contains(&format!("127.0.0.1:{port}->8080/tcp")), "{ps}");
+    st.run_ok(["stop", "web"]);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port is closed once the container stopped"
+    );
+}
+
+#[test]
+fn a_killed_keeper_leaves_nothing_and_shows_as_killed() {
+    let st = busybox();
+    let marker = format!("sleep 5151{}", std::process::id() % 1000);
+    start(&st, &["--name", "orphan", "busybox", "sh", "-c", &marker]);
+    assert!(eventually(10, || !processes_with(&marker).is_empty()));
+    let keeper = inspect(&st, "orphan")["pid"].as_i64().unwrap() as i32;
+    assert!(keeper > 0);
+    // The keeper is in its own session, not in ours.
+    let stat = std::fs::read_to_string(format!("/proc/{keeper}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    assert_eq!(fields[3], keeper.to_string(), "session id = keeper: {stat}");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &keeper.to_string()])
+        .status();
+    assert!(
+        eventually(10, || processes_with(&marker).is_empty()),
+        "the container's processes died with their keeper"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("fuse.hutch"),
+        "nothing mounted on the host"
+    );
+    let ps = st.run_ok(["ps", "-a"]);
+    assert!(ps.contains("orphan") && ps.contains("Killed"), "{ps}");
+    assert!(!st.run_ok(["ps"]).contains("orphan"), "never shown running");
+    st.run_ok(["rm", "orphan"]);
+}
+
+#[test]
+fn twenty_detached_containers_then_all_stopped_at_once() {
+    let st = busybox();
+    let names: Vec<String> = (0..20).map(|i| format!("many{i}")).collect();
+    for n in &names {
+        start(&st, &["--name", n, "busybox", "sleep", "1000"]);
+    }
+    let running = st.run_ok(["ps", "-q"]);
+    assert_eq!(running.lines().count(), 20, "{running}");
+    let mut args = vec!["stop", "-t", "5"];
+    args.extend(names.iter().map(String::as_str));
+    let stopped = st.run_ok(args);
+    assert_eq!(stopped.lines().count(), 20, "{stopped}");
+    assert!(st.run_ok(["ps", "-q"]).trim().is_empty());
+    // sleep as PID 1's child dies of SIGTERM: 143, without SIGKILL.
+    let all: serde_json::Value =
+        serde_json::from_str(&st.run_ok(["ps", "-a", "--format", "json"])).unwrap();
+    for c in all.as_array().unwrap() {
+        assert_eq!(c["exit_code"], 143, "{c}");
+    }
+}
