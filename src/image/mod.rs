@@ -4,9 +4,13 @@
 //! reports. The formats themselves (digests, references, media types,
 //! platforms, compression) are in `oci`, below the store.
 
+pub mod commit;
+pub mod diff;
 pub mod docker_archive;
 pub mod ingest;
 pub mod input;
+pub mod instructions;
+pub mod layer_tar;
 pub mod load;
 pub mod oci_layout;
 pub mod progress;
@@ -15,3 +19,4 @@ pub mod rootfs;
 pub mod save;
 pub mod sniff;
 pub mod source;
+pub mod upper;
