@@ -1,8 +1,11 @@
 //! Image operations that fill and read the store: loading and saving the
 //! archive formats (OCI layout, OCI archive, docker-archive), importing
 //! root filesystem tarballs, resolving a name to a stored image, progress
-//! reports. The formats themselves (digests, references, media types,
-//! platforms, compression) are in `oci`, below the store.
+//! reports, and a container's changes (`upper` reads its upper dir,
+//! `diff` compares it with the layers, `layer_tar` and `commit` make it a
+//! new image, `instructions` applies `commit -c`). The formats themselves
+//! (digests, references, media types, platforms, compression) are in
+//! `oci`, below the store.
 
 pub mod commit;
 pub mod diff;
