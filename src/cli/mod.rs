@@ -3,6 +3,7 @@
 //! library and results into output.
 
 mod check;
+mod commit;
 mod completion;
 mod containers;
 mod flags;
@@ -91,6 +92,12 @@ enum Command {
     /// Serve a detached container (started by `run -d`)
     #[command(name = "__keep", hide = true)]
     Keep(lifecycle::KeepArgs),
+    /// Show the files a container added (A), changed (C) and deleted (D)
+    Diff(commit::DiffArgs),
+    /// Make a new image from a container's changes
+    Commit(commit::CommitArgs),
+    /// Work with containers (diff, commit)
+    Container(commit::ContainerArgs),
     /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
     Overlay(overlay::OverlayArgs),
     /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
@@ -159,6 +166,9 @@ pub fn main() -> i32 {
         Command::Kill(a) => lifecycle::kill(a, open_store(&cli.root)),
         Command::Wait(a) => lifecycle::wait(a, open_store(&cli.root)),
         Command::Keep(a) => lifecycle::keep(a, open_store(&cli.root)),
+        Command::Diff(a) => commit::diff(a, open_store(&cli.root)),
+        Command::Commit(a) => commit::commit(a, open_store(&cli.root)),
+        Command::Container(a) => commit::container(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Completion(a) => completion::run(a),

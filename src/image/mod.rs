@@ -1,12 +1,19 @@
 //! Image operations that fill and read the store: loading and saving the
 //! archive formats (OCI layout, OCI archive, docker-archive), importing
 //! root filesystem tarballs, resolving a name to a stored image, progress
-//! reports. The formats themselves (digests, references, media types,
-//! platforms, compression) are in `oci`, below the store.
+//! reports, and a container's changes (`upper` reads its upper dir,
+//! `diff` compares it with the layers, `layer_tar` and `commit` make it a
+//! new image, `instructions` applies `commit -c`). The formats themselves
+//! (digests, references, media types, platforms, compression) are in
+//! `oci`, below the store.
 
+pub mod commit;
+pub mod diff;
 pub mod docker_archive;
 pub mod ingest;
 pub mod input;
+pub mod instructions;
+pub mod layer_tar;
 pub mod load;
 pub mod oci_layout;
 pub mod progress;
@@ -15,3 +22,4 @@ pub mod rootfs;
 pub mod save;
 pub mod sniff;
 pub mod source;
+pub mod upper;

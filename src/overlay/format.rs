@@ -272,9 +272,9 @@ pub fn set_opaque<Fd: AsFd>(dirfd: Fd) -> io::Result<OpaqueKind> {
 
 /// Whether the directory `dirfd` is opaque, in any representation we know
 /// (the rule the overlay applies in `Layers::dir_opaque` through its layer
-/// paths; the unpacker's tests check what they wrote with this).
+/// paths; `hutch diff` and `hutch commit` read upper dirs with this, the
+/// unpacker's tests check what they wrote with it).
 /// `dirfd` must be an ordinary (not `O_PATH`) directory fd.
-#[cfg(test)]
 pub fn is_opaque<Fd: AsFd>(dirfd: Fd) -> io::Result<bool> {
     let fd = dirfd.as_fd();
     for name in OPAQUE_XATTRS_READ {

@@ -1,0 +1,471 @@
+//! Reading a container's upper dir (`containers/<id>/upper/`, in the format
+//! of `overlay::format`) entry by entry, with each entry's true owner, mode
+//! and type: what `hutch diff` compares and `hutch commit` archives.
+//!
+//! The container writes its upper dir, so nothing in it is trusted: every
+//! name is opened relative to its parent's descriptor with `O_NOFOLLOW`, a
+//! symlink is read as a symlink and never followed, and only regular files
+//! and directories are opened. Entries that vanish during the walk (the
+//! container may be running) are skipped; a file that changes size while
+//! it is read is cut or padded to the size it had when it was opened.
+//!
+//! The overlay keeps no bookkeeping files in the upper dir (its staging
+//! names `#hutch.*` live in the separate work dir), but the launcher leaves
+//! empty mount points for the files it bind-mounts over the image's
+//! ([`LAUNCHER_FILES`]); those are not the container's changes and are
+//! skipped, as Podman's `diff` skips its own.
+
+use crate::overlay::format::{self, RecordedType};
+use anyhow::{Context, Result};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+/// The files `sandbox/rootfs.rs` bind-mounts in every container; an empty
+/// regular file at one of these paths in an upper dir is a mount point the
+/// launcher made, never content (writes go to the bind-mounted file).
+pub const LAUNCHER_FILES: [&[u8]; 3] = [b"etc/hosts", b"etc/hostname", b"etc/resolv.conf"];
+
+/// What an upper-dir entry is.
+#[derive(Debug)]
+pub enum Kind {
+    Dir {
+        /// Hides what lower layers have below it.
+        opaque: bool,
+    },
+    File {
+        /// Open for reading.
+        fd: OwnedFd,
+        size: u64,
+        /// `(st_dev, st_ino)` when the file has other hard links.
+        link_key: Option<(u64, u64)>,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
+    Fifo,
+    /// A device node from an image (stored as an empty file with a record).
+    Char {
+        major: u32,
+        minor: u32,
+    },
+    Block {
+        major: u32,
+        minor: u32,
+    },
+    /// The entry's path was deleted (a 0:0 device or a `.wh.NAME` file).
+    Whiteout,
+}
+
+/// One entry of an upper dir, with its true attributes.
+#[derive(Debug)]
+pub struct Entry {
+    /// Relative to the upper dir, no leading `/` (`etc/passwd`); for a
+    /// whiteout, the path of the deleted name.
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits with setuid/setgid/sticky (`0o7777`).
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// The xattrs a container sees (names as presented), sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, Kind::Dir { .. })
+    }
+}
+
+/// Visit every entry of the upper dir at `upper` in Podman's order: depth
+/// first, a directory before its contents, names sorted bytewise. The root
+/// itself is not visited.
+pub fn walk(upper: &Path, visit: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
+    let root = rustix::fs::open(
+        upper,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("opening the upper dir {}", upper.display()))?;
+    walk_dir(root.as_fd(), &[], visit)
+        .with_context(|| format!("reading the upper dir {}", upper.display()))
+}
+
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(prefix.len() + name.len() + 1);
+    if !prefix.is_empty() {
+        p.extend_from_slice(prefix);
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+fn shown(path: &[u8]) -> String {
+    format!("/{}", String::from_utf8_lossy(path))
+}
+
+/// The names in `dir` (without `.` and `..`).
+fn names(dir: BorrowedFd<'_>) -> std::io::Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    let mut d = rustix::fs::Dir::read_from(dir)?;
+    while let Some(e) = d.read() {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(n.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+fn walk_dir(
+    dir: BorrowedFd<'_>,
+    prefix: &[u8],
+    visit: &mut dyn FnMut(Entry) -> Result<()>,
+) -> Result<()> {
+    let mut names = names(dir).with_context(|| format!("listing {}", shown(prefix)))?;
+    // Bytewise, a fallback whiteout `.wh.NAME` in the place of NAME.
+    names.sort_by_cached_key(|n| format::whiteout_target(n).unwrap_or(n).to_vec());
+    for name in names {
+        let path = join(prefix, &name);
+        let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", shown(&path))),
+        };
+        let t = FileType::from_raw_mode(st.st_mode);
+        if format::is_reserved_name(&name) {
+            // `.wh.NAME` (the fallback whiteout) deletes NAME; the opaque
+            // marker is read with its directory; aufs metadata is skipped.
+            if let Some(target) = format::whiteout_target(&name)
+                && t == FileType::RegularFile
+            {
+                visit(whiteout(join(prefix, target), &st))?;
+            }
+            continue;
+        }
+        if t == FileType::RegularFile
+            && LAUNCHER_FILES.contains(&path.as_slice())
+            && st.st_size == 0
+        {
+            continue;
+        }
+        let entry = match t {
+            FileType::CharacterDevice if format::is_whiteout_stat(&st) => whiteout(path, &st),
+            FileType::Directory => {
+                let fd = match open(dir, &name, OFlags::DIRECTORY) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(e).with_context(|| format!("opening {}", shown(&path))),
+                };
+                let opaque = format::is_opaque(&fd)
+                    .with_context(|| format!("reading whether {} is opaque", shown(&path)))?;
+                let (attrs, _) = true_attributes(&fd, &path, &st)?;
+                let e = attrs.entry(path.clone(), Kind::Dir { opaque }, &st);
+                visit(e)?;
+                walk_dir(fd.as_fd(), &path, visit)?;
+                continue;
+            }
+            FileType::RegularFile => {
+                // O_NONBLOCK: should the name be swapped for a fifo after
+                // the stat, opening it must not hang (fstat then tells).
+                let fd = match open(dir, &name, OFlags::NONBLOCK | OFlags::NOCTTY) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(e).with_context(|| format!("opening {}", shown(&path))),
+                };
+                let fst = rustix::fs::fstat(&fd)
+                    .map_err(std::io::Error::from)
+                    .with_context(|| format!("reading {}", shown(&path)))?;
+                if FileType::from_raw_mode(fst.st_mode) != FileType::RegularFile {
+                    continue;
+                }
+                let (attrs, recorded) = true_attributes(&fd, &path, &fst)?;
+                let kind = match recorded {
+                    Some(RecordedType::Char { major, minor }) => Kind::Char { major, minor },
+                    Some(RecordedType::Block { major, minor }) => Kind::Block { major, minor },
+                    Some(RecordedType::Pipe) => Kind::Fifo,
+                    _ => Kind::File {
+                        link_key: (fst.st_nlink > 1).then_some((fst.st_dev, fst.st_ino)),
+                        size: fst.st_size.max(0) as u64,
+                        fd,
+                    },
+                };
+                attrs.entry(path, kind, &fst)
+            }
+            FileType::Symlink => {
+                let target = match rustix::fs::readlinkat(dir, name.as_slice(), Vec::new()) {
+                    Ok(t) => t.into_bytes(),
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", shown(&path))),
+                };
+                plain(path, Kind::Symlink { target }, 0o777, &st)
+            }
+            FileType::Fifo => plain(path, Kind::Fifo, st.st_mode & 0o777, &st),
+            FileType::Socket => {
+                tracing::debug!(
+                    "{}: a socket, which an image cannot hold; skipped",
+                    shown(&path)
+                );
+                continue;
+            }
+            _ => {
+                tracing::warn!(
+                    "{}: a device node, which hutch never writes in an upper dir; skipped",
+                    shown(&path)
+                );
+                continue;
+            }
+        };
+        visit(entry)?;
+    }
+    Ok(())
+}
+
+fn open(dir: BorrowedFd<'_>, name: &[u8], extra: OFlags) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | extra,
+        Mode::empty(),
+    )
+}
+
+fn whiteout(path: Vec<u8>, st: &Stat) -> Entry {
+    plain(path, Kind::Whiteout, 0o600, st)
+}
+
+/// An entry that carries no ownership record (owned by 0:0).
+fn plain(path: Vec<u8>, kind: Kind, mode: u32, st: &Stat) -> Entry {
+    Entry {
+        path,
+        kind,
+        uid: 0,
+        gid: 0,
+        mode,
+        mtime: st.st_mtime,
+        xattrs: Vec::new(),
+    }
+}
+
+/// The true owner, mode and xattrs of a regular file or directory.
+struct Attributes {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Attributes {
+    fn entry(self, path: Vec<u8>, kind: Kind, st: &Stat) -> Entry {
+        Entry {
+            path,
+            kind,
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode,
+            mtime: st.st_mtime,
+            xattrs: self.xattrs,
+        }
+    }
+}
+
+/// A regular file's or directory's attributes: owner and mode from its
+/// record, else 0:0 and the mode on disk; and the type its record gives
+/// (a regular file may stand for a device node or a fifo).
+fn true_attributes(
+    fd: &OwnedFd,
+    path: &[u8],
+    st: &Stat,
+) -> Result<(Attributes, Option<RecordedType>)> {
+    let record = format::read_override_stat(fd)
+        .with_context(|| format!("reading the owner of {}", shown(path)))?;
+    let (uid, gid, mode) = match &record {
+        Some(r) => (r.uid, r.gid, r.mode),
+        None => (0, 0, st.st_mode & 0o7777),
+    };
+    let xattrs = xattrs(fd).with_context(|| format!("reading the xattrs of {}", shown(path)))?;
+    let attrs = Attributes {
+        uid,
+        gid,
+        mode,
+        xattrs,
+    };
+    Ok((attrs, record.and_then(|r| r.kind)))
+}
+
+/// The xattrs of `fd` as the container sees them: stored `user.*` names
+/// only (an xattr the host set, such as an SELinux label, is not the
+/// container's), reserved names of the format left out, foreign names
+/// given back their own namespace.
+fn xattrs(fd: &OwnedFd) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let list = match read_sized(|buf| rustix::fs::flistxattr(fd, buf)) {
+        Ok(l) => l,
+        Err(e) if e.raw_os_error() == Some(Errno::OPNOTSUPP.raw_os_error()) => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for stored in list.split(|&b| b == 0) {
+        if !stored.starts_with(b"user.") {
+            continue;
+        }
+        let Some(presented) = format::presented_xattr_name(stored) else {
+            continue;
+        };
+        let value = match read_sized(|buf| rustix::fs::fgetxattr(fd, stored, buf)) {
+            Ok(v) => v,
+            Err(e) if e.raw_os_error() == Some(Errno::NODATA.raw_os_error()) => continue,
+            Err(e) => return Err(e),
+        };
+        out.push((presented.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Call `get` with a buffer big enough for its answer (`ERANGE` asks for
+/// a bigger one; lists and values of xattrs are at most 64 KiB).
+fn read_sized(get: impl Fn(&mut [u8]) -> Result<usize, Errno>) -> std::io::Result<Vec<u8>> {
+    let mut size = 1024;
+    loop {
+        let mut buf = vec![0u8; size];
+        match get(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::RANGE) if size < 1 << 17 => size *= 4,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::format::OverrideStat;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn collect(dir: &Path) -> Vec<Entry> {
+        let mut out = Vec::new();
+        walk(dir, &mut |e| {
+            out.push(e);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    fn dirfd(p: &Path) -> OwnedFd {
+        rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn entries_come_in_podman_order_with_their_true_attributes() {
+        let d = tempfile::tempdir().unwrap();
+        let u = d.path();
+        std::fs::create_dir_all(u.join("a/b")).unwrap();
+        std::fs::create_dir(u.join("a-b")).unwrap();
+        std::fs::write(u.join("a/b/f"), b"data").unwrap();
+        std::fs::set_permissions(u.join("a/b/f"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        let f = rustix::fs::open(u.join("a/b/f"), OFlags::RDONLY, Mode::empty()).unwrap();
+        format::write_override_stat(
+            &f,
+            &OverrideStat {
+                uid: 1234,
+                gid: 5678,
+                mode: 0o4750,
+                kind: Some(RecordedType::File),
+            },
+        )
+        .unwrap();
+        rustix::fs::fsetxattr(
+            &f,
+            "user.hutch.xattr.security.capability",
+            b"cap",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        rustix::fs::fsetxattr(&f, "user.note", b"n", rustix::fs::XattrFlags::empty()).unwrap();
+        std::fs::write(u.join("dev"), b"").unwrap();
+        let f = rustix::fs::open(u.join("dev"), OFlags::RDONLY, Mode::empty()).unwrap();
+        format::write_override_stat(
+            &f,
+            &OverrideStat {
+                uid: 0,
+                gid: 0,
+                mode: 0o666,
+                kind: Some(RecordedType::Char { major: 1, minor: 3 }),
+            },
+        )
+        .unwrap();
+        format::make_whiteout(dirfd(&u.join("a")), b"gone").unwrap();
+        format::make_whiteout_file(dirfd(&u.join("a")), b"old").unwrap();
+        format::set_opaque(dirfd(&u.join("a-b"))).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", u.join("link")).unwrap();
+        std::fs::create_dir(u.join("etc")).unwrap();
+        std::fs::write(u.join("etc/hosts"), b"").unwrap();
+        std::fs::write(u.join("etc/hostname"), b"real content\n").unwrap();
+
+        let got = collect(u);
+        let paths: Vec<String> = got
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect();
+        // Depth first: "a/..." before "a-b" although '-' < '/'.
+        assert_eq!(
+            paths,
+            [
+                "a",
+                "a/b",
+                "a/b/f",
+                "a/gone",
+                "a/old",
+                "a-b",
+                "dev",
+                "etc",
+                "etc/hostname",
+                "link"
+            ]
+        );
+        let by = |p: &str| got.iter().find(|e| e.path == p.as_bytes()).unwrap();
+        let f = by("a/b/f");
+        assert_eq!((f.uid, f.gid, f.mode), (1234, 5678, 0o4750));
+        assert!(matches!(
+            f.kind,
+            Kind::File {
+                size: 4,
+                link_key: None,
+                ..
+            }
+        ));
+        assert_eq!(
+            f.xattrs,
+            vec![
+                (b"security.capability".to_vec(), b"cap".to_vec()),
+                (b"user.note".to_vec(), b"n".to_vec())
+            ]
+        );
+        assert!(matches!(by("a/gone").kind, Kind::Whiteout));
+        assert!(matches!(by("a/old").kind, Kind::Whiteout));
+        assert!(matches!(by("a-b").kind, Kind::Dir { opaque: true }));
+        assert!(matches!(by("a").kind, Kind::Dir { opaque: false }));
+        assert!(matches!(by("dev").kind, Kind::Char { major: 1, minor: 3 }));
+        assert_eq!(by("dev").mode, 0o666);
+        let a = by("a");
+        let disk = std::fs::metadata(u.join("a")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!((a.uid, a.gid, a.mode), (0, 0, disk));
+        match &by("link").kind {
+            Kind::Symlink { target } => assert_eq!(target, b"/etc/shadow"),
+            k => panic!("{k:?}"),
+        }
+    }
+}
