@@ -15,6 +15,7 @@ mod profile;
 mod pull;
 mod run;
 mod transfer;
+mod volume;
 
 use crate::error::EXIT_FAILED;
 use crate::store::Store;
@@ -79,6 +80,8 @@ enum Command {
     Ps(containers::PsArgs),
     /// Remove containers
     Rm(containers::RmArgs),
+    /// Named volumes: create, ls, inspect, rm, prune
+    Volume(volume::VolumeArgs),
     /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
     Overlay(overlay::OverlayArgs),
     /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
@@ -142,6 +145,7 @@ pub fn main() -> i32 {
         Command::Run(a) => run::run(*a, open_store(&cli.root)),
         Command::Ps(a) => containers::ps(a, open_store(&cli.root)),
         Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
+        Command::Volume(a) => volume::run(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Completion(a) => completion::run(a),

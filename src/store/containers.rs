@@ -101,6 +101,9 @@ pub struct ContainerState {
     /// Published ports as bound (`127.0.0.1:41234->8080/tcp`).
     #[serde(default)]
     pub ports: Vec<String>,
+    /// Named volumes it mounts (kept from `volume rm` while it exists).
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// A container as `ps` shows it: its state, corrected by whether anyone
@@ -176,7 +179,9 @@ fn generated_name(id: &str, taken: &dyn Fn(&str) -> bool) -> String {
         .unwrap_or(base)
 }
 
-fn valid_name(name: &str) -> bool {
+/// Container (and volume) names: letters, digits, `_.-`, starting with
+/// a letter or digit, at most 128.
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
@@ -417,6 +422,7 @@ mod tests {
                 exit_code: None,
                 finished: None,
                 ports: Vec::new(),
+                volumes: Vec::new(),
             })
         };
         let (st, lock) = store.create_container(&id, Some("one"), fill).unwrap();
