@@ -51,7 +51,7 @@ fn exit_statuses_follow_docker() {
     let (c, err) = st.run_fail(["run", "--rm", "no-such-image", "true"]);
     assert_eq!(c, 125);
     assert!(err.contains("no-such-image"), "{err}");
-    let (c, err) = st.run_fail(["run", "--rm", "-v", "relative:/x", "busybox", "true"]);
+    let (c, err) = st.run_fail(["run", "--rm", "-v", "./relative:/x", "busybox", "true"]);
     assert_eq!(c, 125, "{err}");
     assert!(
         st.run_ok(["ps", "-aq"]).trim().is_empty(),

@@ -17,6 +17,7 @@ mod profile;
 mod pull;
 mod run;
 mod transfer;
+mod volume;
 
 use crate::error::EXIT_FAILED;
 use crate::store::Store;
@@ -98,6 +99,8 @@ enum Command {
     Commit(commit::CommitArgs),
     /// Work with containers (diff, commit)
     Container(commit::ContainerArgs),
+    /// Named volumes: create, ls, inspect, rm, prune
+    Volume(volume::VolumeArgs),
     /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
     Overlay(overlay::OverlayArgs),
     /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
@@ -169,6 +172,7 @@ pub fn main() -> i32 {
         Command::Diff(a) => commit::diff(a, open_store(&cli.root)),
         Command::Commit(a) => commit::commit(a, open_store(&cli.root)),
         Command::Container(a) => commit::container(a, open_store(&cli.root)),
+        Command::Volume(a) => volume::run(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Completion(a) => completion::run(a),

@@ -29,7 +29,8 @@ Examples:
   hutch run host -- uname -a
   hutch run --rm -it debian bash
   hutch run --profile dev debian make test
-  hutch run --profile untrusted -v $PWD/dl:/work node npm install"
+  hutch run --profile untrusted -v $PWD/dl:/work node npm install
+  hutch run -v pgdata:/var/lib/postgresql/data postgres"
 )]
 pub struct RunArgs {
     /// Print help (-h is --hostname, as in Docker)
@@ -70,9 +71,15 @@ pub struct RunArgs {
     /// Replace the image's Entrypoint ("" to clear it)
     #[arg(long, value_name = "CMD")]
     entrypoint: Option<String>,
-    /// Bind-mount a host path: HOST:CONTAINER[:ro|rw]
-    #[arg(short, long = "volume", value_name = "HOST:CTR[:ro]")]
+    /// Bind-mount a host path (HOST:CONTAINER[:ro|rw], HOST absolute) or a
+    /// named volume (NAME:CONTAINER[:ro|rw], created on first use)
+    #[arg(short, long = "volume", value_name = "HOST|NAME:CTR[:ro]")]
     volume: Vec<String>,
+    /// Mount as Docker writes it: type=volume,source=NAME,target=PATH[,readonly],
+    /// type=bind,source=HOST,target=PATH[,readonly] or
+    /// type=tmpfs,target=PATH[,tmpfs-size=N][,tmpfs-mode=OCTAL]
+    #[arg(long, value_name = "type=TYPE,...")]
+    mount: Vec<String>,
     /// Mount a fresh tmpfs: PATH[:OPTIONS]
     #[arg(long, value_name = "PATH[:OPTS]")]
     tmpfs: Vec<String>,
@@ -153,6 +160,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         user: a.user,
         entrypoint: a.entrypoint,
         volumes: a.volume,
+        mounts: a.mount,
         tmpfs: a.tmpfs,
         read_only: a.read_only,
         read_only_tmpfs: a.read_only_tmpfs,
@@ -208,6 +216,8 @@ mod tests {
             FlagEffect::Weakens(&["network.mode", "network.allow_host_loopback"]),
         ),
         ("volume", FlagEffect::Weakens(&["filesystem.mounts"])),
+        // type=bind and type=volume as -v; type=tmpfs as --tmpfs.
+        ("mount", FlagEffect::Weakens(&["filesystem.mounts"])),
         ("read_only", FlagEffect::Tightens),
         // Fresh memory inside a read-only container, nothing of the host;
         // `false` only takes the writable tmpfs away.

@@ -29,7 +29,10 @@ pub use policy::{
     CapabilityPolicy, FilesystemPolicy, Limits, NetworkMode, NetworkPolicy, Profile, SeccompMode,
     SecurityPolicy, UserPolicy,
 };
-pub use values::{MountSpec, TmpfsSpec, expand, parse_mount, parse_tmpfs};
+pub use values::{
+    MountSpec, RunMount, TmpfsSpec, VolumeMount, expand, parse_mount, parse_mount_flag,
+    parse_tmpfs, parse_volume_flag,
+};
 
 /// The profile `hutch run` uses when none is given.
 pub const DEFAULT_PROFILE: &str = "default";

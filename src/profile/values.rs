@@ -202,6 +202,208 @@ pub fn parse_tmpfs(s: &str) -> Result<TmpfsSpec, String> {
     })
 }
 
+/// A mount of `hutch run`, from `-v` or `--mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMount {
+    /// A host path (`-v /host:/ctr`, `--mount type=bind`).
+    Bind(MountSpec),
+    /// A named volume of the store (`-v NAME:/ctr`, `--mount type=volume`).
+    Volume(VolumeMount),
+    /// A fresh tmpfs (`--mount type=tmpfs`).
+    Tmpfs(TmpfsSpec),
+}
+
+/// A named volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// The volume's name as given (the store checks it).
+    pub name: String,
+    /// Path inside the sandbox.
+    pub container: String,
+    pub read_only: bool,
+    /// `volume-nocopy`: a new volume is not filled from the image.
+    pub no_copy: bool,
+}
+
+/// Docker's rule for the source of `-v SOURCE:CTR`: a name (no `/`, not
+/// starting with `.`, `~` or `$`) is a named volume; anything else is a
+/// host path.
+pub fn is_volume_name(source: &str) -> bool {
+    !source.is_empty() && !source.contains('/') && !source.starts_with(['.', '~', '$'])
+}
+
+/// `-v HOST:CTR[:ro|rw]` or `-v NAME:CTR[:ro|rw]`.
+pub fn parse_volume_flag(s: &str) -> Result<RunMount, String> {
+    let source = s.split(':').next().unwrap_or("");
+    if !is_volume_name(source) {
+        return parse_mount(s).map(RunMount::Bind);
+    }
+    let rest = &s[source.len()..];
+    let (container, read_only) = match rest.split(':').skip(1).collect::<Vec<_>>().as_slice() {
+        [c] => (*c, false),
+        [c, "ro"] => (*c, true),
+        [c, "rw"] => (*c, false),
+        [_, opt] => {
+            return Err(format!(
+                "volume `{s}` has the option `{opt}`; the options are `ro` and `rw`"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "volume `{s}` is not NAME:CONTAINER[:ro|rw] (a named volume, e.g. \
+                 \"data:/var/lib/data\") or HOST:CONTAINER[:ro|rw] (a host path, absolute)"
+            ));
+        }
+    };
+    check_path(container, &format!("the container path of volume `{s}`:"))?;
+    Ok(RunMount::Volume(VolumeMount {
+        name: source.to_owned(),
+        container: container.to_owned(),
+        read_only,
+        no_copy: false,
+    }))
+}
+
+const MOUNT_FLAG_FORMAT: &str = "write type=volume,source=NAME,target=/path[,readonly], \
+     type=bind,source=/host/path,target=/path[,readonly] or \
+     type=tmpfs,target=/path[,tmpfs-size=64m][,tmpfs-mode=1777]";
+
+/// `--mount KEY=VALUE,...` as Docker writes it: `type` (volume, the
+/// default, bind or tmpfs), `source`/`src`, `target`/`destination`/`dst`,
+/// `readonly`/`ro` (optionally `=true|false|1|0`), `volume-nocopy`,
+/// `tmpfs-size`, `tmpfs-mode`.
+pub fn parse_mount_flag(s: &str) -> Result<RunMount, String> {
+    let mut kind = "volume";
+    let (mut source, mut target) = (None, None);
+    let (mut read_only, mut no_copy) = (false, false);
+    let mut tmpfs_options: Vec<String> = Vec::new();
+    let flag = |v: Option<&str>, key: &str| -> Result<bool, String> {
+        match v {
+            None | Some("true") | Some("1") => Ok(true),
+            Some("false") | Some("0") => Ok(false),
+            Some(other) => Err(format!(
+                "--mount {s}: {key}={other} is not a boolean; write {key}, {key}=true or {key}=false"
+            )),
+        }
+    };
+    for part in s.split(',') {
+        let (key, value) = match part.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (part, None),
+        };
+        let need = |v: Option<&'_ str>| -> Result<String, String> {
+            v.filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("--mount {s}: `{key}` needs a value ({key}=...)"))
+        };
+        match key {
+            "type" => {
+                kind = match value {
+                    Some(t @ ("volume" | "bind" | "tmpfs")) => t,
+                    Some(t) => {
+                        return Err(format!(
+                            "--mount {s}: unknown type `{t}`; the types are volume, bind and \
+                             tmpfs: {MOUNT_FLAG_FORMAT}"
+                        ));
+                    }
+                    None => return Err(format!("--mount {s}: `type` needs a value (type=...)")),
+                }
+            }
+            "source" | "src" => source = Some(need(value)?),
+            "target" | "destination" | "dst" => target = Some(need(value)?),
+            "readonly" | "ro" => read_only = flag(value, key)?,
+            "volume-nocopy" => no_copy = flag(value, key)?,
+            "tmpfs-size" => {
+                let v = need(value)?;
+                if !tmpfs_size_ok(&v) {
+                    return Err(format!(
+                        "--mount {s}: tmpfs-size={v} is not a size; write N[k|m|g], e.g. \
+                         tmpfs-size=64m"
+                    ));
+                }
+                tmpfs_options.push(format!("size={v}"));
+            }
+            "tmpfs-mode" => {
+                let v = need(value)?;
+                if !u32::from_str_radix(&v, 8).is_ok_and(|m| m <= 0o7777) {
+                    return Err(format!(
+                        "--mount {s}: tmpfs-mode={v} is not an octal mode, e.g. tmpfs-mode=1777"
+                    ));
+                }
+                tmpfs_options.push(format!("mode={v}"));
+            }
+            "" => {}
+            other => {
+                return Err(format!(
+                    "--mount {s}: unknown option `{other}`; the options are type, source (src), \
+                     target (destination, dst), readonly (ro), volume-nocopy, tmpfs-size and \
+                     tmpfs-mode: {MOUNT_FLAG_FORMAT}"
+                ));
+            }
+        }
+    }
+    let Some(target) = target else {
+        return Err(format!(
+            "--mount {s}: no target: add target=/path (where it appears in the container)"
+        ));
+    };
+    check_path(&target, &format!("--mount {s}: the target"))?;
+    let only = |what: bool, opt: &str| -> Result<(), String> {
+        if what {
+            Err(format!("--mount {s}: {opt} does not apply to type={kind}"))
+        } else {
+            Ok(())
+        }
+    };
+    match kind {
+        "volume" => {
+            only(!tmpfs_options.is_empty(), "tmpfs-size/tmpfs-mode")?;
+            let Some(name) = source else {
+                return Err(format!(
+                    "--mount {s}: a volume needs source=NAME (the volume's name; `hutch volume \
+                     ls` lists them, a new name creates one)"
+                ));
+            };
+            if !is_volume_name(&name) {
+                return Err(format!(
+                    "--mount {s}: source={name} is not a volume name; for a host path write \
+                     type=bind,source={name},target={target}"
+                ));
+            }
+            Ok(RunMount::Volume(VolumeMount {
+                name,
+                container: target,
+                read_only,
+                no_copy,
+            }))
+        }
+        "bind" => {
+            only(!tmpfs_options.is_empty(), "tmpfs-size/tmpfs-mode")?;
+            only(no_copy, "volume-nocopy")?;
+            let Some(host) = source else {
+                return Err(format!(
+                    "--mount {s}: a bind mount needs source=/host/path (absolute)"
+                ));
+            };
+            check_path(&host, &format!("--mount {s}: the source"))?;
+            Ok(RunMount::Bind(MountSpec {
+                host,
+                container: target,
+                read_only,
+            }))
+        }
+        _ => {
+            only(source.is_some(), "source")?;
+            only(read_only, "readonly")?;
+            only(no_copy, "volume-nocopy")?;
+            Ok(RunMount::Tmpfs(TmpfsSpec {
+                path: target,
+                options: tmpfs_options.join(","),
+            }))
+        }
+    }
+}
+
 fn tmpfs_size_ok(v: &str) -> bool {
     let digits = v.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
     !digits.is_empty() && v.len() - digits.len() <= 1 && digits.bytes().all(|b| b.is_ascii_digit())
@@ -373,6 +575,92 @@ mod tests {
         );
         let e = m.expand(Path::new("/w:x"), Path::new("/h"));
         assert_eq!(e.host, "/w:x");
+    }
+
+    #[test]
+    fn run_mount_flags() {
+        let vol = |name: &str, c: &str, ro: bool| {
+            RunMount::Volume(VolumeMount {
+                name: name.into(),
+                container: c.into(),
+                read_only: ro,
+                no_copy: false,
+            })
+        };
+        assert_eq!(
+            parse_volume_flag("data:/d").unwrap(),
+            vol("data", "/d", false)
+        );
+        assert_eq!(
+            parse_volume_flag("data:/d:ro").unwrap(),
+            vol("data", "/d", true)
+        );
+        assert!(matches!(
+            parse_volume_flag("/h:/d:ro").unwrap(),
+            RunMount::Bind(MountSpec {
+                read_only: true,
+                ..
+            })
+        ));
+        // Docker's rule: `.`, `~`, `$` and `/` make a path.
+        for p in ["./x:/d", "~/x:/d", "../x:/d", "${CWD}x:/d"] {
+            assert!(
+                parse_volume_flag(p).unwrap_err().contains("not absolute"),
+                "{p}"
+            );
+        }
+        assert!(
+            parse_volume_flag("data:d")
+                .unwrap_err()
+                .contains("not absolute")
+        );
+        assert!(
+            parse_volume_flag("data:/d:rx")
+                .unwrap_err()
+                .contains("`rx`")
+        );
+        assert!(
+            parse_volume_flag("data")
+                .unwrap_err()
+                .contains("NAME:CONTAINER")
+        );
+
+        assert_eq!(
+            parse_mount_flag("type=volume,source=data,target=/d,readonly").unwrap(),
+            vol("data", "/d", true)
+        );
+        assert_eq!(
+            parse_mount_flag("src=data,dst=/d,ro=false").unwrap(),
+            vol("data", "/d", false)
+        );
+        assert_eq!(
+            parse_mount_flag("type=bind,source=/h,target=/d,ro").unwrap(),
+            RunMount::Bind(MountSpec {
+                host: "/h".into(),
+                container: "/d".into(),
+                read_only: true
+            })
+        );
+        assert_eq!(
+            parse_mount_flag("type=tmpfs,target=/t,tmpfs-size=64m,tmpfs-mode=700").unwrap(),
+            RunMount::Tmpfs(TmpfsSpec {
+                path: "/t".into(),
+                options: "size=64m,mode=700".into()
+            })
+        );
+        let err = |s: &str| parse_mount_flag(s).unwrap_err();
+        assert!(err("type=volume,source=data").contains("no target"));
+        assert!(err("type=nfs,target=/d").contains("unknown type `nfs`"));
+        assert!(err("type=volume,source=../x,target=/d").contains("not a volume name"));
+        assert!(err("type=volume,target=/d").contains("needs source=NAME"));
+        assert!(err("type=bind,source=rel,target=/d").contains("not absolute"));
+        assert!(err("type=tmpfs,source=x,target=/d").contains("source does not apply"));
+        assert!(
+            err("type=volume,source=a,target=/d,bind-propagation=rshared")
+                .contains("unknown option")
+        );
+        assert!(err("source=a,target=/d,ro=maybe").contains("not a boolean"));
+        assert!(err("type=tmpfs,target=/t,tmpfs-size=big").contains("not a size"));
     }
 
     #[test]

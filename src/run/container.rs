@@ -4,7 +4,7 @@
 
 use super::dry_run::with_cgroup_fallback;
 use super::locks::check_locks;
-use super::plan::{RunRequest, resolve};
+use super::plan::{RunRequest, resolve, volume_names};
 use super::pull_policy::{PullPolicy, pull_first};
 use crate::profile::Profile;
 use crate::sandbox::{etc_files, launch, network};
@@ -41,7 +41,7 @@ pub(crate) fn dry_run(
     profile: &Profile,
     pull: PullOptions,
 ) -> Result<serde_json::Value> {
-    check_locks(req, profile)?;
+    check_locks(store, req, profile)?;
     pull_first(store, &req.image, pull.policy, pull.tls_verify)?;
     let id = new_id()?;
     let name = req.name.clone().unwrap_or_else(|| "(generated)".into());
@@ -132,15 +132,26 @@ fn create(
     profile: &Profile,
     pull: PullOptions,
 ) -> Result<Created> {
-    check_locks(req, profile)?;
+    check_locks(store, req, profile)?;
+    // Bad -v/--mount values fail before anything is pulled or created.
+    let volumes = volume_names(req)?;
     pull_first(store, &req.image, pull.policy, pull.tls_verify)?;
     let id = new_id()?;
-    // Hold the store lock until the container's state pins its layers.
+    // Hold the store lock until the container's state pins its layers, and
+    // the volumes lock until it names its volumes (`volume rm` waits).
     let lock = store.lock_shared()?;
+    let volumes_lock = store.volumes_lock(false)?;
     let dir = store.container_dir(&id);
     let mut planned = None;
     let mut listeners = None;
-    let (state, running) = store.create_container(&id, req.name.as_deref(), |name| {
+    let mut new_volumes = Vec::new();
+    let created = store.create_container(&id, req.name.as_deref(), |name| {
+        // Named volumes are created on first use.
+        for v in &volumes {
+            if store.ensure_volume(v)?.1 {
+                new_volumes.push(v.clone());
+            }
+        }
         let spec = resolve(store, req, profile, &id, name, &dir)?;
         // -p binds now: a port that cannot be had leaves no container.
         let bound = if spec.net.publish.is_empty() {
@@ -169,11 +180,33 @@ fn create(
             ports,
             started: None,
             detached: req.detach,
+            volumes: volumes.clone(),
         };
         planned = Some(spec);
         Ok(state)
-    })?;
+    });
+    drop(volumes_lock);
+    let (state, running) = match created {
+        Ok(c) => c,
+        Err(e) => {
+            // A volume this failed run created goes again.
+            if !new_volumes.is_empty()
+                && let Ok(l) = store.volumes_lock(true)
+            {
+                for v in &new_volumes {
+                    let _ = store.remove_volume(v, &l);
+                }
+            }
+            return Err(e);
+        }
+    };
     drop(lock);
+    // Only the first container fills a new volume from its image.
+    for v in &volumes {
+        if let Err(e) = store.volume_copied_up(v) {
+            eprintln!("hutch: warning: volume {v}: {e:#}");
+        }
+    }
     let spec = planned.context("internal error: the container was created without a plan")?;
     Ok(Created {
         id,

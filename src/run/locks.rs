@@ -3,9 +3,10 @@
 //! profile locks the key and warned about otherwise ([`check_locks`]),
 //! before anything is pulled or started.
 
-use super::plan::RunRequest;
+use super::plan::{RunRequest, run_mounts};
 use crate::profile::locks::Weakening;
-use crate::profile::{self, NetworkMode, Profile, parse_mount};
+use crate::profile::{self, NetworkMode, Profile, RunMount};
+use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
@@ -13,12 +14,12 @@ use std::path::{Path, PathBuf};
 /// is pulled or started); print a warning for those that weaken keys it
 /// does not lock. Which flags can weaken is listed in `FLAG_EFFECTS` in
 /// src/cli/run.rs's tests.
-pub(crate) fn check_locks(req: &RunRequest, profile: &Profile) -> Result<()> {
+pub(crate) fn check_locks(store: &Store, req: &RunRequest, profile: &Profile) -> Result<()> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
-    let found = weakenings(req, profile, &cwd, &home);
+    let found = weakenings(req, profile, &cwd, &home, store);
     match profile::locks::enforce(profile, &found) {
         Ok(warnings) => {
             for w in warnings {
@@ -77,15 +78,22 @@ fn profile_host_paths(profile: &Profile, cwd: &Path, home: &Path) -> Vec<(PathBu
 /// - `--network MODE`: more open than the profile's mode (none < slirp <
 ///   host) weakens `network.mode`; `--network slirp:allow_host_loopback=true`
 ///   weakens `network.allow_host_loopback` where the profile's is false.
-/// - `-v HOST:CTR[:ro]` weakens `filesystem.mounts` unless HOST resolves
+/// - `-v HOST:CTR[:ro]` and `--mount type=bind` weaken `filesystem.mounts`
+///   unless HOST resolves
 ///   (symlinks followed) to a path at or below one the profile already
 ///   mounts (or its home with `home = true`), read-write or, for a `:ro`
 ///   volume, either way: such a volume shows nothing new of the host.
+///   A named volume (`-v NAME:CTR`, `--mount type=volume`) is a bind mount
+///   of its data directory in the store, checked the same way (so it
+///   weakens unless a profile mount covers the store's volumes), and the
+///   grant names that directory. `--mount type=tmpfs` is fresh memory, as
+///   `--tmpfs`.
 pub(crate) fn weakenings(
     req: &RunRequest,
     profile: &Profile,
     cwd: &Path,
     home: &Path,
+    store: &Store,
 ) -> Vec<Weakening> {
     let mut out = Vec::new();
     let net = &profile.network;
@@ -110,19 +118,29 @@ pub(crate) fn weakenings(
         });
     }
     let shown = profile_host_paths(profile, cwd, home);
-    for v in &req.volumes {
-        // A malformed -v is refused by `resolve` with its own message.
-        let Ok(m) = parse_mount(v) else { continue };
-        let covered = std::fs::canonicalize(&m.host).is_ok_and(|host| {
+    // A malformed -v or --mount is refused by `resolve` with its own
+    // message.
+    for (flag, m) in run_mounts(req).unwrap_or_default() {
+        // A named volume is a bind mount of its data directory.
+        let (host, container, read_only) = match m {
+            RunMount::Bind(b) => (PathBuf::from(&b.host), b.container, b.read_only),
+            RunMount::Volume(v) => match store.volume_data(&v.name) {
+                Ok(data) => (data, v.container, v.read_only),
+                Err(_) => continue,
+            },
+            RunMount::Tmpfs(_) => continue,
+        };
+        let covered = std::fs::canonicalize(&host).is_ok_and(|host| {
             shown
                 .iter()
-                .any(|(dir, ro)| host.starts_with(dir) && (m.read_only || !ro))
+                .any(|(dir, ro)| host.starts_with(dir) && (read_only || !ro))
         });
         if !covered {
             let mut mounts = profile.filesystem.mounts.clone();
-            mounts.push(v.clone());
+            let ro = if read_only { ":ro" } else { "" };
+            mounts.push(format!("{}:{container}{ro}", host.display()));
             out.push(Weakening {
-                flag: format!("-v {v}"),
+                flag,
                 key: "filesystem.mounts",
                 profile_value: quoted_list(&profile.filesystem.mounts),
                 grant: format!("mounts = {}", quoted_list(&mounts)),
@@ -146,6 +164,8 @@ mod tests {
 
     #[test]
     fn network_flags_that_open_more_weaken() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path().join("s")).unwrap();
         let (cwd, home) = (Path::new("/"), Path::new("/"));
         let req = |mode, lo| RunRequest {
             network: Some(mode),
@@ -154,14 +174,26 @@ mod tests {
         };
         let untrusted = profile("untrusted");
         let default = profile("default");
-        let w = weakenings(&req(NetworkMode::Host, None), &untrusted, cwd, home);
+        let w = weakenings(&req(NetworkMode::Host, None), &untrusted, cwd, home, &store);
         assert_eq!(keys(&w), ["network.mode"]);
         assert_eq!(w[0].flag, "--network host");
         assert_eq!(w[0].profile_value, "\"none\"");
         assert_eq!(w[0].grant, "mode = \"host\"");
-        let w = weakenings(&req(NetworkMode::Slirp, Some(true)), &untrusted, cwd, home);
+        let w = weakenings(
+            &req(NetworkMode::Slirp, Some(true)),
+            &untrusted,
+            cwd,
+            home,
+            &store,
+        );
         assert_eq!(keys(&w), ["network.mode", "network.allow_host_loopback"]);
-        let w = weakenings(&req(NetworkMode::Slirp, Some(true)), &default, cwd, home);
+        let w = weakenings(
+            &req(NetworkMode::Slirp, Some(true)),
+            &default,
+            cwd,
+            home,
+            &store,
+        );
         assert_eq!(keys(&w), ["network.allow_host_loopback"]);
         // Tightening, or asking for what the profile has, is no weakening.
         for (mode, lo) in [
@@ -169,14 +201,15 @@ mod tests {
             (NetworkMode::Slirp, None),
             (NetworkMode::Slirp, Some(false)),
         ] {
-            assert!(weakenings(&req(mode, lo), &default, cwd, home).is_empty());
+            assert!(weakenings(&req(mode, lo), &default, cwd, home, &store).is_empty());
         }
-        assert!(weakenings(&RunRequest::default(), &untrusted, cwd, home).is_empty());
+        assert!(weakenings(&RunRequest::default(), &untrusted, cwd, home, &store).is_empty());
     }
 
     #[test]
     fn volumes_outside_the_profiles_mounts_weaken() {
         let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path().join("s")).unwrap();
         let work = d.path().join("work");
         let other = d.path().join("other");
         std::fs::create_dir_all(work.join("sub")).unwrap();
@@ -189,7 +222,7 @@ mod tests {
         };
         let home = d.path().join("home");
         let untrusted = profile("untrusted"); // mounts ${CWD}:${CWD}
-        let w = |v: String| weakenings(&vols(&[v]), &untrusted, &work, &home);
+        let w = |v: String| weakenings(&vols(&[v]), &untrusted, &work, &home, &store);
         let (wk, ot) = (work.display(), other.display());
         assert!(w(format!("{wk}:/w")).is_empty());
         assert!(w(format!("{wk}/sub:/s:ro")).is_empty());
@@ -205,7 +238,7 @@ mod tests {
         // Under a read-only profile mount, only a :ro volume is covered.
         let mut ro = untrusted.clone();
         ro.filesystem.mounts = vec!["${CWD}:/w:ro".into()];
-        let w = |v: String| weakenings(&vols(&[v]), &ro, &work, &home);
+        let w = |v: String| weakenings(&vols(&[v]), &ro, &work, &home, &store);
         assert!(w(format!("{wk}/sub:/s:ro")).is_empty());
         assert_eq!(keys(&w(format!("{wk}/sub:/s"))), ["filesystem.mounts"]);
         // home = true covers the home directory.
@@ -213,11 +246,57 @@ mod tests {
         let mut h = profile("default");
         h.filesystem.home = true;
         let v = format!("{}:/x", home.join("x").display());
-        assert!(weakenings(&vols(std::slice::from_ref(&v)), &h, &work, &home).is_empty());
+        assert!(weakenings(&vols(std::slice::from_ref(&v)), &h, &work, &home, &store).is_empty());
         let default = profile("default");
         assert_eq!(
-            keys(&weakenings(&vols(&[v]), &default, &work, &home)),
+            keys(&weakenings(&vols(&[v]), &default, &work, &home, &store)),
             ["filesystem.mounts"]
         );
+    }
+
+    #[test]
+    fn named_volumes_and_mount_flags_weaken_like_host_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path().join("s")).unwrap();
+        let (work, home) = (d.path().join("work"), d.path().join("home"));
+        std::fs::create_dir_all(&work).unwrap();
+        let req = |v: &[&str], m: &[&str]| RunRequest {
+            volumes: v.iter().map(|s| s.to_string()).collect(),
+            mounts: m.iter().map(|s| s.to_string()).collect(),
+            ..RunRequest::default()
+        };
+        let untrusted = profile("untrusted");
+        let w = |r: RunRequest| weakenings(&r, &untrusted, &work, &home, &store);
+        // A named volume, new or existing, is storage outside the profile.
+        let data = store.volume_data("data").unwrap();
+        let found = w(req(&["data:/d:ro"], &[]));
+        assert_eq!(keys(&found), ["filesystem.mounts"]);
+        assert_eq!(found[0].flag, "-v data:/d:ro");
+        assert_eq!(
+            found[0].grant,
+            format!(
+                "mounts = [\"${{CWD}}:${{CWD}}\", \"{}:/d:ro\"]",
+                data.display()
+            )
+        );
+        store
+            .create_volume(Some("data"), Default::default())
+            .unwrap();
+        let found = w(req(&[], &["type=volume,source=data,target=/d"]));
+        assert_eq!(keys(&found), ["filesystem.mounts"]);
+        assert_eq!(found[0].flag, "--mount type=volume,source=data,target=/d");
+        // --mount type=bind is checked as -v HOST:CTR is.
+        let wk = work.display();
+        assert!(w(req(&[], &[&format!("type=bind,src={wk},dst=/w")])).is_empty());
+        assert_eq!(
+            keys(&w(req(&[], &["type=bind,src=/etc,dst=/e,ro"]))),
+            ["filesystem.mounts"]
+        );
+        // A tmpfs shows nothing of the host.
+        assert!(w(req(&[], &["type=tmpfs,target=/t"])).is_empty());
+        // A profile that mounts the store's volumes covers them.
+        let mut covering = untrusted.clone();
+        covering.filesystem.mounts = vec![format!("{}:/vols", d.path().join("s").display())];
+        assert!(weakenings(&req(&["data:/d"], &[]), &covering, &work, &home, &store).is_empty());
     }
 }

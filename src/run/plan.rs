@@ -12,7 +12,8 @@ use super::net;
 use super::users::{Accounts, host_group_name};
 use crate::image::resolve::{Resolved, resolve as resolve_image};
 use crate::profile::{
-    CapabilityPolicy, NetworkMode, Profile, SeccompMode, parse_mount, parse_tmpfs,
+    CapabilityPolicy, NetworkMode, Profile, RunMount, SeccompMode, parse_mount_flag, parse_tmpfs,
+    parse_volume_flag,
 };
 use crate::sandbox::caps::CapLevel;
 use crate::sandbox::seccomp::SeccompLevel;
@@ -49,7 +50,10 @@ pub struct RunRequest {
     pub workdir: Option<String>,
     pub user: Option<String>,
     pub entrypoint: Option<String>,
+    /// `-v HOST:CTR[:ro]` and `-v NAME:CTR[:ro]`, as typed.
     pub volumes: Vec<String>,
+    /// `--mount type=...,...`, as typed.
+    pub mounts: Vec<String>,
     pub tmpfs: Vec<String>,
     pub read_only: bool,
     /// With `--read-only`: fresh tmpfs mounts on `READ_ONLY_TMPFS`
@@ -184,6 +188,71 @@ fn bind_mount(host: &str, container: &str, read_only: bool, what: &str) -> Resul
         source,
         destination: container.to_string(),
         read_only,
+        copy_up: false,
+    })
+}
+
+/// The `-v` and `--mount` flags of a run, parsed, each with the flag as
+/// typed (for messages), `-v` first.
+pub(crate) fn run_mounts(req: &RunRequest) -> Result<Vec<(String, RunMount)>> {
+    let vols = req.volumes.iter().map(|v| {
+        parse_volume_flag(v)
+            .map(|m| (format!("-v {v}"), m))
+            .map_err(|e| anyhow::anyhow!("-v {v}: {e}"))
+    });
+    let mounts = req.mounts.iter().map(|m| {
+        parse_mount_flag(m)
+            .map(|p| (format!("--mount {m}"), p))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    });
+    vols.chain(mounts).collect()
+}
+
+/// The names of the named volumes a run mounts, checked (nothing is
+/// created).
+pub(crate) fn volume_names(req: &RunRequest) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for (flag, m) in run_mounts(req)? {
+        if let RunMount::Volume(v) = m {
+            crate::store::volumes::check_volume_name(&v.name)
+                .with_context(|| format!("{flag}: the volume's name"))?;
+            if !names.contains(&v.name) {
+                names.push(v.name);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// A named volume as a bind mount of its data directory. A volume no
+/// container has used, still empty, is first filled from the container's
+/// root (unless `volume-nocopy`); one that does not exist yet (only with
+/// `--dry-run`: `run` creates them first) would be.
+fn volume_mount(store: &Store, v: &crate::profile::VolumeMount, flag: &str) -> Result<MountSpec> {
+    if !v.container.starts_with('/') {
+        bail!(
+            "{flag}: the container path {:?} must be absolute",
+            v.container
+        );
+    }
+    let source = store
+        .volume_data(&v.name)
+        .with_context(|| format!("{flag}: the volume's name"))?;
+    let new = match store.volume(&v.name)? {
+        Some(meta) => {
+            meta.needs_copy_up
+                && std::fs::read_dir(&source)
+                    .with_context(|| format!("{flag}: reading {}", source.display()))?
+                    .next()
+                    .is_none()
+        }
+        None => true,
+    };
+    Ok(MountSpec::Bind {
+        source,
+        destination: v.container.clone(),
+        read_only: v.read_only,
+        copy_up: new && !v.no_copy,
     })
 }
 
@@ -326,14 +395,15 @@ pub fn resolve(
             options: tmpfs_options(&t.options),
         });
     }
-    for v in &req.volumes {
-        let m = parse_mount(v).map_err(|e| anyhow::anyhow!("-v {v}: {e}"))?;
-        mounts.push(bind_mount(
-            &m.host,
-            &m.container,
-            m.read_only,
-            &format!("-v {v}"),
-        )?);
+    for (flag, m) in run_mounts(req)? {
+        mounts.push(match m {
+            RunMount::Bind(m) => bind_mount(&m.host, &m.container, m.read_only, &flag)?,
+            RunMount::Volume(v) => volume_mount(store, &v, &flag)?,
+            RunMount::Tmpfs(t) => MountSpec::Tmpfs {
+                destination: t.path,
+                options: tmpfs_options(&t.options),
+            },
+        });
     }
     for t in &req.tmpfs {
         let t = parse_tmpfs(t).map_err(|e| anyhow::anyhow!("--tmpfs {t}: {e}"))?;

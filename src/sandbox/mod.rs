@@ -12,7 +12,8 @@
 //! * `launch`: namespaces, the overlay mount, signals, the terminal.
 //! * `child`: the relay → init → command processes.
 //! * `rootfs`: /proc, /dev, /sys, mounts, masked paths, pivot_root, with
-//!   every container path resolved inside the root by `inroot`.
+//!   every container path resolved inside the root by `inroot`;
+//!   `copy_up` fills a new named volume from the root when the spec says.
 //! * `security`: the order in which the boundary is applied, using
 //!   `caps`, `rlimits`, `landlock`, `seccomp`; `cgroup` for limits.
 //! * `tap`, `netlink`, `network`: the container's eth0 for `--network
@@ -26,6 +27,7 @@ pub mod caps;
 pub mod cgroup;
 mod child;
 pub use child::FORWARDED;
+mod copy_up;
 pub mod etc_files;
 mod idmap;
 pub mod inherited;

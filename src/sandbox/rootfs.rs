@@ -314,8 +314,14 @@ fn user_mounts(root: &Root, spec: &SandboxSpec) -> Step<()> {
         let dest = m.destination();
         match m {
             MountSpec::Bind {
-                source, read_only, ..
+                source,
+                read_only,
+                copy_up,
+                ..
             } => {
+                if *copy_up {
+                    super::copy_up::copy_up(root, dest, source)?;
+                }
                 let is_dir = std::fs::metadata(source)
                     .map_err(|e| format!("volume {}: {e}", source.display()))?
                     .is_dir();

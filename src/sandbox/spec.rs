@@ -168,6 +168,12 @@ pub enum MountSpec {
         source: PathBuf,
         destination: String,
         read_only: bool,
+        /// Before binding, copy what the container's root has at
+        /// `destination` into `source` (an empty, new named volume, as
+        /// Docker fills one), owners and modes as the container sees them.
+        /// The planner decides; the launcher only does it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        copy_up: bool,
     },
     /// A fresh tmpfs; `options` as for mount(8) (`size=64m,mode=1777`).
     Tmpfs {

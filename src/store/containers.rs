@@ -113,6 +113,9 @@ pub struct ContainerState {
     /// Served by a keeper process (`run -d`), with its output in ctr.log.
     #[serde(default)]
     pub detached: bool,
+    /// Named volumes it mounts (kept from `volume rm` while it exists).
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// A container as `ps` shows it: its state, corrected by whether anyone
@@ -210,7 +213,9 @@ fn generated_name(id: &str, taken: &dyn Fn(&str) -> bool) -> String {
         .unwrap_or(base)
 }
 
-fn valid_name(name: &str) -> bool {
+/// Container (and volume) names: letters, digits, `_.-`, starting with
+/// a letter or digit, at most 128.
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
@@ -491,6 +496,7 @@ mod tests {
                 ports: Vec::new(),
                 started: None,
                 detached: false,
+                volumes: Vec::new(),
             })
         };
         let (st, lock) = store.create_container(&id, Some("one"), fill).unwrap();

@@ -13,6 +13,7 @@
 //!                        except download-<hex>: a pull's half-downloaded blob,
 //!                        which the next pull of it continues (prune removes it)
 //! containers/<id>/       one container: state, upper dir (see containers.rs)
+//! volumes/<name>/       a named volume: volume.json and _data/ (see volumes.rs)
 //! notices/<key>          the text of a warning shown once (notices.rs)
 //! ```
 //!
@@ -35,6 +36,7 @@ pub mod sources;
 pub mod space;
 pub mod unpack;
 pub mod verify;
+pub mod volumes;
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
