@@ -242,6 +242,8 @@ mod tests {
         ("preserve_fds", FlagEffect::Neutral),
         ("name", FlagEffect::Neutral),
         ("rm", FlagEffect::Neutral),
+        // Where the output goes and who waits: the sandbox is the same.
+        ("detach", FlagEffect::Neutral),
         ("profile", FlagEffect::Neutral),
         ("dry_run", FlagEffect::Neutral),
         ("pull", FlagEffect::Neutral),

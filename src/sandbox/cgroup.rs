@@ -622,7 +622,7 @@ mod tests {
             "+cpu +memory +pids"
         );
         // A real cgroupfs removes the interface files with the directory.
-        for f in ["memory.max", "pids.max", "cpu.max", "cgroup.procs"] {
+        for f in ["memory.max", "pids.max", "cpu.max"] {
             std::fs::remove_file(h.path().join(f)).unwrap();
         }
         let leaf = h.path().to_path_buf();
