@@ -43,7 +43,7 @@ done
 
 . "$here/lib.sh"
 : "${TMPDIR:=/var/tmp}"; export TMPDIR   # its work dirs, as a normal user or not
-as_test_user "$0" "$@"
+as_test_user "$0" ${args[@]+"${args[@]}"}   # the options, not what parsing left
 
 HUTCH=${HUTCH_BIN:-$repo/target/release/hutch}
 for t in iperf3 slirp4netns pasta python3 unshare pgrep timeout ip awk; do
