@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestStore, describe, fixture, http_get_until};
+use common::{TestStore, describe, fixture, http_get_until, processes_with};
 use std::time::{Duration, Instant};
 
 /// A store with the busybox fixture loaded as `busybox`, that stops
@@ -58,24 +58,6 @@ fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     cond()
-}
-
-fn processes_with(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&p| p != me)
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[test]

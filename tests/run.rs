@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestStore, describe, fixture};
+use common::{TestStore, describe, fixture, processes_with};
 use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -448,23 +448,6 @@ fn twenty_runs_in_parallel() {
 }
 
 /// pids of the test user's processes whose command line contains `needle`.
-fn processes_with(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&p| p != me)
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
 
 #[test]
 fn sigkill_of_hutch_leaves_nothing_running() {
