@@ -342,3 +342,51 @@ fn twenty_detached_containers_then_all_stopped_at_once() {
         assert_eq!(c["exit_code"], 143, "{c}");
     }
 }
+
+#[test]
+fn rename_of_a_running_container_lasts_past_its_exit_and_ps_filters() {
+    let st = busybox();
+    start(
+        &st,
+        &["--name", "before", "busybox", "sh", "-c", "sleep 1000"],
+    );
+    start(&st, &["--name", "other", "busybox", "true"]);
+    assert_eq!(st.run_ok(["wait", "other"]).trim(), "0");
+    st.run_ok(["rename", "before", "after"]);
+    let (code, err) = st.run_fail(["rename", "after", "other"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("in use"), "{err}");
+    let (code, err) = st.run_fail(["rename", "after", "bad name"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("--name"), "{err}");
+    // The keeper records the exit under the new name (it does not write
+    // back the record it started with).
+    st.run_ok(["stop", "-t", "5", "after"]);
+    let names = |filter: &[&str]| {
+        let mut args = vec!["ps", "-a", "--format", "json"];
+        for f in filter {
+            args.extend(["--filter", f]);
+        }
+        let v: serde_json::Value = serde_json::from_str(&st.run_ok(args)).unwrap();
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&[]), ["after", "other"]);
+    assert_eq!(names(&["name=aft"]), ["after"]);
+    assert_eq!(names(&["name=aft", "name=oth"]), ["after", "other"]);
+    assert_eq!(
+        names(&["status=exited", "ancestor=busybox"]),
+        ["after", "other"]
+    );
+    assert!(names(&["status=running"]).is_empty());
+    assert!(names(&["ancestor=debian"]).is_empty());
+    let (code, err) = st.run_fail(["ps", "--filter", "colour=red"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("unknown key"), "{err}");
+}

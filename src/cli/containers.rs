@@ -13,6 +13,11 @@ pub struct PsArgs {
     /// Show every container, not only running ones
     #[arg(short, long)]
     all: bool,
+    /// Only containers matching KEY=VALUE: status (created, running,
+    /// exited, killed), name (substring), id (prefix), ancestor (image);
+    /// repeat a key for either value
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
     #[command(flatten)]
     format: FormatFlag,
     #[command(flatten)]
@@ -38,10 +43,13 @@ struct PsRow {
 
 pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
+    let filter = crate::store::containers::ContainerFilter::parse(&a.filter)?;
+    // A status filter looks at every container, as in Podman.
+    let all = a.all || a.filter.iter().any(|f| f.starts_with("status="));
     let rows: Vec<PsRow> = store
         .list_containers()?
         .into_iter()
-        .filter(|c| a.all || c.alive)
+        .filter(|c| (all || c.alive) && filter.matches(c))
         .map(|c| PsRow {
             status: c.status_text(),
             state: c.state_word().to_string(),
@@ -102,6 +110,20 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
             ));
         }
     }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct RenameArgs {
+    /// Container (name, ID or unique ID prefix)
+    container: String,
+    /// Its new name
+    name: String,
+}
+
+/// `hutch rename OLD NEW`, running or not.
+pub fn rename(a: RenameArgs, store: Result<Store>) -> Result<i32> {
+    store?.rename_container(&a.container, &a.name)?;
     Ok(0)
 }
 

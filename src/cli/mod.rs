@@ -82,6 +82,8 @@ enum Command {
     Ps(containers::PsArgs),
     /// Remove containers
     Rm(containers::RmArgs),
+    /// Give a container another name
+    Rename(containers::RenameArgs),
     /// Show what a detached container wrote on stdout and stderr
     Logs(lifecycle::LogsArgs),
     /// Stop containers: SIGTERM, then SIGKILL after a timeout
@@ -164,6 +166,7 @@ pub fn main() -> i32 {
         Command::Run(a) => run::run(*a, open_store(&cli.root)),
         Command::Ps(a) => containers::ps(a, open_store(&cli.root)),
         Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
+        Command::Rename(a) => containers::rename(a, open_store(&cli.root)),
         Command::Logs(a) => lifecycle::logs(a, open_store(&cli.root)),
         Command::Stop(a) => lifecycle::stop(a, open_store(&cli.root)),
         Command::Kill(a) => lifecycle::kill(a, open_store(&cli.root)),

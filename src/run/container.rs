@@ -233,29 +233,30 @@ fn foreground(
 ) -> Result<i32> {
     let result = (|| {
         etc_files::write(&spec)?;
-        let mut st = state.clone();
-        st.status = Status::Running;
-        st.pid = Some(std::process::id() as i32);
-        st.started = Some(now_rfc3339());
-        store.save_container(&st)?;
+        store.update_container(&id, |s| {
+            s.status = Status::Running;
+            s.pid = Some(std::process::id() as i32);
+            s.started = Some(now_rfc3339());
+        })?;
         let code = launch::run(
             &spec,
             listeners,
             &|text| show_once(store, "cgroup-fallback", text),
             None,
         );
-        st.status = Status::Exited;
-        st.pid = None;
-        st.finished = Some(now_rfc3339());
-        st.exit_code = code.as_ref().ok().copied();
+        let exit_code = code.as_ref().ok().copied();
         // The command has run: failing to record it (a full disk) must not
         // replace its exit status. With --rm the record goes anyway.
-        if let Err(e) = store.save_container(&st)
-            && !req.remove
+        if let Err(e) = store.update_container(&id, |s| {
+            s.status = Status::Exited;
+            s.pid = None;
+            s.finished = Some(now_rfc3339());
+            s.exit_code = exit_code;
+        }) && !req.remove
         {
             eprintln!(
                 "hutch: warning: recording that container {} exited: {e:#} (`hutch ps -a` shows it as killed)",
-                st.name
+                state.name
             );
         }
         code

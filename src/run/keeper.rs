@@ -144,11 +144,13 @@ pub(crate) fn keep(store: &Store, id: &str, remove: bool) -> Result<i32> {
     if let Err(e) = &served {
         hs.finish(&format!("error: {e:#}"));
     }
-    st.status = Status::Exited;
-    st.pid = None;
-    st.finished = Some(now_rfc3339());
-    st.exit_code = served.as_ref().ok().copied();
-    if let Err(e) = store.save_container(&st) {
+    let exit_code = served.as_ref().ok().copied();
+    if let Err(e) = store.update_container(id, |s| {
+        s.status = Status::Exited;
+        s.pid = None;
+        s.finished = Some(now_rfc3339());
+        s.exit_code = exit_code;
+    }) {
         eprintln!(
             "hutch keeper: recording that container {} exited: {e:#}",
             st.name
@@ -206,10 +208,13 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i
             }
         }
     };
-    st.status = Status::Running;
-    st.pid = Some(std::process::id() as i32);
-    st.started = Some(now_rfc3339());
-    store.save_container(st)?;
+    let ports = st.ports.clone();
+    *st = store.update_container(&st.id, |s| {
+        s.status = Status::Running;
+        s.pid = Some(std::process::id() as i32);
+        s.started = Some(now_rfc3339());
+        s.ports = ports;
+    })?;
     let warn_log = log.clone();
     let code = launch::run(
         &spec,

@@ -53,14 +53,14 @@ fn kill_now(store: &Store, c: &ContainerInfo) -> Result<()> {
             KILL_WAIT.as_secs()
         );
     }
-    let mut st = store.read_container(&c.state.id)?;
-    if st.status != Status::Exited {
-        st.status = Status::Exited;
-        st.exit_code = Some(KILLED_STATUS);
-        st.finished = Some(now_rfc3339());
-        st.pid = None;
-        store.save_container(&st)?;
-    }
+    store.update_container(&c.state.id, |st| {
+        if st.status != Status::Exited {
+            st.status = Status::Exited;
+            st.exit_code = Some(KILLED_STATUS);
+            st.finished = Some(now_rfc3339());
+            st.pid = None;
+        }
+    })?;
     Ok(())
 }
 

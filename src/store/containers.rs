@@ -164,6 +164,64 @@ impl ContainerInfo {
     }
 }
 
+/// `ps --filter KEY=VALUE`, as Podman: filters with the same key are
+/// alternatives, filters with different keys must all hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerFilter {
+    /// (key, value): `status` (created, running, exited, killed), `name`
+    /// (a substring), `id` (a prefix), `ancestor` (the image as named).
+    terms: Vec<(String, String)>,
+}
+
+impl ContainerFilter {
+    const KEYS: [&'static str; 4] = ["status", "name", "id", "ancestor"];
+
+    /// Parse `KEY=VALUE` filters.
+    pub fn parse(filters: &[String]) -> Result<ContainerFilter> {
+        let mut terms = Vec::new();
+        for f in filters {
+            let Some((k, v)) = f.split_once('=') else {
+                anyhow::bail!(
+                    "--filter {f:?}: write KEY=VALUE, with KEY one of {}",
+                    Self::KEYS.join(", ")
+                );
+            };
+            if !Self::KEYS.contains(&k) {
+                anyhow::bail!(
+                    "--filter {f:?}: unknown key {k:?}; use one of {}",
+                    Self::KEYS.join(", ")
+                );
+            }
+            if k == "status" && !["created", "running", "exited", "killed"].contains(&v) {
+                anyhow::bail!("--filter {f:?}: a status is created, running, exited or killed");
+            }
+            terms.push((k.to_string(), v.to_string()));
+        }
+        Ok(ContainerFilter { terms })
+    }
+
+    /// Whether `c` passes every key's filters.
+    pub fn matches(&self, c: &ContainerInfo) -> bool {
+        Self::KEYS.iter().all(|key| {
+            let mut values = self
+                .terms
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+                .peekable();
+            if values.peek().is_none() {
+                return true;
+            }
+            values.any(|v| match *key {
+                "status" => c.state_word() == v,
+                "name" => c.state.name.contains(v),
+                "id" => c.state.id.starts_with(v),
+                _ => c.state.image == v,
+            })
+        })
+    }
+}
+
 /// The lock a running container holds; dropping it marks it stopped.
 #[derive(Debug)]
 pub struct RunningLock {
@@ -336,6 +394,27 @@ impl Store {
         made
     }
 
+    /// `hutch rename`: give container `key` the name `new`, running or
+    /// not (the record is rewritten atomically; the name is unique).
+    pub fn rename_container(&self, key: &str, new: &str) -> Result<ContainerState> {
+        if !valid_name(new) {
+            return Err(ContainerError::BadName { name: new.into() }.into());
+        }
+        let _guard = self.container_lock()?;
+        let c = self.find_container(key)?;
+        if c.state.name == new {
+            return Ok(c.state);
+        }
+        if self.list_containers()?.iter().any(|o| o.state.name == new) {
+            return Err(ContainerError::NameInUse { name: new.into() }.into());
+        }
+        // Re-read under the lock: the keeper may have written it since.
+        let mut st = self.read_container(&c.state.id)?;
+        st.name = new.to_string();
+        self.save_container(&st)?;
+        Ok(st)
+    }
+
     /// Take the running lock of container `id`, waiting while another
     /// process (the `hutch run -d` handing it to a keeper) still holds it.
     pub fn take_running_lock(&self, id: &str) -> Result<RunningLock> {
@@ -372,6 +451,21 @@ impl Store {
         let path = self.container_dir(id).join("state.json");
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_slice(&bytes).with_context(|| format!("decoding {}", path.display()))
+    }
+
+    /// Change container `id`'s record with `change`, under the containers
+    /// lock, from what is on disk now (so that a `rename` meanwhile, or
+    /// another writer, is not undone by a stale copy).
+    pub fn update_container(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut ContainerState),
+    ) -> Result<ContainerState> {
+        let _guard = self.container_lock()?;
+        let mut st = self.read_container(id)?;
+        change(&mut st);
+        self.save_container(&st)?;
+        Ok(st)
     }
 
     pub fn save_container(&self, state: &ContainerState) -> Result<()> {
@@ -464,6 +558,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn filters_follow_podman() {
+        let info = |name: &str, status: Status, image: &str| ContainerInfo {
+            state: ContainerState {
+                id: format!("ab{name}"),
+                name: name.into(),
+                image: image.into(),
+                image_id: String::new(),
+                layers: Vec::new(),
+                command: Vec::new(),
+                profile: "default".into(),
+                created: now_rfc3339(),
+                status,
+                pid: None,
+                exit_code: None,
+                finished: None,
+                ports: Vec::new(),
+                volumes: Vec::new(),
+                started: None,
+                detached: false,
+            },
+            alive: false,
+        };
+        let web = info("web", Status::Exited, "busybox");
+        let db = info("db", Status::Created, "debian");
+        let f = |args: &[&str]| {
+            ContainerFilter::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap()
+        };
+        assert!(f(&[]).matches(&web));
+        assert!(f(&["status=exited"]).matches(&web) && !f(&["status=exited"]).matches(&db));
+        // Same key: either; different keys: both.
+        assert!(f(&["name=we", "name=db"]).matches(&db));
+        assert!(!f(&["name=web", "ancestor=debian"]).matches(&web));
+        assert!(f(&["id=abw", "ancestor=busybox"]).matches(&web));
+        for bad in ["status", "colour=red", "status=paused"] {
+            assert!(ContainerFilter::parse(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn names() {
         assert!(valid_name("web-1") && valid_name("a") && valid_name("x.y_z"));
         assert!(!valid_name("") && !valid_name("-x") && !valid_name("a/b") && !valid_name("a b"));
@@ -545,11 +678,22 @@ mod tests {
             std::fs::Permissions::from_mode(0o000),
         )
         .unwrap();
-        store.remove_container("one", false).unwrap();
+        // rename: checked, unique, and what find sees.
+        assert_eq!(
+            store
+                .rename_container("one", "a b")
+                .map_err(kind)
+                .unwrap_err(),
+            Some(ContainerError::BadName { name: "a b".into() })
+        );
+        assert_eq!(store.rename_container("one", "uno").unwrap().name, "uno");
+        assert_eq!(store.find_container("uno").unwrap().state.id, id);
+        assert!(store.find_container("one").is_err());
+        store.remove_container("uno", false).unwrap();
         assert!(!store.container_dir(&id).exists());
         assert_eq!(
-            store.find_container("one").map_err(kind).unwrap_err(),
-            Some(ContainerError::NotFound { key: "one".into() })
+            store.find_container("uno").map_err(kind).unwrap_err(),
+            Some(ContainerError::NotFound { key: "uno".into() })
         );
     }
 }
