@@ -30,7 +30,9 @@ fi
     die "no busybox at $busybox: sudo apt install busybox-static (or set BUSYBOX=/path/to/busybox)"
 # A dynamically linked busybox (Debian's busybox package) would need the
 # host's libraries inside the image.
-if ldd "$busybox" 2>/dev/null | grep -q '=>'; then
+# grep reads everything (no -q): under pipefail an early exit could
+# SIGPIPE ldd and hide the match.
+if ldd "$busybox" 2>/dev/null | grep '=>' >/dev/null; then
     die "$busybox is dynamically linked: sudo apt install busybox-static (it replaces the busybox package)"
 fi
 

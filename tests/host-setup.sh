@@ -141,7 +141,7 @@ for t in newuidmap newgidmap; do
     if [ -z "$p" ]; then
         echo "host-setup: $t not found even though uidmap is installed" >&2; exit 1
     fi
-    if [ ! -u "$p" ] && ! getcap "$p" 2>/dev/null | grep -q cap_set; then
+    if [ ! -u "$p" ] && ! getcap "$p" 2>/dev/null | grep cap_set >/dev/null; then
         chmod u+s "$p"
         changed "chmod u+s $p (it had neither setuid nor file capabilities)"
     fi
@@ -155,7 +155,7 @@ if [ ! -d "$rt" ]; then
 fi
 
 # Functional check: can the user map its subordinate ids?
-if command -v unshare >/dev/null && unshare --help 2>&1 | grep -q -- --map-auto; then
+if command -v unshare >/dev/null && unshare --help 2>&1 | grep -- --map-auto >/dev/null; then
     if ! out=$(runuser -u "$user" -- unshare --user --map-auto --map-root-user cat /proc/self/uid_map 2>&1); then
         warn "$user cannot create a user namespace with its subordinate ids: $out"
     elif [ "$(awk '{ n += $3 } END { print n + 0 }' <<<"$out")" -lt 65536 ]; then
