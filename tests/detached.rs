@@ -71,7 +71,7 @@ fn run_d_returns_while_the_command_runs_and_logs_keep_its_output() {
             "busybox",
             "sh",
             "-c",
-            "echo out-1; echo err-1 >&2; printf partial; sleep 1000",
+            "echo err-1 >&2; sleep 0.3; echo out-1; printf partial; sleep 1000",
         ],
     );
     // run -d returned, the container runs on.

@@ -668,6 +668,9 @@ mod tests {
         );
         assert!(!store.container_dir(&id2).exists());
         drop(lock);
+        // A child another test forks meanwhile holds a copy of the lock's
+        // descriptor until it exits (flock follows the open file): wait.
+        assert!(store.wait_stopped(&id, Some(std::time::Duration::from_secs(10))));
         let c = store.find_container("one").unwrap();
         assert!(!c.alive);
         assert_eq!(c.status_text(), "Created");
