@@ -69,29 +69,36 @@ pub(crate) fn run(
     profile: &Profile,
     pull: PullOptions,
 ) -> Result<i32> {
-    let Created {
-        id,
-        dir,
-        state,
-        spec,
-        listeners,
-        running,
-    } = create(store, req, profile, pull)?;
+    let created = create(store, req, profile, pull)?;
     // Ports the kernel chose: said once, at the start (`hutch ps` shows
     // them too).
-    if let Some(l) = &listeners {
-        for (asked, bound) in spec.net.publish.iter().zip(l.published()) {
-            if asked.host.port() == 0 {
-                eprintln!(
-                    "hutch: port {}/{} is published on {}",
-                    bound.container_port,
-                    bound.proto.as_str(),
-                    bound.host
-                );
-            }
-        }
+    for (ctr, host) in chosen_ports(&created.spec, created.listeners.as_ref()) {
+        eprintln!("hutch: port {ctr} is published on {host}");
     }
-    foreground(store, req, id, dir, state, spec, listeners, running)
+    foreground(store, req, created)
+}
+
+/// The `-p` forwards whose host port the kernel chose (`-p 8080`), as
+/// (`8080/tcp`, the host address bound): what a run tells the user.
+pub(super) fn chosen_ports(
+    spec: &crate::sandbox::spec::SandboxSpec,
+    listeners: Option<&crate::net::Listeners>,
+) -> Vec<(String, std::net::SocketAddr)> {
+    let Some(l) = listeners else {
+        return Vec::new();
+    };
+    spec.net
+        .publish
+        .iter()
+        .zip(l.published())
+        .filter(|(asked, _)| asked.host.port() == 0)
+        .map(|(_, bound)| {
+            (
+                format!("{}/{}", bound.container_port, bound.proto.as_str()),
+                bound.host,
+            )
+        })
+        .collect()
 }
 
 /// `hutch run -d`: create the container as [`run`] does, hand it to its
@@ -118,10 +125,8 @@ pub(crate) fn run_detached(
         req.remove,
         created.running,
     )?;
-    for p in ports {
-        if let Some((host, ctr)) = p.split_once(' ') {
-            eprintln!("hutch: port {ctr} is published on {host}");
-        }
+    for (ctr, host) in ports {
+        eprintln!("hutch: port {ctr} is published on {host}");
     }
     Ok(created.id)
 }
@@ -220,17 +225,15 @@ fn create(
 
 /// Launch a created container in this process, record how it ended and
 /// remove it with `--rm`; the command's exit status.
-#[allow(clippy::too_many_arguments)]
-fn foreground(
-    store: &Store,
-    req: &RunRequest,
-    id: String,
-    dir: PathBuf,
-    state: ContainerState,
-    spec: crate::sandbox::spec::SandboxSpec,
-    listeners: Option<crate::net::Listeners>,
-    running: RunningLock,
-) -> Result<i32> {
+fn foreground(store: &Store, req: &RunRequest, created: Created) -> Result<i32> {
+    let Created {
+        id,
+        dir,
+        state,
+        spec,
+        listeners,
+        running,
+    } = created;
     let result = (|| {
         etc_files::write(&spec)?;
         store.update_container(&id, |s| {

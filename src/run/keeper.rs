@@ -7,7 +7,7 @@
 //! container. Nothing else runs in the background.
 //!
 //! The handshake: the keeper's stdout is a pipe to the `hutch run -d`
-//! that started it. It writes `port HOST CONTAINER/PROTO` for each port
+//! that started it. It writes `port CONTAINER/PROTO HOST` for each port
 //! the kernel chose, then `ready` once the command runs (or `error: ...`
 //! if it could not start it) and closes the pipe; its own stderr goes
 //! to `keeper.log` in the container's directory.
@@ -28,14 +28,14 @@ const SPEC_FILE: &str = "spec.json";
 
 /// `hutch run -d`, after the container and its spec exist: start its
 /// keeper and wait until the command runs. Returns the ports the kernel
-/// chose (to print) once the keeper says `ready`.
+/// chose (`8080/tcp`, host address: to print) once the keeper says `ready`.
 pub(crate) fn hand_over(
     store: &Store,
     state: &ContainerState,
     spec: &SandboxSpec,
     remove: bool,
     lock: crate::store::containers::RunningLock,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(String, String)>> {
     let dir = store.container_dir(&state.id);
     let json = serde_json::to_vec_pretty(spec).context("encoding the container's spec")?;
     std::fs::write(dir.join(SPEC_FILE), json)
@@ -66,12 +66,12 @@ pub(crate) fn hand_over(
         .stdout
         .take()
         .context("internal error: the keeper has no stdout pipe")?;
-    let mut ports = Vec::new();
+    let mut ports: Vec<(String, String)> = Vec::new();
     let mut said = None;
     for line in BufReader::new(out).lines() {
         let line = line.context("reading from the keeper")?;
-        if let Some(p) = line.strip_prefix("port ") {
-            ports.push(p.to_string());
+        if let Some((ctr, host)) = line.strip_prefix("port ").and_then(|p| p.split_once(' ')) {
+            ports.push((ctr.to_string(), host.to_string()));
         } else if line == "ready" {
             said = Some(Ok(()));
             break;
@@ -178,16 +178,9 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i
     };
     if let Some(l) = &listeners {
         st.ports = l.published().iter().map(|f| f.describe()).collect();
-        for (asked, bound) in spec.net.publish.iter().zip(l.published()) {
-            if asked.host.port() == 0 {
-                hs.say(&format!(
-                    "port {} {}/{}",
-                    bound.host,
-                    bound.container_port,
-                    bound.proto.as_str()
-                ));
-            }
-        }
+    }
+    for (ctr, host) in super::container::chosen_ports(&spec, listeners.as_ref()) {
+        hs.say(&format!("port {ctr} {host}"));
     }
     etc_files::write(&spec)?;
     let log = LogWriter::open(&dir.join("ctr.log"), DEFAULT_CAP)?;
