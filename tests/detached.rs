@@ -315,8 +315,16 @@ fn a_killed_keeper_leaves_nothing_and_shows_as_killed() {
         !mounts.contains("fuse.hutch"),
         "nothing mounted on the host"
     );
-    let ps = st.run_ok(["ps", "-a"]);
-    assert!(ps.contains("orphan") && ps.contains("Killed"), "{ps}");
+    // An exiting process has left /proc's cmdline before it closes its
+    // descriptors (the running lock among them): wait for that too.
+    assert!(
+        eventually(10, || {
+            let ps = st.run_ok(["ps", "-a"]);
+            ps.contains("orphan") && ps.contains("Killed")
+        }),
+        "{}",
+        st.run_ok(["ps", "-a"])
+    );
     assert!(!st.run_ok(["ps"]).contains("orphan"), "never shown running");
     st.run_ok(["rm", "orphan"]);
 }
