@@ -6,6 +6,7 @@ mod check;
 mod commit;
 mod completion;
 mod containers;
+mod exec;
 mod flags;
 mod images;
 mod lifecycle;
@@ -84,6 +85,8 @@ enum Command {
     Rm(containers::RmArgs),
     /// Give a container another name
     Rename(containers::RenameArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
     /// Show what a detached container wrote on stdout and stderr
     Logs(lifecycle::LogsArgs),
     /// Stop containers: SIGTERM, then SIGKILL after a timeout
@@ -167,6 +170,7 @@ pub fn main() -> i32 {
         Command::Ps(a) => containers::ps(a, open_store(&cli.root)),
         Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
         Command::Rename(a) => containers::rename(a, open_store(&cli.root)),
+        Command::Exec(a) => exec::exec(a, open_store(&cli.root)),
         Command::Logs(a) => lifecycle::logs(a, open_store(&cli.root)),
         Command::Stop(a) => lifecycle::stop(a, open_store(&cli.root)),
         Command::Kill(a) => lifecycle::kill(a, open_store(&cli.root)),

@@ -236,16 +236,19 @@ fn foreground(store: &Store, req: &RunRequest, created: Created) -> Result<i32> 
     } = created;
     let result = (|| {
         etc_files::write(&spec)?;
+        super::keeper::save_spec(&dir, &spec)?;
         store.update_container(&id, |s| {
             s.status = Status::Running;
             s.pid = Some(std::process::id() as i32);
             s.started = Some(now_rfc3339());
         })?;
+        let join = crate::sandbox::namespaces::JoinListener::bind(&dir)?;
         let code = launch::run(
             &spec,
             listeners,
             &|text| show_once(store, "cgroup-fallback", text),
             None,
+            Some(join),
         );
         let exit_code = code.as_ref().ok().copied();
         // The command has run: failing to record it (a full disk) must not

@@ -26,6 +26,23 @@ use std::process::{Command, Stdio};
 /// The spec the keeper starts the container from.
 const SPEC_FILE: &str = "spec.json";
 
+/// Write the container's final spec into its directory `dir` (what the
+/// keeper starts it from and `hutch exec` confines by).
+pub(crate) fn save_spec(dir: &std::path::Path, spec: &SandboxSpec) -> Result<()> {
+    let json = serde_json::to_vec_pretty(spec).context("encoding the container's spec")?;
+    std::fs::write(dir.join(SPEC_FILE), json)
+        .with_context(|| format!("writing {}", dir.join(SPEC_FILE).display()))
+}
+
+/// The spec [`save_spec`] wrote in `dir`.
+pub(crate) fn load_spec(dir: &std::path::Path) -> Result<SandboxSpec> {
+    serde_json::from_slice(
+        &std::fs::read(dir.join(SPEC_FILE))
+            .with_context(|| format!("reading {}", dir.join(SPEC_FILE).display()))?,
+    )
+    .with_context(|| format!("decoding {}", dir.join(SPEC_FILE).display()))
+}
+
 /// `hutch run -d`, after the container and its spec exist: start its
 /// keeper and wait until the command runs. Returns the ports the kernel
 /// chose (`8080/tcp`, host address: to print) once the keeper says `ready`.
@@ -37,9 +54,7 @@ pub(crate) fn hand_over(
     lock: crate::store::containers::RunningLock,
 ) -> Result<Vec<(String, String)>> {
     let dir = store.container_dir(&state.id);
-    let json = serde_json::to_vec_pretty(spec).context("encoding the container's spec")?;
-    std::fs::write(dir.join(SPEC_FILE), json)
-        .with_context(|| format!("writing {}", dir.join(SPEC_FILE).display()))?;
+    save_spec(&dir, spec)?;
     let keeper_log = std::fs::File::create(dir.join("keeper.log"))
         .with_context(|| format!("creating {}", dir.join("keeper.log").display()))?;
     let exe = std::env::current_exe().context("finding the hutch binary to start a keeper")?;
@@ -166,11 +181,7 @@ pub(crate) fn keep(store: &Store, id: &str, remove: bool) -> Result<i32> {
 /// Bind, start, copy the output and wait: the keeper's life.
 fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i32> {
     let dir = store.container_dir(&st.id);
-    let spec: SandboxSpec = serde_json::from_slice(
-        &std::fs::read(dir.join(SPEC_FILE))
-            .with_context(|| format!("reading {}", dir.join(SPEC_FILE).display()))?,
-    )
-    .with_context(|| format!("decoding {}", dir.join(SPEC_FILE).display()))?;
+    let spec = load_spec(&dir)?;
     let listeners = if spec.net.publish.is_empty() {
         None
     } else {
@@ -222,6 +233,7 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i
                 hs.finish("ready");
             }),
         }),
+        Some(crate::sandbox::namespaces::JoinListener::bind(&dir)?),
     );
     for c in copiers.take() {
         let _ = c.join();

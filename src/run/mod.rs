@@ -18,11 +18,14 @@
 //! * `dry_run`: the spec as `--dry-run` prints it.
 //! * `keeper`: `run -d`: the keeper process that serves a detached
 //!   container (and the handshake with the `hutch run -d` that starts it).
+//! * `exec`: `hutch exec`: the container's spec with another command, in
+//!   its namespaces.
 //! * `logs`: a detached container's log file (Podman's k8s-file format).
 //! * `lifecycle`: `stop`, `kill`, `wait`, `logs` of containers.
 
 mod container;
 mod dry_run;
+mod exec;
 mod idmap;
 mod keeper;
 mod lifecycle;
@@ -34,6 +37,7 @@ mod pull_policy;
 mod users;
 
 pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detached};
+pub(crate) use exec::{ExecRequest, exec};
 pub(crate) use keeper::keep;
 pub(crate) use lifecycle::{LogOptions, is_stdout, kill, logs, parse_since, stop, wait};
 pub(crate) use net::NetworkArg;

@@ -127,7 +127,7 @@ fn image_part(store: &Store, name: &str) -> Result<ImagePart> {
     }
 }
 
-fn set_env(env: &mut Vec<String>, kv: String) {
+pub(super) fn set_env(env: &mut Vec<String>, kv: String) {
     let key = kv.split('=').next().unwrap_or("").to_string();
     env.retain(|e| e.split('=').next() != Some(key.as_str()));
     env.push(kv);
@@ -139,7 +139,7 @@ fn has_env(env: &[String], key: &str) -> bool {
 
 /// `-e KEY=VALUE`, or `-e KEY` to pass hutch's own value (skipped when
 /// unset, as Docker does).
-fn env_flag(s: &str) -> Result<Option<String>> {
+pub(super) fn env_flag(s: &str) -> Result<Option<String>> {
     if s.is_empty() || s.starts_with('=') {
         bail!("-e {s:?}: expected KEY=VALUE or KEY");
     }

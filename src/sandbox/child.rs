@@ -22,7 +22,7 @@
 
 use super::rootfs;
 use super::security::Security;
-use super::spec::SandboxSpec;
+use super::spec::{ProcessSpec, SandboxSpec};
 use crate::error::{EXIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
 use crate::sys::{self, Forked, SigSet};
 use rustix::io::Errno;
@@ -31,35 +31,50 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+/// What the command process needs (for `run` and for `exec`), prepared
+/// before forking.
+pub struct CommandPlan<'a> {
+    /// args, env, cwd, user, stdin, preserve_fds.
+    pub process: &'a ProcessSpec,
+    /// Write end of the error pipe (close-on-exec).
+    pub err_fd: RawFd,
+    /// Pipes for the command's 0, 1, 2 when it does not share hutch's
+    /// terminal (stdio.rs); None leaves that descriptor as hutch has it.
+    pub stdio: [Option<OwnedFd>; 3],
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// The container's PATH, for looking up a bare command name.
+    pub path: Vec<String>,
+    pub security: Security,
+    /// Where a command that cannot be run (126, 127) also reports its
+    /// status and message, `CODE message` (`exec --detach`, whose stderr
+    /// is /dev/null); None: only on stderr.
+    pub exec_error_fd: Option<RawFd>,
+}
+
 /// Everything the children need, prepared by the launcher before forking.
 pub struct ChildPlan<'a> {
     pub spec: &'a SandboxSpec,
+    pub cmd: CommandPlan<'a>,
     /// The overlay mount point (hutch's view).
     pub root: PathBuf,
     /// Generated hosts, hostname, resolv.conf.
     pub etc_dir: PathBuf,
     /// The container gets its own network namespace.
     pub own_netns: bool,
-    /// Write end of the error pipe (close-on-exec).
-    pub err_fd: RawFd,
     /// With `-t`: the socket on which init sends the controller side of
     /// the container's pty (see pty.rs), and the window size to give it.
     pub console_sock: Option<OwnedFd>,
     pub window: rustix::termios::Winsize,
-    /// Pipes for the command's 0, 1, 2 when it does not share hutch's
-    /// terminal (stdio.rs); None leaves that descriptor as hutch has it.
-    pub stdio: [Option<OwnedFd>; 3],
     /// pid of hutch (the relay dies if it is gone).
     pub launcher_pid: i32,
-    pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
-    /// The container's PATH, for looking up a bare command name.
-    pub path: Vec<String>,
-    pub security: Security,
     /// `cgroup.procs` of the container's cgroup, when it has limits.
     pub cgroup_procs: Option<CString>,
     /// With `--network slirp`: the socket on which init sends the TAP fd.
     pub net_sock: Option<OwnedFd>,
+    /// When others may join the container (namespaces.rs): the socket on
+    /// which init sends its namespaces once the container's root is set up.
+    pub ns_sock: Option<OwnedFd>,
 }
 
 /// Signals hutch and the relay forward to the container.
@@ -75,7 +90,12 @@ pub const FORWARDED: &[i32] = &[
 ];
 
 fn fail(plan: &ChildPlan, msg: &str) -> ! {
-    sys::write_fd(plan.err_fd, msg.as_bytes());
+    fail_on(plan.cmd.err_fd, msg)
+}
+
+/// Report `msg` on the error pipe `err_fd` and exit 125.
+pub(super) fn fail_on(err_fd: RawFd, msg: &str) -> ! {
+    sys::write_fd(err_fd, msg.as_bytes());
     sys::exit_now(EXIT_FAILED)
 }
 
@@ -155,7 +175,7 @@ fn init(plan: &ChildPlan) -> ! {
     if let Some(sock) = &plan.net_sock {
         match super::tap::create(plan.spec.net.mtu) {
             Ok(tap) => {
-                if let Err(e) = super::tap::send_fd(sock.as_fd(), tap.as_fd()) {
+                if let Err(e) = super::fd_passing::send_fd(sock.as_fd(), tap.as_fd()) {
                     fail(
                         plan,
                         &format!("handing eth0 to hutch: {}", std::io::Error::from(e)),
@@ -175,7 +195,7 @@ fn init(plan: &ChildPlan) -> ! {
     let tty = console.map(|c| {
         let _ = rustix::termios::tcsetwinsize(&c.controller, plan.window);
         if let Some(sock) = &plan.console_sock
-            && let Err(e) = super::tap::send_fd(sock.as_fd(), c.controller.as_fd())
+            && let Err(e) = super::fd_passing::send_fd(sock.as_fd(), c.controller.as_fd())
         {
             fail(
                 plan,
@@ -188,6 +208,14 @@ fn init(plan: &ChildPlan) -> ! {
         c.terminal
     });
     if let Some(sock) = &plan.console_sock {
+        sys::close_inherited(sock.as_raw_fd());
+    }
+    // Its namespaces, for `hutch exec`, now that the root is the
+    // container's (a process joining earlier would see hutch's mounts)
+    // and before anything of the image runs. If this fails the launcher
+    // hears nothing and `hutch exec` says the container cannot be joined.
+    if let Some(sock) = &plan.ns_sock {
+        let _ = super::namespaces::send_own(sock.as_fd(), plan.own_netns);
         sys::close_inherited(sock.as_raw_fd());
     }
     // PID 1 is in the container's reach (its /proc/1, signals): from here
@@ -206,7 +234,7 @@ fn init(plan: &ChildPlan) -> ! {
     }
     sys::scrub_environment();
     let cmd = match sys::fork() {
-        Ok(Forked::Child) => command(plan, tty.as_ref()),
+        Ok(Forked::Child) => command(&plan.cmd, tty.as_ref()),
         Ok(Forked::Parent(p)) => p,
         Err(e) => fail(
             plan,
@@ -242,14 +270,14 @@ fn init(plan: &ChildPlan) -> ! {
 }
 
 /// The container's command: final process setup, then execve.
-fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
+pub(super) fn command(plan: &CommandPlan, tty: Option<&OwnedFd>) -> ! {
     sys::reset_signal_dispositions();
     sys::set_mask(&SigSet::empty());
     let _ = rustix::process::setsid();
     if let Some(tty) = tty {
         if let Err(e) = rustix::process::ioctl_tiocsctty(tty) {
-            fail(
-                plan,
+            fail_on(
+                plan.err_fd,
                 &format!(
                     "making the pty the controlling terminal: {}",
                     std::io::Error::from(e)
@@ -259,7 +287,7 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
         for fd in 0..3 {
             let _ = sys::dup_onto(tty.as_fd(), fd);
         }
-    } else if !plan.spec.process.stdin {
+    } else if !plan.process.stdin {
         match rustix::fs::open(
             "/dev/null",
             rustix::fs::OFlags::RDONLY,
@@ -268,8 +296,8 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
             Ok(null) => {
                 let _ = sys::dup_onto(null.as_fd(), 0);
             }
-            Err(e) => fail(
-                plan,
+            Err(e) => fail_on(
+                plan.err_fd,
                 &format!("opening /dev/null: {}", std::io::Error::from(e)),
             ),
         }
@@ -279,13 +307,13 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
             let _ = sys::dup_onto(pipe.as_fd(), target as i32);
         }
     }
-    let cwd = &plan.spec.process.cwd;
+    let cwd = &plan.process.cwd;
     if let Err(msg) = rootfs::ensure_dir(cwd) {
-        fail(plan, &msg);
+        fail_on(plan.err_fd, &msg);
     }
     if let Err(e) = rustix::process::chdir(cwd.as_str()) {
-        fail(
-            plan,
+        fail_on(
+            plan.err_fd,
             &format!(
                 "entering the working directory {cwd}: {}",
                 std::io::Error::from(e)
@@ -295,32 +323,32 @@ fn command(plan: &ChildPlan, tty: Option<&OwnedFd>) -> ! {
     // Only 0, 1, 2 and the descriptors passed on purpose (--preserve-fds)
     // reach the command: everything else hutch or its caller held is closed
     // at execve (close-on-exec, so the error pipe works until then).
-    let keep = plan.spec.process.preserve_fds;
+    let keep = plan.process.preserve_fds;
     for fd in 3..3 + keep {
         if let Err(e) = sys::keep_on_exec(fd as i32) {
-            fail(
-                plan,
+            fail_on(
+                plan.err_fd,
                 &format!("passing descriptor {fd}: {}", std::io::Error::from(e)),
             );
         }
     }
     if let Err(e) = sys::close_fds_from(3 + keep, true) {
-        fail(
-            plan,
+        fail_on(
+            plan.err_fd,
             &format!("closing inherited descriptors: {}", std::io::Error::from(e)),
         );
     }
-    if let Err(msg) = plan.security.apply(&plan.spec.process.user) {
-        fail(plan, &msg);
+    if let Err(msg) = plan.security.apply(&plan.process.user) {
+        fail_on(plan.err_fd, &msg);
     }
     exec(plan)
 }
 
 /// execve the command, looking a bare name up in the container's PATH.
-fn exec(plan: &ChildPlan) -> ! {
+fn exec(plan: &CommandPlan) -> ! {
     let Some(arg0) = plan.argv.first() else {
-        fail(
-            plan,
+        fail_on(
+            plan.err_fd,
             "no command to run: the image has no Entrypoint or Cmd; give one after the image name",
         );
     };
@@ -345,22 +373,29 @@ fn exec(plan: &ChildPlan) -> ! {
             worst = Some(e);
         }
     }
-    match worst {
+    let (code, msg) = match worst {
         None => {
             let where_ = if name.contains('/') {
                 String::new()
             } else {
                 format!(" in PATH {}", plan.path.join(":"))
             };
-            sys::write_stderr(&format!("hutch: {name}: command not found{where_}\n"));
-            sys::exit_now(EXIT_NOT_FOUND)
+            (
+                EXIT_NOT_FOUND,
+                format!("hutch: {name}: command not found{where_}\n"),
+            )
         }
-        Some(e) => {
-            sys::write_stderr(&format!(
+        Some(e) => (
+            EXIT_NOT_EXECUTABLE,
+            format!(
                 "hutch: {name}: cannot execute: {}\n",
                 std::io::Error::from(e)
-            ));
-            sys::exit_now(EXIT_NOT_EXECUTABLE)
-        }
+            ),
+        ),
+    };
+    sys::write_stderr(&msg);
+    if let Some(fd) = plan.exec_error_fd {
+        sys::write_fd(fd, format!("{code} {msg}").as_bytes());
     }
+    sys::exit_now(code)
 }

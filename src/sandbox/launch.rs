@@ -19,7 +19,8 @@
 //! and init die with their parent (PDEATHSIG), and the PID namespace takes
 //! every container process with it: nothing is left behind.
 
-use super::child::{self, ChildPlan, FORWARDED};
+use super::child::{self, ChildPlan, CommandPlan, FORWARDED};
+use super::namespaces::{JoinInfo, JoinListener, JoinServer, Namespaces};
 use super::pty;
 use super::security::Security;
 use super::spec::SandboxSpec;
@@ -135,11 +136,14 @@ pub struct Detached<'a> {
 /// not applied (the caller decides how often). `detached`: the command's
 /// stdio and the hook told when it runs, for a container without a
 /// terminal (`run -d`, served by its keeper); None: hutch's own stdio.
+/// `join`: the socket on which the container's namespaces are served to
+/// `hutch exec` while it runs (namespaces.rs); None: nobody may join.
 pub fn run(
     spec: &SandboxSpec,
     listeners: Option<crate::net::Listeners>,
     cgroup_warning: &dyn Fn(&str),
     detached: Option<Detached<'_>>,
+    join: Option<JoinListener>,
 ) -> Result<i32> {
     let (detached_stdio, started) = match detached {
         Some(d) => (Some(d.stdio), Some(d.started)),
@@ -239,36 +243,52 @@ pub fn run(
     } else {
         None
     };
+    // When others may join the container: the relay sends its namespaces
+    // over this socket pair.
+    let ns_pair = if join.is_some() {
+        Some(fd_passing_pair("namespaces")?)
+    } else {
+        None
+    };
     let plan = ChildPlan {
         spec,
+        cmd: CommandPlan {
+            process: &spec.process,
+            err_fd: err_w.as_raw_fd(),
+            stdio: match detached_stdio {
+                Some(fds) => fds.map(Some),
+                None => relayed
+                    .as_mut()
+                    .map(|r| std::mem::take(&mut r.child))
+                    .unwrap_or_default(),
+            },
+            argv: cstrings(&spec.process.args, "argument")?,
+            envp: cstrings(&spec.process.env, "environment variable")?,
+            path: spec.process.search_path(),
+            security,
+            exec_error_fd: None,
+        },
         root: spec.rootfs.mountpoint.clone(),
         etc_dir: spec.rootfs.etc.clone(),
         own_netns,
-        err_fd: err_w.as_raw_fd(),
         console_sock: console_pair
             .as_ref()
             .map(|(_, child_end)| child_end.try_clone())
             .transpose()
             .context("duplicating the terminal socket")?,
         window: pty::window_size(),
-        stdio: match detached_stdio {
-            Some(fds) => fds.map(Some),
-            None => relayed
-                .as_mut()
-                .map(|r| std::mem::take(&mut r.child))
-                .unwrap_or_default(),
-        },
         launcher_pid: rustix::process::getpid().as_raw_nonzero().get(),
-        argv: cstrings(&spec.process.args, "argument")?,
-        envp: cstrings(&spec.process.env, "environment variable")?,
-        path: spec.process.search_path(),
-        security,
         cgroup_procs,
         net_sock: net_pair
             .as_ref()
             .map(|(_, child_end)| child_end.try_clone())
             .transpose()
             .context("duplicating the network socket")?,
+        ns_sock: ns_pair
+            .as_ref()
+            .map(|(_, child_end)| child_end.try_clone())
+            .transpose()
+            .context("duplicating the namespaces socket")?,
     };
     let relay = match sys::fork()
         .map_err(std::io::Error::from)
@@ -281,31 +301,11 @@ pub fn run(
     drop(err_w);
     let net_parent = net_pair.map(|(parent_end, _child_end)| parent_end);
     let console_parent = console_pair.map(|(parent_end, _child_end)| parent_end);
-    // Where SIGWINCH sends hutch's window size, once the pty is here.
-    let resize_target = std::sync::Arc::new(std::sync::OnceLock::<OwnedFd>::new());
-    let resize_in_thread = resize_target.clone();
-    std::thread::Builder::new()
-        .name("hutch-signals".into())
-        .spawn(move || {
-            loop {
-                let sig = sys::wait_signal(&forwarded);
-                if sig == libc::SIGWINCH {
-                    if let Some(c) = resize_in_thread.get() {
-                        let size = rustix::termios::tcgetwinsize(rustix::stdio::stdin());
-                        if let Ok(size) = size {
-                            let _ = rustix::termios::tcsetwinsize(c.as_fd(), size);
-                        }
-                    }
-                    continue;
-                }
-                sys::kill(relay, sig);
-            }
-        })
-        .context("starting the signal relay")?;
+    let resize_target = pty::forward_signals(relay, forwarded)?;
     // The network starts when init has made eth0 (frames sent before wait
     // in the TAP queue); no fd means the container failed before that.
     let network = match (net_parent, net_config) {
-        (Some(sock), Some(cfg)) => match super::tap::recv_fd(sock.as_fd()) {
+        (Some(sock), Some(cfg)) => match super::fd_passing::recv_fd(sock.as_fd()) {
             Ok(Some(tap)) => {
                 if let Err(e) = super::tap::set_persist(tap.as_fd()) {
                     tracing::debug!("TUNSETPERSIST: {e}");
@@ -327,22 +327,40 @@ pub fn run(
     };
     // Init sends the pty's controller when the container's /dev is built
     // (after eth0); no fd means the container failed before that.
-    let pty = match console_parent {
-        Some(sock) => match super::tap::recv_fd(sock.as_fd()) {
-            Ok(Some(controller)) => Some(pty::Pty { controller }),
+    let attached = match console_parent {
+        Some(sock) => match super::fd_passing::recv_fd(sock.as_fd()) {
+            Ok(Some(controller)) => Some(pty::attach(controller, &resize_target)?),
             _ => None,
         },
         None => None,
     };
-    let raw = pty.as_ref().map(|_| pty::RawMode::enter());
-    let output = match &pty {
-        Some(p) => {
-            let _ = resize_target.set(p.controller.try_clone().context("duplicating the pty")?);
-            // A resize between the fork and now reached no pty.
-            p.resize();
-            Some(pty::relay(&p.controller)?)
+    // Init sends its namespaces once the container's root is set up;
+    // nothing (it failed before) means there is nothing to join.
+    let join_server = match (ns_pair, join) {
+        (Some((parent_end, child_end)), Some(listener)) => {
+            drop(child_end);
+            match Namespaces::receive(parent_end.as_fd()) {
+                Ok(Some(ns)) => {
+                    let info = JoinInfo {
+                        cgroup: cgroup.as_ref().map(|c| c.path().to_path_buf()),
+                        fallback,
+                    };
+                    match JoinServer::start(listener, ns, &info) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::warn!("`hutch exec` cannot join this container: {e:#}");
+                            None
+                        }
+                    }
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!("`hutch exec` cannot join this container: {e:#}");
+                    None
+                }
+            }
         }
-        None => None,
+        _ => None,
     };
     tracing::debug!("launch: container started");
     if let Some(hook) = started {
@@ -353,13 +371,11 @@ pub fn run(
         .context("waiting for the container")?
         .map(|(_, s)| s)
         .unwrap_or(0);
-    if let Some(p) = pty {
-        if let Some(out) = output {
-            let _ = out.join();
-        }
-        drop(p.controller);
+    // No one joins a container that has ended.
+    drop(join_server);
+    if let Some(a) = attached {
+        a.finish();
     }
-    drop(raw);
     if let Some(r) = relayed {
         r.finish();
     }

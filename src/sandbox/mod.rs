@@ -19,6 +19,9 @@
 //! * `tap`, `netlink`, `network`: the container's eth0 for `--network
 //!   slirp` and the userspace stack (src/net) serving it.
 //! * `inherited`: descriptors from hutch's caller (`--preserve-fds`).
+//! * `namespaces`: a running container's namespaces, served on its join
+//!   socket; `exec` runs a command in them with the container's
+//!   confinement (`hutch exec`); `fd_passing` carries descriptors.
 //! * `pty`, `stdio`: the terminal (a pty with `-t`, relayed pipes for
 //!   profiles that do not share it, its settings restored on exit).
 //! * `sys`: the raw syscall wrappers.
@@ -29,11 +32,14 @@ mod child;
 pub use child::FORWARDED;
 mod copy_up;
 pub mod etc_files;
+pub mod exec;
+mod fd_passing;
 mod idmap;
 pub mod inherited;
 mod inroot;
 pub mod landlock;
 pub mod launch;
+pub mod namespaces;
 mod netlink;
 pub mod network;
 mod pty;

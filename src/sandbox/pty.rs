@@ -97,3 +97,70 @@ pub fn relay(controller: &OwnedFd) -> Result<std::thread::JoinHandle<()>> {
         })
         .context("starting the terminal output relay")
 }
+
+/// hutch's terminal relayed to a container's pty: raw mode, the window
+/// size now and (through `resize_target`, which the signal thread reads)
+/// on every SIGWINCH.
+pub struct Attached {
+    controller: OwnedFd,
+    raw: RawMode,
+    output: std::thread::JoinHandle<()>,
+}
+
+/// Attach hutch's terminal to the pty `controller`.
+pub fn attach(
+    controller: OwnedFd,
+    resize_target: &std::sync::OnceLock<OwnedFd>,
+) -> Result<Attached> {
+    let raw = RawMode::enter();
+    let _ = resize_target.set(controller.try_clone().context("duplicating the pty")?);
+    let p = Pty { controller };
+    // A resize before now reached no pty.
+    p.resize();
+    let output = relay(&p.controller)?;
+    Ok(Attached {
+        controller: p.controller,
+        raw,
+        output,
+    })
+}
+
+impl Attached {
+    /// Wait until everything the container wrote is shown, then give the
+    /// terminal its settings back.
+    pub fn finish(self) {
+        let _ = self.output.join();
+        drop(self.controller);
+        drop(self.raw);
+    }
+}
+
+/// Forward the signals in `forwarded` (blocked in every thread) to `to`,
+/// from a thread; SIGWINCH instead resizes the pty in `resize_target`
+/// once there is one. Returns where to put that pty.
+pub fn forward_signals(
+    to: i32,
+    forwarded: crate::sys::SigSet,
+) -> Result<std::sync::Arc<std::sync::OnceLock<OwnedFd>>> {
+    let resize_target = std::sync::Arc::new(std::sync::OnceLock::<OwnedFd>::new());
+    let resize_in_thread = resize_target.clone();
+    std::thread::Builder::new()
+        .name("hutch-signals".into())
+        .spawn(move || {
+            loop {
+                let sig = crate::sys::wait_signal(&forwarded);
+                if sig == libc::SIGWINCH {
+                    if let Some(c) = resize_in_thread.get() {
+                        let size = rustix::termios::tcgetwinsize(rustix::stdio::stdin());
+                        if let Ok(size) = size {
+                            let _ = rustix::termios::tcsetwinsize(c.as_fd(), size);
+                        }
+                    }
+                    continue;
+                }
+                crate::sys::kill(to, sig);
+            }
+        })
+        .context("starting the signal relay")?;
+    Ok(resize_target)
+}

@@ -255,13 +255,34 @@ pub struct Console {
 /// its terminal side to `owner` (the command's uid) and bind it onto
 /// `/dev/console`, as runc and crun do.
 fn console(root: &Root, owner: u32) -> Step<Console> {
-    use rustix::fs::{Mode, OFlags};
-    use rustix::pty::OpenptFlags;
     let pts = root
         .lookup_dir("/dev/pts")?
         .ok_or("the container's /dev/pts is missing")?;
+    let Console {
+        controller,
+        terminal,
+    } = pty_in(&pts, owner)?;
+    let target = root.ensure("/dev/console", Kind::File)?;
+    bind(
+        root,
+        Path::new(&inroot::fd_path(&terminal)),
+        &target,
+        "/dev/console",
+        false,
+        false,
+    )?;
+    Ok(Console {
+        controller,
+        terminal,
+    })
+}
+
+/// A new pty of the devpts `pts`, its terminal side given to `owner`.
+fn pty_in(pts: &OwnedFd, owner: u32) -> Step<Console> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
     let controller = rustix::fs::openat(
-        &pts,
+        pts,
         "ptmx",
         OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::empty(),
@@ -278,19 +299,23 @@ fn console(root: &Root, owner: u32) -> Step<Console> {
     // own, as a login's is (the group stays tty where gid 5 exists). Not
     // fatal: the command holds the descriptor either way.
     let _ = rustix::fs::fchown(&terminal, Some(rustix::fs::Uid::from_raw(owner)), None);
-    let target = root.ensure("/dev/console", Kind::File)?;
-    bind(
-        root,
-        Path::new(&inroot::fd_path(&terminal)),
-        &target,
-        "/dev/console",
-        false,
-        false,
-    )?;
     Ok(Console {
         controller,
         terminal,
     })
+}
+
+/// `hutch exec -t`: a new pty of the container's devpts, from a process
+/// that has joined the container's mount namespace (its root is the
+/// container's), the terminal side given to `owner`.
+pub fn open_pty(owner: u32) -> Step<Console> {
+    let pts = rustix::fs::open(
+        "/dev/pts",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| err("opening the container's /dev/pts for -t", e))?;
+    pty_in(&pts, owner)
 }
 
 /// /sys read-only: a fresh sysfs when the container has its own network

@@ -45,6 +45,8 @@ pub enum ContainerError {
     Running { name: String },
     /// SIGKILL was sent but the container's processes did not end.
     DidNotStop { name: String },
+    /// The command needs the container running, and it is not.
+    NotRunning { name: String },
 }
 
 impl std::fmt::Display for ContainerError {
@@ -67,6 +69,10 @@ impl std::fmt::Display for ContainerError {
             ContainerError::Running { name } => write!(
                 f,
                 "container {name} is running; `hutch rm -f {name}` stops it (SIGKILL) and removes it"
+            ),
+            ContainerError::NotRunning { name } => write!(
+                f,
+                "container {name} is not running; `hutch start {name}` starts it again"
             ),
             ContainerError::DidNotStop { name } => write!(
                 f,
