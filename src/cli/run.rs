@@ -165,10 +165,11 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         read_only: a.read_only,
         read_only_tmpfs: a.read_only_tmpfs,
         hostname: a.hostname,
-        network: net.map(|n| n.mode),
-        allow_host_loopback: net.and_then(|n| n.allow_host_loopback),
+        network: net.as_ref().map(|n| n.mode),
+        network_container: net.as_ref().and_then(|n| n.container.clone()),
+        allow_host_loopback: net.as_ref().and_then(|n| n.allow_host_loopback),
         publish: a.publish,
-        mtu: a.mtu.or(net.and_then(|n| n.mtu)),
+        mtu: a.mtu.or(net.as_ref().and_then(|n| n.mtu)),
         preserve_fds: a.preserve_fds,
     };
     let pull = PullOptions {

@@ -100,7 +100,11 @@ pub(crate) fn weakenings(
     let mode = req.network.unwrap_or(net.mode);
     if openness(mode) > openness(net.mode) {
         out.push(Weakening {
-            flag: format!("--network {mode}"),
+            // Another container's network counts as slirp: it may be one.
+            flag: match &req.network_container {
+                Some(c) => format!("--network container:{c}"),
+                None => format!("--network {mode}"),
+            },
             key: "network.mode",
             profile_value: quoted(net.mode.as_str()),
             grant: format!("mode = {}", quoted(mode.as_str())),

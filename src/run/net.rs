@@ -6,12 +6,15 @@ use anyhow::{Context, Result, bail};
 use std::net::SocketAddr;
 
 /// `--network MODE[:OPT=VAL,...]`: the mode, then slirp's options
-/// (`allow_host_loopback=true|false`, `mtu=N`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (`allow_host_loopback=true|false`, `mtu=N`); or `container:NAME`, the
+/// network of a running container.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NetworkArg {
     pub(crate) mode: NetworkMode,
     pub(crate) allow_host_loopback: Option<bool>,
     pub(crate) mtu: Option<u32>,
+    /// `container:NAME` (the mode is then the one locks count it as).
+    pub(crate) container: Option<String>,
 }
 
 impl NetworkArg {
@@ -19,16 +22,28 @@ impl NetworkArg {
     /// written.
     pub(crate) fn parse(s: &str) -> Result<NetworkArg> {
         let (mode, opts) = s.split_once(':').unwrap_or((s, ""));
+        if mode == "container" {
+            if opts.is_empty() {
+                bail!("--network {s:?}: name the container (container:NAME)");
+            }
+            return Ok(NetworkArg {
+                mode: NetworkMode::Slirp,
+                allow_host_loopback: None,
+                mtu: None,
+                container: Some(opts.to_string()),
+            });
+        }
         let mode = match mode {
             "none" => NetworkMode::None,
             "host" => NetworkMode::Host,
             "slirp" | "slirp4netns" | "pasta" => NetworkMode::Slirp,
-            _ => bail!("--network {s:?}: use slirp, none or host"),
+            _ => bail!("--network {s:?}: use slirp, none, host or container:NAME"),
         };
         let mut arg = NetworkArg {
             mode,
             allow_host_loopback: None,
             mtu: None,
+            container: None,
         };
         for opt in opts.split(',').filter(|o| !o.is_empty()) {
             if mode != NetworkMode::Slirp {

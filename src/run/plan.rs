@@ -62,6 +62,9 @@ pub struct RunRequest {
     pub read_only_tmpfs: bool,
     pub hostname: Option<String>,
     pub network: Option<NetworkMode>,
+    /// `--network container:NAME`: the network of that running container
+    /// (`network` is then what the profile's locks count it as).
+    pub network_container: Option<String>,
     /// `--network slirp:allow_host_loopback=...`; the profile's otherwise.
     pub allow_host_loopback: Option<bool>,
     pub publish: Vec<String>,
@@ -258,6 +261,52 @@ fn volume_mount(store: &Store, v: &crate::profile::VolumeMount, flag: &str) -> R
 
 /// Resolve a run into its spec. `id`, `name` and `dir` (the container's
 /// directory in the store, which need not exist yet) come from the caller.
+/// `--network container:TARGET`: the running container whose network
+/// namespace (and stack, ports, DNS) a run shares, as Podman's pods do,
+/// and its network mode. Its user namespace is joined too (a network
+/// namespace can only be entered from the user namespace that owns it),
+/// so both must map ids the same way.
+fn joined_network(
+    store: &Store,
+    target: &str,
+    publish: &[String],
+    id_maps: &crate::sandbox::spec::IdMaps,
+) -> Result<(NetJoin, NetworkMode)> {
+    let c = store.find_container(target)?;
+    let name = &c.state.name;
+    if !c.alive {
+        return Err(
+            crate::store::containers::ContainerError::NotRunning { name: name.clone() }.into(),
+        );
+    }
+    if !publish.is_empty() {
+        bail!(
+            "-p with --network container:{name}: the network is {name}'s; publish the ports \
+             when starting {name} (as in Podman)"
+        );
+    }
+    let dir = store.container_dir(&c.state.id);
+    let theirs = super::keeper::load_spec(&dir)
+        .with_context(|| format!("reading how container {name} was started"))?;
+    if theirs.network == NetworkMode::Host {
+        bail!("--network container:{name}: {name} uses the host's network; use --network host");
+    }
+    if theirs.id_maps.uid != id_maps.uid || theirs.id_maps.gid != id_maps.gid {
+        bail!(
+            "--network container:{name}: {name} maps user ids differently (its profile's `user` \
+             settings or -u differ), and sharing its network means sharing its user namespace; \
+             run both with the same profile"
+        );
+    }
+    Ok((
+        NetJoin {
+            container: name.clone(),
+            dir,
+        },
+        theirs.network,
+    ))
+}
+
 pub fn resolve(
     store: &Store,
     req: &RunRequest,
@@ -438,7 +487,14 @@ pub fn resolve(
         bail!("the working directory {cwd_inside:?} must be an absolute path");
     }
 
-    let network = req.network.unwrap_or(profile.network.mode);
+    let joined = match &req.network_container {
+        Some(target) => Some(joined_network(store, target, &req.publish, &id_maps)?),
+        None => None,
+    };
+    let network = match &joined {
+        Some((_, mode)) => *mode,
+        None => req.network.unwrap_or(profile.network.mode),
+    };
     // A bad -p fails here, before anything is created (--dry-run too).
     let publish = req
         .publish
@@ -456,7 +512,7 @@ pub fn resolve(
     {
         bail!("--mtu {m}: use 1280 to 65520");
     }
-    let dns_upstreams = if network == NetworkMode::Slirp {
+    let dns_upstreams = if network == NetworkMode::Slirp && joined.is_none() {
         net::dns_upstreams()?
     } else {
         Vec::new()
@@ -525,6 +581,7 @@ pub fn resolve(
             block_private: profile.network.block_private,
             publish,
             dns_upstreams,
+            join: joined.map(|(j, _)| j),
         },
         security: SecuritySpec {
             seccomp,

@@ -72,6 +72,9 @@ pub struct ChildPlan<'a> {
     pub cgroup_procs: Option<CString>,
     /// With `--network slirp`: the socket on which init sends the TAP fd.
     pub net_sock: Option<OwnedFd>,
+    /// `--network container:NAME`: that container's network namespace,
+    /// which the relay enters instead of making one.
+    pub join_net: Option<OwnedFd>,
     /// When others may join the container (namespaces.rs): the socket on
     /// which init sends its namespaces once the container's root is set up.
     pub ns_sock: Option<OwnedFd>,
@@ -125,7 +128,7 @@ pub fn relay(plan: &ChildPlan) -> ! {
         | rustix::thread::UnshareFlags::NEWIPC
         | rustix::thread::UnshareFlags::NEWPID
         | rustix::thread::UnshareFlags::NEWCGROUP;
-    if plan.own_netns {
+    if plan.own_netns && plan.join_net.is_none() {
         flags |= rustix::thread::UnshareFlags::NEWNET;
     }
     if let Err(e) = sys::unshare(flags) {
@@ -133,6 +136,26 @@ pub fn relay(plan: &ChildPlan) -> ! {
             plan,
             &format!(
                 "creating the container's namespaces: {}",
+                std::io::Error::from(e)
+            ),
+        );
+    }
+    if let Some(net) = &plan.join_net
+        && let Err(e) = rustix::thread::move_into_link_name_space(
+            net.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+    {
+        fail(
+            plan,
+            &format!(
+                "joining the network namespace of container {}: {}",
+                plan.spec
+                    .net
+                    .join
+                    .as_ref()
+                    .map(|j| j.container.as_str())
+                    .unwrap_or("?"),
                 std::io::Error::from(e)
             ),
         );

@@ -53,13 +53,22 @@ fn read_all(fd: &OwnedFd) -> String {
 }
 
 /// Enter a new user + mount namespace, with maps written by a helper
-/// process that stays outside.
-fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Result<()> {
+/// process that stays outside; with `--network container:NAME`, that
+/// container's user namespace and a new mount namespace, returning its
+/// network namespace for the relay to enter.
+fn enter_namespaces(
+    spec: &SandboxSpec,
+    err_w: &OwnedFd,
+    err_r: &OwnedFd,
+) -> Result<Option<OwnedFd>> {
     let n = crate::overlay::thread_count().unwrap_or(1);
     if n > 1 {
         bail!(
             "internal error: the launcher must be single-threaded before unsharing (it runs {n} threads)"
         );
+    }
+    if let Some(join) = &spec.net.join {
+        return join_network_owner(join).map(Some);
     }
     let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(std::io::Error::from)
@@ -117,7 +126,34 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
     )
     .map_err(std::io::Error::from)
     .context("making hutch's mounts private")?;
-    Ok(())
+    Ok(None)
+}
+
+/// `--network container:NAME`: enter that container's user namespace
+/// (which owns its network namespace; the maps are its, checked equal to
+/// ours when the run was planned) and a new mount namespace of our own.
+fn join_network_owner(join: &super::spec::NetJoin) -> Result<OwnedFd> {
+    let name = &join.container;
+    let (mut ns, _) = super::namespaces::request(&join.dir).map_err(|e| {
+        anyhow::anyhow!("joining the network of container {name}: {e}; is it running? (`hutch ps`)")
+    })?;
+    let net = ns.take_network().with_context(|| {
+        format!("container {name} has no network namespace of its own to share")
+    })?;
+    ns.enter_user()
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("joining the user namespace of container {name}"))?;
+    sys::unshare(rustix::thread::UnshareFlags::NEWNS)
+        .map_err(std::io::Error::from)
+        .context("creating a mount namespace")?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::DOWNSTREAM
+            | rustix::mount::MountPropagationFlags::REC,
+    )
+    .map_err(std::io::Error::from)
+    .context("making hutch's mounts private")?;
+    Ok(net)
 }
 
 /// How a detached container is connected: the descriptors for the
@@ -158,7 +194,7 @@ pub fn run(
         NetworkMode::Slirp => true,
     };
     // With slirp: init sends the TAP fd of eth0 over this socket pair.
-    let net_pair = if spec.network == NetworkMode::Slirp {
+    let net_pair = if spec.network == NetworkMode::Slirp && spec.net.join.is_none() {
         Some(fd_passing_pair("network")?)
     } else {
         None
@@ -209,7 +245,7 @@ pub fn run(
         None => None,
     };
     tracing::debug!("launch: prepared");
-    enter_namespaces(spec, &err_w, &err_r)?;
+    let joined_net = enter_namespaces(spec, &err_w, &err_r)?;
     tracing::debug!("launch: in the user namespace");
 
     // Signals to forward are blocked in every thread (the FUSE threads
@@ -284,6 +320,7 @@ pub fn run(
             .map(|(_, child_end)| child_end.try_clone())
             .transpose()
             .context("duplicating the network socket")?,
+        join_net: joined_net,
         ns_sock: ns_pair
             .as_ref()
             .map(|(_, child_end)| child_end.try_clone())

@@ -123,6 +123,22 @@ impl Namespaces {
         Ok(Self::from_message(&buf[..n], fds)?.map(|(ns, _)| ns))
     }
 
+    /// Enter only the user namespace (then the caller makes the others,
+    /// or enters some of these; see [`Self::take_network`]).
+    pub fn enter_user(&self) -> Result<(), Errno> {
+        match self.fds.iter().find(|(t, _)| *t == b'U') {
+            Some((_, fd)) => rustix::thread::move_into_link_name_space(fd.as_fd(), Some(Ns::User)),
+            None => Err(Errno::INVAL),
+        }
+    }
+
+    /// The network namespace's descriptor, taken out (None with
+    /// `--network host`, where the container has none of its own).
+    pub fn take_network(&mut self) -> Option<OwnedFd> {
+        let i = self.fds.iter().position(|(t, _)| *t == b'N')?;
+        Some(self.fds.remove(i).1)
+    }
+
     /// Whether the network namespace is among them (not with `--network
     /// host`).
     #[cfg(test)]

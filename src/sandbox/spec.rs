@@ -210,6 +210,20 @@ pub struct NetSpec {
     /// network is slirp).
     #[serde(default)]
     pub dns_upstreams: Vec<SocketAddr>,
+    /// `--network container:NAME`: share that running container's network
+    /// namespace (joining its user namespace, which owns it) instead of
+    /// making one; its stack serves both.
+    #[serde(default)]
+    pub join: Option<NetJoin>,
+}
+
+/// The container whose network a run shares.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetJoin {
+    /// Its name (for messages).
+    pub container: String,
+    /// Its directory in the store, where its join socket is.
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
