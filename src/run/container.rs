@@ -118,13 +118,7 @@ pub(crate) fn run_detached(
     let created = create(store, req, profile, pull)?;
     // The keeper binds the ports again, as its own.
     drop(created.listeners);
-    let ports = super::keeper::hand_over(
-        store,
-        &created.state,
-        &created.spec,
-        req.remove,
-        created.running,
-    )?;
+    let ports = super::keeper::hand_over(store, &created.state, req.remove, created.running)?;
     for (ctr, host) in ports {
         eprintln!("hutch: port {ctr} is published on {host}");
     }
@@ -158,6 +152,8 @@ fn create(
             }
         }
         let spec = resolve(store, req, profile, &id, name, &dir)?;
+        // Every container keeps its spec: `hutch start` runs it again.
+        super::spec_file::save(&dir, &spec)?;
         // -p binds now: a port that cannot be had leaves no container.
         let bound = if spec.net.publish.is_empty() {
             None

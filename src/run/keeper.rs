@@ -14,7 +14,6 @@
 
 use super::logs::{DEFAULT_CAP, LogWriter, Stream};
 use crate::sandbox::launch::{self, Detached};
-use crate::sandbox::spec::SandboxSpec;
 use crate::sandbox::{etc_files, network};
 use crate::store::Store;
 use crate::store::containers::{ContainerState, Status, now_rfc3339};
@@ -23,23 +22,16 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 
-/// The spec the keeper starts the container from.
-const SPEC_FILE: &str = "spec.json";
-
-/// `hutch run -d`, after the container and its spec exist: start its
-/// keeper and wait until the command runs. Returns the ports the kernel
+/// `hutch run -d` (and `start`), once the container and its spec.json
+/// exist: start its keeper and wait until the command runs. Returns the ports the kernel
 /// chose (`8080/tcp`, host address: to print) once the keeper says `ready`.
 pub(crate) fn hand_over(
     store: &Store,
     state: &ContainerState,
-    spec: &SandboxSpec,
     remove: bool,
     lock: crate::store::containers::RunningLock,
 ) -> Result<Vec<(String, String)>> {
     let dir = store.container_dir(&state.id);
-    let json = serde_json::to_vec_pretty(spec).context("encoding the container's spec")?;
-    std::fs::write(dir.join(SPEC_FILE), json)
-        .with_context(|| format!("writing {}", dir.join(SPEC_FILE).display()))?;
     let keeper_log = std::fs::File::create(dir.join("keeper.log"))
         .with_context(|| format!("creating {}", dir.join("keeper.log").display()))?;
     let exe = std::env::current_exe().context("finding the hutch binary to start a keeper")?;
@@ -166,11 +158,7 @@ pub(crate) fn keep(store: &Store, id: &str, remove: bool) -> Result<i32> {
 /// Bind, start, copy the output and wait: the keeper's life.
 fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i32> {
     let dir = store.container_dir(&st.id);
-    let spec: SandboxSpec = serde_json::from_slice(
-        &std::fs::read(dir.join(SPEC_FILE))
-            .with_context(|| format!("reading {}", dir.join(SPEC_FILE).display()))?,
-    )
-    .with_context(|| format!("decoding {}", dir.join(SPEC_FILE).display()))?;
+    let spec = super::spec_file::load(&dir, &st.name)?;
     let listeners = if spec.net.publish.is_empty() {
         None
     } else {

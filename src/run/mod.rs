@@ -16,6 +16,8 @@
 //! * `pull_policy`: `--pull`, and when an image counts as missing.
 //! * `container`: create, launch, record, `--rm`; the run's notices.
 //! * `dry_run`: the spec as `--dry-run` prints it.
+//! * `spec_file`: every container's spec.json, written at creation and
+//!   read by its keeper at each start.
 //! * `keeper`: `run -d`: the keeper process that serves a detached
 //!   container (and the handshake with the `hutch run -d` that starts it).
 //! * `logs`: a detached container's log file (Podman's k8s-file format).
@@ -31,6 +33,7 @@ mod logs;
 mod net;
 mod plan;
 mod pull_policy;
+mod spec_file;
 mod users;
 
 pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detached};

@@ -10,8 +10,8 @@
 //! containers/<id>/rootfs/      mount point (the mount exists only inside
 //!                              the container's own mount namespace)
 //! containers/<id>/etc/         hosts, hostname, resolv.conf given to it
-//! containers/<id>/spec.json    a detached container's SandboxSpec (its
-//!                              keeper starts it from this)
+//! containers/<id>/spec.json    its SandboxSpec, written at creation (a
+//!                              keeper starts it from this: run -d, start)
 //! containers/<id>/ctr.log      a detached container's stdout and stderr
 //!                              (see run/logs.rs), ctr.log.1 the one before
 //! containers/<id>/keeper.log   what its keeper itself had to say
