@@ -1,5 +1,5 @@
-//! `hutch logs`, `stop`, `kill`, `wait`, and the hidden `__keep` that
-//! `run -d` starts (src/run/keeper.rs).
+//! `hutch logs`, `start`, `stop`, `kill`, `wait`, and the hidden
+//! `__keep` that `run -d` and `start` start (src/run/keeper.rs).
 
 use crate::cli::output::outln;
 use crate::error::EXIT_FAILED;
@@ -68,6 +68,76 @@ fn ignore_closed_pipe(e: anyhow::Error) -> Result<()> {
         Some(io) if io.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         _ => Err(e),
     }
+}
+
+#[derive(Args, Debug)]
+#[command(after_long_help = "\
+Runs each created or exited container again with the options it was
+created with, on its own upper dir (its changes kept), served in the
+background by a keeper as `hutch run -d` does: its -p ports are bound
+again and its output is appended to its log (`hutch logs`). A container
+that is already running is left as it is. Prints each name once its
+command runs.
+
+With -a, hutch stays in the foreground printing what the container
+writes on stdout and stderr until it exits, and exits with its status.")]
+pub struct StartArgs {
+    /// Attach: print the container's stdout and stderr until it exits, and
+    /// exit with its status (one container only)
+    #[arg(short, long)]
+    attach: bool,
+    /// Pass hutch's stdin to the container (not supported yet)
+    #[arg(short, long)]
+    interactive: bool,
+    /// Containers (name, ID or unique ID prefix)
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hutch start`: each container's name once it runs; with -a, its
+/// output and exit status.
+pub fn start(a: StartArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    if a.interactive {
+        anyhow::bail!(
+            "start -i: passing stdin to a started container is not supported yet; \
+             drop -i (with -a its output is still shown)"
+        );
+    }
+    if !a.attach {
+        let results = a
+            .containers
+            .iter()
+            .map(|c| crate::run::start(&store, c))
+            .collect();
+        return report(results);
+    }
+    let [key] = a.containers.as_slice() else {
+        anyhow::bail!(
+            "start -a takes one container ({} given): attach to one, or drop -a to start them all",
+            a.containers.len()
+        );
+    };
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let code = crate::run::start_attached(&store, key, &mut |r| {
+        let w: &mut dyn Write = if crate::run::is_stdout(r) {
+            &mut out
+        } else {
+            &mut err
+        };
+        w.write_all(&r.bytes)?;
+        w.flush()?;
+        Ok(())
+    })
+    .or_else(|e| ignore_closed_pipe(e).map(|()| 0))?;
+    if code < 0 {
+        anyhow::bail!(
+            "container {key} ended without an exit status (its keeper was killed); \
+             `hutch ps -a` shows it"
+        );
+    }
+    Ok(code)
 }
 
 #[derive(Args, Debug)]

@@ -115,6 +115,12 @@ pub(crate) fn run_detached(
              drop -t (its output is in `hutch logs`)"
         );
     }
+    if req.preserve_fds > 0 {
+        bail!(
+            "-d with --preserve-fds: a detached container is served by a keeper process, \
+             which does not have hutch's descriptors to pass; drop one of them"
+        );
+    }
     let created = create(store, req, profile, pull)?;
     // The keeper binds the ports again, as its own.
     drop(created.listeners);

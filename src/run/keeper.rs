@@ -158,7 +158,10 @@ pub(crate) fn keep(store: &Store, id: &str, remove: bool) -> Result<i32> {
 /// Bind, start, copy the output and wait: the keeper's life.
 fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i32> {
     let dir = store.container_dir(&st.id);
-    let spec = super::spec_file::load(&dir, &st.name)?;
+    let mut spec = super::spec_file::load(&dir, &st.name)?;
+    // The descriptors of whoever ran `hutch run` are not the keeper's to
+    // give (its own 3, 4, ... are its lock and log files).
+    spec.process.preserve_fds = 0;
     let listeners = if spec.net.publish.is_empty() {
         None
     } else {
@@ -194,6 +197,8 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i
         s.status = Status::Running;
         s.pid = Some(std::process::id() as i32);
         s.started = Some(now_rfc3339());
+        s.exit_code = None;
+        s.finished = None;
         s.ports = ports;
     })?;
     let warn_log = log.clone();

@@ -428,6 +428,25 @@ impl Store {
         Ok(RunningLock { _file: file })
     }
 
+    /// Take the running lock of container `id` if nobody holds it (None:
+    /// it runs, or another `start` is starting it).
+    pub fn try_running_lock(&self, id: &str) -> Result<Option<RunningLock>> {
+        let path = self.container_dir(id).join("running.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RunningLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+
     /// Whether some process still serves container `id`.
     pub fn container_alive(&self, id: &str) -> bool {
         is_locked(&self.container_dir(id).join("running.lock"))
