@@ -4,7 +4,7 @@
 mod common;
 
 use common::{TestStore, describe, fixture, http_get_until};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A store with the busybox fixture loaded as `busybox`, that stops
 /// every container it still runs when the test ends (pass or fail).
@@ -35,6 +35,18 @@ fn busybox() -> Store {
 /// The container's record as `inspect` shows it.
 fn inspect(st: &Store, key: &str) -> serde_json::Value {
     serde_json::from_str(&st.run_ok(["inspect", key])).unwrap()
+}
+
+/// Wait until `cond` holds, up to `secs`.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
 }
 
 /// Counts its runs in a file of its upper dir, says the count, and
@@ -186,4 +198,206 @@ fn start_refuses_what_it_cannot_do() {
     let (_, out) = st.run(["start", "a", "no-such"]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
+}
+
+/// `hutch run -d --network none ARGS...`: asserts success.
+fn run_d(st: &Store, args: &[&str]) {
+    let mut all = vec!["run", "-d", "--network", "none"];
+    all.extend_from_slice(args);
+    st.run_ok(all);
+}
+
+/// The `restart_count` of container `name` in `ps -a --format json`.
+fn ps_restarts(st: &Store, name: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&st.run_ok(["ps", "-a", "--format", "json"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| c["restart_count"].clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn restart_on_failure_gives_up_after_its_retries() {
+    let st = busybox();
+    run_d(
+        &st,
+        &[
+            "--restart",
+            "on-failure:2",
+            "--name",
+            "flaky",
+            "busybox",
+            "sh",
+            "-c",
+            COUNTING,
+        ],
+    );
+    // `wait` returns when the keeper gives up: after the first run and
+    // two restarts, each on the same upper dir.
+    assert_eq!(st.run_ok(["wait", "flaky"]).trim(), "3");
+    assert_eq!(st.run_ok(["logs", "flaky"]), "1\n2\n3\n");
+    let rec = inspect(&st, "flaky");
+    assert_eq!(rec["restart_count"], 2);
+    assert_eq!(rec["restart_policy"], "on-failure:2");
+    assert_eq!(ps_restarts(&st, "flaky"), 2);
+    // Control: a command that succeeds is not restarted on failure.
+    run_d(
+        &st,
+        &[
+            "--restart",
+            "on-failure",
+            "--name",
+            "fine",
+            "busybox",
+            "sh",
+            "-c",
+            "echo once",
+        ],
+    );
+    assert_eq!(st.run_ok(["wait", "fine"]).trim(), "0");
+    assert_eq!(st.run_ok(["logs", "fine"]), "once\n");
+    assert_eq!(inspect(&st, "fine")["restart_count"], 0);
+}
+
+#[test]
+fn restart_always_runs_until_stop_and_stop_or_kill_is_final() {
+    let st = busybox();
+    run_d(
+        &st,
+        &[
+            "--restart",
+            "always",
+            "--name",
+            "loop",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x >> /runs; wc -l < /runs",
+        ],
+    );
+    assert!(eventually(30, || st
+        .run_ok(["logs", "loop"])
+        .lines()
+        .count()
+        >= 3));
+    assert!(
+        st.run_ok(["ps"]).contains("loop"),
+        "its keeper still serves it"
+    );
+    assert_eq!(st.run_ok(["stop", "loop"]).trim(), "loop");
+    // Stopped for good: its keeper is gone, and every run it made wrote
+    // one line (none started after the stop).
+    assert!(st.run_ok(["ps", "-q"]).trim().is_empty());
+    let rec = inspect(&st, "loop");
+    assert_eq!(rec["stopped_by_user"], true);
+    let runs = st.run_ok(["logs", "loop"]).lines().count() as u64;
+    assert_eq!(rec["restart_count"].as_u64().unwrap() + 1, runs);
+    // unless-stopped: fails once, then stays up; kill ends it for good.
+    run_d(
+        &st,
+        &[
+            "--restart",
+            "unless-stopped",
+            "--name",
+            "second",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x >> /runs; n=$(wc -l < /runs); echo $n; [ $n -ge 2 ] && exec sleep 1000; exit 1",
+        ],
+    );
+    assert!(eventually(30, || st.run_ok(["logs", "second"]) == "1\n2\n"));
+    assert_eq!(st.run_ok(["kill", "second"]).trim(), "second");
+    assert!(st.run_ok(["ps", "-q"]).trim().is_empty());
+    let rec = inspect(&st, "second");
+    assert_eq!(rec["exit_code"], 137);
+    assert_eq!(rec["restart_count"], 1);
+    // `start` makes the policy hold again, counting from 0.
+    assert_eq!(st.run_ok(["start", "second"]).trim(), "second");
+    assert!(eventually(30, || st.run_ok(["logs", "second"]) == "1\n2\n3\n"));
+    let rec = inspect(&st, "second");
+    assert_eq!(rec["stopped_by_user"], false);
+    assert_eq!(rec["restart_count"], 0);
+}
+
+#[test]
+fn restart_stops_and_starts_again() {
+    let st = busybox();
+    run_d(
+        &st,
+        &[
+            "--name",
+            "r",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x >> /runs; wc -l < /runs; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    assert!(eventually(10, || st.run_ok(["logs", "r"]) == "1\n"));
+    let before = inspect(&st, "r");
+    assert_eq!(st.run_ok(["restart", "-t", "5", "r"]).trim(), "r");
+    assert!(eventually(10, || st.run_ok(["logs", "r"]) == "1\n2\n"));
+    let after = inspect(&st, "r");
+    assert_eq!(after["running"], true);
+    assert_ne!(after["pid"], before["pid"], "a new keeper serves it");
+    // An exited container is only started.
+    st.run_ok([
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "done",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(st.run_ok(["restart", "done"]).trim(), "done");
+    assert_eq!(st.run_ok(["wait", "done"]).trim(), "0");
+    let (code, err) = st.run_fail(["restart", "no-such"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("no container \"no-such\""), "{err}");
+}
+
+#[test]
+fn bad_restart_policies_are_refused_before_anything_is_made() {
+    let st = busybox();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["-d", "--restart", "sometimes"],
+            "use no, on-failure[:MAX_RETRIES], always",
+        ),
+        (&["-d", "--restart", "always:3"], "use no, on-failure"),
+        (&["-d", "--restart", "on-failure:many"], "whole number"),
+        (
+            &["-d", "--rm", "--restart", "always"],
+            "conflicts with --rm",
+        ),
+        (&["--restart", "on-failure"], "needs -d"),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["run", "--network", "none"];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "true"]);
+        let (code, err) = st.run_fail(&args);
+        assert_eq!(code, 125, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert!(
+        st.run_ok(["ps", "-a", "-q"]).trim().is_empty(),
+        "nothing created"
+    );
+    // Control: --restart no is the default and goes with --rm.
+    st.run_ok([
+        "run",
+        "--network",
+        "none",
+        "--rm",
+        "--restart",
+        "no",
+        "busybox",
+        "true",
+    ]);
 }

@@ -175,6 +175,29 @@ pub fn stop(a: StopArgs, store: Result<Store>) -> Result<i32> {
 }
 
 #[derive(Args, Debug)]
+pub struct RestartArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL
+    #[arg(short, long, value_name = "SECONDS", default_value_t = 10)]
+    time: u64,
+    /// Containers (name, ID or unique ID prefix)
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hutch restart`: stop, then start, each container in turn; each name
+/// printed once it runs again.
+pub fn restart(a: RestartArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let timeout = Duration::from_secs(a.time);
+    let results = a
+        .containers
+        .iter()
+        .map(|c| crate::run::restart(&store, c, timeout))
+        .collect();
+    report(results)
+}
+
+#[derive(Args, Debug)]
 pub struct KillArgs {
     /// Signal to send (name like TERM or SIGHUP, or number)
     #[arg(short, long, value_name = "SIGNAL", default_value = "KILL")]

@@ -90,6 +90,8 @@ enum Command {
     Start(lifecycle::StartArgs),
     /// Stop containers: SIGTERM, then SIGKILL after a timeout
     Stop(lifecycle::StopArgs),
+    /// Stop containers, then start them again
+    Restart(lifecycle::RestartArgs),
     /// Send a signal to containers (default KILL)
     Kill(lifecycle::KillArgs),
     /// Wait for containers to end and print their exit statuses
@@ -172,6 +174,7 @@ pub fn main() -> i32 {
         Command::Logs(a) => lifecycle::logs(a, open_store(&cli.root)),
         Command::Start(a) => lifecycle::start(a, open_store(&cli.root)),
         Command::Stop(a) => lifecycle::stop(a, open_store(&cli.root)),
+        Command::Restart(a) => lifecycle::restart(a, open_store(&cli.root)),
         Command::Kill(a) => lifecycle::kill(a, open_store(&cli.root)),
         Command::Wait(a) => lifecycle::wait(a, open_store(&cli.root)),
         Command::Keep(a) => lifecycle::keep(a, open_store(&cli.root)),

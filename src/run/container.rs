@@ -187,6 +187,9 @@ fn create(
             ports,
             started: None,
             detached: req.detach,
+            restart_policy: req.restart,
+            restart_count: 0,
+            stopped_by_user: false,
             volumes: volumes.clone(),
         };
         planned = Some(spec);

@@ -19,7 +19,8 @@ const KILLED_STATUS: i32 = 128 + 9;
 /// How long to wait for a container to go after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
-/// Send `sig` to the process serving `c`, if it still serves it.
+/// Send `sig` to the process serving `c`, if it still serves it (for
+/// `stop` and `kill`: its `--restart` policy no longer applies).
 fn signal(store: &Store, c: &ContainerInfo, sig: i32) -> Result<bool> {
     if !store.container_alive(&c.state.id) {
         return Ok(false);
@@ -33,6 +34,9 @@ fn signal(store: &Store, c: &ContainerInfo, sig: i32) -> Result<bool> {
     };
     let sig = Signal::from_named_raw(sig)
         .with_context(|| format!("signal {sig} is not one hutch can send"))?;
+    // Asked for by the user: its keeper must not start it again (marked
+    // before the signal, which may end the command at once).
+    store.update_container(&c.state.id, |st| st.stopped_by_user = true)?;
     match rustix::process::kill_process(pid, sig) {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::SRCH) => Ok(false),
@@ -127,6 +131,9 @@ pub(crate) fn start(store: &Store, key: &str) -> Result<String> {
     let state = store.update_container(&c.state.id, |st| {
         // Its output goes to ctr.log from now on (`hutch logs`).
         st.detached = true;
+        // Its --restart policy holds again, counting from 0 (as Docker).
+        st.stopped_by_user = false;
+        st.restart_count = 0;
     })?;
     let ports = super::keeper::hand_over(store, &state, spec.remove, lock)
         .with_context(|| format!("starting container {name}"))?;
@@ -161,6 +168,13 @@ pub(crate) fn start_attached(
     }
     let st = store.read_container(&c.state.id)?;
     Ok(st.exit_code.unwrap_or(-1))
+}
+
+/// `hutch restart`: [`stop`], then [`start`] (a container that was not
+/// running is only started).
+pub(crate) fn restart(store: &Store, key: &str, timeout: Duration) -> Result<String> {
+    stop(store, key, timeout)?;
+    start(store, key)
 }
 
 /// `hutch wait`: block until the container is not running; its exit

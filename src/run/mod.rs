@@ -21,7 +21,8 @@
 //! * `keeper`: `run -d`: the keeper process that serves a detached
 //!   container (and the handshake with the `hutch run -d` that starts it).
 //! * `logs`: a detached container's log file (Podman's k8s-file format).
-//! * `lifecycle`: `start`, `stop`, `kill`, `wait`, `logs` of containers.
+//! * `lifecycle`: `start`, `stop`, `restart`, `kill`, `wait`, `logs` of
+//!   containers.
 
 mod container;
 mod dry_run;
@@ -39,7 +40,7 @@ mod users;
 pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detached};
 pub(crate) use keeper::keep;
 pub(crate) use lifecycle::{
-    LogOptions, is_stdout, kill, logs, parse_since, start, start_attached, stop, wait,
+    LogOptions, is_stdout, kill, logs, parse_since, restart, start, start_attached, stop, wait,
 };
 pub(crate) use net::NetworkArg;
 pub use plan::RunRequest;

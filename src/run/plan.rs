@@ -68,6 +68,8 @@ pub struct RunRequest {
     pub mtu: Option<u32>,
     /// `--preserve-fds N`.
     pub preserve_fds: u32,
+    /// `--restart` (with `-d` only: its keeper restarts it).
+    pub restart: crate::store::containers::RestartPolicy,
 }
 
 /// The image part of a plan.
