@@ -1,9 +1,12 @@
 //! Containers that run again: `start` (and `start -a`), `restart`, and
-//! `run --restart`, whose keeper starts the command again when it exits.
+//! `run --restart`, whose keeper starts the command again when it exits;
+//! and `attach` to a detached container's terminal (-d -t) or stdin (-d -i).
 
 mod common;
 
-use common::{TestStore, describe, fixture, http_get_until};
+use common::{TestStore, describe, fixture, http_get_until, pty, read_pty};
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// A store with the busybox fixture loaded as `busybox`, that stops
@@ -193,7 +196,7 @@ fn start_refuses_what_it_cannot_do() {
     assert!(err.contains("<CONTAINERS>"), "{err}");
     let (code, err) = st.run_fail(["start", "-i", "a"]);
     assert_eq!(code, 125);
-    assert!(err.contains("start -i"), "{err}");
+    assert!(err.contains("--attach"), "-i needs -a: {err}");
     // One bad name among good ones: the others start, the status says so.
     let (_, out) = st.run(["start", "a", "no-such"]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
@@ -400,4 +403,144 @@ fn bad_restart_policies_are_refused_before_anything_is_made() {
         "busybox",
         "true",
     ]);
+}
+
+/// `hutch ARGS...` with `input` on its stdin (then closed): its output.
+fn with_input(st: &Store, args: &[&str], input: &str) -> std::process::Output {
+    let mut child = st
+        .hutch()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn attach_feeds_the_stdin_of_a_d_i_container_and_start_a_i_too() {
+    let st = busybox();
+    run_d(
+        &st,
+        &[
+            "-i",
+            "--name",
+            "cat",
+            "busybox",
+            "sh",
+            "-c",
+            "cat; echo done >&2; exit 4",
+        ],
+    );
+    // The end of attach's stdin is the end of the command's.
+    let out = with_input(&st, &["attach", "cat"], "hello\n");
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "done\n");
+    // The log has it too.
+    assert_eq!(st.run_ok(["logs", "cat"]), "hello\n");
+    // start -a -i: started and attached at once.
+    let out = with_input(&st, &["start", "-a", "-i", "cat"], "again\n");
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "again\n");
+    assert_eq!(st.run_ok(["logs", "cat"]), "hello\nagain\n");
+}
+
+#[test]
+fn attach_relays_a_terminal_and_ctrl_p_ctrl_q_detaches() {
+    let st = busybox();
+    run_d(&st, &["-t", "--name", "term", "busybox", "sh"]);
+    let (master, slave) = pty();
+    let size = rustix::termios::Winsize {
+        ws_row: 33,
+        ws_col: 111,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size).unwrap();
+    let mut child = st
+        .hutch()
+        .args(["attach", "term"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .spawn()
+        .unwrap();
+    let mut shown = String::new();
+    // Typed until the shell, attached, answers (the first keys may come
+    // before attach has connected).
+    assert!(
+        eventually(30, || {
+            rustix::io::write(&master, b"echo hi-$((40+2))\r").unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            shown.push_str(&read_pty(&master));
+            shown.contains("hi-42")
+        }),
+        "{shown}"
+    );
+    // A terminal: the command's tty is a pty, and its size is attach's.
+    rustix::io::write(&master, b"tty; stty size\r").unwrap();
+    assert!(
+        eventually(30, || {
+            shown.push_str(&read_pty(&master));
+            shown.contains("/dev/pts/") && shown.contains("33 111")
+        }),
+        "{shown}"
+    );
+    rustix::io::write(&master, b"\x10\x11").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "detached: {shown}");
+    assert!(
+        st.run_ok(["ps"]).contains("term"),
+        "it runs on after a detach"
+    );
+    assert!(st.run_ok(["logs", "term"]).contains("hi-42"));
+    drop(slave);
+    // Its exit ends an attach with its status.
+    let out = with_input(&st, &["attach", "term"], "exit 5\n");
+    assert_eq!(out.status.code(), Some(5), "{}", describe(&out));
+}
+
+#[test]
+fn attach_refuses_what_it_cannot_do() {
+    let st = busybox();
+    run_d(&st, &["--name", "plain", "busybox", "sleep", "1000"]);
+    let (code, err) = st.run_fail(["attach", "plain"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("without -t or -i") && err.contains("hutch logs -f plain"),
+        "{err}"
+    );
+    let (code, err) = st.run_fail(["start", "-a", "-i", "plain"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("without -i or -t"), "{err}");
+    st.run_ok([
+        "run",
+        "--network",
+        "none",
+        "-i",
+        "--name",
+        "ended",
+        "busybox",
+        "true",
+    ]);
+    let (code, err) = st.run_fail(["attach", "ended"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("is not running") && err.contains("start -a -i ended"),
+        "{err}"
+    );
+    let (code, err) = st.run_fail(["attach", "no-such"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("no container \"no-such\""), "{err}");
+    let (code, err) = st.run_fail(["attach", "--detach-keys", "ctrl-1", "ended"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("--detach-keys"), "{err}");
 }

@@ -80,15 +80,23 @@ that is already running is left as it is. Prints each name once its
 command runs.
 
 With -a, hutch stays in the foreground printing what the container
-writes on stdout and stderr until it exits, and exits with its status.")]
+writes on stdout and stderr until it exits, and exits with its status.
+With -a -i (for a container created with -i or -t) hutch's stdin, or its
+terminal, is relayed as `hutch attach` does; what the command writes
+before hutch is attached is only in its log.")]
 pub struct StartArgs {
     /// Attach: print the container's stdout and stderr until it exits, and
     /// exit with its status (one container only)
     #[arg(short, long)]
     attach: bool,
-    /// Pass hutch's stdin to the container (not supported yet)
-    #[arg(short, long)]
+    /// With -a: pass hutch's stdin (or terminal) to the container, which
+    /// was created with -i or -t
+    #[arg(short, long, requires = "attach")]
     interactive: bool,
+    /// With -a -i: the keys that detach from a container's terminal
+    /// (Docker's format: ctrl-X or characters, comma-separated; "" for none)
+    #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+    detach_keys: String,
     /// Containers (name, ID or unique ID prefix)
     #[arg(required = true)]
     containers: Vec<String>,
@@ -98,12 +106,7 @@ pub struct StartArgs {
 /// output and exit status.
 pub fn start(a: StartArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    if a.interactive {
-        anyhow::bail!(
-            "start -i: passing stdin to a started container is not supported yet; \
-             drop -i (with -a its output is still shown)"
-        );
-    }
+    let detach_keys = crate::run::parse_detach_keys(&a.detach_keys)?;
     if !a.attach {
         let results = a
             .containers
@@ -118,6 +121,13 @@ pub fn start(a: StartArgs, store: Result<Store>) -> Result<i32> {
             a.containers.len()
         );
     };
+    if a.interactive {
+        let opts = crate::run::AttachOptions {
+            detach_keys,
+            stdin: true,
+        };
+        return crate::run::start_interactive(&store, key, &opts);
+    }
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
     let code = crate::run::start_attached(&store, key, &mut |r| {
@@ -138,6 +148,36 @@ pub fn start(a: StartArgs, store: Result<Store>) -> Result<i32> {
         );
     }
     Ok(code)
+}
+
+#[derive(Args, Debug)]
+#[command(after_long_help = "\
+Relays hutch's terminal to a running container created with -t (raw
+mode, window size changes passed on), or hutch's stdin, stdout and
+stderr to one created with -i. Detaching (ctrl-p ctrl-q by default, with
+-t) leaves it running; otherwise hutch exits with the container's status
+once it ends. The end of hutch's stdin closes the command's stdin (-i).
+What the command writes still goes to its log too.")]
+pub struct AttachArgs {
+    /// The keys that detach from the container's terminal (Docker's
+    /// format: ctrl-X or characters, comma-separated; \"\" for none)
+    #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+    detach_keys: String,
+    /// Do not pass hutch's stdin (only show the output)
+    #[arg(long)]
+    no_stdin: bool,
+    /// Container (name, ID or unique ID prefix)
+    container: String,
+}
+
+/// `hutch attach`: the container's exit status, or 0 when detached.
+pub fn attach(a: AttachArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let opts = crate::run::AttachOptions {
+        detach_keys: crate::run::parse_detach_keys(&a.detach_keys)?,
+        stdin: !a.no_stdin,
+    };
+    crate::run::attach(&store, &a.container, &opts)
 }
 
 #[derive(Args, Debug)]

@@ -90,6 +90,8 @@ enum Command {
     Start(lifecycle::StartArgs),
     /// Stop containers: SIGTERM, then SIGKILL after a timeout
     Stop(lifecycle::StopArgs),
+    /// Attach to a running container's terminal (-t) or stdin and output (-i)
+    Attach(lifecycle::AttachArgs),
     /// Stop containers, then start them again
     Restart(lifecycle::RestartArgs),
     /// Send a signal to containers (default KILL)
@@ -174,6 +176,7 @@ pub fn main() -> i32 {
         Command::Logs(a) => lifecycle::logs(a, open_store(&cli.root)),
         Command::Start(a) => lifecycle::start(a, open_store(&cli.root)),
         Command::Stop(a) => lifecycle::stop(a, open_store(&cli.root)),
+        Command::Attach(a) => lifecycle::attach(a, open_store(&cli.root)),
         Command::Restart(a) => lifecycle::restart(a, open_store(&cli.root)),
         Command::Kill(a) => lifecycle::kill(a, open_store(&cli.root)),
         Command::Wait(a) => lifecycle::wait(a, open_store(&cli.root)),

@@ -52,10 +52,12 @@ pub struct RunArgs {
     /// Name the container (default: a generated name)
     #[arg(long)]
     name: Option<String>,
-    /// Keep stdin open (without it, the command reads /dev/null)
+    /// Keep stdin open (without it, the command reads /dev/null; with -d,
+    /// `hutch attach` feeds it)
     #[arg(short, long)]
     interactive: bool,
-    /// Give the command a pseudo-terminal (hutch's stdin must be a terminal)
+    /// Give the command a pseudo-terminal (hutch's stdin must be a
+    /// terminal; with -d, `hutch attach` relays one)
     #[arg(short, long)]
     tty: bool,
     /// Pass descriptors 3 to 3+N-1 of hutch's caller to the command (all
@@ -143,7 +145,8 @@ pub struct RunArgs {
 }
 
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
-    crate::run::check_tty_stdin(a.tty, a.dry_run)?;
+    // -d -t: the terminal is the one `hutch attach` brings.
+    crate::run::check_tty_stdin(a.tty && !a.detach, a.dry_run)?;
     if a.restart != RestartPolicy::No {
         if a.rm {
             bail!(

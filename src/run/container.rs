@@ -109,12 +109,6 @@ pub(crate) fn run_detached(
     profile: &Profile,
     pull: PullOptions,
 ) -> Result<String> {
-    if req.tty {
-        bail!(
-            "-d with -t: attaching to a detached container's terminal is not supported yet; \
-             drop -t (its output is in `hutch logs`)"
-        );
-    }
     if req.preserve_fds > 0 {
         bail!(
             "-d with --preserve-fds: a detached container is served by a keeper process, \

@@ -16,6 +16,7 @@
 //! closes the pipe; the keeper's own stderr goes to `keeper.log` in the
 //! container's directory.
 
+use super::attach;
 use super::logs::{DEFAULT_CAP, LogWriter, Stream};
 use crate::sandbox::launch::{self, Detached};
 use crate::sandbox::{etc_files, network};
@@ -368,22 +369,66 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32
     }
     etc_files::write(&spec)?;
     let log = LogWriter::open(&dir.join("ctr.log"), DEFAULT_CAP)?;
+    let terminal = spec.process.terminal;
+    // -t or -i: `hutch attach` reaches the pty or the stdin pipe through
+    // a socket in the container's directory (attach.rs).
+    let listener = if terminal || spec.process.stdin {
+        Some(attach::Server::bind()?)
+    } else {
+        None
+    };
+    let (stdin_r, stdin_w) = if spec.process.stdin && !terminal {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        let null: OwnedFd = std::fs::File::open("/dev/null")
+            .context("opening /dev/null for the container's stdin")?
+            .into();
+        (null, None)
+    };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let null: OwnedFd = std::fs::File::open("/dev/null")
-        .context("opening /dev/null for the container's stdin")?
-        .into();
-    // The copier threads start once the container runs: the launcher
-    // enters a new user namespace first, which a process with threads
-    // cannot do. Until then the pipes hold what the command writes.
+    // With -t the command's 0, 1 and 2 are its pty, whose controller the
+    // launcher hands over here.
+    let stdio = if terminal {
+        [None, None, None]
+    } else {
+        [Some(stdin_r), Some(out_w), Some(err_w)]
+    };
+    let controller = std::cell::RefCell::new(None::<OwnedFd>);
+    // The copier (and attach) threads start once the container runs: the
+    // launcher enters a new user namespace first, which a process with
+    // threads cannot do. Until then the pipes hold what the command writes.
     let copiers = std::cell::RefCell::new(Vec::new());
-    let start_copiers = || {
-        for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
-            match log.copy_from(fd, stream) {
-                Ok(h) => copiers.borrow_mut().push(h),
-                Err(e) => eprintln!("hutch keeper: {e:#}"),
+    let start_threads = || -> Result<()> {
+        let server = match listener {
+            Some(l) => {
+                let input = match controller.borrow().as_ref() {
+                    Some(c) => attach::Input::Pty(c.try_clone().context("duplicating the pty")?),
+                    None => attach::Input::Pipe(std::sync::Mutex::new(stdin_w)),
+                };
+                Some(attach::Server::start(l, input)?)
             }
+            None => None,
+        };
+        let mut sources = vec![
+            (out_r, Stream::Stdout, attach::STDOUT),
+            (err_r, Stream::Stderr, attach::STDERR),
+        ];
+        if let Some(c) = controller.take() {
+            // Nothing writes to the pipes: the pty is the output.
+            sources = vec![(c, Stream::Stdout, attach::STDOUT)];
         }
+        for (fd, stream, kind) in sources {
+            let server = server.clone();
+            let h = log.copy_from(fd, stream, move |data| {
+                if let Some(s) = &server {
+                    s.broadcast(kind, data);
+                }
+            })?;
+            copiers.borrow_mut().push(h);
+        }
+        Ok(())
     };
     let ports = st.ports.clone();
     *st = store.update_container(&st.id, |s| {
@@ -402,9 +447,15 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32
             let _ = warn_log.write(Stream::Stderr, format!("{text}\n").as_bytes());
         },
         Some(Detached {
-            stdio: [null, out_w, err_w],
+            stdio,
+            terminal: terminal.then(|| {
+                Box::new(|c: OwnedFd| *controller.borrow_mut() = Some(c))
+                    as Box<dyn FnOnce(OwnedFd)>
+            }),
             started: Box::new(|| {
-                start_copiers();
+                if let Err(e) = start_threads() {
+                    eprintln!("hutch keeper: {e:#}");
+                }
                 hs.finish("ready");
             }),
         }),

@@ -118,12 +118,6 @@ pub(crate) fn start(store: &Store, key: &str) -> Result<String> {
     let name = c.state.name.clone();
     let dir = store.container_dir(&c.state.id);
     let spec = super::spec_file::load(&dir, &name)?;
-    if spec.process.terminal {
-        bail!(
-            "container {name} was created with -t: starting it again needs a terminal to \
-             attach to, which is not supported yet; `hutch run` makes a new one"
-        );
-    }
     let Some(lock) = store.try_running_lock(&c.state.id)? else {
         // Running already, or another `start` got there first.
         return Ok(name);
@@ -168,6 +162,26 @@ pub(crate) fn start_attached(
     }
     let st = store.read_container(&c.state.id)?;
     Ok(st.exit_code.unwrap_or(-1))
+}
+
+/// `hutch start -a -i`: start the container as [`start`] does, then
+/// attach to it (attach.rs) until it ends or is detached from.
+pub(crate) fn start_interactive(
+    store: &Store,
+    key: &str,
+    opts: &super::attach::AttachOptions,
+) -> Result<i32> {
+    let c = store.find_container(key)?;
+    let spec = super::spec_file::load(&store.container_dir(&c.state.id), &c.state.name)?;
+    if !spec.process.terminal && !spec.process.stdin {
+        bail!(
+            "start -i: container {} was created without -i or -t, its command reads \
+             /dev/null; drop -i (-a still shows its output)",
+            c.state.name
+        );
+    }
+    start(store, key)?;
+    super::attach::attach(store, key, opts)
 }
 
 /// `hutch restart`: [`stop`], then [`start`] (a container that was not

@@ -20,10 +20,12 @@
 //!   read by its keeper at each start.
 //! * `keeper`: `run -d`: the keeper process that serves a detached
 //!   container (and the handshake with the `hutch run -d` that starts it).
+//! * `attach`: `hutch attach` and the keeper's attach socket (-t, -i).
 //! * `logs`: a detached container's log file (Podman's k8s-file format).
 //! * `lifecycle`: `start`, `stop`, `restart`, `kill`, `wait`, `logs` of
 //!   containers.
 
+mod attach;
 mod container;
 mod dry_run;
 mod idmap;
@@ -37,10 +39,12 @@ mod pull_policy;
 mod spec_file;
 mod users;
 
+pub(crate) use attach::{AttachOptions, attach, parse_detach_keys};
 pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detached};
 pub(crate) use keeper::keep;
 pub(crate) use lifecycle::{
-    LogOptions, is_stdout, kill, logs, parse_since, restart, start, start_attached, stop, wait,
+    LogOptions, is_stdout, kill, logs, parse_since, restart, start, start_attached,
+    start_interactive, stop, wait,
 };
 pub(crate) use net::NetworkArg;
 pub use plan::RunRequest;

@@ -120,9 +120,13 @@ fn enter_namespaces(spec: &SandboxSpec, err_w: &OwnedFd, err_r: &OwnedFd) -> Res
 }
 
 /// How a detached container is connected: the descriptors for the
-/// command's 0, 1 and 2, and what to call once it is started.
+/// command's 0, 1 and 2 (None: its pty's, with -t), what to call with
+/// its pty, and what to call once it is started.
 pub struct Detached<'a> {
-    pub stdio: [OwnedFd; 3],
+    pub stdio: [Option<OwnedFd>; 3],
+    /// With -t: given the controller side of the container's pty (before
+    /// `started`), which is then not relayed to hutch's own stdio.
+    pub terminal: Option<Box<dyn FnOnce(OwnedFd) + 'a>>,
     pub started: Box<dyn FnOnce() + 'a>,
 }
 
@@ -133,17 +137,18 @@ pub struct Detached<'a> {
 /// by [`super::network::bind_published`] (None: nothing published).
 /// `cgroup_warning` shows the warning that the profile's cgroup limits are
 /// not applied (the caller decides how often). `detached`: the command's
-/// stdio and the hook told when it runs, for a container without a
-/// terminal (`run -d`, served by its keeper); None: hutch's own stdio.
+/// stdio (or, with -t, the hook given its pty) and the hook told when it
+/// runs, for a container served by its keeper (`run -d`, `start`); None:
+/// hutch's own stdio and terminal.
 pub fn run(
     spec: &SandboxSpec,
     listeners: Option<crate::net::Listeners>,
     cgroup_warning: &dyn Fn(&str),
     detached: Option<Detached<'_>>,
 ) -> Result<i32> {
-    let (detached_stdio, started) = match detached {
-        Some(d) => (Some(d.stdio), Some(d.started)),
-        None => (None, None),
+    let (detached_stdio, terminal_hook, started) = match detached {
+        Some(d) => (Some(d.stdio), d.terminal, Some(d.started)),
+        None => (None, None, None),
     };
     // Whatever the container does to hutch's terminal, its settings are
     // back as they were when this returns.
@@ -252,7 +257,7 @@ pub fn run(
             .context("duplicating the terminal socket")?,
         window: pty::window_size(),
         stdio: match detached_stdio {
-            Some(fds) => fds.map(Some),
+            Some(fds) => fds,
             None => relayed
                 .as_mut()
                 .map(|r| std::mem::take(&mut r.child))
@@ -334,15 +339,23 @@ pub fn run(
         },
         None => None,
     };
-    let raw = pty.as_ref().map(|_| pty::RawMode::enter());
-    let output = match &pty {
-        Some(p) => {
+    let own_terminal = terminal_hook.is_none();
+    let raw = pty
+        .as_ref()
+        .filter(|_| own_terminal)
+        .map(|_| pty::RawMode::enter());
+    let output = match (&pty, terminal_hook) {
+        (Some(p), Some(hook)) => {
+            hook(p.controller.try_clone().context("duplicating the pty")?);
+            None
+        }
+        (Some(p), None) => {
             let _ = resize_target.set(p.controller.try_clone().context("duplicating the pty")?);
             // A resize between the fork and now reached no pty.
             p.resize();
             Some(pty::relay(&p.controller)?)
         }
-        None => None,
+        (None, _) => None,
     };
     tracing::debug!("launch: container started");
     if let Some(hook) = started {

@@ -36,7 +36,7 @@ pub mod landlock;
 pub mod launch;
 mod netlink;
 pub mod network;
-mod pty;
+pub mod pty;
 pub mod rlimits;
 mod rootfs;
 pub mod seccomp;

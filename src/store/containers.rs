@@ -15,6 +15,8 @@
 //! containers/<id>/ctr.log      a detached container's stdout and stderr
 //!                              (see run/logs.rs), ctr.log.1 the one before
 //! containers/<id>/keeper.log   what its keeper itself had to say
+//! containers/<id>/attach.sock  with -t or -i, while a run lasts: where
+//!                              `hutch attach` reaches it (run/attach.rs)
 //! ```
 //!
 //! Names are unique; creating and removing take `locks/containers.lock`.
