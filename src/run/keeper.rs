@@ -372,7 +372,8 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32
     let terminal = spec.process.terminal;
     // -t or -i: `hutch attach` reaches the pty or the stdin pipe through
     // a socket in the container's directory (attach.rs).
-    let listener = if terminal || spec.process.stdin {
+    let attachable = terminal || spec.process.stdin;
+    let listener = if attachable {
         Some(attach::Server::bind()?)
     } else {
         None
@@ -462,6 +463,10 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32
     );
     for c in copiers.take() {
         let _ = c.join();
+    }
+    if attachable {
+        // Until the next run there is nothing to attach to.
+        let _ = std::fs::remove_file(attach::SOCKET);
     }
     if let Err(e) = &code {
         // What the launcher could not do, where `hutch logs` shows it.
