@@ -39,6 +39,8 @@ struct PsRow {
     exit_code: Option<i32>,
     profile: String,
     ports: Vec<String>,
+    /// Restarts by its keeper (`run --restart`) since it was last started
+    restart_count: u32,
 }
 
 pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
@@ -62,6 +64,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
             exit_code: c.state.exit_code,
             profile: c.state.profile,
             ports: c.state.ports,
+            restart_count: c.state.restart_count,
         })
         .collect();
     if a.quiet.on() {

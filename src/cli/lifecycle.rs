@@ -1,5 +1,5 @@
-//! `hutch logs`, `stop`, `kill`, `wait`, and the hidden `__keep` that
-//! `run -d` starts (src/run/keeper.rs).
+//! `hutch logs`, `start`, `stop`, `kill`, `wait`, and the hidden
+//! `__keep` that `run -d` and `start` start (src/run/keeper.rs).
 
 use crate::cli::output::outln;
 use crate::error::EXIT_FAILED;
@@ -71,6 +71,116 @@ fn ignore_closed_pipe(e: anyhow::Error) -> Result<()> {
 }
 
 #[derive(Args, Debug)]
+#[command(after_long_help = "\
+Runs each created or exited container again with the options it was
+created with, on its own upper dir (its changes kept), served in the
+background by a keeper as `hutch run -d` does: its -p ports are bound
+again and its output is appended to its log (`hutch logs`). A container
+that is already running is left as it is. Prints each name once its
+command runs.
+
+With -a, hutch stays in the foreground printing what the container
+writes on stdout and stderr until it exits, and exits with its status.
+With -a -i (for a container created with -i or -t) hutch's stdin, or its
+terminal, is relayed as `hutch attach` does; what the command writes
+before hutch is attached is only in its log.")]
+pub struct StartArgs {
+    /// Attach: print the container's stdout and stderr until it exits, and
+    /// exit with its status (one container only)
+    #[arg(short, long)]
+    attach: bool,
+    /// With -a: pass hutch's stdin (or terminal) to the container, which
+    /// was created with -i or -t
+    #[arg(short, long, requires = "attach")]
+    interactive: bool,
+    /// With -a -i: the keys that detach from a container's terminal
+    /// (Docker's format: ctrl-X or characters, comma-separated; "" for none)
+    #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+    detach_keys: String,
+    /// Containers (name, ID or unique ID prefix)
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hutch start`: each container's name once it runs; with -a, its
+/// output and exit status.
+pub fn start(a: StartArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let detach_keys = crate::run::parse_detach_keys(&a.detach_keys)?;
+    if !a.attach {
+        let results = a
+            .containers
+            .iter()
+            .map(|c| crate::run::start(&store, c))
+            .collect();
+        return report(results);
+    }
+    let [key] = a.containers.as_slice() else {
+        anyhow::bail!(
+            "start -a takes one container ({} given): attach to one, or drop -a to start them all",
+            a.containers.len()
+        );
+    };
+    if a.interactive {
+        let opts = crate::run::AttachOptions {
+            detach_keys,
+            stdin: true,
+        };
+        return crate::run::start_interactive(&store, key, &opts);
+    }
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let code = crate::run::start_attached(&store, key, &mut |r| {
+        let w: &mut dyn Write = if crate::run::is_stdout(r) {
+            &mut out
+        } else {
+            &mut err
+        };
+        w.write_all(&r.bytes)?;
+        w.flush()?;
+        Ok(())
+    })
+    .or_else(|e| ignore_closed_pipe(e).map(|()| 0))?;
+    if code < 0 {
+        anyhow::bail!(
+            "container {key} ended without an exit status (its keeper was killed); \
+             `hutch ps -a` shows it"
+        );
+    }
+    Ok(code)
+}
+
+#[derive(Args, Debug)]
+#[command(after_long_help = "\
+Relays hutch's terminal to a running container created with -t (raw
+mode, window size changes passed on), or hutch's stdin, stdout and
+stderr to one created with -i. Detaching (ctrl-p ctrl-q by default, with
+-t) leaves it running; otherwise hutch exits with the container's status
+once it ends. The end of hutch's stdin closes the command's stdin (-i).
+What the command writes still goes to its log too.")]
+pub struct AttachArgs {
+    /// The keys that detach from the container's terminal (Docker's
+    /// format: ctrl-X or characters, comma-separated; \"\" for none)
+    #[arg(long, value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+    detach_keys: String,
+    /// Do not pass hutch's stdin (only show the output)
+    #[arg(long)]
+    no_stdin: bool,
+    /// Container (name, ID or unique ID prefix)
+    container: String,
+}
+
+/// `hutch attach`: the container's exit status, or 0 when detached.
+pub fn attach(a: AttachArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let opts = crate::run::AttachOptions {
+        detach_keys: crate::run::parse_detach_keys(&a.detach_keys)?,
+        stdin: !a.no_stdin,
+    };
+    crate::run::attach(&store, &a.container, &opts)
+}
+
+#[derive(Args, Debug)]
 pub struct StopArgs {
     /// Seconds to wait after SIGTERM before SIGKILL
     #[arg(short, long, value_name = "SECONDS", default_value_t = 10)]
@@ -101,6 +211,29 @@ pub fn stop(a: StopArgs, store: Result<Store>) -> Result<i32> {
             })
             .collect()
     });
+    report(results)
+}
+
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL
+    #[arg(short, long, value_name = "SECONDS", default_value_t = 10)]
+    time: u64,
+    /// Containers (name, ID or unique ID prefix)
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `hutch restart`: stop, then start, each container in turn; each name
+/// printed once it runs again.
+pub fn restart(a: RestartArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let timeout = Duration::from_secs(a.time);
+    let results = a
+        .containers
+        .iter()
+        .map(|c| crate::run::restart(&store, c, timeout))
+        .collect();
     report(results)
 }
 

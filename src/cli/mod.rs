@@ -89,13 +89,19 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Show what a detached container wrote on stdout and stderr
     Logs(lifecycle::LogsArgs),
+    /// Start created or exited containers again, in the background (-a: attached)
+    Start(lifecycle::StartArgs),
     /// Stop containers: SIGTERM, then SIGKILL after a timeout
     Stop(lifecycle::StopArgs),
+    /// Attach to a running container's terminal (-t) or stdin and output (-i)
+    Attach(lifecycle::AttachArgs),
+    /// Stop containers, then start them again
+    Restart(lifecycle::RestartArgs),
     /// Send a signal to containers (default KILL)
     Kill(lifecycle::KillArgs),
     /// Wait for containers to end and print their exit statuses
     Wait(lifecycle::WaitArgs),
-    /// Serve a detached container (started by `run -d`)
+    /// Serve a detached container (started by `run -d` and `start`)
     #[command(name = "__keep", hide = true)]
     Keep(lifecycle::KeepArgs),
     /// Show the files a container added (A), changed (C) and deleted (D)
@@ -172,7 +178,10 @@ pub fn main() -> i32 {
         Command::Rename(a) => containers::rename(a, open_store(&cli.root)),
         Command::Exec(a) => exec::exec(a, open_store(&cli.root)),
         Command::Logs(a) => lifecycle::logs(a, open_store(&cli.root)),
+        Command::Start(a) => lifecycle::start(a, open_store(&cli.root)),
         Command::Stop(a) => lifecycle::stop(a, open_store(&cli.root)),
+        Command::Attach(a) => lifecycle::attach(a, open_store(&cli.root)),
+        Command::Restart(a) => lifecycle::restart(a, open_store(&cli.root)),
         Command::Kill(a) => lifecycle::kill(a, open_store(&cli.root)),
         Command::Wait(a) => lifecycle::wait(a, open_store(&cli.root)),
         Command::Keep(a) => lifecycle::keep(a, open_store(&cli.root)),

@@ -6,7 +6,8 @@ use crate::cli::flags::TlsVerify;
 use crate::profile;
 use crate::run::{NetworkArg, PullOptions, PullPolicy, RunRequest};
 use crate::store::Store;
-use anyhow::Result;
+use crate::store::containers::RestartPolicy;
+use anyhow::{Result, bail};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -43,13 +44,20 @@ pub struct RunArgs {
     /// runs; a keeper process serves it and keeps its output (`hutch logs`)
     #[arg(short, long, conflicts_with = "dry_run")]
     detach: bool,
+    /// Start the command again when it exits (needs -d; not with --rm):
+    /// no, on-failure[:MAX_RETRIES] (status not 0), always, unless-stopped
+    /// (as always); never after `hutch stop` or `kill`
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: RestartPolicy,
     /// Name the container (default: a generated name)
     #[arg(long)]
     name: Option<String>,
-    /// Keep stdin open (without it, the command reads /dev/null)
+    /// Keep stdin open (without it, the command reads /dev/null; with -d,
+    /// `hutch attach` feeds it)
     #[arg(short, long)]
     interactive: bool,
-    /// Give the command a pseudo-terminal (hutch's stdin must be a terminal)
+    /// Give the command a pseudo-terminal (hutch's stdin must be a
+    /// terminal; with -d, `hutch attach` relays one)
     #[arg(short, long)]
     tty: bool,
     /// Pass descriptors 3 to 3+N-1 of hutch's caller to the command (all
@@ -137,7 +145,24 @@ pub struct RunArgs {
 }
 
 pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
-    crate::run::check_tty_stdin(a.tty, a.dry_run)?;
+    // -d -t: the terminal is the one `hutch attach` brings.
+    crate::run::check_tty_stdin(a.tty && !a.detach, a.dry_run)?;
+    if a.restart != RestartPolicy::No {
+        if a.rm {
+            bail!(
+                "--restart {} conflicts with --rm: a container that is removed when it exits \
+                 cannot be started again; drop one of them",
+                a.restart
+            );
+        }
+        if !a.detach && !a.dry_run {
+            bail!(
+                "--restart {} needs -d: a detached container's keeper starts it again, a \
+                 foreground run ends with its command",
+                a.restart
+            );
+        }
+    }
     let store = store?;
     let profile = profile::load(&a.profile)?;
     let mut command = a.command;
@@ -171,6 +196,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         publish: a.publish,
         mtu: a.mtu.or(net.as_ref().and_then(|n| n.mtu)),
         preserve_fds: a.preserve_fds,
+        restart: a.restart,
     };
     let pull = PullOptions {
         policy: a.pull,
@@ -243,6 +269,8 @@ mod tests {
         ("preserve_fds", FlagEffect::Neutral),
         ("name", FlagEffect::Neutral),
         ("rm", FlagEffect::Neutral),
+        // When the same sandbox starts again, not what it may do.
+        ("restart", FlagEffect::Neutral),
         // Where the output goes and who waits: the sandbox is the same.
         ("detach", FlagEffect::Neutral),
         ("profile", FlagEffect::Neutral),

@@ -109,22 +109,16 @@ pub(crate) fn run_detached(
     profile: &Profile,
     pull: PullOptions,
 ) -> Result<String> {
-    if req.tty {
+    if req.preserve_fds > 0 {
         bail!(
-            "-d with -t: attaching to a detached container's terminal is not supported yet; \
-             drop -t (its output is in `hutch logs`)"
+            "-d with --preserve-fds: a detached container is served by a keeper process, \
+             which does not have hutch's descriptors to pass; drop one of them"
         );
     }
     let created = create(store, req, profile, pull)?;
     // The keeper binds the ports again, as its own.
     drop(created.listeners);
-    let ports = super::keeper::hand_over(
-        store,
-        &created.state,
-        &created.spec,
-        req.remove,
-        created.running,
-    )?;
+    let ports = super::keeper::hand_over(store, &created.state, req.remove, created.running)?;
     for (ctr, host) in ports {
         eprintln!("hutch: port {ctr} is published on {host}");
     }
@@ -158,6 +152,8 @@ fn create(
             }
         }
         let spec = resolve(store, req, profile, &id, name, &dir)?;
+        // Every container keeps its spec: `hutch start` runs it again.
+        super::spec_file::save(&dir, &spec)?;
         // -p binds now: a port that cannot be had leaves no container.
         let bound = if spec.net.publish.is_empty() {
             None
@@ -185,6 +181,9 @@ fn create(
             ports,
             started: None,
             detached: req.detach,
+            restart_policy: req.restart,
+            restart_count: 0,
+            stopped_by_user: false,
             volumes: volumes.clone(),
         };
         planned = Some(spec);
@@ -236,7 +235,6 @@ fn foreground(store: &Store, req: &RunRequest, created: Created) -> Result<i32> 
     } = created;
     let result = (|| {
         etc_files::write(&spec)?;
-        super::keeper::save_spec(&dir, &spec)?;
         store.update_container(&id, |s| {
             s.status = Status::Running;
             s.pid = Some(std::process::id() as i32);

@@ -41,8 +41,7 @@ pub(crate) fn exec(store: &Store, req: &ExecRequest) -> Result<i32> {
         return Err(not_running().into());
     }
     let dir = store.container_dir(&c.state.id);
-    let mut spec = super::keeper::load_spec(&dir)
-        .with_context(|| format!("reading how container {} was started", c.state.name))?;
+    let mut spec = super::spec_file::load(&dir, &c.state.name)?;
     let p = &mut spec.process;
     p.args = req.args.clone();
     p.terminal = req.tty;

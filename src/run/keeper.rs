@@ -1,60 +1,44 @@
-//! Detached containers without a daemon: `hutch run -d` hands the
-//! container it created to a keeper, hutch itself re-executed as
+//! Detached containers without a daemon: `hutch run -d` and `hutch
+//! start` hand the container to a keeper, hutch itself re-executed as
 //! `hutch __keep ID`, in its own session with no terminal. The keeper
-//! takes the container's running lock, binds its `-p` ports, serves its
-//! overlay and network (sandbox::launch), copies its stdout and stderr
-//! into `ctr.log` (logs.rs), records the exit and ends with the
-//! container. Nothing else runs in the background.
+//! takes the container's running lock and, in a child process per run,
+//! binds its `-p` ports, serves its overlay and network
+//! (sandbox::launch) and copies its stdout and stderr into `ctr.log`
+//! (logs.rs); it records each exit, starts the command again as its
+//! `--restart` policy says (after a back-off, never after `stop` or
+//! `kill`) and ends with the container. Nothing else runs in the
+//! background.
 //!
 //! The handshake: the keeper's stdout is a pipe to the `hutch run -d`
-//! that started it. It writes `port CONTAINER/PROTO HOST` for each port
-//! the kernel chose, then `ready` once the command runs (or `error: ...`
-//! if it could not start it) and closes the pipe; its own stderr goes
-//! to `keeper.log` in the container's directory.
+//! (or `start`) that started it. The first run writes `port
+//! CONTAINER/PROTO HOST` for each port the kernel chose, then `ready`
+//! once the command runs (or `error: ...` if it could not start it) and
+//! closes the pipe; the keeper's own stderr goes to `keeper.log` in the
+//! container's directory.
 
+use super::attach;
 use super::logs::{DEFAULT_CAP, LogWriter, Stream};
 use crate::sandbox::launch::{self, Detached};
-use crate::sandbox::spec::SandboxSpec;
 use crate::sandbox::{etc_files, network};
 use crate::store::Store;
 use crate::store::containers::{ContainerState, Status, now_rfc3339};
+use crate::sys::{self, Forked, SigSet};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-/// The spec the keeper starts the container from.
-const SPEC_FILE: &str = "spec.json";
-
-/// Write the container's final spec into its directory `dir` (what the
-/// keeper starts it from and `hutch exec` confines by).
-pub(crate) fn save_spec(dir: &std::path::Path, spec: &SandboxSpec) -> Result<()> {
-    let json = serde_json::to_vec_pretty(spec).context("encoding the container's spec")?;
-    std::fs::write(dir.join(SPEC_FILE), json)
-        .with_context(|| format!("writing {}", dir.join(SPEC_FILE).display()))
-}
-
-/// The spec [`save_spec`] wrote in `dir`.
-pub(crate) fn load_spec(dir: &std::path::Path) -> Result<SandboxSpec> {
-    serde_json::from_slice(
-        &std::fs::read(dir.join(SPEC_FILE))
-            .with_context(|| format!("reading {}", dir.join(SPEC_FILE).display()))?,
-    )
-    .with_context(|| format!("decoding {}", dir.join(SPEC_FILE).display()))
-}
-
-/// `hutch run -d`, after the container and its spec exist: start its
-/// keeper and wait until the command runs. Returns the ports the kernel
+/// `hutch run -d` (and `start`), once the container and its spec.json
+/// exist: start its keeper and wait until the command runs. Returns the ports the kernel
 /// chose (`8080/tcp`, host address: to print) once the keeper says `ready`.
 pub(crate) fn hand_over(
     store: &Store,
     state: &ContainerState,
-    spec: &SandboxSpec,
     remove: bool,
     lock: crate::store::containers::RunningLock,
 ) -> Result<Vec<(String, String)>> {
     let dir = store.container_dir(&state.id);
-    save_spec(&dir, spec)?;
     let keeper_log = std::fs::File::create(dir.join("keeper.log"))
         .with_context(|| format!("creating {}", dir.join("keeper.log").display()))?;
     let exe = std::env::current_exe().context("finding the hutch binary to start a keeper")?;
@@ -118,6 +102,8 @@ pub(crate) fn hand_over(
 /// What the keeper tells `hutch run -d`, on its stdout (then closed).
 struct Handshake {
     out: Option<std::io::Stdout>,
+    /// `ready` was said: the command ran.
+    started: bool,
 }
 
 impl Handshake {
@@ -131,6 +117,12 @@ impl Handshake {
     /// Say the last line and close the pipe (stdout becomes /dev/null).
     fn finish(&mut self, line: &str) {
         self.say(line);
+        self.started |= line == "ready";
+        self.close();
+    }
+
+    /// Close the pipe without a word (the run's child process has it).
+    fn close(&mut self) {
         if self.out.take().is_some()
             && let Ok(null) = std::fs::File::options().write(true).open("/dev/null")
         {
@@ -139,30 +131,213 @@ impl Handshake {
     }
 }
 
-/// `hutch __keep ID [--rm]`: serve container `id` until it ends. Returns
-/// the command's exit status (the keeper's own, which nobody waits for).
+/// Exit status of a run's child process whose command never ran.
+const NOT_STARTED: i32 = 2;
+
+/// The first wait before a restart; it doubles after each run shorter
+/// than [`BACKOFF_RESET`], up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A run at least this long starts the back-off from the beginning.
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// How long the keeper waits before each restart (as Docker does: a
+/// command that keeps failing at once is not started in a busy loop).
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: BACKOFF_FIRST,
+        }
+    }
+
+    /// The wait after a run that lasted `ran`.
+    fn after(&mut self, ran: Duration) -> Duration {
+        if ran >= BACKOFF_RESET {
+            self.next = BACKOFF_FIRST;
+        }
+        let wait = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        wait
+    }
+}
+
+/// Signals that ask a keeper between runs to give up: what `stop` and
+/// `kill` send (they also mark the record first).
+const ENDING: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGHUP];
+
+/// `hutch __keep ID [--rm]`: serve container `id` until it ends, and
+/// with a `--restart` policy start it again each time it exits (each
+/// run in a child process of its own: the launcher enters a new user
+/// namespace, which a process does once). The keeper is the process
+/// that holds the running lock and that `stop` and `kill` signal; it
+/// forwards their signals to the current run. Returns the command's
+/// last exit status (the keeper's own, which nobody waits for).
 pub(crate) fn keep(store: &Store, id: &str, remove: bool) -> Result<i32> {
     let mut hs = Handshake {
         out: Some(std::io::stdout()),
+        started: false,
     };
     // No terminal, no job control of the shell that ran `hutch run -d`.
     let _ = rustix::process::setsid();
-    let lock = match store.take_running_lock(id) {
+    let lock = match store.take_running_lock(id).and_then(|l| {
+        store.read_container(id)?;
+        Ok(l)
+    }) {
         Ok(l) => l,
         Err(e) => {
             hs.finish(&format!("error: {e:#}"));
             return Err(e);
         }
     };
-    let mut st = store.read_container(id)?;
-    let served = serve(store, &mut st, &mut hs);
+    // Taken with sigwait: forwarded to a run, or the end of a run.
+    let mut waited: Vec<i32> = crate::sandbox::FORWARDED.to_vec();
+    waited.push(libc::SIGCHLD);
+    let signals = SigSet::of(&waited);
+    sys::block(&signals);
+    let mut backoff = Backoff::new();
+    let mut first = true;
+    let last = loop {
+        let t0 = Instant::now();
+        let started = run_once(store, id, &mut hs, &signals);
+        let st = match store.update_container(id, |s| {
+            // The run's process died before it could say how it ended.
+            if s.status == Status::Running {
+                s.status = Status::Exited;
+                s.exit_code = None;
+                s.finished = Some(now_rfc3339());
+            }
+        }) {
+            Ok(st) => st,
+            Err(e) => {
+                eprintln!("hutch keeper: reading container {id}: {e:#}");
+                break None;
+            }
+        };
+        if let Err(e) = &started {
+            eprintln!("hutch keeper: container {}: {e:#}", st.name);
+        }
+        // The first run that did not start was reported to `run -d` or
+        // `start`, which said it failed: it is not retried behind them.
+        let ran = started.unwrap_or(false);
+        if (first && !ran)
+            || st.stopped_by_user
+            || !st.restart_policy.restarts(st.exit_code, st.restart_count)
+        {
+            break Some(st);
+        }
+        first = false;
+        if !wait_unless_stopped(store, id, backoff.after(t0.elapsed()), &signals) {
+            break Some(st);
+        }
+        if let Err(e) = store.update_container(id, |s| s.restart_count += 1) {
+            eprintln!("hutch keeper: recording a restart of {}: {e:#}", st.name);
+            break Some(st);
+        }
+    };
+    if let Err(e) = store.update_container(id, |s| s.pid = None) {
+        eprintln!("hutch keeper: recording that container {id} exited: {e:#}");
+    }
+    drop(lock);
+    let name = last.as_ref().map_or(id, |s| s.name.as_str());
+    if remove && let Err(e) = store.remove_container(id, false) {
+        eprintln!("hutch keeper: --rm: removing container {name}: {e:#}");
+    }
+    Ok(last
+        .and_then(|s| s.exit_code)
+        .unwrap_or(crate::error::EXIT_FAILED))
+}
+
+/// Wait `delay` before a restart; false if the container was stopped
+/// meanwhile (`stop` or `kill` marked it, or an ending signal came).
+fn wait_unless_stopped(store: &Store, id: &str, delay: Duration, signals: &SigSet) -> bool {
+    let end = Instant::now() + delay;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match sys::wait_signal_timeout(signals, left) {
+            None => return true,
+            Some(libc::SIGCHLD) => {}
+            Some(sig) if ENDING.contains(&sig) => return false,
+            Some(_) => {}
+        }
+        if store.read_container(id).is_ok_and(|s| s.stopped_by_user) {
+            return false;
+        }
+    }
+}
+
+/// One run: a child process serves the container (and records how it
+/// ended) while this one forwards signals to it. Whether the command
+/// started.
+fn run_once(store: &Store, id: &str, hs: &mut Handshake, signals: &SigSet) -> Result<bool> {
+    let keeper = rustix::process::getpid();
+    // The keeper has no threads (it only waits), so the child is a whole
+    // process and may use anything.
+    match sys::fork()
+        .map_err(std::io::Error::from)
+        .context("forking the keeper's run")?
+    {
+        Forked::Child => {
+            // Ends with the keeper (a SIGKILL of the keeper ends all).
+            let _ = rustix::process::set_parent_process_death_signal(Some(
+                rustix::process::Signal::KILL,
+            ));
+            if rustix::process::getppid() != Some(keeper) {
+                sys::exit_now(NOT_STARTED);
+            }
+            // The launcher takes the forwarded signals with its own
+            // thread; SIGCHLD is the keeper's.
+            sys::set_mask(&SigSet::of(crate::sandbox::FORWARDED));
+            let started = serve_and_record(store, id, hs, keeper.as_raw_nonzero().get());
+            sys::exit_now(if started { 0 } else { NOT_STARTED })
+        }
+        Forked::Parent(pid) => {
+            // The child says `ready` (or the error); the caller waits for
+            // that, not for the keeper's end.
+            hs.close();
+            loop {
+                let sig = sys::wait_signal(signals);
+                if sig != libc::SIGCHLD {
+                    sys::kill(pid, sig);
+                    continue;
+                }
+                match sys::wait(pid, true) {
+                    Ok(Some((_, status))) => {
+                        return Ok(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(std::io::Error::from(e))
+                            .context("waiting for the keeper's run");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A run's child process: serve the container and record its exit
+/// status; whether its command started.
+fn serve_and_record(store: &Store, id: &str, hs: &mut Handshake, keeper: i32) -> bool {
+    let mut st = match store.read_container(id) {
+        Ok(st) => st,
+        Err(e) => {
+            hs.finish(&format!("error: {e:#}"));
+            return false;
+        }
+    };
+    let served = serve(store, &mut st, hs, keeper);
     if let Err(e) = &served {
         hs.finish(&format!("error: {e:#}"));
     }
     let exit_code = served.as_ref().ok().copied();
+    // `pid` stays the keeper's until it gives up (it may restart this).
     if let Err(e) = store.update_container(id, |s| {
         s.status = Status::Exited;
-        s.pid = None;
         s.finished = Some(now_rfc3339());
         s.exit_code = exit_code;
     }) {
@@ -171,17 +346,16 @@ pub(crate) fn keep(store: &Store, id: &str, remove: bool) -> Result<i32> {
             st.name
         );
     }
-    drop(lock);
-    if remove && let Err(e) = store.remove_container(id, false) {
-        eprintln!("hutch keeper: --rm: removing container {}: {e:#}", st.name);
-    }
-    served
+    hs.started
 }
 
 /// Bind, start, copy the output and wait: the keeper's life.
-fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i32> {
+fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32) -> Result<i32> {
     let dir = store.container_dir(&st.id);
-    let spec = load_spec(&dir)?;
+    let mut spec = super::spec_file::load(&dir, &st.name)?;
+    // The descriptors of whoever ran `hutch run` are not the keeper's to
+    // give (its own 3, 4, ... are its lock and log files).
+    spec.process.preserve_fds = 0;
     let listeners = if spec.net.publish.is_empty() {
         None
     } else {
@@ -195,28 +369,75 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i
     }
     etc_files::write(&spec)?;
     let log = LogWriter::open(&dir.join("ctr.log"), DEFAULT_CAP)?;
+    let terminal = spec.process.terminal;
+    // -t or -i: `hutch attach` reaches the pty or the stdin pipe through
+    // a socket in the container's directory (attach.rs).
+    let attachable = terminal || spec.process.stdin;
+    let listener = if attachable {
+        Some(attach::Server::bind()?)
+    } else {
+        None
+    };
+    let (stdin_r, stdin_w) = if spec.process.stdin && !terminal {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        let null: OwnedFd = std::fs::File::open("/dev/null")
+            .context("opening /dev/null for the container's stdin")?
+            .into();
+        (null, None)
+    };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let null: OwnedFd = std::fs::File::open("/dev/null")
-        .context("opening /dev/null for the container's stdin")?
-        .into();
-    // The copier threads start once the container runs: the launcher
-    // enters a new user namespace first, which a process with threads
-    // cannot do. Until then the pipes hold what the command writes.
+    // With -t the command's 0, 1 and 2 are its pty, whose controller the
+    // launcher hands over here.
+    let stdio = if terminal {
+        [None, None, None]
+    } else {
+        [Some(stdin_r), Some(out_w), Some(err_w)]
+    };
+    let controller = std::cell::RefCell::new(None::<OwnedFd>);
+    // The copier (and attach) threads start once the container runs: the
+    // launcher enters a new user namespace first, which a process with
+    // threads cannot do. Until then the pipes hold what the command writes.
     let copiers = std::cell::RefCell::new(Vec::new());
-    let start_copiers = || {
-        for (fd, stream) in [(out_r, Stream::Stdout), (err_r, Stream::Stderr)] {
-            match log.copy_from(fd, stream) {
-                Ok(h) => copiers.borrow_mut().push(h),
-                Err(e) => eprintln!("hutch keeper: {e:#}"),
+    let start_threads = || -> Result<()> {
+        let server = match listener {
+            Some(l) => {
+                let input = match controller.borrow().as_ref() {
+                    Some(c) => attach::Input::Pty(c.try_clone().context("duplicating the pty")?),
+                    None => attach::Input::Pipe(std::sync::Mutex::new(stdin_w)),
+                };
+                Some(attach::Server::start(l, input)?)
             }
+            None => None,
+        };
+        let mut sources = vec![
+            (out_r, Stream::Stdout, attach::STDOUT),
+            (err_r, Stream::Stderr, attach::STDERR),
+        ];
+        if let Some(c) = controller.take() {
+            // Nothing writes to the pipes: the pty is the output.
+            sources = vec![(c, Stream::Stdout, attach::STDOUT)];
         }
+        for (fd, stream, kind) in sources {
+            let server = server.clone();
+            let h = log.copy_from(fd, stream, move |data| {
+                if let Some(s) = &server {
+                    s.broadcast(kind, data);
+                }
+            })?;
+            copiers.borrow_mut().push(h);
+        }
+        Ok(())
     };
     let ports = st.ports.clone();
     *st = store.update_container(&st.id, |s| {
         s.status = Status::Running;
-        s.pid = Some(std::process::id() as i32);
+        s.pid = Some(keeper);
         s.started = Some(now_rfc3339());
+        s.exit_code = None;
+        s.finished = None;
         s.ports = ports;
     })?;
     let warn_log = log.clone();
@@ -227,9 +448,15 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i
             let _ = warn_log.write(Stream::Stderr, format!("{text}\n").as_bytes());
         },
         Some(Detached {
-            stdio: [null, out_w, err_w],
+            stdio,
+            terminal: terminal.then(|| {
+                Box::new(|c: OwnedFd| *controller.borrow_mut() = Some(c))
+                    as Box<dyn FnOnce(OwnedFd)>
+            }),
             started: Box::new(|| {
-                start_copiers();
+                if let Err(e) = start_threads() {
+                    eprintln!("hutch keeper: {e:#}");
+                }
                 hs.finish("ready");
             }),
         }),
@@ -237,6 +464,10 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake) -> Result<i
     );
     for c in copiers.take() {
         let _ = c.join();
+    }
+    if attachable {
+        // Until the next run there is nothing to attach to.
+        let _ = std::fs::remove_file(attach::SOCKET);
     }
     if let Err(e) = &code {
         // What the launcher could not do, where `hutch logs` shows it.
@@ -249,4 +480,22 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(std::io::Error::from)
         .context("creating a pipe for the container's output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_starts_over_after_a_long_run() {
+        let mut b = Backoff::new();
+        let quick = Duration::from_millis(5);
+        let waits: Vec<u128> = (0..9).map(|_| b.after(quick).as_millis()).collect();
+        assert_eq!(
+            waits,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+        );
+        assert_eq!(b.after(BACKOFF_RESET).as_millis(), 100);
+        assert_eq!(b.after(quick).as_millis(), 200);
+    }
 }

@@ -1,5 +1,5 @@
-//! Acting on containers that run (or ran): `stop`, `kill`, `wait` and
-//! reading their logs. A running container is served by one hutch
+//! Acting on containers that run (or ran): `start`, `stop`, `kill`,
+//! `wait` and reading their logs. A running container is served by one hutch
 //! process (its keeper for `run -d`, the foreground `hutch run`
 //! otherwise), recorded as the state's `pid` while it holds the running
 //! lock; signals go to it and it forwards them to the container's
@@ -19,7 +19,8 @@ const KILLED_STATUS: i32 = 128 + 9;
 /// How long to wait for a container to go after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
-/// Send `sig` to the process serving `c`, if it still serves it.
+/// Send `sig` to the process serving `c`, if it still serves it (for
+/// `stop` and `kill`: its `--restart` policy no longer applies).
 fn signal(store: &Store, c: &ContainerInfo, sig: i32) -> Result<bool> {
     if !store.container_alive(&c.state.id) {
         return Ok(false);
@@ -33,6 +34,9 @@ fn signal(store: &Store, c: &ContainerInfo, sig: i32) -> Result<bool> {
     };
     let sig = Signal::from_named_raw(sig)
         .with_context(|| format!("signal {sig} is not one hutch can send"))?;
+    // Asked for by the user: its keeper must not start it again (marked
+    // before the signal, which may end the command at once).
+    store.update_container(&c.state.id, |st| st.stopped_by_user = true)?;
     match rustix::process::kill_process(pid, sig) {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::SRCH) => Ok(false),
@@ -85,7 +89,7 @@ pub(crate) fn kill(store: &Store, key: &str, sig: i32) -> Result<String> {
     let c = store.find_container(key)?;
     if !store.container_alive(&c.state.id) {
         bail!(
-            "container {} is not running; `hutch start {}` is not available yet, `hutch run` makes a new one",
+            "container {} is not running; `hutch start {}` starts it again",
             c.state.name,
             c.state.name
         );
@@ -102,6 +106,89 @@ pub(crate) fn kill(store: &Store, key: &str, sig: i32) -> Result<String> {
         );
     }
     Ok(c.state.name)
+}
+
+/// `hutch start`: run a created or exited container again, from its
+/// spec.json and on its upper dir, served by a keeper as `run -d` does
+/// (its ports bound again, its output appended to ctr.log). A running
+/// container is left as it is (not an error, as in Podman). Returns its
+/// name once the command runs.
+pub(crate) fn start(store: &Store, key: &str) -> Result<String> {
+    let c = store.find_container(key)?;
+    let name = c.state.name.clone();
+    let dir = store.container_dir(&c.state.id);
+    let spec = super::spec_file::load(&dir, &name)?;
+    let Some(lock) = store.try_running_lock(&c.state.id)? else {
+        // Running already, or another `start` got there first.
+        return Ok(name);
+    };
+    let state = store.update_container(&c.state.id, |st| {
+        // Its output goes to ctr.log from now on (`hutch logs`).
+        st.detached = true;
+        // Its --restart policy holds again, counting from 0 (as Docker).
+        st.stopped_by_user = false;
+        st.restart_count = 0;
+    })?;
+    let ports = super::keeper::hand_over(store, &state, spec.remove, lock)
+        .with_context(|| format!("starting container {name}"))?;
+    for (ctr, host) in ports {
+        eprintln!("hutch: port {ctr} is published on {host}");
+    }
+    Ok(name)
+}
+
+/// `hutch start -a`: start the container as [`start`] does (its name is
+/// not printed), then give `emit` what it writes from now on until it
+/// ends; its exit status (-1 when unknown: its keeper was killed).
+pub(crate) fn start_attached(
+    store: &Store,
+    key: &str,
+    emit: &mut dyn FnMut(&Record) -> Result<()>,
+) -> Result<i32> {
+    let c = store.find_container(key)?;
+    let path = store.container_dir(&c.state.id).join("ctr.log");
+    // Only this run's output: the log keeps the earlier ones.
+    let mut follower = Follower::at_end(&path);
+    start(store, key)?;
+    loop {
+        let alive = store.container_alive(&c.state.id);
+        for r in follower.poll()? {
+            emit(&r)?;
+        }
+        if !alive {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = store.read_container(&c.state.id)?;
+    Ok(st.exit_code.unwrap_or(-1))
+}
+
+/// `hutch start -a -i`: start the container as [`start`] does, then
+/// attach to it (attach.rs) until it ends or is detached from.
+pub(crate) fn start_interactive(
+    store: &Store,
+    key: &str,
+    opts: &super::attach::AttachOptions,
+) -> Result<i32> {
+    let c = store.find_container(key)?;
+    let spec = super::spec_file::load(&store.container_dir(&c.state.id), &c.state.name)?;
+    if !spec.process.terminal && !spec.process.stdin {
+        bail!(
+            "start -i: container {} was created without -i or -t, its command reads \
+             /dev/null; drop -i (-a still shows its output)",
+            c.state.name
+        );
+    }
+    start(store, key)?;
+    super::attach::attach(store, key, opts)
+}
+
+/// `hutch restart`: [`stop`], then [`start`] (a container that was not
+/// running is only started).
+pub(crate) fn restart(store: &Store, key: &str, timeout: Duration) -> Result<String> {
+    stop(store, key, timeout)?;
+    start(store, key)
 }
 
 /// `hutch wait`: block until the container is not running; its exit

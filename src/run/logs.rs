@@ -131,8 +131,15 @@ impl LogWriter {
     }
 
     /// Copy everything read from `from` into the log as `stream`, in a
-    /// thread that ends at end of file.
-    pub(crate) fn copy_from(&self, from: OwnedFd, stream: Stream) -> Result<JoinHandle<()>> {
+    /// thread that ends at end of file, also giving it to `also` (the
+    /// attached clients). A pty's controller ends with EIO once the
+    /// command's side is closed: that is its end of file.
+    pub(crate) fn copy_from(
+        &self,
+        from: OwnedFd,
+        stream: Stream,
+        also: impl Fn(&[u8]) + Send + 'static,
+    ) -> Result<JoinHandle<()>> {
         let log = self.clone();
         std::thread::Builder::new()
             .name(format!("hutch-log-{}", stream.as_str()))
@@ -146,8 +153,10 @@ impl LogWriter {
                             if let Err(e) = log.write(stream, &buf[..n]) {
                                 tracing::warn!("writing the container log: {e}");
                             }
+                            also(&buf[..n]);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
                         Err(e) => {
                             tracing::warn!("reading the container's {}: {e}", stream.as_str());
                             break;

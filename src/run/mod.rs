@@ -16,13 +16,18 @@
 //! * `pull_policy`: `--pull`, and when an image counts as missing.
 //! * `container`: create, launch, record, `--rm`; the run's notices.
 //! * `dry_run`: the spec as `--dry-run` prints it.
+//! * `spec_file`: every container's spec.json, written at creation and
+//!   read by its keeper at each start.
 //! * `keeper`: `run -d`: the keeper process that serves a detached
 //!   container (and the handshake with the `hutch run -d` that starts it).
 //! * `exec`: `hutch exec`: the container's spec with another command, in
 //!   its namespaces.
+//! * `attach`: `hutch attach` and the keeper's attach socket (-t, -i).
 //! * `logs`: a detached container's log file (Podman's k8s-file format).
-//! * `lifecycle`: `stop`, `kill`, `wait`, `logs` of containers.
+//! * `lifecycle`: `start`, `stop`, `restart`, `kill`, `wait`, `logs` of
+//!   containers.
 
+mod attach;
 mod container;
 mod dry_run;
 mod exec;
@@ -34,12 +39,17 @@ mod logs;
 mod net;
 mod plan;
 mod pull_policy;
+mod spec_file;
 mod users;
 
+pub(crate) use attach::{AttachOptions, attach, parse_detach_keys};
 pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detached};
 pub(crate) use exec::{ExecRequest, exec};
 pub(crate) use keeper::keep;
-pub(crate) use lifecycle::{LogOptions, is_stdout, kill, logs, parse_since, stop, wait};
+pub(crate) use lifecycle::{
+    LogOptions, is_stdout, kill, logs, parse_since, restart, start, start_attached,
+    start_interactive, stop, wait,
+};
 pub(crate) use net::NetworkArg;
 pub use plan::RunRequest;
 pub(crate) use pull_policy::PullPolicy;

@@ -71,6 +71,8 @@ pub struct RunRequest {
     pub mtu: Option<u32>,
     /// `--preserve-fds N`.
     pub preserve_fds: u32,
+    /// `--restart` (with `-d` only: its keeper restarts it).
+    pub restart: crate::store::containers::RestartPolicy,
 }
 
 /// The image part of a plan.
@@ -286,8 +288,7 @@ fn joined_network(
         );
     }
     let dir = store.container_dir(&c.state.id);
-    let theirs = super::keeper::load_spec(&dir)
-        .with_context(|| format!("reading how container {name} was started"))?;
+    let theirs = super::spec_file::load(&dir, name)?;
     if theirs.network == NetworkMode::Host {
         bail!("--network container:{name}: {name} uses the host's network; use --network host");
     }

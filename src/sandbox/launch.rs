@@ -157,9 +157,13 @@ fn join_network_owner(join: &super::spec::NetJoin) -> Result<OwnedFd> {
 }
 
 /// How a detached container is connected: the descriptors for the
-/// command's 0, 1 and 2, and what to call once it is started.
+/// command's 0, 1 and 2 (None: its pty's, with -t), what to call with
+/// its pty, and what to call once it is started.
 pub struct Detached<'a> {
-    pub stdio: [OwnedFd; 3],
+    pub stdio: [Option<OwnedFd>; 3],
+    /// With -t: given the controller side of the container's pty (before
+    /// `started`), which is then not relayed to hutch's own stdio.
+    pub terminal: Option<Box<dyn FnOnce(OwnedFd) + 'a>>,
     pub started: Box<dyn FnOnce() + 'a>,
 }
 
@@ -170,10 +174,11 @@ pub struct Detached<'a> {
 /// by [`super::network::bind_published`] (None: nothing published).
 /// `cgroup_warning` shows the warning that the profile's cgroup limits are
 /// not applied (the caller decides how often). `detached`: the command's
-/// stdio and the hook told when it runs, for a container without a
-/// terminal (`run -d`, served by its keeper); None: hutch's own stdio.
-/// `join`: the socket on which the container's namespaces are served to
-/// `hutch exec` while it runs (namespaces.rs); None: nobody may join.
+/// stdio (or, with -t, the hook given its pty) and the hook told when it
+/// runs, for a container served by its keeper (`run -d`, `start`); None:
+/// hutch's own stdio and terminal. `join`: the socket on which the
+/// container's namespaces are served to `hutch exec` while it runs
+/// (namespaces.rs); None: nobody may join.
 pub fn run(
     spec: &SandboxSpec,
     listeners: Option<crate::net::Listeners>,
@@ -181,9 +186,9 @@ pub fn run(
     detached: Option<Detached<'_>>,
     join: Option<JoinListener>,
 ) -> Result<i32> {
-    let (detached_stdio, started) = match detached {
-        Some(d) => (Some(d.stdio), Some(d.started)),
-        None => (None, None),
+    let (detached_stdio, terminal_hook, started) = match detached {
+        Some(d) => (Some(d.stdio), d.terminal, Some(d.started)),
+        None => (None, None, None),
     };
     // Whatever the container does to hutch's terminal, its settings are
     // back as they were when this returns.
@@ -292,7 +297,7 @@ pub fn run(
             process: &spec.process,
             err_fd: err_w.as_raw_fd(),
             stdio: match detached_stdio {
-                Some(fds) => fds.map(Some),
+                Some(fds) => fds,
                 None => relayed
                     .as_mut()
                     .map(|r| std::mem::take(&mut r.child))
@@ -366,7 +371,15 @@ pub fn run(
     // (after eth0); no fd means the container failed before that.
     let attached = match console_parent {
         Some(sock) => match super::fd_passing::recv_fd(sock.as_fd()) {
-            Ok(Some(controller)) => Some(pty::attach(controller, &resize_target)?),
+            Ok(Some(controller)) => match terminal_hook {
+                // The keeper takes the pty (attach.rs): hutch's own
+                // terminal is not involved.
+                Some(hook) => {
+                    hook(controller);
+                    None
+                }
+                None => Some(pty::attach(controller, &resize_target)?),
+            },
             _ => None,
         },
         None => None,

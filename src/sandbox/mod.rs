@@ -42,7 +42,7 @@ pub mod launch;
 pub mod namespaces;
 mod netlink;
 pub mod network;
-mod pty;
+pub mod pty;
 pub mod rlimits;
 mod rootfs;
 pub mod seccomp;

@@ -10,11 +10,13 @@
 //! containers/<id>/rootfs/      mount point (the mount exists only inside
 //!                              the container's own mount namespace)
 //! containers/<id>/etc/         hosts, hostname, resolv.conf given to it
-//! containers/<id>/spec.json    a detached container's SandboxSpec (its
-//!                              keeper starts it from this)
+//! containers/<id>/spec.json    its SandboxSpec, written at creation (a
+//!                              keeper starts it from this: run -d, start)
 //! containers/<id>/ctr.log      a detached container's stdout and stderr
 //!                              (see run/logs.rs), ctr.log.1 the one before
 //! containers/<id>/keeper.log   what its keeper itself had to say
+//! containers/<id>/attach.sock  with -t or -i, while a run lasts: where
+//!                              `hutch attach` reaches it (run/attach.rs)
 //! ```
 //!
 //! Names are unique; creating and removing take `locks/containers.lock`.
@@ -92,6 +94,94 @@ pub enum Status {
     Exited,
 }
 
+/// `run --restart`: when a container's keeper starts its command again
+/// after it exits (Podman's names). Never after `hutch stop` or `kill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RestartPolicy {
+    /// Never (the default).
+    #[default]
+    No,
+    /// When it exits with a status other than 0 (or could not start), at
+    /// most `max` times when given.
+    OnFailure { max: Option<u32> },
+    /// Whatever its status.
+    Always,
+    /// As `Always`: in Docker they differ only when the daemon starts,
+    /// and hutch has none.
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Whether a command that ended with `exit_code` (None: it could not
+    /// start, or its status is unknown) is started again, after
+    /// `restarts` restarts so far.
+    pub fn restarts(self, exit_code: Option<i32>, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure { max } => {
+                exit_code != Some(0) && max.is_none_or(|m| restarts < m)
+            }
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<RestartPolicy> {
+        let bad = || {
+            anyhow::anyhow!(
+                "--restart {s:?}: use no, on-failure[:MAX_RETRIES], always or unless-stopped"
+            )
+        };
+        Ok(match s.split_once(':') {
+            None => match s {
+                "" | "no" => RestartPolicy::No,
+                "on-failure" => RestartPolicy::OnFailure { max: None },
+                "always" => RestartPolicy::Always,
+                "unless-stopped" => RestartPolicy::UnlessStopped,
+                _ => return Err(bad()),
+            },
+            Some(("on-failure", n)) => RestartPolicy::OnFailure {
+                max: Some(n.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "--restart {s:?}: the maximum number of retries is a whole number \
+                         (on-failure:3)"
+                    )
+                })?),
+            },
+            Some(_) => return Err(bad()),
+        })
+    }
+}
+
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestartPolicy::No => write!(f, "no"),
+            RestartPolicy::OnFailure { max: None } => write!(f, "on-failure"),
+            RestartPolicy::OnFailure { max: Some(n) } => write!(f, "on-failure:{n}"),
+            RestartPolicy::Always => write!(f, "always"),
+            RestartPolicy::UnlessStopped => write!(f, "unless-stopped"),
+        }
+    }
+}
+
+impl TryFrom<String> for RestartPolicy {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<RestartPolicy> {
+        s.parse()
+    }
+}
+
+impl From<RestartPolicy> for String {
+    fn from(p: RestartPolicy) -> String {
+        p.to_string()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerState {
     pub id: String,
@@ -122,6 +212,17 @@ pub struct ContainerState {
     /// Named volumes it mounts (kept from `volume rm` while it exists).
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// `run --restart`, kept by its keeper.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// How often its keeper started it again since it was last started
+    /// by `run` or `start`.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// `hutch stop` or `kill` was asked for since it was last started
+    /// (written before the signal is sent): its keeper does not restart it.
+    #[serde(default)]
+    pub stopped_by_user: bool,
 }
 
 /// A container as `ps` shows it: its state, corrected by whether anyone
@@ -149,6 +250,12 @@ impl ContainerInfo {
     /// 2 seconds ago`, `Created`, `Killed`.
     pub fn status_text(&self) -> String {
         match self.state_word() {
+            // Served by its keeper, which waits to start it again.
+            "running" if self.state.status == Status::Exited => format!(
+                "Restarting ({}) {} ago",
+                self.state.exit_code.unwrap_or(-1),
+                human_duration_since(self.state.finished.as_deref())
+            ),
             "running" => format!(
                 "Up {}",
                 human_duration_since(self.state.started.as_deref().or(Some(&self.state.created)))
@@ -434,6 +541,25 @@ impl Store {
         Ok(RunningLock { _file: file })
     }
 
+    /// Take the running lock of container `id` if nobody holds it (None:
+    /// it runs, or another `start` is starting it).
+    pub fn try_running_lock(&self, id: &str) -> Result<Option<RunningLock>> {
+        let path = self.container_dir(id).join("running.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RunningLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+    }
+
     /// Whether some process still serves container `id`.
     pub fn container_alive(&self, id: &str) -> bool {
         is_locked(&self.container_dir(id).join("running.lock"))
@@ -583,6 +709,9 @@ mod tests {
                 volumes: Vec::new(),
                 started: None,
                 detached: false,
+                restart_policy: RestartPolicy::No,
+                restart_count: 0,
+                stopped_by_user: false,
             },
             alive: false,
         };
@@ -600,6 +729,36 @@ mod tests {
         for bad in ["status", "colour=red", "status=paused"] {
             assert!(ContainerFilter::parse(&[bad.to_string()]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn restart_policies_as_podman_writes_them() {
+        for (text, want) in [
+            ("no", RestartPolicy::No),
+            ("on-failure", RestartPolicy::OnFailure { max: None }),
+            ("on-failure:3", RestartPolicy::OnFailure { max: Some(3) }),
+            ("always", RestartPolicy::Always),
+            ("unless-stopped", RestartPolicy::UnlessStopped),
+        ] {
+            let p: RestartPolicy = text.parse().unwrap();
+            assert_eq!(p, want);
+            assert_eq!(p.to_string(), text);
+        }
+        for bad in [
+            "sometimes",
+            "always:3",
+            "on-failure:x",
+            "on-failure:-1",
+            "no:1",
+        ] {
+            let e = bad.parse::<RestartPolicy>().unwrap_err().to_string();
+            assert!(e.contains("--restart"), "{bad}: {e}");
+        }
+        let on3 = RestartPolicy::OnFailure { max: Some(3) };
+        assert!(on3.restarts(Some(1), 2) && on3.restarts(None, 0));
+        assert!(!on3.restarts(Some(1), 3) && !on3.restarts(Some(0), 0));
+        assert!(RestartPolicy::Always.restarts(Some(0), 1000));
+        assert!(!RestartPolicy::No.restarts(Some(1), 0));
     }
 
     #[test]
@@ -636,6 +795,9 @@ mod tests {
                 started: None,
                 detached: false,
                 volumes: Vec::new(),
+                restart_policy: RestartPolicy::No,
+                restart_count: 0,
+                stopped_by_user: false,
             })
         };
         let (st, lock) = store.create_container(&id, Some("one"), fill).unwrap();

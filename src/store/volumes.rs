@@ -393,6 +393,9 @@ mod tests {
                     volumes: vec!["data".into()],
                     started: None,
                     detached: false,
+                    restart_policy: Default::default(),
+                    restart_count: 0,
+                    stopped_by_user: false,
                 })
             })
             .unwrap();

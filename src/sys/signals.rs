@@ -63,6 +63,28 @@ pub fn wait_signal(set: &SigSet) -> i32 {
     }
 }
 
+/// Like [`wait_signal`], for at most `timeout`: None when it passed
+/// with none of the signals.
+pub fn wait_signal_timeout(set: &SigSet, timeout: std::time::Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ts = libc::timespec {
+            tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `set` is initialised, the siginfo out pointer may be
+        // null and `ts` is valid for the call.
+        let rc = unsafe { libc::sigtimedwait(&set.0, std::ptr::null_mut(), &ts) };
+        if rc > 0 {
+            return Some(rc);
+        }
+        if super::last_errno() != libc::EINTR || left.is_zero() {
+            return None;
+        }
+    }
+}
+
 /// Restore every signal's default disposition (before exec, so that
 /// ignored signals of hutch do not leak into the container).
 pub fn reset_signal_dispositions() {
