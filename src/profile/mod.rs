@@ -26,8 +26,8 @@ pub mod values;
 
 pub use catalog::{config_dir, display_path, display_source, list, load, user_dir};
 pub use policy::{
-    CapabilityPolicy, FilesystemPolicy, Limits, NetworkMode, NetworkPolicy, Profile, SeccompMode,
-    SecurityPolicy, UserPolicy,
+    CapabilityPolicy, DEFAULT_LOG_SIZE_MAX, FilesystemPolicy, Limits, NetworkMode, NetworkPolicy,
+    Profile, SeccompMode, SecurityPolicy, UserPolicy,
 };
 pub use values::{
     MountSpec, RunMount, TmpfsSpec, VolumeMount, expand, parse_mount, parse_mount_flag,

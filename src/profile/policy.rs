@@ -87,7 +87,7 @@ pub struct SecurityPolicy {
 }
 
 /// Resource limits; `None` = unlimited / inherited.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     /// RLIMIT_NOFILE (soft = hard).
     pub nofile: Option<u64>,
@@ -101,6 +101,36 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// cgroup v2 cpu.max, in CPUs.
     pub cpus: Option<f64>,
+    /// Size at which a detached container's log is rotated (`ctr.log`
+    /// becomes `ctr.log.1`); None: never. A spec.json from before this
+    /// key gets the default.
+    #[serde(default = "default_log_size_max")]
+    pub log_size_max: Option<u64>,
+}
+
+/// The log cap of a profile that sets none: 10 MiB (Podman's
+/// log_size_max is unlimited; this keeps a chatty service from filling
+/// the disk).
+pub const DEFAULT_LOG_SIZE_MAX: u64 = 10 << 20;
+
+fn default_log_size_max() -> Option<u64> {
+    Some(DEFAULT_LOG_SIZE_MAX)
+}
+
+impl Default for Limits {
+    /// A profile's limits when it sets none: no limits, the log capped at
+    /// [`DEFAULT_LOG_SIZE_MAX`].
+    fn default() -> Limits {
+        Limits {
+            nofile: None,
+            nproc: None,
+            core: None,
+            memory: None,
+            pids: None,
+            cpus: None,
+            log_size_max: default_log_size_max(),
+        }
+    }
 }
 
 /// A string enum whose error message lists the allowed values.

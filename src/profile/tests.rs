@@ -122,7 +122,8 @@ fn builtin_values() {
             core: Some(0),
             memory: Some(2 << 30),
             pids: Some(512),
-            cpus: None
+            cpus: None,
+            log_size_max: Some(crate::profile::DEFAULT_LOG_SIZE_MAX),
         }
     );
 }

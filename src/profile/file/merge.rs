@@ -56,7 +56,7 @@ impl SecuritySection {
 }
 impl LimitsSection {
     fn merge(base: Self, over: Self) -> Self {
-        overlay!(base, over; nofile, nproc, core, memory, pids, cpus)
+        overlay!(base, over; nofile, nproc, core, memory, pids, cpus, log_size_max)
     }
 }
 
@@ -137,6 +137,9 @@ impl ProfileFile {
                 memory: lim.memory.and_then(|c| c.0),
                 pids: lim.pids.and_then(|c| c.0),
                 cpus: lim.cpus.and_then(|c| c.0),
+                log_size_max: lim
+                    .log_size_max
+                    .map_or(Some(crate::profile::DEFAULT_LOG_SIZE_MAX), |c| c.0),
             },
             env: self
                 .env
@@ -202,6 +205,7 @@ impl From<&Profile> for ProfileFile {
                 memory: p.limits.memory.map(|n| Size(Some(n))),
                 pids: p.limits.pids.map(|n| Count(Some(n))),
                 cpus: p.limits.cpus.map(|n| Cpus(Some(n))),
+                log_size_max: Some(Size(p.limits.log_size_max)),
             }),
             env: Some(
                 p.env

@@ -121,4 +121,6 @@ pub struct LimitsSection {
     pub pids: Option<Count>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Cpus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_size_max: Option<Size<1>>,
 }

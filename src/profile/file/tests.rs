@@ -134,6 +134,12 @@ fn bad_values_name_line_and_key() {
             "invalid size \"12Q\"",
         ),
         ("[limits]\nmemory = 0\n", 2, "limits.memory", "at least 1"),
+        (
+            "[limits]\nlog_size_max = \"ten\"\n",
+            2,
+            "limits.log_size_max",
+            "invalid size \"ten\"",
+        ),
         ("[limits]\nnofile = -1\n", 2, "limits.nofile", "at least 1"),
         (
             "[network]\nmtu = 70000\n",
@@ -274,6 +280,18 @@ fn unlimited_and_sizes() {
     assert_eq!(l.memory, Some(Size(None)));
     assert_eq!(l.cpus, Some(Cpus(Some(2.0))));
     assert_eq!(l.core, Some(Size(Some(1 << 20))));
+    // The log cap: "unlimited" never rotates, a size is bytes, left out is
+    // 10 MiB.
+    for (text, want) in [
+        ("log_size_max = \"unlimited\"", None),
+        ("log_size_max = \"64K\"", Some(64 << 10)),
+        ("", Some(10 << 20)),
+    ] {
+        let p = parse(&format!("[limits]\n{text}\n"), "t")
+            .unwrap()
+            .resolve("t", "s");
+        assert_eq!(p.limits.log_size_max, want, "{text}");
+    }
 }
 
 #[test]
