@@ -7,6 +7,22 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 /// The container command was not found.
 pub const EXIT_NOT_FOUND: i32 = 127;
 
+/// A failure that ends hutch with its own status rather than 125: `run
+/// -d` of a command that cannot be run exits 126 or 127, as Podman.
+#[derive(Debug)]
+pub struct ExitWith {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
 /// `text` made safe to print: control and other unprintable characters
 /// (newlines too) escaped as Rust's `escape_debug` does (`\u{1b}`, `\t`),
 /// quotes and backslashes left alone, and cut to `max` characters with `…`.

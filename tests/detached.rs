@@ -235,14 +235,66 @@ fn kill_passes_signals_and_wait_gives_the_status() {
 }
 
 #[test]
-fn a_command_that_cannot_start_is_recorded_with_its_status_and_message() {
+fn run_d_of_a_command_that_cannot_run_fails_with_its_status_as_podman() {
     let st = busybox();
-    start(&st, &["--name", "typo", "busybox", "no-such-command"]);
+    // Not found: run -d itself exits 127 and says why; the container is
+    // recorded as exited (127) by the time it returns.
+    let (code, err) = st.run_fail([
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "typo",
+        "busybox",
+        "no-such-command",
+    ]);
+    assert_eq!(code, 127, "{err}");
+    assert!(
+        err.contains("container typo: no-such-command: command not found"),
+        "{err}"
+    );
     assert_eq!(st.run_ok(["wait", "typo"]).trim(), "127");
-    let (_, out) = st.run(["logs", "typo"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no-such-command: command not found"), "{err}");
     assert!(st.run_ok(["ps", "-a"]).contains("Exited (127)"));
+    assert!(!st.run_ok(["ps"]).contains("typo"), "never left running");
+    let (_, out) = st.run(["logs", "typo"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("no-such-command: command not found"), "{log}");
+    // Not executable: 126. With --rm nothing is left.
+    let (code, err) = st.run_fail([
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "noexec",
+        "busybox",
+        "/etc/passwd",
+    ]);
+    assert_eq!(code, 126, "{err}");
+    assert!(err.contains("/etc/passwd: cannot execute"), "{err}");
+    assert!(!st.run_ok(["ps", "-a"]).contains("noexec"));
+    // Control: a command that runs and fails at once is no error of run
+    // -d (its status is for `wait`), and a restart policy does not apply
+    // to a command that never ran.
+    start(&st, &["--name", "fails", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(st.run_ok(["wait", "fails"]).trim(), "7");
+    let (code, _) = st.run_fail([
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--network",
+        "none",
+        "--name",
+        "never",
+        "busybox",
+        "no-such-command",
+    ]);
+    assert_eq!(code, 127);
+    assert_eq!(st.run_ok(["wait", "never"]).trim(), "127");
+    assert!(!st.run_ok(["ps"]).contains("never"), "not restarted");
 }
 
 #[test]
@@ -333,9 +385,13 @@ fn a_killed_keeper_leaves_nothing_and_shows_as_killed() {
 fn twenty_detached_containers_then_all_stopped_at_once() {
     let st = busybox();
     let names: Vec<String> = (0..20).map(|i| format!("many{i}")).collect();
-    for n in &names {
-        start(&st, &["--name", n, "busybox", "sleep", "1000"]);
-    }
+    // All started at once: twenty `run -d` racing for the store.
+    std::thread::scope(|s| {
+        for n in &names {
+            let st = &st;
+            s.spawn(move || start(st, &["--name", n, "busybox", "sleep", "1000"]));
+        }
+    });
     let running = st.run_ok(["ps", "-q"]);
     assert_eq!(running.lines().count(), 20, "{running}");
     let mut args = vec!["stop", "-t", "5"];
@@ -397,4 +453,208 @@ fn rename_of_a_running_container_lasts_past_its_exit_and_ps_filters() {
     let (code, err) = st.run_fail(["ps", "--filter", "colour=red"]);
     assert_eq!(code, 125);
     assert!(err.contains("unknown key"), "{err}");
+}
+
+#[test]
+fn stop_sends_the_flags_or_the_images_stop_signal_and_waits_its_stop_timeout() {
+    let st = busybox();
+    let script = "trap 'echo got USR1; exit 3' USR1; trap 'echo got TERM; exit 4' TERM; \
+                  echo up; while :; do sleep 0.1; done";
+    // An image whose config says STOPSIGNAL SIGUSR1.
+    st.run_ok([
+        "run",
+        "--network",
+        "none",
+        "--name",
+        "base",
+        "busybox",
+        "true",
+    ]);
+    st.run_ok(["commit", "-c", "STOPSIGNAL SIGUSR1", "base", "usr1img"]);
+    start(
+        &st,
+        &[
+            "--name",
+            "flag",
+            "--stop-signal",
+            "USR1",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    start(&st, &["--name", "image", "usr1img", "sh", "-c", script]);
+    // Controls: busybox sets none (TERM); the flag wins over the image.
+    start(&st, &["--name", "plain", "busybox", "sh", "-c", script]);
+    start(
+        &st,
+        &[
+            "--name",
+            "override",
+            "--stop-signal",
+            "TERM",
+            "usr1img",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    let names = ["flag", "image", "plain", "override"];
+    for n in names {
+        assert!(eventually(10, || st.run_ok(["logs", n]) == "up\n"), "{n}");
+    }
+    let mut args = vec!["stop"];
+    args.extend(names);
+    assert_eq!(st.run_ok(args).lines().count(), 4);
+    for (n, said, code) in [
+        ("flag", "got USR1", "3"),
+        ("image", "got USR1", "3"),
+        ("plain", "got TERM", "4"),
+        ("override", "got TERM", "4"),
+    ] {
+        assert_eq!(st.run_ok(["logs", n]), format!("up\n{said}\n"), "{n}");
+        assert_eq!(st.run_ok(["wait", n]).trim(), code, "{n}");
+    }
+    // --stop-timeout replaces the 10 s a stop without -t waits for a
+    // command that ignores its stop signal; -t still wins.
+    start(
+        &st,
+        &[
+            "--name",
+            "stubborn",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; echo up; while :; do sleep 0.1; done",
+        ],
+    );
+    assert!(eventually(10, || st.run_ok(["logs", "stubborn"]) == "up\n"));
+    let (_, out) = st.run(["--verbose", "stop", "stubborn"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("still runs 1 s after signal 15"), "{err}");
+    assert_eq!(st.run_ok(["wait", "stubborn"]).trim(), "137");
+    // A signal hutch cannot pass on is refused before anything is made.
+    let (code, err) = st.run_fail([
+        "run",
+        "-d",
+        "--stop-signal",
+        "37",
+        "--name",
+        "bad",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("cannot be a stop signal"), "{err}");
+    assert!(!st.run_ok(["ps", "-a"]).contains("bad"));
+}
+
+/// sha256 of `data` as hex, by the host's sha256sum.
+fn sha256_hex(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn logs_keep_100_mb_of_binary_output_when_the_profile_lifts_the_cap() {
+    let st = busybox();
+    let dir = st.home().join(".config/hutch/profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("biglogs.toml"),
+        "extends = \"default\"\n[limits]\nlog_size_max = \"unlimited\"\n",
+    )
+    .unwrap();
+    // 100 MiB of random bytes on stdout, their sha256 on stderr.
+    let id = start(
+        &st,
+        &[
+            "--profile",
+            "biglogs",
+            "--name",
+            "big",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 104857600 /dev/urandom > /blob && sha256sum < /blob >&2 && cat /blob",
+        ],
+    );
+    assert_eq!(st.run_ok(["wait", "big"]).trim(), "0");
+    let (_, out) = st.run(["logs", "big"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(out.stdout.len(), 104_857_600);
+    let said = String::from_utf8_lossy(&out.stderr);
+    let want = said.split_whitespace().next().unwrap_or_default();
+    assert_eq!(want.len(), 64, "{said}");
+    assert_eq!(sha256_hex(&out.stdout), want, "the same bytes came back");
+    let ctr = st.root().join("containers").join(&id);
+    assert!(!ctr.join("ctr.log.1").exists(), "never rotated");
+    // --tail counts records of both streams: the last ones are stdout's.
+    let (_, tail) = st.run(["logs", "--tail", "1", "big"]);
+    assert!(!tail.stdout.is_empty() && tail.stdout.len() < 1 << 20);
+    assert!(out.stdout.ends_with(&tail.stdout));
+}
+
+#[test]
+fn the_log_is_rotated_at_the_profiles_log_size_max() {
+    let st = busybox();
+    let dir = st.home().join(".config/hutch/profiles");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("smalllogs.toml"),
+        "extends = \"default\"\n[limits]\nlog_size_max = \"64K\"\n",
+    )
+    .unwrap();
+    // 10000 numbered lines (about 50 KB) per round, 20 rounds: 1 MB.
+    let script = "i=0; while [ $i -lt 20 ]; do seq 10000; i=$((i+1)); done; echo last-line";
+    let small = start(
+        &st,
+        &[
+            "--profile",
+            "smalllogs",
+            "--name",
+            "small",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    // Control: the default cap (10 MiB) keeps all of it.
+    let whole = start(&st, &["--name", "whole", "busybox", "sh", "-c", script]);
+    for n in ["small", "whole"] {
+        assert_eq!(st.run_ok(["wait", n]).trim(), "0");
+    }
+    let all = st.run_ok(["logs", "whole"]);
+    assert_eq!(all.lines().count(), 200_001);
+    let (s, w) = (
+        st.root().join("containers").join(&small),
+        st.root().join("containers").join(&whole),
+    );
+    assert!(!w.join("ctr.log.1").exists());
+    for f in ["ctr.log", "ctr.log.1"] {
+        let len = std::fs::metadata(s.join(f)).unwrap().len();
+        // A record is at most 64 KiB of output plus its header.
+        assert!(len <= (64 << 10) + (64 << 10) + 100, "{f}: {len}");
+    }
+    // What is kept is the end of the output, whole lines in order.
+    let kept = st.run_ok(["logs", "small"]);
+    assert!(kept.len() < 200 << 10, "{}", kept.len());
+    assert!(kept.ends_with("9999\n10000\nlast-line\n"), "{kept:.100}");
+    assert!(all.ends_with(&kept));
 }

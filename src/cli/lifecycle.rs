@@ -5,7 +5,7 @@ use crate::cli::output::outln;
 use crate::error::EXIT_FAILED;
 use crate::run::LogOptions;
 use crate::store::Store;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use std::io::Write;
 use std::time::Duration;
@@ -182,9 +182,10 @@ pub fn attach(a: AttachArgs, store: Result<Store>) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct StopArgs {
-    /// Seconds to wait after SIGTERM before SIGKILL
-    #[arg(short, long, value_name = "SECONDS", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait after the stop signal before SIGKILL (default: the
+    /// container's --stop-timeout, else 10)
+    #[arg(short, long, value_name = "SECONDS")]
+    time: Option<u64>,
     /// Containers (name, ID or unique ID prefix)
     #[arg(required = true)]
     containers: Vec<String>,
@@ -193,7 +194,7 @@ pub struct StopArgs {
 /// `hutch stop`: every container in parallel, each name printed once stopped.
 pub fn stop(a: StopArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let timeout = Duration::from_secs(a.time);
+    let timeout = a.time.map(Duration::from_secs);
     let results: Vec<Result<String>> = std::thread::scope(|s| {
         let handles: Vec<_> = a
             .containers
@@ -216,9 +217,10 @@ pub fn stop(a: StopArgs, store: Result<Store>) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct RestartArgs {
-    /// Seconds to wait after SIGTERM before SIGKILL
-    #[arg(short, long, value_name = "SECONDS", default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait after the stop signal before SIGKILL (default: the
+    /// container's --stop-timeout, else 10)
+    #[arg(short, long, value_name = "SECONDS")]
+    time: Option<u64>,
     /// Containers (name, ID or unique ID prefix)
     #[arg(required = true)]
     containers: Vec<String>,
@@ -228,7 +230,7 @@ pub struct RestartArgs {
 /// printed once it runs again.
 pub fn restart(a: RestartArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let timeout = Duration::from_secs(a.time);
+    let timeout = a.time.map(Duration::from_secs);
     let results = a
         .containers
         .iter()
@@ -249,7 +251,7 @@ pub struct KillArgs {
 
 pub fn kill(a: KillArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let sig = parse_signal(&a.signal)?;
+    let sig = crate::run::parse_signal(&a.signal)?;
     let results = a
         .containers
         .iter()
@@ -303,56 +305,4 @@ fn report(results: Vec<Result<String>>) -> Result<i32> {
         }
     }
     Ok(if failed { EXIT_FAILED } else { 0 })
-}
-
-/// `TERM`, `SIGTERM`, `sigterm` or `15`.
-fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        anyhow::bail!("signal {n}: signals are 1 to 64");
-    }
-    let name = s.to_ascii_uppercase();
-    let name = name.strip_prefix("SIG").unwrap_or(&name);
-    const NAMES: &[(&str, i32)] = &[
-        ("HUP", libc::SIGHUP),
-        ("INT", libc::SIGINT),
-        ("QUIT", libc::SIGQUIT),
-        ("KILL", libc::SIGKILL),
-        ("USR1", libc::SIGUSR1),
-        ("USR2", libc::SIGUSR2),
-        ("TERM", libc::SIGTERM),
-        ("CONT", libc::SIGCONT),
-        ("WINCH", libc::SIGWINCH),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .with_context(|| {
-            format!(
-                "unknown signal {s:?}: use a number or one of {}",
-                NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-            )
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_by_name_and_number() {
-        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
-        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
-        assert_eq!(parse_signal("1").unwrap(), 1);
-        assert!(parse_signal("0").is_err());
-        assert!(
-            parse_signal("BOGUS")
-                .unwrap_err()
-                .to_string()
-                .contains("TERM")
-        );
-    }
 }

@@ -91,7 +91,7 @@ enum Command {
     Logs(lifecycle::LogsArgs),
     /// Start created or exited containers again, in the background (-a: attached)
     Start(lifecycle::StartArgs),
-    /// Stop containers: SIGTERM, then SIGKILL after a timeout
+    /// Stop containers: their stop signal (TERM unless set), then SIGKILL after a timeout
     Stop(lifecycle::StopArgs),
     /// Attach to a running container's terminal (-t) or stdin and output (-i)
     Attach(lifecycle::AttachArgs),
@@ -198,7 +198,10 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hutch: error: {e:#}");
-            EXIT_FAILED
+            match e.downcast_ref::<crate::error::ExitWith>() {
+                Some(x) => x.code,
+                None => EXIT_FAILED,
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::profile;
 use crate::run::{NetworkArg, PullOptions, PullPolicy, RunRequest};
 use crate::store::Store;
 use crate::store::containers::RestartPolicy;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -49,6 +49,13 @@ pub struct RunArgs {
     /// (as always); never after `hutch stop` or `kill`
     #[arg(long, value_name = "POLICY", default_value = "no")]
     restart: RestartPolicy,
+    /// Signal `hutch stop` sends first (default: the image's StopSignal,
+    /// else TERM)
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// Seconds `hutch stop` waits before SIGKILL when not given -t (default 10)
+    #[arg(long, value_name = "SECONDS")]
+    stop_timeout: Option<u64>,
     /// Name the container (default: a generated name)
     #[arg(long)]
     name: Option<String>,
@@ -170,6 +177,9 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         command.remove(0);
     }
     let net = a.network.as_deref().map(NetworkArg::parse).transpose()?;
+    if let Some(s) = &a.stop_signal {
+        crate::run::stop_signal(s).context("--stop-signal")?;
+    }
     crate::sandbox::inherited::check_preserved(a.preserve_fds)?;
     let req = RunRequest {
         image: a.image,
@@ -197,6 +207,8 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         mtu: a.mtu.or(net.as_ref().and_then(|n| n.mtu)),
         preserve_fds: a.preserve_fds,
         restart: a.restart,
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
     };
     let pull = PullOptions {
         policy: a.pull,
@@ -271,6 +283,9 @@ mod tests {
         ("rm", FlagEffect::Neutral),
         // When the same sandbox starts again, not what it may do.
         ("restart", FlagEffect::Neutral),
+        // How `hutch stop` ends it, not what it may do.
+        ("stop_signal", FlagEffect::Neutral),
+        ("stop_timeout", FlagEffect::Neutral),
         // Where the output goes and who waits: the sandbox is the same.
         ("detach", FlagEffect::Neutral),
         ("profile", FlagEffect::Neutral),

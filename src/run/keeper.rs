@@ -12,13 +12,15 @@
 //! The handshake: the keeper's stdout is a pipe to the `hutch run -d`
 //! (or `start`) that started it. The first run writes `port
 //! CONTAINER/PROTO HOST` for each port the kernel chose, then `ready`
-//! once the command runs (or `error: ...` if it could not start it) and
-//! closes the pipe; the keeper's own stderr goes to `keeper.log` in the
+//! once the command runs (`exit CODE MESSAGE` if the command could not
+//! be run, 126 or 127; `error: ...` if the container could not be
+//! started) and closes the pipe; the keeper's own stderr goes to `keeper.log` in the
 //! container's directory.
 
 use super::attach;
-use super::logs::{DEFAULT_CAP, LogWriter, Stream};
-use crate::sandbox::launch::{self, Detached};
+use super::logs::{LogWriter, Stream};
+use crate::error::ExitWith;
+use crate::sandbox::launch::{self, Detached, Started};
 use crate::sandbox::{etc_files, network};
 use crate::store::Store;
 use crate::store::containers::{ContainerState, Status, now_rfc3339};
@@ -77,6 +79,20 @@ pub(crate) fn hand_over(
         } else if let Some(e) = line.strip_prefix("error: ") {
             said = Some(Err(e.to_string()));
             break;
+        } else if let Some((code, message)) = line
+            .strip_prefix("exit ")
+            .and_then(|l| l.split_once(' '))
+            .and_then(|(c, m)| Some((c.parse::<i32>().ok()?, m)))
+        {
+            // The command could not be run: the keeper records its exit
+            // (and removes it with --rm) before this returns.
+            let _ = child.wait();
+            let message = message.strip_prefix("hutch: ").unwrap_or(message);
+            return Err(ExitWith {
+                code,
+                message: format!("container {}: {message}", state.name),
+            }
+            .into());
         }
     }
     match said {
@@ -368,7 +384,7 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32
         hs.say(&format!("port {ctr} {host}"));
     }
     etc_files::write(&spec)?;
-    let log = LogWriter::open(&dir.join("ctr.log"), DEFAULT_CAP)?;
+    let log = LogWriter::open(&dir.join("ctr.log"), spec.limits.log_size_max)?;
     let terminal = spec.process.terminal;
     // -t or -i: `hutch attach` reaches the pty or the stdin pipe through
     // a socket in the container's directory (attach.rs).
@@ -453,11 +469,17 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32
                 Box::new(|c: OwnedFd| *controller.borrow_mut() = Some(c))
                     as Box<dyn FnOnce(OwnedFd)>
             }),
-            started: Box::new(|| {
+            started: Box::new(|started| {
                 if let Err(e) = start_threads() {
                     eprintln!("hutch keeper: {e:#}");
                 }
-                hs.finish("ready");
+                match started {
+                    Started::Running => hs.finish("ready"),
+                    // `run -d` exits with this status, as Podman's.
+                    Started::NotRun { code, message } => {
+                        hs.finish(&format!("exit {code} {}", message.replace('\n', " ")))
+                    }
+                }
             }),
         }),
         Some(crate::sandbox::namespaces::JoinListener::bind(&dir)?),

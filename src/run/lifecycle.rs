@@ -68,13 +68,40 @@ fn kill_now(store: &Store, c: &ContainerInfo) -> Result<()> {
     Ok(())
 }
 
-/// `hutch stop`: SIGTERM, then SIGKILL after `timeout`. A container that
-/// is not running is left as it is (not an error, as in Podman).
-pub(crate) fn stop(store: &Store, key: &str, timeout: Duration) -> Result<String> {
+/// How long `stop` waits for a container whose spec sets no
+/// `--stop-timeout`.
+pub(crate) const DEFAULT_STOP_TIMEOUT: u64 = 10;
+
+/// `hutch stop`: the container's stop signal (`--stop-signal`, else the
+/// image's StopSignal, else SIGTERM), then SIGKILL after `timeout` (None:
+/// its `--stop-timeout`, else 10 s). A container that is not running is
+/// left as it is (not an error, as in Podman).
+pub(crate) fn stop(store: &Store, key: &str, timeout: Option<Duration>) -> Result<String> {
     let c = store.find_container(key)?;
-    if signal(store, &c, libc::SIGTERM)? && !store.wait_stopped(&c.state.id, Some(timeout)) {
+    let spec = super::spec_file::load(&store.container_dir(&c.state.id), &c.state.name).ok();
+    let sig = match spec.as_ref().and_then(|s| s.stop_signal.as_deref()) {
+        Some(s) => stop_signal(s).unwrap_or_else(|e| {
+            tracing::warn!("container {}: {e:#}; sending TERM", c.state.name);
+            libc::SIGTERM
+        }),
+        None => libc::SIGTERM,
+    };
+    let timeout = timeout.unwrap_or_else(|| {
+        Duration::from_secs(
+            spec.as_ref()
+                .and_then(|s| s.stop_timeout)
+                .unwrap_or(DEFAULT_STOP_TIMEOUT),
+        )
+    });
+    if sig == libc::SIGKILL {
+        if store.container_alive(&c.state.id) {
+            kill_now(store, &c)?;
+        }
+        return Ok(c.state.name);
+    }
+    if signal(store, &c, sig)? && !store.wait_stopped(&c.state.id, Some(timeout)) {
         tracing::info!(
-            "container {} still runs {} s after SIGTERM: sending SIGKILL",
+            "container {} still runs {} s after signal {sig}: sending SIGKILL",
             c.state.name,
             timeout.as_secs()
         );
@@ -186,7 +213,7 @@ pub(crate) fn start_interactive(
 
 /// `hutch restart`: [`stop`], then [`start`] (a container that was not
 /// running is only started).
-pub(crate) fn restart(store: &Store, key: &str, timeout: Duration) -> Result<String> {
+pub(crate) fn restart(store: &Store, key: &str, timeout: Option<Duration>) -> Result<String> {
     stop(store, key, timeout)?;
     start(store, key)
 }
@@ -261,4 +288,81 @@ pub(crate) fn logs(
 /// Where a record goes: stdout records to stdout, stderr to stderr.
 pub(crate) fn is_stdout(r: &Record) -> bool {
     r.stream == Stream::Stdout
+}
+
+/// `TERM`, `SIGTERM`, `sigterm` or `15`.
+pub(crate) fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        anyhow::bail!("signal {n}: signals are 1 to 64");
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    const NAMES: &[(&str, i32)] = &[
+        ("HUP", libc::SIGHUP),
+        ("INT", libc::SIGINT),
+        ("QUIT", libc::SIGQUIT),
+        ("KILL", libc::SIGKILL),
+        ("USR1", libc::SIGUSR1),
+        ("USR2", libc::SIGUSR2),
+        ("TERM", libc::SIGTERM),
+        ("CONT", libc::SIGCONT),
+        ("WINCH", libc::SIGWINCH),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .with_context(|| {
+            format!(
+                "unknown signal {s:?}: use a number or one of {}",
+                NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )
+        })
+}
+
+/// A stop signal (`--stop-signal`, an image's StopSignal): one that the
+/// serving hutch forwards to the container, or KILL.
+pub(crate) fn stop_signal(s: &str) -> Result<i32> {
+    let sig = parse_signal(s)?;
+    if sig != libc::SIGKILL && !crate::sandbox::FORWARDED.contains(&sig) {
+        bail!(
+            "signal {s} cannot be a stop signal: hutch forwards HUP, INT, QUIT, TERM, USR1, USR2, CONT and WINCH to a container, and KILL ends it"
+        );
+    }
+    Ok(sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(parse_signal("TERM").unwrap(), libc::SIGTERM);
+        assert_eq!(parse_signal("sigkill").unwrap(), libc::SIGKILL);
+        assert_eq!(parse_signal("1").unwrap(), 1);
+        assert!(parse_signal("0").is_err());
+        assert!(
+            parse_signal("BOGUS")
+                .unwrap_err()
+                .to_string()
+                .contains("TERM")
+        );
+    }
+
+    #[test]
+    fn stop_signals_are_the_forwarded_ones_or_kill() {
+        assert_eq!(stop_signal("SIGINT").unwrap(), libc::SIGINT);
+        assert_eq!(stop_signal("9").unwrap(), libc::SIGKILL);
+        assert!(stop_signal("SIGSTOP").is_err());
+        assert!(
+            stop_signal("37")
+                .unwrap_err()
+                .to_string()
+                .contains("forwards")
+        );
+    }
 }

@@ -21,10 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Default size at which a log is rotated (Podman's log_size_max is
-/// unlimited by default; 10 MiB keeps a chatty service from filling the disk).
-pub(crate) const DEFAULT_CAP: u64 = 10 << 20;
-
 /// Which stream a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stream {
@@ -90,8 +86,9 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
-    /// Open (append to) the log at `path`, rotating at `cap` bytes.
-    pub(crate) fn open(path: &Path, cap: u64) -> Result<LogWriter> {
+    /// Open (append to) the log at `path`, rotating at `cap` bytes (the
+    /// profile's `log_size_max`; None: never).
+    pub(crate) fn open(path: &Path, cap: Option<u64>) -> Result<LogWriter> {
         let file = File::options()
             .create(true)
             .append(true)
@@ -103,7 +100,7 @@ impl LogWriter {
                 path: path.to_owned(),
                 file,
                 size,
-                cap: cap.max(4096),
+                cap: cap.map_or(u64::MAX, |c| c.max(4096)),
             })),
         })
     }
@@ -381,7 +378,7 @@ mod tests {
     fn records_round_trip_any_bytes() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("ctr.log");
-        let log = LogWriter::open(&path, DEFAULT_CAP).unwrap();
+        let log = LogWriter::open(&path, Some(crate::profile::DEFAULT_LOG_SIZE_MAX)).unwrap();
         log.write(Stream::Stdout, b"one\ntwo\n").unwrap();
         log.write(Stream::Stderr, b"err without newline").unwrap();
         let binary: Vec<u8> = (0..=255u8).collect();
@@ -408,7 +405,7 @@ mod tests {
     fn rotation_keeps_one_older_file() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("ctr.log");
-        let log = LogWriter::open(&path, 4096).unwrap();
+        let log = LogWriter::open(&path, Some(4096)).unwrap();
         for i in 0..400 {
             log.write(Stream::Stdout, format!("line {i}\n").as_bytes())
                 .unwrap();
@@ -448,7 +445,7 @@ mod tests {
     fn follower_sees_new_records_across_a_rotation() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("ctr.log");
-        let log = LogWriter::open(&path, 4096).unwrap();
+        let log = LogWriter::open(&path, Some(4096)).unwrap();
         log.write(Stream::Stdout, b"before\n").unwrap();
         let mut f = Follower::at_end(&path);
         assert!(f.poll().unwrap().is_empty());

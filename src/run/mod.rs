@@ -47,8 +47,8 @@ pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detac
 pub(crate) use exec::{ExecRequest, exec};
 pub(crate) use keeper::keep;
 pub(crate) use lifecycle::{
-    LogOptions, is_stdout, kill, logs, parse_since, restart, start, start_attached,
-    start_interactive, stop, wait,
+    LogOptions, is_stdout, kill, logs, parse_signal, parse_since, restart, start, start_attached,
+    start_interactive, stop, stop_signal, wait,
 };
 pub(crate) use net::NetworkArg;
 pub use plan::RunRequest;

@@ -73,6 +73,9 @@ pub struct RunRequest {
     pub preserve_fds: u32,
     /// `--restart` (with `-d` only: its keeper restarts it).
     pub restart: crate::store::containers::RestartPolicy,
+    /// `--stop-signal` (checked by the caller) and `--stop-timeout`.
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
 }
 
 /// The image part of a plan.
@@ -86,6 +89,8 @@ struct ImagePart {
     env: Vec<String>,
     workdir: String,
     user: String,
+    /// The image's StopSignal.
+    stop_signal: Option<String>,
     host: bool,
 }
 
@@ -100,6 +105,7 @@ fn image_part(store: &Store, name: &str) -> Result<ImagePart> {
             env: Vec::new(),
             workdir: String::new(),
             user: String::new(),
+            stop_signal: None,
             host: true,
         }),
         Resolved::Stored { image, .. } => {
@@ -126,6 +132,7 @@ fn image_part(store: &Store, name: &str) -> Result<ImagePart> {
                 env: cfg.env().clone().unwrap_or_default(),
                 workdir: cfg.working_dir().clone().unwrap_or_default(),
                 user: cfg.user().clone().unwrap_or_default(),
+                stop_signal: cfg.stop_signal().clone(),
                 host: false,
             })
         }
@@ -593,6 +600,8 @@ pub fn resolve(
         },
         limits: profile.limits.clone(),
         remove: req.remove,
+        stop_signal: req.stop_signal.clone().or(img.stop_signal),
+        stop_timeout: req.stop_timeout,
     })
 }
 

@@ -48,7 +48,8 @@ pub struct CommandPlan<'a> {
     pub security: Security,
     /// Where a command that cannot be run (126, 127) also reports its
     /// status and message, `CODE message` (`exec --detach`, whose stderr
-    /// is /dev/null); None: only on stderr.
+    /// is /dev/null; a detached run, whose `run -d` exits with that
+    /// status); None: only on stderr.
     pub exec_error_fd: Option<RawFd>,
 }
 

@@ -158,13 +158,40 @@ fn join_network_owner(join: &super::spec::NetJoin) -> Result<OwnedFd> {
 
 /// How a detached container is connected: the descriptors for the
 /// command's 0, 1 and 2 (None: its pty's, with -t), what to call with
-/// its pty, and what to call once it is started.
+/// its pty, and what to call once its command runs or could not be run.
 pub struct Detached<'a> {
     pub stdio: [Option<OwnedFd>; 3],
     /// With -t: given the controller side of the container's pty (before
     /// `started`), which is then not relayed to hutch's own stdio.
     pub terminal: Option<Box<dyn FnOnce(OwnedFd) + 'a>>,
-    pub started: Box<dyn FnOnce() + 'a>,
+    /// Called once the command has called execve, or has failed to (not
+    /// called when the container failed before its command: `run`
+    /// returns that error).
+    pub started: Box<dyn FnOnce(Started) + 'a>,
+}
+
+/// What became of a detached container's command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// It runs (execve succeeded).
+    Running,
+    /// It could not be run: 127 (not found) or 126 (not executable), and
+    /// the message it printed.
+    NotRun { code: i32, message: String },
+}
+
+impl Started {
+    /// From what the command wrote on its status pipe (`CODE message`, see
+    /// [`CommandPlan::exec_error_fd`]); nothing: it ran.
+    fn from_status(said: &str) -> Started {
+        match said.split_once(' ') {
+            Some((n, text)) if n.parse::<i32>().is_ok() => Started::NotRun {
+                code: n.parse().unwrap_or(crate::error::EXIT_FAILED),
+                message: text.trim().to_string(),
+            },
+            _ => Started::Running,
+        }
+    }
 }
 
 /// Run the container described by `spec`; returns the command's exit
@@ -208,6 +235,17 @@ pub fn run(
     let (err_r, err_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(std::io::Error::from)
         .context("creating a pipe")?;
+    // Detached: the command says on this pipe whether it could be run; it
+    // reaches end-of-file at its execve (close-on-exec; init and the relay
+    // close every descriptor once they have forked).
+    let status_pipe = match started {
+        Some(_) => Some(
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(std::io::Error::from)
+                .context("creating a pipe")?,
+        ),
+        None => None,
+    };
     // The overlay and the network hold host fds for the container's open
     // files and connections: lift hutch's own soft limit first (the
     // container gets the old one back, see rlimits.rs).
@@ -307,7 +345,7 @@ pub fn run(
             envp: cstrings(&spec.process.env, "environment variable")?,
             path: spec.process.search_path(),
             security,
-            exec_error_fd: None,
+            exec_error_fd: status_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
         },
         root: spec.rootfs.mountpoint.clone(),
         etc_dir: spec.rootfs.etc.clone(),
@@ -341,6 +379,7 @@ pub fn run(
     };
     drop(plan);
     drop(err_w);
+    let status_r = status_pipe.map(|(r, _w)| r);
     let net_parent = net_pair.map(|(parent_end, _child_end)| parent_end);
     let console_parent = console_pair.map(|(parent_end, _child_end)| parent_end);
     let resize_target = pty::forward_signals(relay, forwarded)?;
@@ -413,8 +452,18 @@ pub fn run(
         _ => None,
     };
     tracing::debug!("launch: container started");
-    if let Some(hook) = started {
-        hook();
+    // What init or the relay reported before the command (nothing when
+    // the command was forked); kept for the report at the end.
+    let _ = rustix::fs::fcntl_setfl(&err_r, rustix::fs::OFlags::NONBLOCK);
+    let mut early = String::new();
+    if let (Some(hook), Some(status_r)) = (started, status_r) {
+        // End-of-file once the command has run execve (or every process
+        // that could have has exited).
+        let said = read_all(&status_r);
+        early = read_all(&err_r);
+        if early.is_empty() {
+            hook(Started::from_status(&said));
+        }
     }
     let status = sys::wait(relay, false)
         .map_err(std::io::Error::from)
@@ -429,8 +478,7 @@ pub fn run(
     if let Some(r) = relayed {
         r.finish();
     }
-    let _ = rustix::fs::fcntl_setfl(&err_r, rustix::fs::OFlags::NONBLOCK);
-    let msg = read_all(&err_r);
+    let msg = early + &read_all(&err_r);
     tracing::debug!("launch: container exited");
     let network_result = network.map(|n| n.and_then(|h| h.stop()));
     let unmounted = mounted.unmount();

@@ -42,6 +42,14 @@ pub struct SandboxSpec {
     pub limits: Limits,
     /// Remove the container when it exits (`--rm`).
     pub remove: bool,
+    /// What `hutch stop` sends first: `--stop-signal`, else the image's
+    /// StopSignal (a name or number, as written); None: SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `hutch stop` waits before SIGKILL when
+    /// not given `-t`; None: 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
