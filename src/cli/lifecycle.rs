@@ -282,6 +282,9 @@ pub struct KeepArgs {
     /// Remove the container when it exits
     #[arg(long)]
     rm: bool,
+    /// The container's running lock, inherited from `run -d` or `start`
+    #[arg(long, value_name = "FD")]
+    lock_fd: Option<i32>,
     id: String,
 }
 
@@ -289,7 +292,7 @@ pub struct KeepArgs {
 /// `run -d`, not by people).
 pub fn keep(a: KeepArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    crate::run::keep(&store, &a.id, a.rm)
+    crate::run::keep(&store, &a.id, a.rm, a.lock_fd)
 }
 
 /// Print each name that worked; each error on stderr; 125 if any failed.

@@ -27,7 +27,7 @@ use crate::store::containers::{ContainerState, Status, now_rfc3339};
 use crate::sys::{self, Forked, SigSet};
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,10 +58,16 @@ pub(crate) fn hand_over(
     if remove {
         cmd.arg("--rm");
     }
+    // The keeper inherits the lock itself: the container is never
+    // unlocked (as if stopped) between this process and the keeper, and
+    // stays locked if this one dies once the keeper runs.
+    let inherited = lock.inheritable()?;
+    cmd.arg("--lock-fd").arg(inherited.as_raw_fd().to_string());
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting the keeper of container {}", state.name))?;
-    // The keeper waits for this lock: from here on it is the keeper's.
+    // From here on it is the keeper's.
+    drop(inherited);
     drop(lock);
     let out = child
         .stdout
@@ -193,14 +199,25 @@ const ENDING: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGH
 /// that holds the running lock and that `stop` and `kill` signal; it
 /// forwards their signals to the current run. Returns the command's
 /// last exit status (the keeper's own, which nobody waits for).
-pub(crate) fn keep(store: &Store, id: &str, remove: bool) -> Result<i32> {
+pub(crate) fn keep(store: &Store, id: &str, remove: bool, lock_fd: Option<i32>) -> Result<i32> {
     let mut hs = Handshake {
         out: Some(std::io::stdout()),
         started: false,
     };
     // No terminal, no job control of the shell that ran `hutch run -d`.
     let _ = rustix::process::setsid();
-    let lock = match store.take_running_lock(id).and_then(|l| {
+    // The lock `run -d` or `start` held, passed on (without one, as by an
+    // older hutch: wait for it to be free).
+    let taken = match lock_fd {
+        Some(n) => match sys::take_inherited(n) {
+            Some(fd) => store.adopt_running_lock(id, fd),
+            None => Err(anyhow::anyhow!(
+                "--lock-fd {n}: no such descriptor was passed"
+            )),
+        },
+        None => store.take_running_lock(id),
+    };
+    let lock = match taken.and_then(|l| {
         store.read_container(id)?;
         Ok(l)
     }) {

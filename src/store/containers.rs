@@ -341,6 +341,17 @@ pub struct RunningLock {
     _file: File,
 }
 
+impl RunningLock {
+    /// A descriptor of the same lock that a child process inherits (not
+    /// close-on-exec): handed to a keeper, so the container is never
+    /// unlocked between `run -d` and its keeper, whichever of them dies.
+    pub fn inheritable(&self) -> Result<std::os::fd::OwnedFd> {
+        rustix::io::dup(&self._file)
+            .map_err(std::io::Error::from)
+            .context("passing the running lock on")
+    }
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -539,6 +550,34 @@ impl Store {
         file.lock()
             .with_context(|| format!("locking {}", path.display()))?;
         Ok(RunningLock { _file: file })
+    }
+
+    /// The running lock of container `id` as inherited from the process
+    /// that started this one (see [`RunningLock::inheritable`]); checked
+    /// to be that container's lock file, and made close-on-exec again.
+    pub fn adopt_running_lock(&self, id: &str, fd: std::os::fd::OwnedFd) -> Result<RunningLock> {
+        let path = self.container_dir(id).join("running.lock");
+        let ours =
+            rustix::fs::stat(&path).with_context(|| format!("reading {}", path.display()))?;
+        let given = rustix::fs::fstat(&fd).context("reading the inherited running lock")?;
+        if (ours.st_dev, ours.st_ino) != (given.st_dev, given.st_ino) {
+            anyhow::bail!(
+                "the descriptor given as the running lock is not {}",
+                path.display()
+            );
+        }
+        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+            .map_err(std::io::Error::from)
+            .context("marking the running lock close-on-exec")?;
+        let file = File::from(fd);
+        // The same open file: already locked by it, unless the caller
+        // passed a copy it never locked.
+        match file.try_lock() {
+            Ok(()) => Ok(RunningLock { _file: file }),
+            Err(e) => {
+                Err(anyhow::anyhow!("{e}")).with_context(|| format!("locking {}", path.display()))
+            }
+        }
     }
 
     /// Take the running lock of container `id` if nobody holds it (None:

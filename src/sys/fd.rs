@@ -106,6 +106,20 @@ pub fn close_fds_from(first: u32, cloexec: bool) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Take descriptor number `fd`, which hutch's parent left open for it on
+/// purpose (a keeper's running lock): None if it is not open. The caller
+/// checks what it is.
+pub fn take_inherited(fd: i32) -> Option<std::os::fd::OwnedFd> {
+    if fd < 3 || fd_flags(fd).is_err() {
+        return None;
+    }
+    // SAFETY: the descriptor is open (F_GETFD succeeded) and nothing else
+    // in this process owns it: it was inherited across execve, before any
+    // code of ours opened anything under that number, and is taken once
+    // at start-up.
+    Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// Clear close-on-exec on `fd` (a descriptor handed through to the
 /// command on purpose).
 pub fn keep_on_exec(fd: i32) -> Result<(), Errno> {
