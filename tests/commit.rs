@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::registry::registry;
-use common::{TestStore, describe, fixture};
+use common::registry::{registry, skopeo_digest};
+use common::{TestStore, describe, fixture, podman};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -253,6 +253,29 @@ fn commit_pushed_and_pulled_elsewhere_is_the_same_image() {
     // Control: the pulling store had no busybox of its own.
     let (_, out) = other.run(["inspect", "busybox"]);
     assert!(!out.status.success(), "{}", describe(&out));
+    // skopeo and rootless podman see the same image: the same digest, and
+    // podman runs it with the change.
+    let dest_ref = format!("docker://{dest}");
+    assert_eq!(skopeo_digest(&st, &dest_ref, &[]), digest);
+    let pdir = st.tmp().join("podman");
+    let run = |args: &[&str]| {
+        let out = podman(&pdir).args(args).output().unwrap();
+        assert!(out.status.success(), "podman {args:?}: {}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    run(&["pull", "-q", "--tls-verify=false", &dest]);
+    assert_eq!(
+        run(&["image", "inspect", "--format", "{{.Digest}}", &dest]),
+        digest
+    );
+    assert_eq!(
+        run(&["run", "--rm", "--network", "none", &dest, "cat", "/new.txt"]),
+        "hello"
+    );
+    let _ = podman(&pdir)
+        .args(["unshare", "rm", "-rf"])
+        .arg(&pdir)
+        .status();
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestStore, fixture};
+use common::{TestStore, fixture, podman};
 use serde_json::Value;
 use sha2::Digest as _;
 use std::path::Path;
@@ -111,26 +111,6 @@ fn skopeo_reads_what_hutch_saves_with_the_same_digests() {
     let other = TestStore::new();
     other.run_ok(["load", s(&again)]);
     assert_eq!(inspect(&other, "localhost/roundtrip:1")["Id"], v["Id"]);
-}
-
-/// Rootless podman with a throwaway store of its own.
-fn podman(dir: &Path) -> Command {
-    let mut c = Command::new("podman");
-    c.args([
-        "--root",
-        s(&dir.join("root")),
-        "--runroot",
-        s(&dir.join("run")),
-        "--storage-driver",
-        "vfs",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-    ]);
-    c.env("XDG_RUNTIME_DIR", dir.join("xdg"));
-    std::fs::create_dir_all(dir.join("xdg")).unwrap();
-    c
 }
 
 #[test]

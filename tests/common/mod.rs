@@ -354,3 +354,28 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Rootless podman with a throwaway store of its own in `dir` (vfs
+/// storage, cgroupfs, runc: what works for an unprivileged user on any
+/// host the tests run on).
+#[allow(dead_code)]
+pub fn podman(dir: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--runtime",
+            "runc",
+        ]);
+    c.env("XDG_RUNTIME_DIR", dir.join("xdg"));
+    std::fs::create_dir_all(dir.join("xdg")).unwrap();
+    c
+}
