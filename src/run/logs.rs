@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+/// The log's name in the container's directory.
+pub(crate) const LOG_FILE: &str = "ctr.log";
+
 /// Default size at which a log is rotated (Podman's log_size_max is
 /// unlimited by default; 10 MiB keeps a chatty service from filling the disk).
 pub(crate) const DEFAULT_CAP: u64 = 10 << 20;
