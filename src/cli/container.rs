@@ -138,10 +138,10 @@ pub(super) fn print_inspected(
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "DESCRIPTORS (Podman's, or its AIX codes): user (%U), pid (%p), ppid (%P), \
-    pcpu (%C), etime (%t), tty (%y), time (%x), args (%a), comm (%c), hpid, huser; \
-    by default user pid ppid pcpu etime tty time args. pid and ppid are as the container \
-    sees them, user from its own /etc/passwd; hpid and huser are the host's."
+    after_help = "DESCRIPTORS (Podman's, or its AIX codes): user (%U), pid (%p), ppid (%P),\n\
+    pcpu (%C), etime (%t), tty (%y), time (%x), args (%a), comm (%c), hpid, huser;\n\
+    by default user pid ppid pcpu etime tty time args. pid and ppid are as the\n\
+    container sees them, user from its own /etc/passwd; hpid and huser are the host's."
 )]
 pub struct TopArgs {
     #[command(flatten)]
