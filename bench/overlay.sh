@@ -64,7 +64,7 @@ echo "setting up in $work ..."
 store=$work/store
 "$HUTCH" --root "$store" load -q "$FIX/debian-oci.tar" >"$work/id"
 layer=$("$HUTCH" --root "$store" inspect "$(cat "$work/id")" |
-      python3 -c 'import json,sys; print(json.load(sys.stdin)["Layers"][-1]["Path"])')
+      python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Layers"][-1]["Path"])')
 # All tools read one copy of that layer without ownership records: with
 # them, fuse-overlayfs 1.10 cannot list the layer at all (it wants a record
 # on every entry once the layer root has one: ENODATA), and the kernel

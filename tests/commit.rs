@@ -48,7 +48,8 @@ fn store_with_changed_container() -> TestStore {
 }
 
 fn inspect(st: &TestStore, image: &str) -> serde_json::Value {
-    serde_json::from_str(&st.run_ok(["inspect", image])).unwrap()
+    let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", image])).unwrap();
+    v[0].clone()
 }
 
 fn digest_of(st: &TestStore, image: &str) -> String {
@@ -345,7 +346,10 @@ fn commit_refuses_bad_input_and_a_failed_commit_leaves_nothing() {
     // A commit that fails while writing (a file in the upper dir it cannot
     // read) leaves no blob, layer, tag or temporary file either.
     use std::os::unix::fs::PermissionsExt;
-    let dir = inspect(&st, "c1")["dir"].as_str().unwrap().to_owned();
+    let dir = inspect(&st, "c1")["Hutch"]["Dir"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let file = std::path::Path::new(&dir).join("upper/new.txt");
     let mode = std::fs::metadata(&file).unwrap().permissions();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();

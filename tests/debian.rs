@@ -17,7 +17,7 @@ fn record(path: &Path) -> Option<String> {
 
 fn layer_root(st: &TestStore, image: &str) -> PathBuf {
     let v: Value = serde_json::from_str(&st.run_ok(["inspect", image])).unwrap();
-    let layers = v["Layers"].as_array().unwrap();
+    let layers = v[0]["Layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1, "the Debian fixture is one layer");
     PathBuf::from(layers[0]["Path"].as_str().unwrap())
 }

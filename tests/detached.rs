@@ -45,7 +45,8 @@ fn start(st: &Store, args: &[&str]) -> String {
 
 /// The container's record as `inspect` shows it.
 fn inspect(st: &Store, key: &str) -> serde_json::Value {
-    serde_json::from_str(&st.run_ok(["inspect", key])).unwrap()
+    let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", key])).unwrap();
+    v[0].clone()
 }
 
 /// Wait until `cond` holds, up to `secs`.
@@ -182,13 +183,13 @@ fn stop_sends_term_then_kill_and_records_the_exit() {
     assert_eq!(st.run_ok(["stop", "polite"]).trim(), "polite");
     assert!(t0.elapsed() < Duration::from_secs(8), "no need for SIGKILL");
     assert_eq!(st.run_ok(["logs", "polite"]), "up\ngot TERM\n");
-    assert_eq!(inspect(&st, "polite")["exit_code"], 0);
+    assert_eq!(inspect(&st, "polite")["State"]["ExitCode"], 0);
     // Ignores TERM: killed after -t seconds, recorded as 137.
     assert_eq!(
         st.run_ok(["stop", "-t", "1", "stubborn"]).trim(),
         "stubborn"
     );
-    assert_eq!(inspect(&st, "stubborn")["exit_code"], 137);
+    assert_eq!(inspect(&st, "stubborn")["State"]["ExitCode"], 137);
     let ps = st.run_ok(["ps", "-a"]);
     assert!(
         ps.contains("Exited (0)") && ps.contains("Exited (137)"),
@@ -344,7 +345,9 @@ fn a_killed_keeper_leaves_nothing_and_shows_as_killed() {
     let marker = format!("sleep 5151{}", std::process::id() % 1000);
     start(&st, &["--name", "orphan", "busybox", "sh", "-c", &marker]);
     assert!(eventually(10, || !processes_with(&marker).is_empty()));
-    let keeper = inspect(&st, "orphan")["pid"].as_i64().unwrap() as i32;
+    let keeper = inspect(&st, "orphan")["State"]["ConmonPid"]
+        .as_i64()
+        .unwrap() as i32;
     assert!(keeper > 0);
     // The keeper is in its own session, not in ours.
     let stat = std::fs::read_to_string(format!("/proc/{keeper}/stat")).unwrap();

@@ -13,7 +13,10 @@ fn s(p: &Path) -> &str {
 }
 
 fn inspect(store: &TestStore, image: &str) -> Value {
-    serde_json::from_str(&store.run_ok(["inspect", image])).expect("inspect prints JSON")
+    let v: Value =
+        serde_json::from_str(&store.run_ok(["inspect", image])).expect("inspect prints JSON");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "an array of one: {v}");
+    v[0].clone()
 }
 
 fn diff_ids(v: &Value) -> Vec<String> {

@@ -27,7 +27,8 @@ fn run(cmd: &mut Command) -> String {
 }
 
 fn inspect(st: &TestStore, image: &str) -> Value {
-    serde_json::from_str(&st.run_ok(["inspect", image])).unwrap()
+    let v: Value = serde_json::from_str(&st.run_ok(["inspect", image])).unwrap();
+    v[0].clone()
 }
 
 fn sha(data: &[u8]) -> String {

@@ -568,8 +568,12 @@ fn publish_without_a_host_port_takes_a_free_one_shown_by_ps() {
     assert!(ps.contains(&format!("127.0.0.1:{port}->8080/tcp")), "{ps}");
     let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", "web"])).unwrap();
     assert_eq!(
-        v["ports"],
+        v[0]["Hutch"]["Ports"],
         serde_json::json!([format!("127.0.0.1:{port}->8080/tcp")])
+    );
+    assert_eq!(
+        v[0]["NetworkSettings"]["Ports"],
+        serde_json::json!({"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": port.to_string()}]})
     );
     let _ = child.kill();
     let _ = child.wait();

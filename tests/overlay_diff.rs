@@ -509,7 +509,7 @@ fn random_ops_on_the_multilayer_fixture() {
     let id = st.run_ok(["load", "-q", s(&common::fixture("multilayer-oci"))]);
     let v: Value = serde_json::from_str(&st.run_ok(["inspect", id.trim()])).unwrap();
     let mut lowers = Vec::new();
-    for (i, layer) in v["Layers"].as_array().unwrap().iter().enumerate().rev() {
+    for (i, layer) in v[0]["Layers"].as_array().unwrap().iter().enumerate().rev() {
         let src = PathBuf::from(layer["Path"].as_str().unwrap());
         let dst = sc.dir.join(format!("fixture-layer{i}"));
         let out = output(

@@ -485,7 +485,7 @@ fn concurrent_appends_copy_up_once() {
 fn fixture_layers(st: &TestStore, name: &str) -> Vec<PathBuf> {
     let id = st.run_ok(["load", "-q", s(&common::fixture(name))]);
     let v: Value = serde_json::from_str(&st.run_ok(["inspect", id.trim()])).unwrap();
-    v["Layers"]
+    v[0]["Layers"]
         .as_array()
         .unwrap()
         .iter()

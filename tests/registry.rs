@@ -144,7 +144,7 @@ fn push_is_read_by_skopeo_podman_and_hutch_with_the_same_digest() {
     st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
     let inspect: serde_json::Value =
         serde_json::from_str(&st.run_ok(["inspect", "busybox"])).unwrap();
-    let digest = inspect["Digest"].as_str().unwrap().to_owned();
+    let digest = inspect[0]["Digest"].as_str().unwrap().to_owned();
     let dest = format!("127.0.0.1:{}/pushed/busybox:2", reg.port);
     let (_, out) = st.run(["push", "--tls-verify=false", "busybox", &dest]);
     assert!(out.status.success(), "{}", describe(&out));

@@ -381,7 +381,7 @@ fn wire_pulls_gzip_zstd_and_uncompressed_layers() {
         );
         let inspect: serde_json::Value =
             serde_json::from_str(&st.run_ok(["inspect", &name])).unwrap();
-        assert_eq!(inspect["Digest"].as_str(), Some(digest.as_str()), "{fx}");
+        assert_eq!(inspect[0]["Digest"].as_str(), Some(digest.as_str()), "{fx}");
         let out = st.run_offline(&name, &["busybox", "cat", "/etc/os-release"]);
         assert!(out.contains("ID=busybox-fixture"), "{fx}: {out}");
     }
@@ -631,7 +631,7 @@ fn wire_connection_dropped_mid_layer_once_resumes_with_range() {
     );
     let inspect: serde_json::Value =
         serde_json::from_str(&w.st.run_ok(["inspect", &w.name])).unwrap();
-    assert_eq!(inspect["Digest"].as_str(), Some(w.digest.as_str()));
+    assert_eq!(inspect[0]["Digest"].as_str(), Some(w.digest.as_str()));
     let out = w.st.hutch().args(["check", "--store"]).output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     w.runs(&w.name);

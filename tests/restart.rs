@@ -37,7 +37,8 @@ fn busybox() -> Store {
 
 /// The container's record as `inspect` shows it.
 fn inspect(st: &Store, key: &str) -> serde_json::Value {
-    serde_json::from_str(&st.run_ok(["inspect", key])).unwrap()
+    let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", key])).unwrap();
+    v[0].clone()
 }
 
 /// Wait until `cond` holds, up to `secs`.
@@ -82,9 +83,12 @@ fn start_runs_an_exited_container_again_on_its_upper_dir() {
     assert_eq!(st.run_ok(["wait", "again"]).trim(), "3");
     assert_eq!(st.run_ok(["logs", "again"]), "1\n2\n");
     let second = inspect(&st, "again");
-    assert_eq!(second["id"], id.as_str());
-    assert_ne!(second["started"], first["started"], "started time updated");
-    assert_eq!(second["exit_code"], 3);
+    assert_eq!(second["Id"], id.as_str());
+    assert_ne!(
+        second["State"]["StartedAt"], first["State"]["StartedAt"],
+        "started time updated"
+    );
+    assert_eq!(second["State"]["ExitCode"], 3);
     // A running container is left running: its name, no error.
     st.run_ok([
         "run",
@@ -97,9 +101,13 @@ fn start_runs_an_exited_container_again_on_its_upper_dir() {
         "sleep",
         "1000",
     ]);
-    let pid = inspect(&st, "up")["pid"].clone();
+    let pid = inspect(&st, "up")["State"]["ConmonPid"].clone();
     assert_eq!(st.run_ok(["start", "up", "again"]), "up\nagain\n");
-    assert_eq!(inspect(&st, "up")["pid"], pid, "the same keeper serves it");
+    assert_eq!(
+        inspect(&st, "up")["State"]["ConmonPid"],
+        pid,
+        "the same keeper serves it"
+    );
     st.run_ok(["wait", "again"]);
 }
 
@@ -190,7 +198,7 @@ fn start_refuses_what_it_cannot_do() {
     assert_eq!(code, 125);
     assert!(err.contains("one container"), "{err}");
     // Nothing was started.
-    assert_eq!(inspect(&st, "a")["detached"], false);
+    assert_eq!(inspect(&st, "a")["Hutch"]["Detached"], false);
     let (code, err) = st.run_fail(["start"]);
     assert_eq!(code, 125);
     assert!(err.contains("<CONTAINERS>"), "{err}");
@@ -243,8 +251,11 @@ fn restart_on_failure_gives_up_after_its_retries() {
     assert_eq!(st.run_ok(["wait", "flaky"]).trim(), "3");
     assert_eq!(st.run_ok(["logs", "flaky"]), "1\n2\n3\n");
     let rec = inspect(&st, "flaky");
-    assert_eq!(rec["restart_count"], 2);
-    assert_eq!(rec["restart_policy"], "on-failure:2");
+    assert_eq!(rec["RestartCount"], 2);
+    assert_eq!(
+        rec["HostConfig"]["RestartPolicy"],
+        serde_json::json!({"Name": "on-failure", "MaximumRetryCount": 2})
+    );
     assert_eq!(ps_restarts(&st, "flaky"), 2);
     // Control: a command that succeeds is not restarted on failure.
     run_d(
@@ -262,7 +273,7 @@ fn restart_on_failure_gives_up_after_its_retries() {
     );
     assert_eq!(st.run_ok(["wait", "fine"]).trim(), "0");
     assert_eq!(st.run_ok(["logs", "fine"]), "once\n");
-    assert_eq!(inspect(&st, "fine")["restart_count"], 0);
+    assert_eq!(inspect(&st, "fine")["RestartCount"], 0);
 }
 
 #[test]
@@ -295,9 +306,9 @@ fn restart_always_runs_until_stop_and_stop_or_kill_is_final() {
     // one line (none started after the stop).
     assert!(st.run_ok(["ps", "-q"]).trim().is_empty());
     let rec = inspect(&st, "loop");
-    assert_eq!(rec["stopped_by_user"], true);
+    assert_eq!(rec["Hutch"]["StoppedByUser"], true);
     let runs = st.run_ok(["logs", "loop"]).lines().count() as u64;
-    assert_eq!(rec["restart_count"].as_u64().unwrap() + 1, runs);
+    assert_eq!(rec["RestartCount"].as_u64().unwrap() + 1, runs);
     // unless-stopped: fails once, then stays up; kill ends it for good.
     run_d(
         &st,
@@ -316,14 +327,14 @@ fn restart_always_runs_until_stop_and_stop_or_kill_is_final() {
     assert_eq!(st.run_ok(["kill", "second"]).trim(), "second");
     assert!(st.run_ok(["ps", "-q"]).trim().is_empty());
     let rec = inspect(&st, "second");
-    assert_eq!(rec["exit_code"], 137);
-    assert_eq!(rec["restart_count"], 1);
+    assert_eq!(rec["State"]["ExitCode"], 137);
+    assert_eq!(rec["RestartCount"], 1);
     // `start` makes the policy hold again, counting from 0.
     assert_eq!(st.run_ok(["start", "second"]).trim(), "second");
     assert!(eventually(30, || st.run_ok(["logs", "second"]) == "1\n2\n3\n"));
     let rec = inspect(&st, "second");
-    assert_eq!(rec["stopped_by_user"], false);
-    assert_eq!(rec["restart_count"], 0);
+    assert_eq!(rec["Hutch"]["StoppedByUser"], false);
+    assert_eq!(rec["RestartCount"], 0);
 }
 
 #[test]
@@ -345,8 +356,11 @@ fn restart_stops_and_starts_again() {
     assert_eq!(st.run_ok(["restart", "-t", "5", "r"]).trim(), "r");
     assert!(eventually(10, || st.run_ok(["logs", "r"]) == "1\n2\n"));
     let after = inspect(&st, "r");
-    assert_eq!(after["running"], true);
-    assert_ne!(after["pid"], before["pid"], "a new keeper serves it");
+    assert_eq!(after["State"]["Running"], true);
+    assert_ne!(
+        after["State"]["ConmonPid"], before["State"]["ConmonPid"],
+        "a new keeper serves it"
+    );
     // An exited container is only started.
     st.run_ok([
         "run",

@@ -806,20 +806,25 @@ fn inspect_finds_containers_after_images() {
     let (_, out) = st.run(["run", "--name", "box", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", "box"])).unwrap();
-    assert_eq!(v["name"], "box", "{v:#}");
-    assert_eq!(v["image"], "busybox");
-    assert_eq!(v["status"], "exited");
-    assert_eq!(v["exit_code"], 3);
-    assert_eq!(v["running"], false);
-    assert_eq!(v["command"], serde_json::json!(["sh", "-c", "exit 3"]));
-    let id = v["id"].as_str().unwrap();
+    let v = &v[0];
+    assert_eq!(v["Name"], "box", "{v:#}");
+    assert_eq!(v["ImageName"], "busybox");
+    assert_eq!(v["State"]["Status"], "exited");
+    assert_eq!(v["State"]["ExitCode"], 3);
+    assert_eq!(v["State"]["Running"], false);
+    assert_eq!(v["Path"], "sh");
+    assert_eq!(v["Args"], serde_json::json!(["-c", "exit 3"]));
+    let id = v["Id"].as_str().unwrap();
     let by_id: serde_json::Value =
         serde_json::from_str(&st.run_ok(["inspect", &id[..12]])).unwrap();
-    assert_eq!(by_id["id"], id);
+    assert_eq!(by_id[0]["Id"], id);
     // Images come first, as in Podman: a container named like an image.
     st.run_ok(["run", "--name", "busybox", "busybox", "true"]);
     let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", "busybox"])).unwrap();
-    assert!(v["Digest"].is_string() && v.get("name").is_none(), "{v:#}");
+    assert!(
+        v[0]["Digest"].is_string() && v[0].get("State").is_none(),
+        "{v:#}"
+    );
     let (c, err) = st.run_fail(["inspect", "nothing-here"]);
     assert_eq!(c, 125);
     assert!(

@@ -48,7 +48,7 @@ fn a_killed_load_leaves_no_half_image_and_the_next_load_completes() {
             let v: Value =
                 serde_json::from_str(&st.run_ok(["inspect", r["digest"].as_str().unwrap()]))
                     .unwrap();
-            for l in v["Layers"].as_array().unwrap() {
+            for l in v[0]["Layers"].as_array().unwrap() {
                 assert!(
                     Path::new(l["Path"].as_str().unwrap()).is_dir(),
                     "visible image with a missing layer"
@@ -70,7 +70,7 @@ fn check_store_finds_damage_and_repair_fixes_it() {
     let st = TestStore::new();
     st.run_ok(["load", s(&fixture("busybox-oci.tar"))]);
     let v: Value = serde_json::from_str(&st.run_ok(["inspect", "busybox"])).unwrap();
-    let layer = v["Layers"][0].clone();
+    let layer = v[0]["Layers"][0].clone();
     let diff = &layer["DiffID"].as_str().unwrap()[7..];
 
     // An unpacked layer went missing: repair unpacks it again from its blob.

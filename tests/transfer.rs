@@ -17,7 +17,9 @@ fn s(p: &Path) -> &str {
 }
 
 fn inspect(st: &TestStore, image: &str) -> Value {
-    serde_json::from_str(&st.run_ok(["inspect", image])).expect("inspect prints JSON")
+    let v: Value =
+        serde_json::from_str(&st.run_ok(["inspect", image])).expect("inspect prints JSON");
+    v[0].clone()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! `hutch diff`, `hutch commit` and their `hutch container ...` spellings.
+//! `hutch diff` and `hutch commit` (also `hutch container diff|commit`).
 
 use super::flags::FormatFlag;
 use super::output;
@@ -10,7 +10,7 @@ use crate::image::instructions::SUPPORTED;
 use crate::oci::TagRef;
 use crate::store::Store;
 use anyhow::Result;
-use clap::{Args, Subcommand};
+use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct DiffArgs {
@@ -42,28 +42,6 @@ pub struct CommitArgs {
     /// Name for the new image (without a registry, it goes under localhost/); none: untagged
     #[arg(value_name = "IMAGE[:TAG]")]
     image: Option<String>,
-}
-
-/// `hutch container diff|commit`.
-#[derive(Args, Debug)]
-pub struct ContainerArgs {
-    #[command(subcommand)]
-    command: ContainerCommand,
-}
-
-#[derive(Subcommand, Debug)]
-enum ContainerCommand {
-    /// Show the files a container added (A), changed (C) and deleted (D)
-    Diff(DiffArgs),
-    /// Make a new image from a container's changes
-    Commit(CommitArgs),
-}
-
-pub fn container(a: ContainerArgs, store: Result<Store>) -> Result<i32> {
-    match a.command {
-        ContainerCommand::Diff(d) => diff(d, store),
-        ContainerCommand::Commit(c) => commit(c, store),
-    }
 }
 
 #[derive(serde::Serialize)]

@@ -1,4 +1,4 @@
-//! `hutch ps`, `hutch rm`, and `hutch inspect` of a container.
+//! `hutch ps`, `hutch rm` and `hutch rename`.
 
 use super::flags::{FormatFlag, OutputFormat, QuietFlag};
 use super::output;
@@ -172,29 +172,4 @@ pub fn rm(a: RmArgs, store: Result<Store>) -> Result<i32> {
         }
     }
     Ok(if failed { crate::error::EXIT_FAILED } else { 0 })
-}
-
-/// `hutch inspect KEY` when no image is KEY (`image_error` says why):
-/// the container named KEY (or with that ID or ID prefix), as Podman looks
-/// for images first, then containers. Prints the container's record as
-/// JSON, with whether it runs, the status `ps` shows and its directory.
-pub fn inspect_container(store: &Store, key: &str, image_error: anyhow::Error) -> Result<i32> {
-    let c = match store.lookup_container(key) {
-        Ok(Some(c)) => c,
-        Ok(None) => anyhow::bail!(
-            "{image_error:#}; no container is {key:?} either (`hutch ps -a` lists them)"
-        ),
-        Err(e) => return Err(e.context(format!("no image is {key:?}; looking for a container"))),
-    };
-    let mut v = serde_json::to_value(&c.state)?;
-    v["running"] = serde_json::Value::Bool(c.alive);
-    v["status_text"] = serde_json::Value::String(c.status_text());
-    v["dir"] = serde_json::Value::String(
-        store
-            .container_dir(&c.state.id)
-            .to_string_lossy()
-            .into_owned(),
-    );
-    output::print_json(&v)?;
-    Ok(0)
 }

@@ -93,28 +93,48 @@ pub fn images(a: ImagesArgs, store: Result<Store>) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// An image (name, ID or digest), else a container (name, ID or ID prefix)
-    #[arg(value_name = "IMAGE|CONTAINER")]
-    image: String,
+    /// Output: json (the default: an array, one object each), or a Go
+    /// template applied to each, e.g. '{{.State.Status}}' or '{{json .Config}}'
+    #[arg(short, long, value_name = "json|TEMPLATE")]
+    format: Option<String>,
+    /// Images (name, ID or digest), else containers (name, ID or ID prefix)
+    #[arg(required = true, value_name = "IMAGE|CONTAINER")]
+    names: Vec<String>,
 }
 
+/// `hutch inspect NAME...`: each an image, else a container, as Podman
+/// looks for images first; printed as one JSON array (or the template for
+/// each). A name that is neither is reported after the others are printed.
 pub fn inspect(a: InspectArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
-    let resolved = match resolve(&store, &a.image) {
-        Ok(r) => r,
-        // Images first, then containers, as Podman.
-        Err(e) => return super::containers::inspect_container(&store, &a.image, e),
-    };
+    let template = super::container::parse_format(a.format.as_deref())?;
+    let mut found = Vec::new();
+    let mut failed = Vec::new();
+    for name in &a.names {
+        let v = match resolve(&store, name) {
+            Ok(r) => image_json(&store, r).map(super::container::Inspected::Image),
+            // Images first, then containers, as Podman.
+            Err(e) => super::container::inspect_fallback(&store, name, e),
+        };
+        match v {
+            Ok(v) => found.push(v),
+            Err(e) => failed.push(e),
+        }
+    }
+    super::container::print_inspected(&found, template.as_ref(), failed)
+}
+
+/// An image as `hutch inspect` shows it.
+fn image_json(store: &Store, resolved: Resolved) -> Result<serde_json::Value> {
     let image = match resolved {
         Resolved::Host => {
-            output::print_json(&json!({
+            return Ok(json!({
                 "Id": HOST_IMAGE,
                 "Builtin": true,
                 "Description": "the host's own root filesystem, mounted read-only as the only lower layer",
                 "Layers": [{"Path": "/"}],
                 "Config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["/bin/sh"]},
-            }))?;
-            return Ok(0);
+            }));
         }
         Resolved::Stored { image, .. } => image,
     };
@@ -133,21 +153,20 @@ pub fn inspect(a: InspectArgs, store: Result<Store>) -> Result<i32> {
         .collect();
     let config: serde_json::Value = serde_json::from_slice(&image.config_bytes)?;
     let manifest: serde_json::Value = serde_json::from_slice(&image.manifest_bytes)?;
-    output::print_json(&json!({
+    Ok(json!({
         "Id": image.id(),
         "Digest": image.manifest_digest,
         "RepoTags": refs.tags_for(&image.manifest_digest),
         "Created": image.created(),
         "Architecture": config.get("architecture"),
         "Os": config.get("os"),
-        "Size": image.size(&store),
+        "Size": image.size(store),
         "Config": config.get("config"),
         "RootFS": config.get("rootfs"),
         "History": config.get("history"),
         "Layers": layers,
         "Manifest": manifest,
-    }))?;
-    Ok(0)
+    }))
 }
 
 #[derive(Args, Debug)]

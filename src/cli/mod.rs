@@ -5,6 +5,7 @@
 mod check;
 mod commit;
 mod completion;
+mod container;
 mod containers;
 mod exec;
 mod flags;
@@ -17,6 +18,7 @@ mod overlay;
 mod profile;
 mod pull;
 mod run;
+mod template;
 mod transfer;
 mod volume;
 
@@ -65,7 +67,7 @@ enum Command {
     Save(transfer::SaveArgs),
     /// List images
     Images(images::ImagesArgs),
-    /// Show an image's manifest, config, layers and history as JSON (or a container's record)
+    /// Show images' manifest, config, layers and history as JSON (else containers, as container inspect)
     Inspect(images::InspectArgs),
     /// Give an image another name
     Tag(images::TagArgs),
@@ -85,6 +87,8 @@ enum Command {
     Rm(containers::RmArgs),
     /// Give a container another name
     Rename(containers::RenameArgs),
+    /// Show the processes of a running container
+    Top(container::TopArgs),
     /// Run a command in a running container
     Exec(exec::ExecArgs),
     /// Show what a detached container wrote on stdout and stderr
@@ -108,8 +112,8 @@ enum Command {
     Diff(commit::DiffArgs),
     /// Make a new image from a container's changes
     Commit(commit::CommitArgs),
-    /// Work with containers (diff, commit)
-    Container(commit::ContainerArgs),
+    /// Work with containers (inspect, top, ls, diff, commit)
+    Container(container::ContainerArgs),
     /// Named volumes: create, ls, inspect, rm, prune
     Volume(volume::VolumeArgs),
     /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
@@ -176,6 +180,7 @@ pub fn main() -> i32 {
         Command::Ps(a) => containers::ps(a, open_store(&cli.root)),
         Command::Rm(a) => containers::rm(a, open_store(&cli.root)),
         Command::Rename(a) => containers::rename(a, open_store(&cli.root)),
+        Command::Top(a) => container::top(a, open_store(&cli.root)),
         Command::Exec(a) => exec::exec(a, open_store(&cli.root)),
         Command::Logs(a) => lifecycle::logs(a, open_store(&cli.root)),
         Command::Start(a) => lifecycle::start(a, open_store(&cli.root)),
@@ -187,7 +192,7 @@ pub fn main() -> i32 {
         Command::Keep(a) => lifecycle::keep(a, open_store(&cli.root)),
         Command::Diff(a) => commit::diff(a, open_store(&cli.root)),
         Command::Commit(a) => commit::commit(a, open_store(&cli.root)),
-        Command::Container(a) => commit::container(a, open_store(&cli.root)),
+        Command::Container(a) => container::container(a, open_store(&cli.root)),
         Command::Volume(a) => volume::run(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),

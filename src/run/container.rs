@@ -4,7 +4,7 @@
 
 use super::dry_run::with_cgroup_fallback;
 use super::locks::check_locks;
-use super::plan::{RunRequest, resolve, volume_names};
+use super::plan::{RunRequest, resolve, resolve_with_origin, volume_names};
 use super::pull_policy::{PullPolicy, pull_first};
 use crate::profile::Profile;
 use crate::sandbox::{etc_files, launch, network};
@@ -151,7 +151,7 @@ fn create(
                 new_volumes.push(v.clone());
             }
         }
-        let spec = resolve(store, req, profile, &id, name, &dir)?;
+        let (spec, origin) = resolve_with_origin(store, req, profile, &id, name, &dir)?;
         // Every container keeps its spec: `hutch start` runs it again.
         super::spec_file::save(&dir, &spec)?;
         // -p binds now: a port that cannot be had leaves no container.
@@ -172,6 +172,8 @@ fn create(
             image_id: spec.image_id.clone(),
             layers: spec.rootfs.layers.clone(),
             command: spec.process.args.clone(),
+            entrypoint: origin.entrypoint,
+            user: origin.user,
             profile: profile.name.clone(),
             created: now_rfc3339(),
             status: Status::Created,

@@ -401,7 +401,7 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32
         hs.say(&format!("port {ctr} {host}"));
     }
     etc_files::write(&spec)?;
-    let log = LogWriter::open(&dir.join("ctr.log"), spec.limits.log_size_max)?;
+    let log = LogWriter::open(&dir.join(super::logs::LOG_FILE), spec.limits.log_size_max)?;
     let terminal = spec.process.terminal;
     // -t or -i: `hutch attach` reaches the pty or the stdin pipe through
     // a socket in the container's directory (attach.rs).

@@ -173,7 +173,7 @@ pub(crate) fn start_attached(
     emit: &mut dyn FnMut(&Record) -> Result<()>,
 ) -> Result<i32> {
     let c = store.find_container(key)?;
-    let path = store.container_dir(&c.state.id).join("ctr.log");
+    let path = store.container_dir(&c.state.id).join(super::logs::LOG_FILE);
     // Only this run's output: the log keeps the earlier ones.
     let mut follower = Follower::at_end(&path);
     start(store, key)?;
@@ -254,7 +254,7 @@ pub(crate) fn logs(
             c.state.name
         );
     }
-    let path = store.container_dir(&c.state.id).join("ctr.log");
+    let path = store.container_dir(&c.state.id).join(super::logs::LOG_FILE);
     // The current file through the follower, so that -f goes on exactly
     // where the records shown first end.
     let mut follower = Follower::from_start(&path);

@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+/// The log's name in the container's directory.
+pub(crate) const LOG_FILE: &str = "ctr.log";
+
 /// Which stream a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stream {

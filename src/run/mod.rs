@@ -24,6 +24,8 @@
 //!   its namespaces.
 //! * `attach`: `hutch attach` and the keeper's attach socket (-t, -i).
 //! * `logs`: a detached container's log file (Podman's k8s-file format).
+//! * `inspect`: `hutch container inspect`, in Podman's shape.
+//! * `top`: `hutch top`: a running container's processes from /proc.
 //! * `lifecycle`: `start`, `stop`, `restart`, `kill`, `wait`, `logs` of
 //!   containers.
 
@@ -32,6 +34,7 @@ mod container;
 mod dry_run;
 mod exec;
 mod idmap;
+mod inspect;
 mod keeper;
 mod lifecycle;
 mod locks;
@@ -40,11 +43,13 @@ mod net;
 mod plan;
 mod pull_policy;
 mod spec_file;
+pub(crate) mod top;
 mod users;
 
 pub(crate) use attach::{AttachOptions, attach, parse_detach_keys};
 pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detached};
 pub(crate) use exec::{ExecRequest, exec};
+pub(crate) use inspect::{Inspected, inspect, inspect_info};
 pub(crate) use keeper::keep;
 pub(crate) use lifecycle::{
     LogOptions, is_stdout, kill, logs, parse_signal, parse_since, restart, start, start_attached,

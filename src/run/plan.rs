@@ -315,6 +315,17 @@ fn joined_network(
     ))
 }
 
+/// How a container's command and user were asked for, which its spec
+/// holds only resolved: kept in its record for `inspect` (Podman's
+/// Config.Entrypoint, Config.Cmd and Config.User).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Origin {
+    /// The Entrypoint part of the spec's argv (the rest is Cmd).
+    pub(crate) entrypoint: Vec<String>,
+    /// `-u` as given, else the image's User, else "" (keep_id: `UID:GID`).
+    pub(crate) user: String,
+}
+
 pub fn resolve(
     store: &Store,
     req: &RunRequest,
@@ -323,6 +334,18 @@ pub fn resolve(
     name: &str,
     dir: &Path,
 ) -> Result<SandboxSpec> {
+    resolve_with_origin(store, req, profile, id, name, dir).map(|(spec, _)| spec)
+}
+
+/// [`resolve`], with what the container's record keeps of the request.
+pub(crate) fn resolve_with_origin(
+    store: &Store,
+    req: &RunRequest,
+    profile: &Profile,
+    id: &str,
+    name: &str,
+    dir: &Path,
+) -> Result<(SandboxSpec, Origin)> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let home = home_dir();
     let img = image_part(store, &req.image)?;
@@ -340,6 +363,7 @@ pub fn resolve(
     } else {
         img.cmd.clone()
     };
+    let origin_entrypoint = entrypoint.clone();
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
         bail!(
@@ -551,7 +575,15 @@ pub fn resolve(
             .collect(),
     });
 
-    Ok(SandboxSpec {
+    let origin = Origin {
+        entrypoint: origin_entrypoint,
+        user: match &req.user {
+            Some(u) => u.clone(),
+            None if profile.user.keep_id => format!("{}:{}", user.uid, user.gid),
+            None => img.user.clone(),
+        },
+    };
+    let spec = SandboxSpec {
         id: id.to_string(),
         name: name.to_string(),
         image: req.image.clone(),
@@ -602,7 +634,8 @@ pub fn resolve(
         remove: req.remove,
         stop_signal: req.stop_signal.clone().or(img.stop_signal),
         stop_timeout: req.stop_timeout,
-    })
+    };
+    Ok((spec, origin))
 }
 
 fn tmpfs_options(opts: &str) -> String {

@@ -6,30 +6,96 @@
 use crate::overlay::format;
 use crate::sandbox::spec::{AddAccounts, UserSpec};
 use anyhow::{Result, bail};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// The content of `rel` (e.g. `etc/passwd`) as the merged image shows it.
+/// Largest /etc/passwd or /etc/group read from an image (a bigger one is
+/// treated as absent).
+const MAX_ACCOUNTS_FILE: u64 = 4 << 20;
+
+/// The content of `rel` (e.g. `etc/passwd`) as the merged image shows it,
+/// from layers (or a container's upper dir) that may be hostile: every
+/// lookup is `openat2(layer, rel, RESOLVE_IN_ROOT)`, so a symlink (`etc`
+/// or the file itself) stays inside its layer instead of reaching the
+/// host, and only a regular file of at most 4 MiB is read (never a FIFO
+/// or a device). A whiteout, or something else than a regular file, in a
+/// higher layer hides the lower ones.
 pub(crate) fn image_file(lowers: &[PathBuf], rel: &str) -> Option<Vec<u8>> {
     let rel = Path::new(rel);
     let name = rel.file_name()?.as_encoded_bytes();
+    let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
     let mut wh = format::WHITEOUT_PREFIX.to_vec();
     wh.extend_from_slice(name);
     let wh = std::ffi::OsStr::from_bytes(&wh);
     for layer in lowers {
-        let p = layer.join(rel);
-        match rustix::fs::lstat(&p) {
+        let Ok(root) = rustix::fs::open(
+            layer,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let parent = parent.unwrap_or(Path::new("."));
+        let Ok(dir) = open_in(&root, parent, OFlags::PATH | OFlags::DIRECTORY) else {
+            continue;
+        };
+        let file = std::ffi::OsStr::from_bytes(name);
+        match rustix::fs::statat(&dir, file, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if format::is_whiteout_stat(&st) => return None,
-            Ok(_) => return std::fs::read(&p).ok(),
+            Ok(_) => return read_regular(&root, rel),
             Err(_) => {}
         }
-        if let Some(parent) = p.parent()
-            && parent.join(wh).symlink_metadata().is_ok()
-        {
+        if rustix::fs::statat(&dir, wh, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
             return None;
         }
     }
     None
+}
+
+/// `openat2(root, rel, RESOLVE_IN_ROOT)`: `rel` with `root` as `/` for
+/// absolute symlinks and `..`.
+fn open_in(root: &OwnedFd, rel: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        // EAGAIN: a rename somewhere raced a `..`; the kernel asks to retry.
+        match rustix::fs::openat2(
+            root,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(rustix::io::Errno::AGAIN) if tries < 100 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// The regular file `rel` below `root` (symlinks resolved inside it), at
+/// most [`MAX_ACCOUNTS_FILE`] bytes; None for anything else.
+fn read_regular(root: &OwnedFd, rel: &Path) -> Option<Vec<u8>> {
+    // NONBLOCK: opening a FIFO for reading must not wait for a writer.
+    let fd = open_in(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+    )
+    .ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+        || st.st_size as u64 > MAX_ACCOUNTS_FILE
+    {
+        return None;
+    }
+    let mut out = Vec::new();
+    std::fs::File::from(fd)
+        .take(MAX_ACCOUNTS_FILE + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() as u64 <= MAX_ACCOUNTS_FILE).then_some(out)
 }
 
 /// The name of group `gid` in the host's /etc/group.
@@ -296,5 +362,62 @@ mod tests {
         std::fs::write(top.join("etc/.wh.passwd"), "").unwrap();
         assert_eq!(image_file(&l, "etc/passwd"), None);
         assert_eq!(image_file(&l, "etc/shadow"), None);
+    }
+
+    /// A hostile layer's symlinks stay inside it: neither `etc/passwd`
+    /// nor a symlinked `etc` reads the host's files, and a FIFO or a huge
+    /// file is not read. Control: the same names as regular files are.
+    #[test]
+    fn image_file_never_leaves_the_layer() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, "root:x:0:0:host secret:/:/bin/sh\n").unwrap();
+        let layer = d.path().join("layer");
+        std::fs::create_dir_all(layer.join("etc")).unwrap();
+        symlink(&secret, layer.join("etc/passwd")).unwrap();
+        symlink(
+            "../../../../../../../..".to_string() + secret.to_str().unwrap(),
+            layer.join("etc/group"),
+        )
+        .unwrap();
+        let l = vec![layer.clone()];
+        assert_eq!(image_file(&l, "etc/passwd"), None);
+        assert_eq!(image_file(&l, "etc/group"), None);
+        // A symlink inside the layer is followed inside it.
+        std::fs::write(layer.join("etc/real"), "mine").unwrap();
+        symlink("/etc/real", layer.join("etc/shadow")).unwrap();
+        assert_eq!(image_file(&l, "etc/shadow").unwrap(), b"mine");
+        // A symlinked directory: resolved inside the layer too.
+        let other = d.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        symlink(d.path(), other.join("etc")).unwrap();
+        assert_eq!(image_file(std::slice::from_ref(&other), "etc/secret"), None);
+        // Control: a relative one to a directory of the layer is followed.
+        std::fs::remove_file(other.join("etc")).unwrap();
+        std::fs::create_dir_all(other.join("real-etc")).unwrap();
+        std::fs::write(other.join("real-etc/secret"), "inside").unwrap();
+        symlink("real-etc", other.join("etc")).unwrap();
+        assert_eq!(image_file(&[other], "etc/secret").unwrap(), b"inside");
+        // A FIFO is not opened for reading (that would wait forever).
+        let fifo = d.path().join("fifo");
+        std::fs::create_dir_all(fifo.join("etc")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.join("etc/passwd"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(image_file(&[fifo], "etc/passwd"), None);
+        // Too big: absent.
+        let big = d.path().join("big");
+        std::fs::create_dir_all(big.join("etc")).unwrap();
+        let f = std::fs::File::create(big.join("etc/passwd")).unwrap();
+        f.set_len(MAX_ACCOUNTS_FILE + 1).unwrap();
+        assert_eq!(image_file(std::slice::from_ref(&big), "etc/passwd"), None);
+        f.set_len(10).unwrap();
+        assert_eq!(image_file(&[big], "etc/passwd").unwrap(), vec![0u8; 10]);
     }
 }

@@ -192,6 +192,14 @@ pub struct ContainerState {
     /// DiffIDs of the image's layers (kept by `prune`).
     pub layers: Vec<String>,
     pub command: Vec<String>,
+    /// The Entrypoint part of `command` (the rest is Cmd), as resolved
+    /// when it was created (`inspect`'s Config.Entrypoint and Cmd).
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// The user as asked: `-u` as given, else the image's User, else ""
+    /// (`inspect`'s Config.User).
+    #[serde(default)]
+    pub user: String,
     pub profile: String,
     /// RFC 3339.
     pub created: String,
@@ -738,6 +746,8 @@ mod tests {
                 image_id: String::new(),
                 layers: Vec::new(),
                 command: Vec::new(),
+                entrypoint: Vec::new(),
+                user: String::new(),
                 profile: "default".into(),
                 created: now_rfc3339(),
                 status,
@@ -824,6 +834,8 @@ mod tests {
                 image_id: "sha256:00".into(),
                 layers: vec!["sha256:aa".into()],
                 command: vec!["true".into()],
+                entrypoint: Vec::new(),
+                user: String::new(),
                 profile: "default".into(),
                 created: now_rfc3339(),
                 status: Status::Created,

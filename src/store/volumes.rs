@@ -383,6 +383,8 @@ mod tests {
                     image_id: "sha256:00".into(),
                     layers: Vec::new(),
                     command: vec!["true".into()],
+                    entrypoint: Vec::new(),
+                    user: String::new(),
                     profile: "default".into(),
                     created: now_rfc3339(),
                     status: Status::Created,
