@@ -7,7 +7,8 @@
 //!              container's own (from its join socket, namespaces.rs);
 //!              stopped, a new user namespace with the container's id
 //!              maps and a private mount namespace where it mounts the
-//!              container's overlay (its layers and upper dir) itself
+//!              container's overlay (its layers and upper dir) itself,
+//!              and for `cp` its volumes and bind mounts on it
 //! ```
 //!
 //! The visitor runs hutch's own code on the container's root directory
@@ -44,7 +45,8 @@ pub enum Tree<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     /// Its whole file view (volumes, /proc, /dev of a running container
-    /// included), as `hutch cp` wants it. `write`: the work writes.
+    /// included; of a stopped one, its volumes and bind mounts), as `hutch
+    /// cp` wants it. `write`: the work writes.
     Mounted { write: bool },
     /// Only its root filesystem (the image's layers and its changes),
     /// read only, as `hutch export` wants it.
@@ -223,6 +225,10 @@ fn visitor(
             let mounted = mount_overlay(cfg, mountpoint)
                 .context("mounting the container's root filesystem")?;
             let writes = matches!(view, View::Mounted { write: true });
+            if matches!(view, View::Mounted { .. }) {
+                super::rootfs::bind_mounts(mountpoint, spec, writes)
+                    .map_err(|e| anyhow::anyhow!("mounting the container's volumes: {e}"))?;
+            }
             if !writes || spec.rootfs.read_only {
                 rustix::mount::mount_remount(
                     mountpoint,
