@@ -1,4 +1,5 @@
-//! `hutch diff`, `hutch commit` and their `hutch container ...` spellings.
+//! `hutch diff`, `hutch commit` and their `hutch container ...` spellings
+//! (the group also holds `cp` and `export`, from copy.rs).
 
 use super::flags::FormatFlag;
 use super::output;
@@ -57,12 +58,18 @@ enum ContainerCommand {
     Diff(DiffArgs),
     /// Make a new image from a container's changes
     Commit(CommitArgs),
+    /// Copy files between a container (running or stopped) and the host
+    Cp(super::copy::CpArgs),
+    /// Write a container's root filesystem as a tar archive
+    Export(super::copy::ExportArgs),
 }
 
 pub fn container(a: ContainerArgs, store: Result<Store>) -> Result<i32> {
     match a.command {
         ContainerCommand::Diff(d) => diff(d, store),
         ContainerCommand::Commit(c) => commit(c, store),
+        ContainerCommand::Cp(c) => super::copy::cp(c, store),
+        ContainerCommand::Export(e) => super::copy::export(e, store),
     }
 }
 
