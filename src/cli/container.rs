@@ -33,6 +33,10 @@ enum ContainerCommand {
     Diff(DiffArgs),
     /// Make a new image from a container's changes
     Commit(CommitArgs),
+    /// Copy files between a container (running or stopped) and the host
+    Cp(super::copy::CpArgs),
+    /// Write a container's root filesystem as a tar archive
+    Export(super::copy::ExportArgs),
 }
 
 pub fn container(a: ContainerArgs, store: Result<Store>) -> Result<i32> {
@@ -42,6 +46,8 @@ pub fn container(a: ContainerArgs, store: Result<Store>) -> Result<i32> {
         ContainerCommand::Ls(p) => super::containers::ps(p, store),
         ContainerCommand::Diff(d) => super::commit::diff(d, store),
         ContainerCommand::Commit(c) => super::commit::commit(c, store),
+        ContainerCommand::Cp(c) => super::copy::cp(c, store),
+        ContainerCommand::Export(e) => super::copy::export(e, store),
     }
 }
 

@@ -7,6 +7,7 @@ mod commit;
 mod completion;
 mod container;
 mod containers;
+mod copy;
 mod exec;
 mod flags;
 mod images;
@@ -108,11 +109,15 @@ enum Command {
     /// Serve a detached container (started by `run -d` and `start`)
     #[command(name = "__keep", hide = true)]
     Keep(lifecycle::KeepArgs),
+    /// Copy files between a container (running or stopped) and the host
+    Cp(copy::CpArgs),
+    /// Write a container's root filesystem as a tar archive
+    Export(copy::ExportArgs),
     /// Show the files a container added (A), changed (C) and deleted (D)
     Diff(commit::DiffArgs),
     /// Make a new image from a container's changes
     Commit(commit::CommitArgs),
-    /// Work with containers (inspect, top, ls, diff, commit)
+    /// Work with containers (inspect, top, ls, diff, commit, cp, export)
     Container(container::ContainerArgs),
     /// Named volumes: create, ls, inspect, rm, prune
     Volume(volume::VolumeArgs),
@@ -190,6 +195,8 @@ pub fn main() -> i32 {
         Command::Kill(a) => lifecycle::kill(a, open_store(&cli.root)),
         Command::Wait(a) => lifecycle::wait(a, open_store(&cli.root)),
         Command::Keep(a) => lifecycle::keep(a, open_store(&cli.root)),
+        Command::Cp(a) => copy::cp(a, open_store(&cli.root)),
+        Command::Export(a) => copy::export(a, open_store(&cli.root)),
         Command::Diff(a) => commit::diff(a, open_store(&cli.root)),
         Command::Commit(a) => commit::commit(a, open_store(&cli.root)),
         Command::Container(a) => container::container(a, open_store(&cli.root)),

@@ -26,13 +26,19 @@
 //! * `logs`: a detached container's log file (Podman's k8s-file format).
 //! * `inspect`: `hutch container inspect`, in Podman's shape.
 //! * `top`: `hutch top`: a running container's processes from /proc.
+//! * `container_tree`, `copy`, `export`, `tree_tar`: `hutch cp` and
+//!   `hutch export`: a container's files (running or stopped) reached by
+//!   a child in its namespaces, carried as tar streams.
 //! * `lifecycle`: `start`, `stop`, `restart`, `kill`, `wait`, `logs` of
 //!   containers.
 
 mod attach;
 mod container;
+mod container_tree;
+mod copy;
 mod dry_run;
 mod exec;
+mod export;
 mod idmap;
 mod inspect;
 mod keeper;
@@ -44,11 +50,14 @@ mod plan;
 mod pull_policy;
 mod spec_file;
 pub(crate) mod top;
+mod tree_tar;
 mod users;
 
 pub(crate) use attach::{AttachOptions, attach, parse_detach_keys};
 pub(crate) use container::{PullOptions, check_tty_stdin, dry_run, run, run_detached};
+pub(crate) use copy::{CopyRequest, copy};
 pub(crate) use exec::{ExecRequest, exec};
+pub(crate) use export::export;
 pub(crate) use inspect::{Inspected, inspect, inspect_info};
 pub(crate) use keeper::keep;
 pub(crate) use lifecycle::{

@@ -56,11 +56,7 @@ fn read_all(fd: &OwnedFd) -> String {
 /// process that stays outside; with `--network container:NAME`, that
 /// container's user namespace and a new mount namespace, returning its
 /// network namespace for the relay to enter.
-fn enter_namespaces(
-    spec: &SandboxSpec,
-    err_w: &OwnedFd,
-    err_r: &OwnedFd,
-) -> Result<Option<OwnedFd>> {
+fn enter_namespaces(spec: &SandboxSpec) -> Result<Option<OwnedFd>> {
     let n = crate::overlay::thread_count().unwrap_or(1);
     if n > 1 {
         bail!(
@@ -70,55 +66,7 @@ fn enter_namespaces(
     if let Some(join) = &spec.net.join {
         return join_network_owner(join).map(Some);
     }
-    let (go_r, go_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(std::io::Error::from)
-        .context("creating a pipe")?;
-    let me = rustix::process::getpid().as_raw_nonzero().get();
-    let helper = match sys::fork()
-        .map_err(std::io::Error::from)
-        .context("forking the id map helper")?
-    {
-        Forked::Child => {
-            drop(go_w);
-            let mut b = [0u8; 1];
-            let ok = matches!(rustix::io::read(&go_r, &mut b), Ok(1));
-            if !ok {
-                sys::exit_now(1);
-            }
-            match super::idmap::write_maps(me, &spec.id_maps) {
-                Ok(()) => sys::exit_now(0),
-                Err(e) => {
-                    sys::write_fd(err_w.as_raw_fd(), format!("{e:#}").as_bytes());
-                    sys::exit_now(1)
-                }
-            }
-        }
-        Forked::Parent(p) => p,
-    };
-    drop(go_r);
-    // Single-threaded (checked above), as CLONE_NEWUSER requires.
-    let unshared =
-        sys::unshare(rustix::thread::UnshareFlags::NEWUSER | rustix::thread::UnshareFlags::NEWNS);
-    if let Err(e) = unshared {
-        drop(go_w);
-        let _ = sys::wait(helper, false);
-        return Err(std::io::Error::from(e)).context(
-            "creating a user namespace (unprivileged user namespaces may be disabled or \
-             restricted by AppArmor; `hutch check` says what to change)",
-        );
-    }
-    let _ = rustix::io::write(&go_w, b"x");
-    drop(go_w);
-    let status = sys::wait(helper, false)
-        .map_err(std::io::Error::from)
-        .context("waiting for the id map helper")?
-        .map(|(_, s)| s)
-        .unwrap_or(0);
-    if sys::exit_code(status) != 0 {
-        let _ = rustix::fs::fcntl_setfl(err_r, rustix::fs::OFlags::NONBLOCK);
-        let msg = read_all(err_r);
-        bail!("writing the user namespace's id maps: {}", msg.trim());
-    }
+    super::idmap::unshare_mapped(&spec.id_maps)?;
     rustix::mount::mount_change(
         "/",
         rustix::mount::MountPropagationFlags::DOWNSTREAM
@@ -288,7 +236,7 @@ pub fn run(
         None => None,
     };
     tracing::debug!("launch: prepared");
-    let joined_net = enter_namespaces(spec, &err_w, &err_r)?;
+    let joined_net = enter_namespaces(spec)?;
     tracing::debug!("launch: in the user namespace");
 
     // Signals to forward are blocked in every thread (the FUSE threads

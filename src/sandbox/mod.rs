@@ -22,6 +22,10 @@
 //! * `namespaces`: a running container's namespaces, served on its join
 //!   socket; `exec` runs a command in them with the container's
 //!   confinement (`hutch exec`); `fd_passing` carries descriptors.
+//! * `visit`: a child process of hutch in a container's user and mount
+//!   namespaces (its own when it runs; a fresh mount of its overlay with
+//!   its id maps when stopped) doing hutch's work on its files (`cp`,
+//!   `export`).
 //! * `pty`, `stdio`: the terminal (a pty with `-t`, relayed pipes for
 //!   profiles that do not share it, its settings restored on exit).
 //! * `sys`: the raw syscall wrappers.
@@ -49,5 +53,6 @@ pub mod seccomp;
 mod security;
 pub mod spec;
 mod stdio;
+pub mod visit;
 
 pub mod tap;

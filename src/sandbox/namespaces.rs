@@ -132,6 +132,24 @@ impl Namespaces {
         }
     }
 
+    /// Enter the user namespace, then the mount namespace (whose root
+    /// becomes the calling process's root and working directory): the
+    /// container's files, as its processes see them, and nothing else of
+    /// it. Single-threaded callers only, as [`Self::enter`]. Syscalls only.
+    pub fn enter_user_and_mount(&self) -> Result<(), (&'static str, Errno)> {
+        for (tag, ns, what) in [
+            (b'U', Ns::User, "joining the container's user namespace"),
+            (b'M', Ns::Mount, "joining the container's mount namespace"),
+        ] {
+            let Some((_, fd)) = self.fds.iter().find(|(t, _)| *t == tag) else {
+                return Err((what, Errno::INVAL));
+            };
+            rustix::thread::move_into_link_name_space(fd.as_fd(), Some(ns))
+                .map_err(|e| (what, e))?;
+        }
+        Ok(())
+    }
+
     /// The network namespace's descriptor, taken out (None with
     /// `--network host`, where the container has none of its own).
     pub fn take_network(&mut self) -> Option<OwnedFd> {

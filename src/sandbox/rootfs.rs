@@ -364,6 +364,41 @@ fn user_mounts(root: &Root, spec: &SandboxSpec) -> Step<()> {
     Ok(())
 }
 
+/// The spec's bind mounts (named volumes, host directories) on the
+/// overlay mounted at `root`, for a stopped container's files as a run
+/// would show them (visit.rs): no tmpfs (empty in a run too), no volume
+/// filled (its first run does that), read-only unless `writable` and the
+/// spec allows writing.
+pub(super) fn bind_mounts(root: &Path, spec: &SandboxSpec, writable: bool) -> Step<()> {
+    let root = Root::open(root)?;
+    for m in &spec.mounts {
+        if let MountSpec::Bind {
+            source,
+            destination,
+            read_only,
+            ..
+        } = m
+        {
+            let is_dir = std::fs::metadata(source)
+                .map_err(|e| format!("volume {}: {e}", source.display()))?
+                .is_dir();
+            let kind = if is_dir { Kind::Dir } else { Kind::File };
+            let target = root
+                .ensure(destination, kind)
+                .map_err(|e| format!("volume {}:{destination}: {e}", source.display()))?;
+            bind(
+                &root,
+                source,
+                &target,
+                destination,
+                true,
+                *read_only || !writable,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Places of the host a container on the `host` image must not see unless
 /// mounted in explicitly.
 const HOST_PRIVATE: &[&str] = &[
