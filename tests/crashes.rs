@@ -255,3 +255,46 @@ fn a_container_whose_keeper_was_killed_can_be_started_again() {
     st.run_ok(["stop", "-t", "1", "phoenix"]);
     assert!(eventually(10, || processes_with(&cmd).is_empty()));
 }
+
+#[test]
+fn a_stopped_container_whose_files_are_in_use_shows_as_stopped_and_stop_says_busy() {
+    let st = busybox();
+    let id = st
+        .run_ok([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            "held",
+            "busybox",
+            "true",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(st.run_ok(["wait", "held"]).trim(), "0");
+    // What `hutch cp` or `export` of a stopped container does: hold its
+    // running lock (so that nothing starts it meanwhile) without serving
+    // it. Here this test process holds it.
+    let lock = st.root().join("containers").join(&id).join("running.lock");
+    let holder = std::fs::File::options().write(true).open(&lock).unwrap();
+    holder.lock().unwrap();
+    let c = listed(&st, "held");
+    assert!(
+        eventually(10, || {
+            let (_, out) = st.run(["stop", "held"]);
+            String::from_utf8_lossy(&out.stderr).contains("is busy")
+        }),
+        "{c:?}"
+    );
+    let c = listed(&st, "held").unwrap();
+    assert_eq!(c["state"], "exited", "{c}");
+    assert!(
+        c["status"].as_str().unwrap().starts_with("Exited (0)"),
+        "{c}"
+    );
+    assert!(!st.run_ok(["ps"]).contains("held"), "not listed as running");
+    drop(holder);
+    // Control: with the lock free it is simply stopped (stop: no error).
+    assert_eq!(st.run_ok(["stop", "held"]).trim(), "held");
+}

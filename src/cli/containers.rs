@@ -51,7 +51,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
     let rows: Vec<PsRow> = store
         .list_containers()?
         .into_iter()
-        .filter(|c| (all || c.alive) && filter.matches(c))
+        .filter(|c| (all || c.state_word() == "running") && filter.matches(c))
         .map(|c| PsRow {
             status: c.status_text(),
             state: c.state_word().to_string(),

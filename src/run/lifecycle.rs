@@ -26,6 +26,12 @@ fn signal(store: &Store, c: &ContainerInfo, sig: i32) -> Result<bool> {
         return Ok(false);
     }
     let Some(pid) = c.state.pid.and_then(Pid::from_raw) else {
+        if c.busy() {
+            bail!(
+                "container {} is busy: it is being started, or `hutch cp` or `hutch export` is using its files; try again once that is done",
+                c.state.name
+            );
+        }
         bail!(
             "container {} runs but its record names no process; `hutch rm -f {}` removes it",
             c.state.name,

@@ -242,11 +242,22 @@ pub struct ContainerInfo {
 }
 
 impl ContainerInfo {
+    /// Its lock is held by something that does not serve it: no process
+    /// is recorded and the record does not say running (a keeper waiting
+    /// to restart it is recorded as its `pid`).
+    pub fn busy(&self) -> bool {
+        self.alive && self.state.pid.is_none() && self.state.status != Status::Running
+    }
+
     /// The state in one word: `running`, `exited`, `created`, or
     /// `killed` (the hutch serving it died while it ran, so there is no
     /// exit code).
     pub fn state_word(&self) -> &'static str {
         match (self.state.status, self.alive) {
+            // Locked by a `hutch cp` or `export` of a stopped container
+            // (or a `start` that has not handed it over yet): not running.
+            (Status::Created, true) if self.busy() => "created",
+            (Status::Exited, true) if self.busy() => "exited",
             (_, true) => "running",
             (Status::Running, false) => "killed",
             (Status::Created, false) => "created",
