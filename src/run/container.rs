@@ -72,33 +72,10 @@ pub(crate) fn run(
     let created = create(store, req, profile, pull)?;
     // Ports the kernel chose: said once, at the start (`hutch ps` shows
     // them too).
-    for (ctr, host) in chosen_ports(&created.spec, created.listeners.as_ref()) {
+    for (ctr, host) in super::net::chosen_ports(&created.spec, created.listeners.as_ref()) {
         eprintln!("hutch: port {ctr} is published on {host}");
     }
     foreground(store, req, created)
-}
-
-/// The `-p` forwards whose host port the kernel chose (`-p 8080`), as
-/// (`8080/tcp`, the host address bound): what a run tells the user.
-pub(super) fn chosen_ports(
-    spec: &crate::sandbox::spec::SandboxSpec,
-    listeners: Option<&crate::net::Listeners>,
-) -> Vec<(String, std::net::SocketAddr)> {
-    let Some(l) = listeners else {
-        return Vec::new();
-    };
-    spec.net
-        .publish
-        .iter()
-        .zip(l.published())
-        .filter(|(asked, _)| asked.host.port() == 0)
-        .map(|(_, bound)| {
-            (
-                format!("{}/{}", bound.container_port, bound.proto.as_str()),
-                bound.host,
-            )
-        })
-        .collect()
 }
 
 /// `hutch run -d`: create the container as [`run`] does, hand it to its

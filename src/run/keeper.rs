@@ -397,7 +397,7 @@ fn serve(store: &Store, st: &mut ContainerState, hs: &mut Handshake, keeper: i32
     if let Some(l) = &listeners {
         st.ports = l.published().iter().map(|f| f.describe()).collect();
     }
-    for (ctr, host) in super::container::chosen_ports(&spec, listeners.as_ref()) {
+    for (ctr, host) in super::net::chosen_ports(&spec, listeners.as_ref()) {
         hs.say(&format!("port {ctr} {host}"));
     }
     etc_files::write(&spec)?;

@@ -1,5 +1,6 @@
 //! The network part of a run's request: `--network MODE[:OPT=VAL,...]`
-//! as typed, and the DNS resolvers the slirp network relays to.
+//! as typed, the DNS resolvers the slirp network relays to, and the
+//! published ports the kernel chose, to tell the user.
 
 use crate::profile::NetworkMode;
 use anyhow::{Context, Result, bail};
@@ -87,6 +88,29 @@ fn parse_upstreams(list: &str) -> Result<Vec<SocketAddr>> {
         .map(|s| {
             s.parse()
                 .with_context(|| format!("HUTCH_DNS_UPSTREAM: {s:?} is not IP:PORT"))
+        })
+        .collect()
+}
+
+/// The `-p` forwards whose host port the kernel chose (`-p 8080`), as
+/// (`8080/tcp`, the host address bound): what a run tells the user.
+pub(super) fn chosen_ports(
+    spec: &crate::sandbox::spec::SandboxSpec,
+    listeners: Option<&crate::net::Listeners>,
+) -> Vec<(String, std::net::SocketAddr)> {
+    let Some(l) = listeners else {
+        return Vec::new();
+    };
+    spec.net
+        .publish
+        .iter()
+        .zip(l.published())
+        .filter(|(asked, _)| asked.host.port() == 0)
+        .map(|(_, bound)| {
+            (
+                format!("{}/{}", bound.container_port, bound.proto.as_str()),
+                bound.host,
+            )
         })
         .collect()
 }
