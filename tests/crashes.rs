@@ -294,7 +294,23 @@ fn a_stopped_container_whose_files_are_in_use_shows_as_stopped_and_stop_says_bus
         "{c}"
     );
     assert!(!st.run_ok(["ps"]).contains("held"), "not listed as running");
+    // start waits for the files to be free, then starts it.
+    let mut starting = st
+        .hutch()
+        .args(["start", "held"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(starting.try_wait().unwrap().is_none(), "start waits");
+    let started = || st.run_ok(["container", "inspect", "-f", "{{.State.StartedAt}}", "held"]);
+    let before = started();
     drop(holder);
+    let out = starting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "held");
+    assert_eq!(st.run_ok(["wait", "held"]).trim(), "0");
+    assert_ne!(before, started(), "it ran again");
     // Control: with the lock free it is simply stopped (stop: no error).
     assert_eq!(st.run_ok(["stop", "held"]).trim(), "held");
 }

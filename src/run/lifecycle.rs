@@ -16,6 +16,10 @@ use std::time::Duration;
 /// Exit status recorded for a container stopped with SIGKILL.
 const KILLED_STATUS: i32 = 128 + 9;
 
+/// How long `start` waits for a `cp` or `export` that holds a stopped
+/// container's files.
+const BUSY_WAIT: Duration = Duration::from_secs(60);
+
 /// How long to wait for a container to go after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
@@ -151,9 +155,23 @@ pub(crate) fn start(store: &Store, key: &str) -> Result<String> {
     let name = c.state.name.clone();
     let dir = store.container_dir(&c.state.id);
     let spec = super::spec_file::load(&dir, &name)?;
-    let Some(lock) = store.try_running_lock(&c.state.id)? else {
-        // Running already, or another `start` got there first.
-        return Ok(name);
+    let t0 = std::time::Instant::now();
+    let lock = loop {
+        if let Some(lock) = store.try_running_lock(&c.state.id)? {
+            break lock;
+        }
+        // Running already, or another `start` got there first: left as
+        // it is. Held by a `cp` or `export` of its files (or by a start
+        // that has not handed it over yet): wait for that to end.
+        if !store.find_container(key)?.busy() {
+            return Ok(name);
+        }
+        if t0.elapsed() > BUSY_WAIT {
+            bail!(
+                "container {name} is busy: `hutch cp` or `hutch export` is using its files; try again once that is done"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
     let state = store.update_container(&c.state.id, |st| {
         // Its output goes to ctr.log from now on (`hutch logs`).
