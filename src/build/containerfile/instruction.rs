@@ -311,7 +311,9 @@ impl Cx<'_> {
             }
             [] => return Err(self.err("needs an image: FROM IMAGE [AS NAME]")),
             _ => {
-                return Err(self.err("takes an image and an optional AS NAME: FROM IMAGE [AS NAME]"));
+                return Err(
+                    self.err("takes an image and an optional AS NAME: FROM IMAGE [AS NAME]")
+                );
             }
         };
         if let Some(alias) = &alias {
