@@ -249,6 +249,9 @@ struct Cx<'a> {
     escape: char,
 }
 
+/// The flags given, by name: the last value (`Str`, `Bool`) or all (`Many`).
+type FlagValues = Vec<(String, Vec<String>)>;
+
 /// How a flag is taken.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -268,9 +271,9 @@ impl Cx<'_> {
         &self,
         args: &'t str,
         known: &[(&str, Kind)],
-    ) -> Result<(Vec<(String, Vec<String>)>, &'t str), ParseError> {
+    ) -> Result<(FlagValues, &'t str), ParseError> {
         let (given, rest) = take_flags(args, self.escape);
-        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        let mut out: FlagValues = Vec::new();
         for (name, value) in given {
             let Some((_, kind)) = known.iter().find(|(k, _)| *k == name) else {
                 let names: Vec<String> = known.iter().map(|(k, _)| format!("--{k}")).collect();
@@ -591,14 +594,14 @@ impl Cx<'_> {
     }
 }
 
-fn last(flags: &[(String, Vec<String>)], name: &str) -> Option<String> {
+fn last(flags: &FlagValues, name: &str) -> Option<String> {
     flags
         .iter()
         .find(|(n, _)| n == name)
         .and_then(|(_, v)| v.last().cloned())
 }
 
-fn all(flags: &[(String, Vec<String>)], name: &str) -> Vec<String> {
+fn all(flags: &FlagValues, name: &str) -> Vec<String> {
     flags
         .iter()
         .find(|(n, _)| n == name)
