@@ -309,8 +309,9 @@ impl Cx<'_> {
         let words: Vec<&str> = rest.split_whitespace().collect();
         let (image, alias) = match words.as_slice() {
             [image] => (image.to_string(), None),
+            // Docker lowercases stage names.
             [image, as_, alias] if as_.eq_ignore_ascii_case("as") => {
-                (image.to_string(), Some(alias.to_string()))
+                (image.to_string(), Some(alias.to_ascii_lowercase()))
             }
             [] => return Err(self.err("needs an image: FROM IMAGE [AS NAME]")),
             _ => {

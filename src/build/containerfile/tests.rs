@@ -91,6 +91,18 @@ fn from_with_alias_platform_and_line_numbers() {
         })
     );
     assert_eq!(
+        steps("FROM alpine AS Build.1")[0],
+        Instruction::From(From {
+            platform: None,
+            image: "alpine".to_string(),
+            alias: Some("build.1".to_string()),
+        })
+    );
+    assert_eq!(
+        error("FROM alpine AS 1st"),
+        "Containerfile:1: FROM stage name `1st` is not valid; use a letter then letters, digits, _ . -"
+    );
+    assert_eq!(
         error("FROM alpine AS"),
         "Containerfile:1: FROM takes an image and an optional AS NAME: FROM IMAGE [AS NAME]"
     );
@@ -667,6 +679,14 @@ fn hostile_long_lines_and_many_continuations() {
     assert_eq!(run.command, shell(&format!("{}end", "x ".repeat(100_000))));
     let err: ParseError = parse(&format!("FROM x\n{}\n", "[".repeat(100_000))).unwrap_err();
     assert_eq!(err.line, 2);
+    // Deeply nested JSON is not exec form (serde_json's depth limit), and
+    // does not overflow the stack; control: a flat array is exec form.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(
+        second(&format!("CMD {deep}")),
+        Instruction::Cmd(shell(&deep))
+    );
+    assert_eq!(second("CMD [\"a\"]"), Instruction::Cmd(exec(&["a"])));
     // Many heredoc markers without bodies: an error, not a hang or panic.
     let many = format!("FROM x\nRUN {}\n", "<<E ".repeat(10_000));
     assert_eq!(
