@@ -694,3 +694,21 @@ fn hostile_long_lines_and_many_continuations() {
         "Containerfile:2: the here-document <<E is not closed; end it with a line holding only E"
     );
 }
+
+#[test]
+fn crlf_bom_and_which_instructions_expand() {
+    let file = parse("\u{feff}# escape=`\r\nFROM x\r\nRUN a `\r\n  b\r\nWORKDIR /w\r\n").unwrap();
+    assert_eq!(file.directives.escape, '`');
+    assert_eq!(file.steps[1].text, "RUN a   b");
+    assert_eq!(
+        file.steps[2].instruction,
+        Instruction::Workdir("/w".to_string())
+    );
+    let expanding: Vec<&str> = file
+        .steps
+        .iter()
+        .filter(|s| s.instruction.expands_variables())
+        .map(|s| s.instruction.keyword())
+        .collect();
+    assert_eq!(expanding, vec!["FROM", "WORKDIR"]);
+}
