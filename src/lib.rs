@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub(crate) mod build;
 pub(crate) mod check;
 pub(crate) mod cli;
 pub(crate) mod error;

@@ -1,0 +1,1 @@
+//! Listing the context's files that a `COPY`/`ADD` source names.
