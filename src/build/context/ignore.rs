@@ -388,3 +388,31 @@ impl Ignore {
             .collect()
     }
 }
+
+/// One path component of a `COPY`/`ADD` source with wildcards, matched
+/// against directory entry names with the same syntax.
+#[derive(Clone, Debug)]
+pub(crate) struct NameGlob {
+    pattern: Pattern,
+}
+
+impl NameGlob {
+    /// `Ok(None)` when `component` has no wildcard (a plain name).
+    pub(crate) fn new(component: &str) -> Result<Option<NameGlob>, String> {
+        if !component.contains(['*', '?', '[', '\\']) {
+            return Ok(None);
+        }
+        let tokens = compile(component)?;
+        Ok(Some(NameGlob {
+            pattern: Pattern {
+                text: component.to_string(),
+                exception: false,
+                tokens,
+            },
+        }))
+    }
+
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        self.pattern.matches_exactly(name)
+    }
+}

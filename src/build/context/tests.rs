@@ -208,3 +208,273 @@ fn containerignore_wins_over_dockerignore() {
     assert!(ignore.patterns().is_empty());
     assert!(!ignore.is_excluded("anything"));
 }
+
+mod walk {
+    use super::rules;
+    use crate::build::context::ignore::Ignore;
+    use crate::build::context::walk::{Context, Kind, Selection};
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::path::Path;
+
+    /// A context with: a.txt b.txt c.md dir/{x/file, y/file, y/other, z}
+    /// docs/{a.md, keep.md}.
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        for d in ["dir/x", "dir/y", "docs"] {
+            std::fs::create_dir_all(p.join(d)).unwrap();
+        }
+        for f in [
+            "a.txt",
+            "b.txt",
+            "c.md",
+            "dir/x/file",
+            "dir/y/file",
+            "dir/y/other",
+            "dir/z",
+            "docs/a.md",
+            "docs/keep.md",
+        ] {
+            std::fs::write(p.join(f), f).unwrap();
+        }
+        dir
+    }
+
+    fn paths(s: &Selection) -> Vec<String> {
+        s.entries
+            .iter()
+            .map(|e| e.path.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn select(ctx: &Path, source: &str, ignore: &Ignore) -> Result<Selection, String> {
+        Context::open(ctx).unwrap().select(source, ignore)
+    }
+
+    #[test]
+    fn whole_context_sorted_with_ignored_left_out() {
+        let dir = tree();
+        let all = select(dir.path(), ".", &Ignore::default()).unwrap();
+        assert_eq!(all.matched, [Path::new(".")]);
+        assert_eq!(
+            paths(&all),
+            [
+                ".",
+                "a.txt",
+                "b.txt",
+                "c.md",
+                "dir",
+                "dir/x",
+                "dir/x/file",
+                "dir/y",
+                "dir/y/file",
+                "dir/y/other",
+                "dir/z",
+                "docs",
+                "docs/a.md",
+                "docs/keep.md"
+            ]
+        );
+        let some = select(dir.path(), ".", &rules("*.md\ndir/y\n")).unwrap();
+        assert_eq!(
+            paths(&some),
+            [
+                ".",
+                "a.txt",
+                "b.txt",
+                "dir",
+                "dir/x",
+                "dir/x/file",
+                "dir/z",
+                "docs",
+                "docs/a.md",
+                "docs/keep.md"
+            ]
+        );
+        // `*` stays in one directory level: `**/*.md` reaches docs/.
+        let deep = select(dir.path(), ".", &rules("**/*.md\n")).unwrap();
+        assert!(!paths(&deep).iter().any(|p| p.ends_with(".md")));
+        assert!(paths(&deep).contains(&"docs".to_string()));
+        // `/`, `./` and `a/..` all name the root.
+        for root in ["/", "./", "dir/.."] {
+            assert_eq!(
+                paths(&select(dir.path(), root, &Ignore::default()).unwrap()),
+                paths(&all)
+            );
+        }
+    }
+
+    #[test]
+    fn sorted_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["b", "a-b", "B", "a.b", "_"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/b"), "").unwrap();
+        let all = select(dir.path(), ".", &Ignore::default()).unwrap();
+        assert_eq!(paths(&all), [".", "B", "_", "a", "a-b", "a.b", "a/b", "b"]);
+    }
+
+    #[test]
+    fn exception_under_excluded_directory_is_listed() {
+        let dir = tree();
+        let s = select(dir.path(), ".", &rules("docs\n!docs/keep.md")).unwrap();
+        assert!(paths(&s).contains(&"docs/keep.md".to_string()));
+        assert!(paths(&s).contains(&"docs".to_string()));
+        assert!(!paths(&s).contains(&"docs/a.md".to_string()));
+        // Control: without the exception, docs is gone entirely.
+        let s = select(dir.path(), ".", &rules("docs")).unwrap();
+        assert!(!paths(&s).iter().any(|p| p.starts_with("docs")));
+        // Naming the kept file directly also works.
+        let s = select(dir.path(), "docs/keep.md", &rules("docs\n!docs/keep.md")).unwrap();
+        assert_eq!(paths(&s), ["docs/keep.md"]);
+        let e = select(dir.path(), "docs/a.md", &rules("docs\n!docs/keep.md")).unwrap_err();
+        assert!(e.contains("no such file or directory"), "{e}");
+    }
+
+    #[test]
+    fn metadata_of_entries() {
+        let dir = tree();
+        let f = dir.path().join("a.txt");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o4751)).unwrap();
+        let s = select(dir.path(), "a.txt", &Ignore::default()).unwrap();
+        assert_eq!(s.matched, [Path::new("a.txt")]);
+        let e = &s.entries[0];
+        let md = std::fs::symlink_metadata(&f).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(e.kind, Kind::File);
+        assert_eq!(e.mode, 0o4751);
+        assert_eq!(e.size, 5);
+        assert_eq!((e.uid, e.gid), (md.uid(), md.gid()));
+        assert_eq!(
+            (e.mtime_sec, e.mtime_nsec as i64),
+            (md.mtime(), md.mtime_nsec())
+        );
+        let d = select(dir.path(), "dir/x", &Ignore::default()).unwrap();
+        assert_eq!(d.entries[0].kind, Kind::Dir);
+        assert_eq!(d.entries[0].size, 0);
+        assert_eq!(paths(&d), ["dir/x", "dir/x/file"]);
+    }
+
+    #[test]
+    fn symlink_to_etc_is_an_entry_never_followed() {
+        let dir = tree();
+        symlink("/etc", dir.path().join("etc")).unwrap();
+        symlink("/etc/passwd", dir.path().join("pw")).unwrap();
+        let all = select(dir.path(), ".", &Ignore::default()).unwrap();
+        let links: Vec<_> = all
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, Kind::Symlink(_)))
+            .map(|e| {
+                (
+                    e.path.to_string_lossy().into_owned(),
+                    e.kind.clone(),
+                    e.size,
+                )
+            })
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("etc".to_string(), Kind::Symlink(b"/etc".to_vec()), 4),
+                ("pw".to_string(), Kind::Symlink(b"/etc/passwd".to_vec()), 11)
+            ]
+        );
+        assert!(!paths(&all).iter().any(|p| p.starts_with("etc/")));
+        // Naming the link gives the link; going through it is refused.
+        let s = select(dir.path(), "etc", &Ignore::default()).unwrap();
+        assert_eq!(paths(&s), ["etc"]);
+        let e = select(dir.path(), "etc/passwd", &Ignore::default()).unwrap_err();
+        assert!(e.contains("etc is a symlink"), "{e}");
+        // A wildcard does not go through it either.
+        let s = select(dir.path(), "*/passwd", &Ignore::default());
+        assert!(s.is_err(), "{s:?}");
+        // Control: a real directory of the same shape is gone through.
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::fs::write(dir.path().join("real/passwd"), "").unwrap();
+        let s = select(dir.path(), "*/passwd", &Ignore::default()).unwrap();
+        assert_eq!(paths(&s), ["real/passwd"]);
+        assert_eq!(
+            paths(&select(dir.path(), "real/passwd", &Ignore::default()).unwrap()),
+            ["real/passwd"]
+        );
+    }
+
+    #[test]
+    fn sources_outside_the_context_are_refused() {
+        let dir = tree();
+        for bad in ["../x", "..", "dir/../../a.txt", "/../a.txt"] {
+            let e = select(dir.path(), bad, &Ignore::default()).unwrap_err();
+            assert!(e.contains("outside the build context"), "{bad}: {e}");
+        }
+        // Control: `..` that stays inside is fine, and `/` is the context root.
+        for good in ["dir/../a.txt", "/a.txt", "./a.txt"] {
+            let s = select(dir.path(), good, &Ignore::default()).unwrap();
+            assert_eq!(paths(&s), ["a.txt"], "{good}");
+        }
+    }
+
+    #[test]
+    fn wildcard_sources() {
+        let dir = tree();
+        let s = select(dir.path(), "*.txt", &Ignore::default()).unwrap();
+        assert_eq!(s.matched, [Path::new("a.txt"), Path::new("b.txt")]);
+        assert_eq!(paths(&s), ["a.txt", "b.txt"]);
+        let s = select(dir.path(), "dir/*/file", &Ignore::default()).unwrap();
+        assert_eq!(paths(&s), ["dir/x/file", "dir/y/file"]);
+        let s = select(dir.path(), "dir/*", &Ignore::default()).unwrap();
+        assert_eq!(
+            s.matched,
+            [Path::new("dir/x"), Path::new("dir/y"), Path::new("dir/z")]
+        );
+        assert_eq!(
+            paths(&s),
+            [
+                "dir/x",
+                "dir/x/file",
+                "dir/y",
+                "dir/y/file",
+                "dir/y/other",
+                "dir/z"
+            ]
+        );
+        // Ignored files are not matched.
+        let s = select(dir.path(), "*.txt", &rules("b.txt")).unwrap();
+        assert_eq!(paths(&s), ["a.txt"]);
+        let e = select(dir.path(), "*.txt", &rules("*.txt")).unwrap_err();
+        assert!(e.contains("no such file or directory"), "{e}");
+        let e = select(dir.path(), "*.none", &Ignore::default()).unwrap_err();
+        assert!(e.contains("`*.none`"), "{e}");
+        let e = select(dir.path(), "a[", &Ignore::default()).unwrap_err();
+        assert!(e.contains("bad wildcard"), "{e}");
+    }
+
+    #[test]
+    fn missing_source_and_ignored_source() {
+        let dir = tree();
+        let e = select(dir.path(), "nope", &Ignore::default()).unwrap_err();
+        assert!(e.contains("no such file or directory"), "{e}");
+        let ignore = Ignore::parse("a.txt", Some(Path::new("/ctx/.dockerignore"))).unwrap();
+        let e = select(dir.path(), "a.txt", &ignore).unwrap_err();
+        assert!(e.contains("excluded by /ctx/.dockerignore"), "{e}");
+        // Control: the same source without the rule.
+        assert!(select(dir.path(), "a.txt", &Ignore::default()).is_ok());
+    }
+
+    #[test]
+    fn empty_context_and_not_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = select(dir.path(), ".", &Ignore::default()).unwrap();
+        assert_eq!(paths(&s), ["."]);
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        let e = Context::open(&file).err().expect("a file is not a context");
+        assert!(e.contains("is not a directory"), "{e}");
+        let e = Context::open(&dir.path().join("missing"))
+            .err()
+            .expect("no context");
+        assert!(e.contains("opening the build context"), "{e}");
+    }
+}
