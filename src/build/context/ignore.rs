@@ -148,6 +148,9 @@ fn compile(text: &str) -> Result<Vec<Token>, String> {
                     if chars.get(i) == Some(&'-') {
                         i += 1;
                         hi = class_char(&chars, &mut i)?;
+                        if hi < lo {
+                            return Err(format!("the class range `{lo}-{hi}` runs backwards"));
+                        }
                     }
                     ranges.push((lo, hi));
                 }

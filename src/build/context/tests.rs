@@ -146,6 +146,7 @@ fn escaped_star_is_literal() {
 fn character_classes() {
     let paths = ["f1", "f5", "fa", "f/", "f-"];
     assert_eq!(excluded("f[0-4]", &paths), ["f1"]);
+    assert_eq!(excluded("f[4-4]", &["f4", "f3"]), ["f4"]);
     assert_eq!(excluded("f[^0-4]", &paths), ["f5", "fa", "f-"]);
     assert_eq!(excluded(r"f[\-]", &paths), ["f-"]);
     // Go's grammar: `!` does not negate, it is a member.
@@ -174,7 +175,7 @@ fn unterminated_class_names_the_line() {
     assert!(err.contains("unterminated"), "{err}");
     // Control: the terminated class parses.
     assert!(Ignore::parse("ok\n# c\n\nbad[ab]\n", None).is_ok());
-    for bad in ["[]", "a[", r"a\", "[a-]", "!"] {
+    for bad in ["[]", "a[", r"a\", "[a-]", "!", "[z-a]"] {
         assert!(Ignore::parse(bad, None).is_err(), "{bad}");
     }
 }
