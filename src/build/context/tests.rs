@@ -479,3 +479,51 @@ mod walk {
         assert!(e.contains("opening the build context"), "{e}");
     }
 }
+
+mod names {
+    use crate::build::context::ignore::Ignore;
+    use crate::build::context::walk::{Context, Kind};
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn non_utf8_names_keep_their_bytes_and_fifos_are_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::write(dir.path().join(name), "x").unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("pipe"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let ctx = Context::open(dir.path()).unwrap();
+        let s = ctx.select(".", &Ignore::default()).unwrap();
+        let got: Vec<(&[u8], &Kind)> = s
+            .entries
+            .iter()
+            .map(|e| (e.path.as_os_str().as_bytes(), &e.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (&b"."[..], &Kind::Dir),
+                (&b"caf\xe9.txt"[..], &Kind::File),
+                (&b"pipe"[..], &Kind::Fifo)
+            ]
+        );
+        // A wildcard matches the name; the ignore rules see it too.
+        assert_eq!(
+            ctx.select("caf*", &Ignore::default())
+                .unwrap()
+                .entries
+                .len(),
+            1
+        );
+        let ignore = Ignore::parse("caf*", None).unwrap();
+        let s = ctx.select(".", &ignore).unwrap();
+        assert_eq!(s.entries.len(), 2);
+    }
+}
