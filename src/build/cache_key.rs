@@ -642,6 +642,26 @@ mod tests {
     }
 
     #[test]
+    fn a_name_that_is_not_utf8_is_read_every_time() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        let plain = dir.path().join("cafe");
+        for p in [&odd, &plain] {
+            std::fs::write(p, "same").unwrap();
+        }
+        let mut h = FileHasher::new(FileIndex::default()).with_racy_window(0);
+        assert_eq!(hash_file(&mut h, &odd), Digest::of(b"same"));
+        assert_eq!(hash_file(&mut h, &odd), Digest::of(b"same"));
+        assert_eq!(h.files_read(), 2);
+        // Control: the UTF-8 name is read once.
+        hash_file(&mut h, &plain);
+        hash_file(&mut h, &plain);
+        assert_eq!(h.files_read(), 3);
+        assert_eq!(h.into_index().files.len(), 1);
+    }
+
+    #[test]
     fn only_regular_files_are_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let d = std::fs::File::open(dir.path()).unwrap();
