@@ -6,5 +6,6 @@
 // The executor (issue 16) is not written yet; remove this when it uses these.
 #![allow(dead_code)]
 
+pub(crate) mod cache_key;
 pub(crate) mod containerfile;
 pub(crate) mod context;

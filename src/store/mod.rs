@@ -15,6 +15,8 @@
 //! containers/<id>/       one container: state, upper dir (see containers.rs)
 //! volumes/<name>/       a named volume: volume.json and _data/ (see volumes.rs)
 //! notices/<key>          the text of a warning shown once (notices.rs)
+//! build-cache/           build step results by cache key, file-hash indexes
+//!                        (build_cache.rs)
 //! ```
 //!
 //! Everything becomes visible by an atomic rename, and the ref is written
@@ -23,6 +25,7 @@
 //! complete but is not.
 
 pub mod blobs;
+pub mod build_cache;
 pub mod containers;
 pub mod gc;
 pub mod image;
