@@ -8,3 +8,4 @@
 
 pub(crate) mod containerfile;
 pub(crate) mod context;
+pub(crate) mod copy_layer;
