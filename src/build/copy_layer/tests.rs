@@ -7,6 +7,7 @@ use super::*;
 use crate::build::context::ignore::Ignore;
 use rustix::fs::{AtFlags, CWD, Timespec, Timestamps};
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tar::EntryType;
@@ -477,4 +478,74 @@ fn long_names_and_tar_tvf() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&long), "{text}");
+}
+
+#[test]
+fn headers_carry_no_device_numbers_nor_access_or_change_times() {
+    let d = tree();
+    let (bytes, _) = layer(d.path(), &["app"], "/x/", "/", &CopyOptions::default()).unwrap();
+    let mut ar = tar::Archive::new(bytes.as_slice());
+    let mut seen = 0;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let gnu = e
+            .header()
+            .as_gnu()
+            .expect("GNU headers, as layer_tar writes");
+        assert!(gnu.dev_major.iter().all(|&b| b == 0), "{:?}", gnu.dev_major);
+        assert!(gnu.dev_minor.iter().all(|&b| b == 0), "{:?}", gnu.dev_minor);
+        assert!(gnu.atime.iter().all(|&b| b == 0), "{:?}", gnu.atime);
+        assert!(gnu.ctime.iter().all(|&b| b == 0), "{:?}", gnu.ctime);
+        assert!(e.pax_extensions().unwrap().is_none(), "no PAX records");
+        seen += 1;
+    }
+    assert_eq!(seen, 4, "x/ (app itself) and the three entries below it");
+}
+
+#[test]
+fn a_device_node_is_refused_and_a_socket_source_skipped() {
+    let entry = |path: &str, kind| crate::build::context::walk::Entry {
+        path: path.into(),
+        kind,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime_sec: 1,
+        mtime_nsec: 0,
+    };
+    let sel = |path: &str, kind| Selection {
+        matched: vec![path.into()],
+        entries: vec![entry(path, kind)],
+    };
+    let dev = [sel("null", crate::build::context::walk::Kind::CharDevice)];
+    let e = super::plan::plan(&dev, "/", "/").unwrap_err();
+    assert!(e.contains("null") && e.contains("device node"), "{e}");
+    let blk = [sel("sda", crate::build::context::walk::Kind::BlockDevice)];
+    assert!(super::plan::plan(&blk, "/", "/").is_err());
+    let sock = [sel("s", crate::build::context::walk::Kind::Socket)];
+    assert!(super::plan::plan(&sock, "/d/", "/").unwrap().is_empty());
+    // Control: a FIFO there is planned.
+    let fifo = [sel("p", crate::build::context::walk::Kind::Fifo)];
+    let planned: Vec<Vec<u8>> = super::plan::plan(&fifo, "/d/", "/")
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert_eq!(planned, [b"d".to_vec(), b"d/p".to_vec()]);
+}
+
+#[test]
+fn a_non_utf8_name_keeps_its_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    write(&d.path().join(name), "C", 0o644, 1000);
+    let (bytes, l) = layer(d.path(), &["."], "/d/", "/", &CopyOptions::default()).unwrap();
+    let mut ar = tar::Archive::new(bytes.as_slice());
+    let names: Vec<Vec<u8>> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path_bytes().into_owned())
+        .collect();
+    assert_eq!(names, [b"d/".to_vec(), b"d/caf\xe9".to_vec()]);
+    assert_eq!(l.paths[1].as_os_str().as_bytes(), b"d/caf\xe9");
 }
