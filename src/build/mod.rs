@@ -9,3 +9,4 @@
 pub(crate) mod cache_key;
 pub(crate) mod containerfile;
 pub(crate) mod context;
+pub(crate) mod copy_layer;

@@ -158,6 +158,13 @@ impl Context {
         })
     }
 
+    /// The context directory's descriptor, for opening the entries
+    /// [`Context::select`] listed (relative to it, without following
+    /// symlinks).
+    pub(crate) fn root(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     /// The entries `source` names, minus those `ignore` excludes.
     pub(crate) fn select(&self, source: &str, ignore: &Ignore) -> Result<Selection, String> {
         let parts = components(source)?;
