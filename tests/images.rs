@@ -355,6 +355,11 @@ fn tags_keep_history_and_rollback_walks_back() {
     assert!(out.contains("freed"), "{out}");
     let (_, err) = st.run_fail(["rollback", "app"]);
     assert!(err.contains("no earlier version"), "{err}");
+    // --build-cache forgets the build cache too (none was made here) and
+    // leaves the images.
+    let out = st.run_ok(["prune", "--build-cache"]);
+    assert!(out.starts_with("forgot 0 build cache entries\n"), "{out}");
+    assert_eq!(inspect(&st, "app")["Digest"], v2);
 }
 
 #[test]

@@ -362,6 +362,10 @@ pub struct PruneArgs {
     /// Also forget every earlier version of every tag (rollback will not reach them)
     #[arg(long)]
     history: bool,
+    /// Also forget the build cache (the steps `hutch build` would reuse),
+    /// freeing the layers only it kept
+    #[arg(long)]
+    build_cache: bool,
     #[command(flatten)]
     format: FormatFlag,
 }
@@ -374,7 +378,14 @@ fn warn_leftovers(report: &crate::store::gc::GcReport) {
 }
 
 pub fn prune(a: PruneArgs, store: Result<Store>) -> Result<i32> {
-    let report = store?.gc(a.history)?;
+    let store = store?;
+    if a.build_cache {
+        let n = store.remove_build_cache()?;
+        if !a.format.json() {
+            outln!("forgot {n} build cache entries");
+        }
+    }
+    let report = store.gc(a.history)?;
     warn_leftovers(&report);
     if a.format.json() {
         output::print_json(&report)?;

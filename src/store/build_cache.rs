@@ -454,4 +454,28 @@ mod tests {
         assert!(steps.contains(&found));
         assert_eq!(entry_files(&store), vec![format!("{}.json", key.hex())]);
     }
+
+    #[test]
+    fn gc_keeps_the_layers_of_cached_steps_until_the_cache_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two layers no image uses: one a cached step names, one not.
+        let store = store_with_layer(dir.path(), &digest('d'));
+        let loose = store.layer_dir(&digest('e'));
+        std::fs::create_dir_all(loose.join("root")).unwrap();
+        std::fs::write(loose.join("meta.json"), "{}").unwrap();
+        store
+            .build_cache_record(&digest('1'), &step(Some(digest('d')), "A=1"))
+            .unwrap();
+        let report = store.gc(false).unwrap();
+        assert_eq!(report.layers_removed, 1, "the loose layer goes (control)");
+        assert!(
+            store.has_layer(&digest('d')),
+            "the cached step's layer stays"
+        );
+        assert!(!store.has_layer(&digest('e')));
+        assert_eq!(store.remove_build_cache().unwrap(), 1);
+        let report = store.gc(false).unwrap();
+        assert_eq!(report.layers_removed, 1);
+        assert!(!store.has_layer(&digest('d')), "freed with the cache");
+    }
 }

@@ -65,6 +65,9 @@ impl Store {
                 layers.insert(d);
             }
         }
+        // The build cache keeps the layers of the steps it remembers, until
+        // `hutch prune --build-cache` forgets them.
+        layers.extend(self.build_cache_layers()?);
         Ok((blobs, layers))
     }
 
