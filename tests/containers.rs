@@ -3,38 +3,11 @@
 
 mod common;
 
-use common::{TestStore, describe, fixture};
+use common::{ContainerStore as Store, busybox, describe, eventually};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
 
 /// Go's zero time: what Podman (and hutch) show for "never".
 const NEVER: &str = "0001-01-01T00:00:00Z";
-
-/// A store with busybox loaded, that removes the containers it still
-/// runs when the test ends (pass or fail).
-struct Store(TestStore);
-
-impl std::ops::Deref for Store {
-    type Target = TestStore;
-    fn deref(&self) -> &TestStore {
-        &self.0
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let ids = self.0.run(["ps", "-q"]).1.stdout;
-        for id in String::from_utf8_lossy(&ids).split_whitespace() {
-            let _ = self.0.run(["rm", "-f", id]);
-        }
-    }
-}
-
-fn busybox() -> Store {
-    let st = TestStore::new();
-    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
-    Store(st)
-}
 
 /// `hutch run -d --network none ARGS...`; the full ID.
 fn start(st: &Store, args: &[&str]) -> String {
@@ -54,18 +27,6 @@ fn inspect(st: &Store, key: &str) -> Value {
     let v = json_of(&st.run_ok(["container", "inspect", key]));
     assert_eq!(v.as_array().map(Vec::len), Some(1), "{v:#}");
     v[0].clone()
-}
-
-/// Wait until `cond` holds, up to `secs`.
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 /// `hutch top --format json KEY`.

@@ -7,44 +7,8 @@
 
 mod common;
 
-use common::{TestStore, describe, fixture, processes_with};
-use std::time::{Duration, Instant};
-
-/// The busybox store; stops what it still runs when the test ends.
-struct Store(TestStore);
-
-impl std::ops::Deref for Store {
-    type Target = TestStore;
-    fn deref(&self) -> &TestStore {
-        &self.0
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let ids = self.0.run(["ps", "-q"]).1.stdout;
-        for id in String::from_utf8_lossy(&ids).split_whitespace() {
-            let _ = self.0.run(["rm", "-f", id]);
-        }
-    }
-}
-
-fn busybox() -> Store {
-    let st = TestStore::new();
-    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
-    Store(st)
-}
-
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
-}
+use common::{ContainerStore as Store, busybox, describe, eventually, processes_with};
+use std::time::Duration;
 
 /// `ps -a --format json`'s entry for `name`, if listed.
 fn listed(st: &Store, name: &str) -> Option<serde_json::Value> {

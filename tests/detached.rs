@@ -4,34 +4,10 @@
 
 mod common;
 
-use common::{TestStore, describe, fixture, http_get_until, processes_with};
+use common::{
+    ContainerStore as Store, busybox, describe, eventually, http_get_until, processes_with,
+};
 use std::time::{Duration, Instant};
-
-/// A store with the busybox fixture loaded as `busybox`, that stops
-/// every container it still runs when the test ends (pass or fail).
-struct Store(TestStore);
-
-impl std::ops::Deref for Store {
-    type Target = TestStore;
-    fn deref(&self) -> &TestStore {
-        &self.0
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let ids = self.0.run(["ps", "-q"]).1.stdout;
-        for id in String::from_utf8_lossy(&ids).split_whitespace() {
-            let _ = self.0.run(["rm", "-f", id]);
-        }
-    }
-}
-
-fn busybox() -> Store {
-    let st = TestStore::new();
-    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
-    Store(st)
-}
 
 /// `hutch run -d ARGS...`: asserts success and a full ID on stdout.
 fn start(st: &Store, args: &[&str]) -> String {
@@ -47,18 +23,6 @@ fn start(st: &Store, args: &[&str]) -> String {
 fn inspect(st: &Store, key: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&st.run_ok(["inspect", key])).unwrap();
     v[0].clone()
-}
-
-/// Wait until `cond` holds, up to `secs`.
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 #[test]

@@ -5,34 +5,8 @@
 
 mod common;
 
-use common::{TestStore, describe, fixture};
+use common::{ContainerStore as Store, busybox, describe, eventually};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-/// A store with busybox loaded that removes its containers when dropped.
-struct Store(TestStore);
-
-impl std::ops::Deref for Store {
-    type Target = TestStore;
-    fn deref(&self) -> &TestStore {
-        &self.0
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let ids = self.0.run(["ps", "-aq"]).1.stdout;
-        for id in String::from_utf8_lossy(&ids).split_whitespace() {
-            let _ = self.0.run(["rm", "-f", id]);
-        }
-    }
-}
-
-fn busybox() -> Store {
-    let st = TestStore::new();
-    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
-    Store(st)
-}
 
 /// `run -d --name NAME [args] busybox sh -c SCRIPT`.
 fn start(st: &Store, name: &str, args: &[&str], script: &str) {
@@ -40,17 +14,6 @@ fn start(st: &Store, name: &str, args: &[&str], script: &str) {
     all.extend_from_slice(args);
     all.extend_from_slice(&["busybox", "sh", "-c", script]);
     st.run_ok(all);
-}
-
-fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
 }
 
 /// `hutch exec ARGS`: (exit code, stdout, stderr).

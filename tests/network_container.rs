@@ -4,32 +4,8 @@
 
 mod common;
 
-use common::{TestStore, fixture, http_get_until};
+use common::{busybox, http_get_until};
 use std::time::Duration;
-
-struct Store(TestStore);
-
-impl std::ops::Deref for Store {
-    type Target = TestStore;
-    fn deref(&self) -> &TestStore {
-        &self.0
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        let ids = self.0.run(["ps", "-aq"]).1.stdout;
-        for id in String::from_utf8_lossy(&ids).split_whitespace() {
-            let _ = self.0.run(["rm", "-f", id]);
-        }
-    }
-}
-
-fn busybox() -> Store {
-    let st = TestStore::new();
-    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
-    Store(st)
-}
 
 /// A free port on 127.0.0.1 (bound and released).
 fn free_port() -> u16 {

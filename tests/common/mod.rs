@@ -379,3 +379,46 @@ pub fn podman(dir: &Path) -> Command {
     std::fs::create_dir_all(dir.join("xdg")).unwrap();
     c
 }
+
+/// A store with the busybox fixture loaded as `busybox` that removes every
+/// container it still has when the test ends (pass or fail): for the tests
+/// of detached containers, which must leave no keeper behind.
+#[allow(dead_code)]
+pub struct ContainerStore(TestStore);
+
+impl std::ops::Deref for ContainerStore {
+    type Target = TestStore;
+    fn deref(&self) -> &TestStore {
+        &self.0
+    }
+}
+
+impl Drop for ContainerStore {
+    fn drop(&mut self) {
+        let ids = self.0.run(["ps", "-aq"]).1.stdout;
+        for id in String::from_utf8_lossy(&ids).split_whitespace() {
+            let _ = self.0.run(["rm", "-f", id]);
+        }
+    }
+}
+
+/// A [`ContainerStore`] with busybox loaded.
+#[allow(dead_code)]
+pub fn busybox() -> ContainerStore {
+    let st = TestStore::new();
+    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
+    ContainerStore(st)
+}
+
+/// Whether `cond` holds within `secs` seconds (checked every 50 ms).
+#[allow(dead_code)]
+pub fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(secs) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cond()
+}
