@@ -199,12 +199,11 @@ pub fn run(spec: &SandboxSpec, ns: Namespaces, info: &JoinInfo, detach: bool) ->
     if detach {
         // The command's status before it could run: `127 hutch: x: command
         // not found`; nothing when it runs.
-        let said = read_to_end(&status_r);
-        if let Some((n, text)) = said.split_once(' ')
-            && let Ok(n) = n.parse::<i32>()
+        if let super::launch::Started::NotRun { code, message } =
+            super::launch::Started::from_status(&read_to_end(&status_r))
         {
-            eprint!("{text}");
-            return Ok(n);
+            eprintln!("{message}");
+            return Ok(code);
         }
         if code != 0 {
             return Ok(EXIT_FAILED);

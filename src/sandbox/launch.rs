@@ -131,13 +131,16 @@ pub enum Started {
 impl Started {
     /// From what the command wrote on its status pipe (`CODE message`, see
     /// [`CommandPlan::exec_error_fd`]); nothing: it ran.
-    fn from_status(said: &str) -> Started {
+    pub(super) fn from_status(said: &str) -> Started {
         match said.split_once(' ') {
-            Some((n, text)) if n.parse::<i32>().is_ok() => Started::NotRun {
-                code: n.parse().unwrap_or(crate::error::EXIT_FAILED),
-                message: text.trim().to_string(),
+            Some((n, text)) => match n.parse::<i32>() {
+                Ok(code) => Started::NotRun {
+                    code,
+                    message: text.trim().to_string(),
+                },
+                Err(_) => Started::Running,
             },
-            _ => Started::Running,
+            None => Started::Running,
         }
     }
 }
