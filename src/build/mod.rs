@@ -1,12 +1,22 @@
-//! `hutch build`: turning a Containerfile into an image. So far the parser
-//! (`containerfile`) and the build context (`context`: the ignore file and
-//! the files a COPY/ADD source names) exist; the executor that runs the
-//! steps is to come (issue 16).
-
-// The executor (issue 16) is not written yet; remove this when it uses these.
-#![allow(dead_code)]
+//! `hutch build`: turning a Containerfile into an image.
+//!
+//! The Containerfile parser (`containerfile`), its stages (`stages`), the
+//! build context (`context`), the cache key of a step (`cache_key`), the
+//! image being built (`image_state`), the config instructions
+//! (`metadata`), COPY/ADD (`copy_step`, with the layer writer
+//! `copy_layer`), RUN in a sandbox (`run_step`), a stage's files for
+//! `--from` (`stage_tree`), the progress lines (`progress`) and the
+//! executor that ties them together (`executor`).
 
 pub(crate) mod cache_key;
 pub(crate) mod containerfile;
 pub(crate) mod context;
 pub(crate) mod copy_layer;
+pub(crate) mod copy_step;
+pub(crate) mod executor;
+pub(crate) mod image_state;
+pub(crate) mod metadata;
+pub(crate) mod progress;
+pub(crate) mod run_step;
+pub(crate) mod stage_tree;
+pub(crate) mod stages;

@@ -2,6 +2,7 @@
 //! command group. No logic here beyond turning arguments into calls of the
 //! library and results into output.
 
+mod build;
 mod check;
 mod commit;
 mod completion;
@@ -117,6 +118,10 @@ enum Command {
     Diff(commit::DiffArgs),
     /// Make a new image from a container's changes
     Commit(commit::CommitArgs),
+    /// Build an image from a Containerfile (Dockerfile)
+    Build(build::BuildArgs),
+    #[command(name = "__build-run", hide = true)]
+    BuildRun(build::BuildRunArgs),
     /// Work with containers (inspect, top, ls, diff, commit, cp, export)
     Container(container::ContainerArgs),
     /// Named volumes: create, ls, inspect, rm, prune
@@ -199,6 +204,8 @@ pub fn main() -> i32 {
         Command::Export(a) => copy::export(a, open_store(&cli.root)),
         Command::Diff(a) => commit::diff(a, open_store(&cli.root)),
         Command::Commit(a) => commit::commit(a, open_store(&cli.root)),
+        Command::Build(a) => build::build(a, open_store(&cli.root)),
+        Command::BuildRun(a) => build::build_run(a),
         Command::Container(a) => container::container(a, open_store(&cli.root)),
         Command::Volume(a) => volume::run(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),

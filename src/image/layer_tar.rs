@@ -31,10 +31,23 @@ pub struct TarStats {
 
 /// Write the upper dir at `upper` as a layer tar to `out`.
 pub fn write_layer_tar<W: Write>(upper: &Path, out: W) -> Result<(W, TarStats)> {
+    write_layer_tar_clamped(upper, None, out)
+}
+
+/// [`write_layer_tar`] with every mtime later than `clamp` (a build's
+/// SOURCE_DATE_EPOCH) set to it.
+pub fn write_layer_tar_clamped<W: Write>(
+    upper: &Path,
+    clamp: Option<i64>,
+    out: W,
+) -> Result<(W, TarStats)> {
     let mut tar = tar::Builder::new(out);
     let mut stats = TarStats::default();
     let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    upper::walk(upper, &mut |e: Entry| {
+    upper::walk(upper, &mut |mut e: Entry| {
+        if let Some(c) = clamp {
+            e.mtime = e.mtime.min(c);
+        }
         let shown = format!("/{}", String::from_utf8_lossy(&e.path));
         append(&mut tar, e, &mut first_names, &mut stats)
             .with_context(|| format!("adding {shown} to the layer"))

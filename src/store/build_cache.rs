@@ -2,9 +2,10 @@
 //! (`build::cache_key`), so a later build with the same step reuses it.
 //!
 //! ```text
-//! build-cache/entries/<key hex>.json   one step: the layer's DiffID (null
-//!                                      for a step that adds no layer), the
-//!                                      image config after it, when it ran
+//! build-cache/entries/<key hex>.json   one step: the layer's DiffID and
+//!                                      blob (null for a step that adds no
+//!                                      layer), the image config after it,
+//!                                      when it ran
 //! build-cache/files/<hex>.json         a build context's file-hash index
 //!                                      (`FileHasher`), <hex> = sha256 of
 //!                                      the context's path
@@ -19,13 +20,10 @@
 //! Two builds of the same context saving their indexes: the last one
 //! wins, which costs the other's next build some re-reading, nothing more.
 //!
-//! The layers entries name live in `layers/` like any other; gc keeps them
-//! through [`Store::build_cache_layers`] (see its comment), and
+//! The layers and blobs entries name live in `layers/` and `blobs/` like
+//! any other; gc keeps them through [`Store::build_cache_refs`], and
 //! `hutch prune --build-cache` empties the cache with
 //! [`Store::remove_build_cache`].
-
-// The executor and the prune flag (issue 16) do not call this yet.
-#![allow(dead_code)]
 
 use super::remove::remove_tree;
 use super::{Store, write_atomic};
@@ -38,7 +36,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The version of the entry format; entries of another version are misses.
-const ENTRY_VERSION: u32 = 1;
+const ENTRY_VERSION: u32 = 2;
 
 /// What one step produced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,10 +44,22 @@ pub struct CachedStep {
     /// The DiffID of the layer the step added; `None` for a step that adds
     /// no layer (ENV, WORKDIR, ...: only the config changes).
     pub diff_id: Option<Digest>,
+    /// That layer's blob, as the image's manifest lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<LayerBlob>,
     /// The image config after the step.
     pub config: serde_json::Value,
     /// When the step ran (RFC 3339, UTC).
     pub created: String,
+}
+
+/// A layer blob as a manifest describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerBlob {
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
 }
 
 /// An entry file: the step, the key it answers and the format version.
@@ -130,6 +140,15 @@ impl Store {
             tracing::debug!("build cache {key}: layer {diff_id} is gone from the store");
             return None;
         }
+        if let Some(blob) = &entry.step.blob
+            && !self.has_blob(&blob.digest)
+        {
+            tracing::debug!(
+                "build cache {key}: blob {} is gone from the store",
+                blob.digest
+            );
+            return None;
+        }
         Some(entry.step)
     }
 
@@ -147,18 +166,21 @@ impl Store {
         write_atomic(&path, &json).context("recording a build step in the build cache")
     }
 
-    /// The DiffIDs of the layers the cache's readable entries name.
-    pub fn build_cache_layers(&self) -> Result<HashSet<Digest>> {
+    /// The blobs and the DiffIDs of the layers the cache's readable
+    /// entries name (gc keeps them).
+    pub fn build_cache_refs(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
         let dir = self.build_cache_dir().join("entries");
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((HashSet::new(), HashSet::new()));
+            }
             Err(e) => {
                 return Err(e)
                     .with_context(|| format!("listing the build cache {}", dir.display()));
             }
         };
-        let mut layers = HashSet::new();
+        let (mut blobs, mut layers) = (HashSet::new(), HashSet::new());
         for entry in entries {
             let entry =
                 entry.with_context(|| format!("listing the build cache {}", dir.display()))?;
@@ -176,18 +198,15 @@ impl Store {
             if let Some(EntryFile {
                 version: ENTRY_VERSION,
                 key: named,
-                step:
-                    CachedStep {
-                        diff_id: Some(diff_id),
-                        ..
-                    },
+                step: CachedStep { diff_id, blob, .. },
             }) = parsed
                 && named == key
             {
-                layers.insert(diff_id);
+                layers.extend(diff_id);
+                blobs.extend(blob.map(|b| b.digest));
             }
         }
-        Ok(layers)
+        Ok((blobs, layers))
     }
 
     /// Empty the build cache (entries and file indexes); the number of
@@ -266,6 +285,7 @@ mod tests {
     fn step(diff_id: Option<Digest>, env: &str) -> CachedStep {
         CachedStep {
             diff_id,
+            blob: None,
             config: serde_json::json!({"config": {"Env": [env]}}),
             created: "2026-12-06T19:00:00Z".into(),
         }
@@ -303,7 +323,7 @@ mod tests {
         assert_eq!(store.build_cache_lookup(&k2), Some(without.clone()));
         assert_eq!(store.build_cache_lookup(&digest('3')), None);
         assert_eq!(
-            store.build_cache_layers().unwrap(),
+            store.build_cache_refs().unwrap().1,
             HashSet::from([digest('d')])
         );
         // A new record replaces the old.
@@ -356,12 +376,12 @@ mod tests {
         for k in [&k1, &k2, &k3] {
             assert_eq!(store.build_cache_lookup(k), None, "{k}");
         }
-        assert!(store.build_cache_layers().unwrap().is_empty());
+        assert!(store.build_cache_refs().unwrap().1.is_empty());
         // A damaged entry is rewritten by the next record.
         store.build_cache_record(&k2, &good).unwrap();
         assert_eq!(store.build_cache_lookup(&k2), Some(good));
         assert_eq!(
-            store.build_cache_layers().unwrap(),
+            store.build_cache_refs().unwrap().1,
             HashSet::from([digest('d')])
         );
     }
@@ -398,7 +418,7 @@ mod tests {
         assert_eq!(store.remove_build_cache().unwrap(), 2);
         assert_eq!(store.build_cache_lookup(&digest('1')), None);
         assert_eq!(store.build_cache_lookup(&digest('2')), None);
-        assert!(store.build_cache_layers().unwrap().is_empty());
+        assert!(store.build_cache_refs().unwrap().1.is_empty());
         assert_eq!(store.build_cache_load_files(ctx), FileIndex::default());
         assert!(!store.build_cache_dir().exists());
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);

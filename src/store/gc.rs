@@ -65,9 +65,11 @@ impl Store {
                 layers.insert(d);
             }
         }
-        // The build cache keeps the layers of the steps it remembers, until
-        // `hutch prune --build-cache` forgets them.
-        layers.extend(self.build_cache_layers()?);
+        // The build cache keeps the layers and blobs of the steps it
+        // remembers, until `hutch prune --build-cache` forgets them.
+        let (cache_blobs, cache_layers) = self.build_cache_refs()?;
+        blobs.extend(cache_blobs);
+        layers.extend(cache_layers);
         Ok((blobs, layers))
     }
 

@@ -26,6 +26,8 @@
 mod plan;
 mod write;
 
+pub(crate) use write::open_file;
+
 #[cfg(test)]
 mod tests;
 

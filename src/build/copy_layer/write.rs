@@ -137,7 +137,7 @@ fn changed(e: &Entry, what: &str) -> String {
 
 /// The listed regular file `e`, opened from the context root one
 /// component at a time without following symlinks.
-fn open_file(root: BorrowedFd<'_>, e: &Entry) -> Result<OwnedFd, String> {
+pub(crate) fn open_file(root: BorrowedFd<'_>, e: &Entry) -> Result<OwnedFd, String> {
     let parts: Vec<&[u8]> = e
         .path
         .as_os_str()

@@ -1,0 +1,202 @@
+//! A built stage's files as one directory tree, for `COPY --from=STAGE`
+//! and `RUN --mount=type=bind,from=STAGE`: the part of its layers under
+//! the paths asked for, merged bottom to top with the overlay's rules
+//! (whiteouts delete, opaque directories hide what is below) into a
+//! directory of the store's `tmp/`.
+//!
+//! Files are hard links to the layers' own files (nothing is copied, and
+//! nothing here writes to a layer): the merged tree is only read, by the
+//! context walker, as a build context. What the walker reports of them is
+//! what the layer stores on disk: the mode with the owner's read/write
+//! bits added and without set-id bits (the overlay's on-disk format);
+//! owners are those COPY gives (0:0, or `--chown`).
+
+use crate::overlay::format;
+use anyhow::{Context, Result, bail};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Component, Path, PathBuf};
+
+/// `rel` (a path inside a tree, `/` or relative) below `root`, refusing
+/// `..`.
+pub(crate) fn inside(root: &Path, rel: &str) -> Result<PathBuf> {
+    let mut out = root.to_path_buf();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => bail!("{rel:?}: `..` may not leave the tree"),
+            Component::Prefix(_) => bail!("{rel:?}: not a path"),
+        }
+    }
+    Ok(out)
+}
+
+/// Merge `prefixes` (paths inside the image; `/` for all) of the layers
+/// `lowers` (top first, as the overlay takes them) into `dest`.
+pub(crate) fn merge(lowers: &[PathBuf], prefixes: &[String], dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    for prefix in prefixes {
+        let rel = inside(Path::new(""), prefix)?;
+        for layer in lowers.iter().rev() {
+            // An ancestor (or the path itself) deleted or made opaque in
+            // this layer hides what lower layers had there.
+            if hides_prefix(layer, &rel) {
+                let _ = remove_any(&dest.join(&rel));
+            }
+            let src = layer.join(&rel);
+            match src.symlink_metadata() {
+                Ok(_) => merge_entry(&src, &dest.join(&rel), dest)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", src.display())),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `layer` deletes or makes opaque `rel` or one of its ancestors.
+fn hides_prefix(layer: &Path, rel: &Path) -> bool {
+    let mut at = PathBuf::new();
+    for c in rel.components() {
+        let Component::Normal(name) = c else { continue };
+        let parent = layer.join(&at);
+        let mut wh = format::WHITEOUT_PREFIX.to_vec();
+        wh.extend_from_slice(name.as_encoded_bytes());
+        let wh_name = std::ffi::OsStr::from_bytes(&wh);
+        if parent.join(wh_name).symlink_metadata().is_ok() {
+            return true;
+        }
+        at.push(name);
+        let here = layer.join(&at);
+        match here.symlink_metadata() {
+            Ok(m) if m.file_type().is_char_device() && is_whiteout(&here) => return true,
+            Ok(m) if m.is_dir() && is_opaque(&here) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+fn is_whiteout(path: &Path) -> bool {
+    rustix::fs::lstat(path).is_ok_and(|st| format::is_whiteout_stat(&st))
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return false;
+    };
+    format::is_opaque(&fd).unwrap_or(false)
+        || dir
+            .join(std::ffi::OsStr::from_bytes(format::OPAQUE_MARKER))
+            .exists()
+}
+
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Put one layer's `src` at `dst` over what lower layers put there.
+fn merge_entry(src: &Path, dst: &Path, dest_root: &Path) -> Result<()> {
+    let m = src
+        .symlink_metadata()
+        .with_context(|| format!("reading {}", src.display()))?;
+    if let Some(parent) = dst.parent()
+        && parent.starts_with(dest_root)
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    if m.file_type().is_char_device() && is_whiteout(src) {
+        let _ = remove_any(dst);
+        return Ok(());
+    }
+    if m.is_dir() {
+        let existing = dst.symlink_metadata().ok();
+        if is_opaque(src) || existing.as_ref().is_some_and(|e| !e.is_dir()) {
+            let _ = remove_any(dst);
+        }
+        if !dst.is_dir() {
+            std::fs::create_dir(dst).with_context(|| format!("creating {}", dst.display()))?;
+        }
+        std::fs::set_permissions(dst, m.permissions())
+            .with_context(|| format!("setting the mode of {}", dst.display()))?;
+        let mut names: Vec<_> = std::fs::read_dir(src)
+            .with_context(|| format!("listing {}", src.display()))?
+            .collect::<std::io::Result<Vec<_>>>()
+            .with_context(|| format!("listing {}", src.display()))?
+            .into_iter()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let bytes = name.as_bytes();
+            if format::is_opaque_marker(bytes) {
+                continue;
+            }
+            if let Some(target) = format::whiteout_target(bytes) {
+                let _ = remove_any(&dst.join(std::ffi::OsStr::from_bytes(target)));
+                continue;
+            }
+            merge_entry(&src.join(&name), &dst.join(&name), dest_root)?;
+        }
+        return Ok(());
+    }
+    let _ = remove_any(dst);
+    if m.file_type().is_symlink() {
+        let target =
+            std::fs::read_link(src).with_context(|| format!("reading {}", src.display()))?;
+        std::os::unix::fs::symlink(target, dst)
+            .with_context(|| format!("creating {}", dst.display()))?;
+    } else if m.is_file() {
+        std::fs::hard_link(src, dst)
+            .or_else(|_| std::fs::copy(src, dst).map(|_| ()))
+            .with_context(|| format!("linking {} to {}", src.display(), dst.display()))?;
+    }
+    // FIFOs, sockets and devices of a stage are not copied.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upper_layers_win_and_whiteouts_delete() {
+        let d = tempfile::tempdir().unwrap();
+        let (l1, l2, out) = (
+            d.path().join("l1"),
+            d.path().join("l2"),
+            d.path().join("out"),
+        );
+        std::fs::create_dir_all(l1.join("app/old")).unwrap();
+        std::fs::write(l1.join("app/a"), "one").unwrap();
+        std::fs::write(l1.join("app/gone"), "x").unwrap();
+        std::fs::write(l1.join("app/old/f"), "x").unwrap();
+        std::fs::write(l1.join("other"), "x").unwrap();
+        std::fs::create_dir_all(l2.join("app")).unwrap();
+        std::fs::write(l2.join("app/a"), "two").unwrap();
+        std::fs::write(l2.join("app/.wh.gone"), "").unwrap();
+        std::fs::create_dir_all(l2.join("app/old")).unwrap();
+        std::fs::write(l2.join("app/old/.wh..wh..opq"), "").unwrap();
+        std::fs::write(l2.join("app/old/g"), "y").unwrap();
+        merge(&[l2.clone(), l1.clone()], &["/app".into()], &out).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("app/a")).unwrap(), "two");
+        assert!(!out.join("app/gone").exists());
+        assert!(!out.join("app/old/f").exists(), "opaque dir hides");
+        assert!(out.join("app/old/g").exists());
+        assert!(!out.join("other").exists(), "only the prefix");
+        // The layers themselves are untouched.
+        assert_eq!(std::fs::read_to_string(l1.join("app/a")).unwrap(), "one");
+        assert!(inside(&out, "../x").is_err());
+    }
+}
