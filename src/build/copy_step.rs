@@ -4,8 +4,9 @@
 //!
 //! Sources come from the build context (minus what the ignore file
 //! excludes) or, with `--from`, from the merged tree of a built stage or
-//! an image (`stage_tree`). ADD of a local file is a COPY of it; ADD of a
-//! URL or a local archive is refused with a message (not built yet).
+//! an image (`stage_tree`), or are here-documents or URLs (`add_source`).
+//! ADD of a local file is a COPY of it, ADD of a local tar archive unpacks
+//! it.
 
 use super::cache_key::{FileFact, FileHasher};
 use super::containerfile::instruction::{Copy, Source};
@@ -30,6 +31,12 @@ pub(crate) struct Resolved {
     pub(crate) chmod: Option<u32>,
     /// `--from` after substitution.
     pub(crate) from: Option<String>,
+    /// Here-document sources (`COPY <<EOF`): name and body, as written.
+    pub(crate) heredocs: Vec<(String, String)>,
+    /// ADD's URL sources.
+    pub(crate) urls: Vec<String>,
+    /// ADD `--checksum`.
+    pub(crate) checksum: Option<Digest>,
     /// The variables used.
     pub(crate) used: BTreeSet<String>,
 }
@@ -50,25 +57,45 @@ pub(crate) fn resolve(
     if copy.parents || !copy.excludes.is_empty() {
         bail!("{keyword} --parents and --exclude are not supported by hutch yet");
     }
-    let mut sources = Vec::new();
+    let (mut sources, mut heredocs, mut urls) = (Vec::new(), Vec::new(), Vec::new());
     for s in &copy.sources {
         match s {
             Source::Path(p) => {
                 let p = word(p, &mut used)?;
-                if keyword == "ADD" && (p.contains("://") || p.starts_with("git@")) {
-                    bail!(
-                        "ADD {p}: fetching URLs is not built into hutch yet; download the file \
-                         into the build context and COPY it"
-                    );
+                if p.starts_with("git@") || p.starts_with("git://") || p.ends_with(".git") {
+                    bail!("{keyword} {p}: git sources are not supported by hutch");
                 }
-                sources.push(p);
+                if p.contains("://") {
+                    if keyword != "ADD" {
+                        bail!("COPY {p}: COPY takes no URLs (ADD fetches them)");
+                    }
+                    urls.push(p);
+                } else {
+                    sources.push(p);
+                }
             }
-            Source::Heredoc(_) => bail!(
-                "{keyword} <<EOF: here-document sources are not supported by hutch yet; \
-                 put the file in the build context"
-            ),
+            Source::Heredoc(h) => heredocs.push((h.name.clone(), h.body.clone())),
         }
     }
+    let kinds = [!sources.is_empty(), !heredocs.is_empty(), !urls.is_empty()];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        bail!(
+            "{keyword}: context files, here-documents and URLs in one instruction are not \
+             supported by hutch; use one {keyword} for each kind"
+        );
+    }
+    if copy.from.is_some() && (!heredocs.is_empty() || !urls.is_empty()) {
+        bail!("{keyword} --from takes paths of the stage or image only");
+    }
+    let checksum = match &copy.checksum {
+        Some(c) => {
+            if urls.is_empty() {
+                bail!("ADD --checksum is for URL sources");
+            }
+            Some(super::add_source::parse_checksum(&word(c, &mut used)?)?)
+        }
+        None => None,
+    };
     let dest = word(&copy.dest, &mut used)?;
     if dest.is_empty() {
         bail!("{keyword}: no destination");
@@ -104,6 +131,9 @@ pub(crate) fn resolve(
         chown,
         chmod,
         from,
+        heredocs,
+        urls,
+        checksum,
         used,
     })
 }
@@ -134,9 +164,15 @@ impl Resolved {
         if let Some(m) = self.chmod {
             t.push_str(&format!(" --chmod={m:o}"));
         }
-        for s in &self.sources {
+        if let Some(c) = &self.checksum {
+            t.push_str(&format!(" --checksum={c}"));
+        }
+        for s in self.sources.iter().chain(&self.urls) {
             t.push(' ');
             t.push_str(&quote(s));
+        }
+        for (name, body) in &self.heredocs {
+            t.push_str(&format!(" <<{name} {}", Digest::of(body.as_bytes())));
         }
         t.push(' ');
         t.push_str(&quote(&self.dest));

@@ -14,6 +14,7 @@
 //! The store's shared lock is held for the whole build, so gc never
 //! removes a layer between its step and the cache entry that keeps it.
 
+use super::add_source;
 use super::cache_key::{Parent, StepInput, step_key};
 use super::containerfile::instruction::{ArgDecl, Instruction, Step};
 use super::containerfile::substitute::expand_word;
@@ -532,6 +533,9 @@ fn layer_step(
                 text.push_str(&h.body);
                 text.push_str(&h.name);
             }
+            // The history shows the RUN as written; the key also names the
+            // stages its mounts take files from.
+            let shown = text.clone();
             let mut stage_dirs = BTreeMap::new();
             for m in &run.mounts {
                 if let Some(from) = &m.from {
@@ -618,16 +622,14 @@ fn layer_step(
                 &prepared.mount_points,
             );
             let tar = prepared.dir.join("layer.tar");
-            let entries = write_upper_tar(&upper, &tar, shared.opts.source_date_epoch)?;
-            finish_layer(shared, state, &key, &text, &tar, entries == 0)?;
+            let empty = run_step::changed_nothing(&upper, &prepared.spec.rootfs.lowers)?
+                || write_upper_tar(&upper, &tar, shared.opts.source_date_epoch)? == 0;
+            finish_layer(shared, state, &key, &shown, &tar, empty)?;
             Ok(true)
         }
         Instruction::Copy(copy) | Instruction::Add(copy) => {
             let keyword = step.instruction.keyword();
             let r = copy_step::resolve(keyword, copy, &scope, state, store)?;
-            if keyword == "ADD" {
-                refuse_archives(&shared.context_path, &r)?;
-            }
             let options = CopyOptions {
                 chown: r.chown,
                 chmod: r.chmod,
@@ -636,43 +638,7 @@ fn layer_step(
             let dest = r.layer_dest(state, store);
             let workdir = state.field("WorkingDir").to_string();
             match &r.from {
-                None => {
-                    let taken = {
-                        let mut hasher = shared.hasher.lock().unwrap_or_else(|p| p.into_inner());
-                        copy_step::take(
-                            &shared.context,
-                            &shared.context_path,
-                            &shared.ignore,
-                            &r,
-                            &mut hasher,
-                        )?
-                    };
-                    let text = r.text(keyword, None);
-                    let key = step_key(&StepInput {
-                        parent: &state.parent,
-                        instruction: &text,
-                        build_args: args,
-                        used: &r.used,
-                        platform: &shared.platform,
-                        files: Some(&taken.facts),
-                        mtimes_in_layer: shared.opts.source_date_epoch.is_none(),
-                    });
-                    if let Some(hit) = lookup(shared, &key) {
-                        take_cached(state, hit, key);
-                        return Ok(false);
-                    }
-                    let (tar, _) = copy_step::write_layer(
-                        store,
-                        &shared.context,
-                        &taken,
-                        &dest,
-                        &workdir,
-                        &options,
-                    )?;
-                    let _cleanup = RemoveDir(tar.clone());
-                    finish_layer(shared, state, &key, &text, &tar, false)?;
-                    Ok(true)
-                }
+                None => copy_sources(shared, state, args, keyword, &r, &dest, &workdir, &options),
                 Some(from) => {
                     let (source, lowers) =
                         match shared.stages.resolve_from(from, stage.index, step.line)? {
@@ -711,7 +677,8 @@ fn layer_step(
                     let (tar, _) =
                         copy_step::write_layer(store, &context, &taken, &dest, &workdir, &options)?;
                     let _cleanup = RemoveDir(tar.clone());
-                    finish_layer(shared, state, &key, &text, &tar, false)?;
+                    let shown = r.text(keyword, Some(from));
+                    finish_layer(shared, state, &key, &shown, &tar, false)?;
                     Ok(true)
                 }
             }
@@ -720,30 +687,170 @@ fn layer_step(
     }
 }
 
-/// ADD of a local archive unpacks it in Docker; hutch does not yet, and
-/// says so rather than copying the archive file.
-fn refuse_archives(context: &Path, r: &copy_step::Resolved) -> Result<()> {
-    for s in &r.sources {
-        let p = stage_tree::inside(context, s)?;
-        let Ok(mut f) = std::fs::File::open(&p) else {
-            continue;
-        };
-        let mut head = [0u8; 262];
-        let n = std::io::Read::read(&mut f, &mut head).unwrap_or(0);
-        let head = &head[..n];
-        let compressed = head.starts_with(&[0x1f, 0x8b])
-            || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-            || head.starts_with(b"BZh")
-            || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]);
-        let tar = head.len() >= 262 && &head[257..262] == b"ustar";
-        if compressed || tar {
+/// COPY/ADD of context files, here-documents or URLs. Whether it ran.
+#[allow(clippy::too_many_arguments)]
+fn copy_sources(
+    shared: &Shared,
+    state: &mut ImageState,
+    args: &BTreeMap<String, String>,
+    keyword: &str,
+    r: &copy_step::Resolved,
+    dest: &str,
+    workdir: &str,
+    options: &CopyOptions,
+) -> Result<bool> {
+    let store = shared.store;
+    let mtime = shared.opts.source_date_epoch.unwrap_or(0);
+    let key_of = |text: &str, files: Option<&[super::cache_key::FileFact]>| {
+        step_key(&StepInput {
+            parent: &state.parent,
+            instruction: text,
+            build_args: args,
+            used: &r.used,
+            platform: &shared.platform,
+            files,
+            mtimes_in_layer: shared.opts.source_date_epoch.is_none(),
+        })
+    };
+    // Here-documents and downloads become files of a small context of
+    // their own.
+    let mut own: Option<(PathBuf, copy_step::Resolved)> = None;
+    if !r.heredocs.is_empty() {
+        let dir = shared.tmp_dir("build-heredoc");
+        let mut names = Vec::new();
+        for (name, body) in &r.heredocs {
+            add_source::write_file(&dir, name, body.as_bytes(), 0o644, mtime)?;
+            names.push(name.clone());
+        }
+        own = Some((
+            dir,
+            copy_step::Resolved {
+                sources: names,
+                ..r.clone()
+            },
+        ));
+    } else if !r.urls.is_empty() {
+        let text = r.text(keyword, None);
+        // With --checksum the content is known before fetching it.
+        let early_key = r.checksum.as_ref().map(|_| key_of(&text, None));
+        if let Some(key) = &early_key
+            && let Some(hit) = lookup(shared, key)
+        {
+            take_cached(state, hit, key.clone());
+            return Ok(false);
+        }
+        let dir = shared.tmp_dir("build-download");
+        let mut names = Vec::new();
+        for url in &r.urls {
+            let name = add_source::url_file_name(url)?;
+            if names.contains(&name) {
+                bail!("ADD: two URLs download to the same name {name}");
+            }
+            add_source::fetch(url, &dir, &name, r.checksum.as_ref(), mtime)?;
+            names.push(name);
+        }
+        if let Some(key) = early_key {
+            let context = Context::open(&dir).map_err(|e| anyhow!(e))?;
+            let resolved = copy_step::Resolved {
+                sources: names,
+                ..r.clone()
+            };
+            let none = Ignore::parse("", None).map_err(|e| anyhow!(e))?;
+            let mut hasher = super::cache_key::FileHasher::new(Default::default());
+            let taken = copy_step::take(&context, &dir, &none, &resolved, &mut hasher)?;
+            let (tar, _) = copy_step::write_layer(store, &context, &taken, dest, workdir, options)?;
+            let _cleanup = RemoveDir(tar.clone());
+            finish_layer(shared, state, &key, &text, &tar, false)?;
+            return Ok(true);
+        }
+        own = Some((
+            dir,
+            copy_step::Resolved {
+                sources: names,
+                ..r.clone()
+            },
+        ));
+    }
+    let opened;
+    let none;
+    let (context, root, ignore, resolved) = match &own {
+        Some((dir, resolved)) => {
+            opened = Context::open(dir).map_err(|e| anyhow!(e))?;
+            none = Ignore::parse("", None).map_err(|e| anyhow!(e))?;
+            (&opened, dir.as_path(), &none, resolved)
+        }
+        None => (
+            &shared.context,
+            shared.context_path.as_path(),
+            &shared.ignore,
+            r,
+        ),
+    };
+    let taken = if own.is_some() {
+        let mut hasher = super::cache_key::FileHasher::new(Default::default());
+        copy_step::take(context, root, ignore, resolved, &mut hasher)?
+    } else {
+        let mut hasher = shared.hasher.lock().unwrap_or_else(|p| p.into_inner());
+        copy_step::take(context, root, ignore, resolved, &mut hasher)?
+    };
+    // ADD of local archives unpacks them.
+    let mut archives = Vec::new();
+    if keyword == "ADD" && own.is_none() {
+        for sel in &taken.selections {
+            for e in &sel.entries {
+                if sel.matched.contains(&e.path) && e.kind == super::context::walk::Kind::File {
+                    let host = root.join(&e.path);
+                    if let Some(kind) = add_source::archive_kind(&host)? {
+                        archives.push((host, kind));
+                    }
+                }
+            }
+        }
+        let matched: usize = taken.selections.iter().map(|s| s.matched.len()).sum();
+        if !archives.is_empty() && archives.len() != matched {
             bail!(
-                "ADD {s}: unpacking archives is not built into hutch yet; use \
-                 `COPY {s} /tmp/` and `RUN tar -xf` instead"
+                "ADD: archives and other files in one instruction are not supported by \
+                 hutch; use one ADD for the archives and a COPY for the rest"
             );
         }
     }
-    Ok(())
+    let text = if archives.is_empty() {
+        r.text(keyword, None)
+    } else {
+        r.text("ADD --unpack", None)
+    };
+    let key = key_of(&text, Some(&taken.facts));
+    if let Some(hit) = lookup(shared, &key) {
+        take_cached(state, hit, key);
+        return Ok(false);
+    }
+    let tar = if archives.is_empty() {
+        copy_step::write_layer(store, context, &taken, dest, workdir, options)?.0
+    } else {
+        let path = store.tmp_path("build-add");
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let target = super::metadata::workdir(workdir, dest);
+        let stamp = add_source::Stamp {
+            chown: options.chown,
+            chmod: options.chmod,
+            source_date_epoch: options.source_date_epoch,
+        };
+        let written = add_source::write_archive_layer(
+            &archives,
+            &target,
+            &stamp,
+            std::io::BufWriter::new(file),
+        );
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(e.context(format!("ADD: unpacking into {target}")));
+        }
+        path
+    };
+    let _cleanup = RemoveDir(tar.clone());
+    finish_layer(shared, state, &key, &text, &tar, false)?;
+    Ok(true)
 }
 
 /// The upper dir of a RUN as a layer tar at `tar`; the number of entries.

@@ -414,6 +414,52 @@ pub(crate) fn remove_mount_points(upper: &Path, lowers: &[PathBuf], points: &[St
     }
 }
 
+/// Whether the upper dir holds no change: only directories the layers
+/// below have too, with the same owner and mode (the parents of the
+/// launcher's mount points, copied up to hold them).
+pub(crate) fn changed_nothing(upper: &Path, lowers: &[PathBuf]) -> Result<bool> {
+    use crate::image::upper::{Entry, Kind, walk};
+    let mut nothing = true;
+    walk(upper, &mut |e: Entry| {
+        if !nothing {
+            return Ok(());
+        }
+        let rel = Path::new(std::ffi::OsStr::from_bytes(&e.path));
+        let same_dir = matches!(e.kind, Kind::Dir { opaque: false })
+            && lowers.iter().any(|l| {
+                let p = l.join(rel);
+                p.symlink_metadata().is_ok_and(|m| m.is_dir())
+                    && lower_dir_matches(&p, e.uid, e.gid, e.mode)
+            });
+        if !same_dir {
+            nothing = false;
+        }
+        Ok(())
+    })?;
+    Ok(nothing)
+}
+
+/// Whether the lower directory at `p` has this owner and mode (its
+/// override record, or 0:0 and its own mode).
+fn lower_dir_matches(p: &Path, uid: u32, gid: u32, mode: u32) -> bool {
+    use crate::overlay::format;
+    let Ok(fd) = rustix::fs::open(
+        p,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return false;
+    };
+    match format::read_override_stat(&fd) {
+        Ok(Some(o)) => o.uid == uid && o.gid == gid && (o.mode & 0o7777) == mode,
+        Ok(None) => rustix::fs::fstat(&fd)
+            .is_ok_and(|st| uid == 0 && gid == 0 && (st.st_mode & 0o7777) == mode),
+        Err(_) => false,
+    }
+}
+
+use std::os::unix::ffi::OsStrExt;
+
 #[cfg(test)]
 mod tests {
     use super::*;

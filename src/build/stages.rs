@@ -32,7 +32,9 @@ pub(crate) struct Stage {
 impl Stage {
     /// How the stage is shown: its name, else its index.
     pub(crate) fn label(&self) -> String {
-        self.name.clone().unwrap_or_else(|| self.index.to_string())
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("#{}", self.index))
     }
 }
 
@@ -300,7 +302,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Stages::new(&parse(text).unwrap(), &args)
+        // The parser refuses some files itself (RUN before FROM, no FROM).
+        Stages::new(&parse(text)?, &args)
     }
 
     #[test]
