@@ -234,18 +234,17 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
         .unwrap_or_else(|p| p.into_inner());
     // The first failure in stage order is the build's (an ExitWith keeps
     // its status through the string: it is rebuilt below).
+    // The first failure in stage order is the build's (a failed RUN's
+    // status travels in the text: `failure` rebuilds it).
+    if let Some(e) = needed.iter().find_map(|i| match results.get(i) {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    }) {
+        return Err(failure(e));
+    }
     let out = match results.remove(&target) {
         Some(Ok(out)) => out,
-        _ => {
-            let failed = needed
-                .iter()
-                .find_map(|i| match results.get(i) {
-                    Some(Err(e)) => Some(e.clone()),
-                    _ => None,
-                })
-                .unwrap_or_else(|| "the build failed".into());
-            return Err(failure(failed));
-        }
+        _ => bail!("internal error: the target stage has no result"),
     };
     let (ran, cached) = *shared.counts.lock().unwrap_or_else(|p| p.into_inner());
     let (id, manifest) = write_image(store, &out.state, opts)?;
