@@ -90,13 +90,19 @@ impl ImageState {
             parent: Parent::Image(image.manifest_digest.clone()),
             cmd_set: false,
         };
-        // Docker: a child image does not inherit the base's triggers.
+        // Docker runs the base's triggers and does not pass them on;
+        // hutch does not run them, and says so.
         if let Some(c) = state
             .config
             .get_mut("config")
             .and_then(Value::as_object_mut)
+            && let Some(triggers) = c.remove("OnBuild")
+            && triggers.as_array().is_some_and(|t| !t.is_empty())
         {
-            c.remove("OnBuild");
+            eprintln!(
+                "hutch: warning: {what} has ONBUILD triggers ({triggers}); hutch does not run \
+                 them: write them into this Containerfile"
+            );
         }
         Ok(state)
     }
