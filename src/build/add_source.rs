@@ -16,6 +16,7 @@
 //! device nodes are refused; hard links must name an earlier entry of the
 //! archive.
 
+use super::copy_layer::Hashing;
 use crate::oci::Digest;
 use crate::oci::digest::Hasher;
 use anyhow::{Context, Result, anyhow, bail};
@@ -229,7 +230,7 @@ pub(crate) fn write_archive_layer<W: Write>(
     out: W,
 ) -> Result<Digest> {
     let dest_rel = clean(Path::new(dest))?;
-    let mut tar = tar::Builder::new(HashingWriter {
+    let mut tar = tar::Builder::new(Hashing {
         inner: out,
         hasher: Hasher::default(),
     });
@@ -345,25 +346,9 @@ pub(crate) fn write_archive_layer<W: Write>(
         }
     }
     let w = tar.into_inner().context("finishing the layer tar")?;
-    let HashingWriter { mut inner, hasher } = w;
+    let Hashing { mut inner, hasher } = w;
     inner.flush().context("writing the layer tar")?;
     Ok(hasher.finish())
-}
-
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

@@ -456,15 +456,7 @@ fn config_step(
     let scope = Scope::new(args, state, shared.stages.escape);
     let mut next = state.clone();
     let applied = metadata::apply(&mut next, instruction, &scope).map_err(|e| anyhow!(e))?;
-    let key = step_key(&StepInput {
-        parent: &state.parent,
-        instruction: &applied.text,
-        build_args: args,
-        used: &applied.used,
-        platform: &shared.platform,
-        files: None,
-        mtimes_in_layer: false,
-    });
+    let key = plain_key(shared, state, &applied.text, args, &applied.used);
     if let Some(hit) = lookup(shared, &key) {
         take_cached(state, hit, key);
         // The CMD flag is the stage's own, not the cache's.
@@ -476,6 +468,26 @@ fn config_step(
     next.parent = Parent::Step(key);
     *state = next;
     Ok(true)
+}
+
+/// The key of a step on `state` with no files (all but COPY/ADD of
+/// files).
+fn plain_key(
+    shared: &Shared,
+    state: &ImageState,
+    text: &str,
+    args: &BTreeMap<String, String>,
+    used: &BTreeSet<String>,
+) -> Digest {
+    step_key(&StepInput {
+        parent: &state.parent,
+        instruction: text,
+        build_args: args,
+        used,
+        platform: &shared.platform,
+        files: None,
+        mtimes_in_layer: false,
+    })
 }
 
 fn lookup(shared: &Shared, key: &Digest) -> Option<CachedStep> {
@@ -561,15 +573,7 @@ fn layer_step(
                     stage_dirs.insert(from.clone(), dir);
                 }
             }
-            let key = step_key(&StepInput {
-                parent: &state.parent,
-                instruction: &text,
-                build_args: args,
-                used: &used,
-                platform: &shared.platform,
-                files: None,
-                mtimes_in_layer: false,
-            });
+            let key = plain_key(shared, state, &text, args, &used);
             if let Some(hit) = lookup(shared, &key) {
                 take_cached(state, hit, key);
                 return Ok(false);
@@ -653,15 +657,7 @@ fn layer_step(
                     // The source is named by its key chain: the same
                     // chain has the same files.
                     let text = r.text(keyword, Some(&parent_text(&source)));
-                    let key = step_key(&StepInput {
-                        parent: &state.parent,
-                        instruction: &text,
-                        build_args: args,
-                        used: &r.used,
-                        platform: &shared.platform,
-                        files: None,
-                        mtimes_in_layer: false,
-                    });
+                    let key = plain_key(shared, state, &text, args, &r.used);
                     if let Some(hit) = lookup(shared, &key) {
                         take_cached(state, hit, key);
                         return Ok(false);

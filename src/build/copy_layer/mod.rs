@@ -59,9 +59,9 @@ pub(crate) struct CopyLayer {
 }
 
 /// A writer that hashes what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hasher: Hasher,
+pub(crate) struct Hashing<W> {
+    pub(crate) inner: W,
+    pub(crate) hasher: Hasher,
 }
 
 impl<W: Write> Write for Hashing<W> {
