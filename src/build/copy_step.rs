@@ -74,7 +74,16 @@ pub(crate) fn resolve(
                     sources.push(p);
                 }
             }
-            Source::Heredoc(h) => heredocs.push((h.name.clone(), h.body.clone())),
+            Source::Heredoc(h) => {
+                let body = if h.expand {
+                    scope
+                        .heredoc(&h.body, &mut used)
+                        .map_err(|e| anyhow!("{keyword} <<{}: {e}", h.name))?
+                } else {
+                    h.body.clone()
+                };
+                heredocs.push((h.name.clone(), body));
+            }
         }
     }
     let kinds = [!sources.is_empty(), !heredocs.is_empty(), !urls.is_empty()];

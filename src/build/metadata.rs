@@ -57,6 +57,66 @@ impl<'a> Scope<'a> {
     }
 }
 
+impl Scope<'_> {
+    /// A here-document's body with `$VAR` and `${...}` expanded and the
+    /// rest kept as written (quotes too); the escape character before `$`
+    /// keeps a literal `$`.
+    pub(crate) fn heredoc(
+        &self,
+        body: &str,
+        used: &mut BTreeSet<String>,
+    ) -> Result<String, String> {
+        let chars: Vec<char> = body.chars().collect();
+        let mut out = String::with_capacity(body.len());
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let next = chars.get(i + 1).copied();
+            if c == self.escape && next == Some('$') {
+                out.push('$');
+                i += 2;
+            } else if c == '$' && next == Some('{') {
+                let mut depth = 0;
+                let mut end = None;
+                for (j, ch) in chars.iter().enumerate().skip(i + 1) {
+                    match ch {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                end = Some(j);
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(end) = end else {
+                    return Err("a `${` without its `}` in a here-document".into());
+                };
+                let fragment: String = chars[i..=end].iter().collect();
+                out.push_str(&self.word(&fragment, used)?);
+                i = end + 1;
+            } else if c == '$' && next.is_some_and(|n| n.is_ascii_alphabetic() || n == '_') {
+                let mut end = i + 1;
+                while chars
+                    .get(end)
+                    .is_some_and(|n| n.is_ascii_alphanumeric() || *n == '_')
+                {
+                    end += 1;
+                }
+                let fragment: String = chars[i..end].iter().collect();
+                out.push_str(&self.word(&fragment, used)?);
+                i = end;
+            } else {
+                out.push(c);
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Vars for Scope<'_> {
     fn var(&self, name: &str) -> Option<&str> {
         self.env
@@ -459,6 +519,24 @@ mod tests {
         // Control: a CMD of this stage stays.
         let (s, _) = apply_all("CMD [\"x\"]\nENTRYPOINT [\"/e\"]\n", &[]);
         assert_eq!(s.config["config"]["Cmd"], json!(["x"]));
+    }
+
+    #[test]
+    fn heredoc_bodies_expand_variables_only() {
+        let args = BTreeMap::from([("V".to_string(), "7".to_string())]);
+        let mut s = ImageState::scratch();
+        s.set_env("NAME", "Ann");
+        let scope = Scope::new(&args, &s, '\\');
+        let mut used = BTreeSet::new();
+        let out = scope
+            .heredoc("hi \"$NAME\" ${V} ${U:-none} \\$HOME 'x' $5\n", &mut used)
+            .unwrap();
+        assert_eq!(out, "hi \"Ann\" 7 none $HOME 'x' $5\n");
+        assert_eq!(
+            used,
+            BTreeSet::from(["NAME".into(), "V".into(), "U".into()])
+        );
+        assert!(scope.heredoc("${oops", &mut used).is_err());
     }
 
     #[test]
