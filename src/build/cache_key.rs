@@ -42,7 +42,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// The first bytes hashed into every key; bump it when the encoding changes.
-pub(crate) const KEY_VERSION: &str = "hutch-build-cache-key/v1";
+pub(crate) const KEY_VERSION: &str = "hutch-build-cache-key/v2";
 
 /// A file changed less than this long before it was hashed is not indexed
 /// (filesystem timestamps may be as coarse as 2 s, on FAT).

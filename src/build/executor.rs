@@ -637,6 +637,7 @@ fn layer_step(
                 chown: r.chown,
                 chmod: r.chmod,
                 source_date_epoch: shared.opts.source_date_epoch,
+                keep_owners: r.from.is_some(),
             };
             let dest = r.layer_dest(state, store);
             let workdir = state.field("WorkingDir").to_string();
@@ -667,8 +668,9 @@ fn layer_step(
                     let context = Context::open(&tree).map_err(|e| anyhow!(e))?;
                     let none = Ignore::parse("", None).map_err(|e| anyhow!(e))?;
                     let mut hasher = super::cache_key::FileHasher::new(Default::default());
-                    let taken = copy_step::take(&context, &tree, &none, &r, &mut hasher)
+                    let mut taken = copy_step::take(&context, &tree, &none, &r, &mut hasher)
                         .with_context(|| format!("{keyword} --from={from}"))?;
+                    stage_tree::true_owners(&tree, &mut taken.selections);
                     let (tar, _) =
                         copy_step::write_layer(store, &context, &taken, &dest, &workdir, &options)?;
                     let _cleanup = RemoveDir(tar.clone());

@@ -6,10 +6,12 @@
 //!
 //! Files are hard links to the layers' own files (nothing is copied, and
 //! nothing here writes to a layer): the merged tree is only read, by the
-//! context walker, as a build context. What the walker reports of them is
-//! what the layer stores on disk: the mode with the owner's read/write
-//! bits added and without set-id bits (the overlay's on-disk format);
-//! owners are those COPY gives (0:0, or `--chown`).
+//! context walker, as a build context. Directories are made anew, with
+//! their layer's owner record (`user.containers.override_stat`) copied.
+//! What the walker reports of the entries is what the layer stores on
+//! disk (the owner's read/write bits added, no set-id bits, the user's
+//! own uid); [`true_owners`] puts back the true owners and modes from the
+//! records, so `COPY --from` keeps them as Docker does.
 
 use crate::overlay::format;
 use anyhow::{Context, Result, bail};
@@ -130,6 +132,7 @@ fn merge_entry(src: &Path, dst: &Path, dest_root: &Path) -> Result<()> {
         }
         std::fs::set_permissions(dst, m.permissions())
             .with_context(|| format!("setting the mode of {}", dst.display()))?;
+        copy_owner_record(src, dst);
         let mut names: Vec<_> = std::fs::read_dir(src)
             .with_context(|| format!("listing {}", src.display()))?
             .collect::<std::io::Result<Vec<_>>>()
@@ -166,6 +169,51 @@ fn merge_entry(src: &Path, dst: &Path, dest_root: &Path) -> Result<()> {
     Ok(())
 }
 
+fn open_nofollow(path: &Path) -> Option<std::os::fd::OwnedFd> {
+    rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
+}
+
+/// The layer directory's owner record onto the merged one (best effort:
+/// without it the directory is 0:0 with its on-disk mode).
+fn copy_owner_record(src: &Path, dst: &Path) {
+    if let (Some(s), Some(d)) = (open_nofollow(src), open_nofollow(dst))
+        && let Ok(Some(record)) = format::read_override_stat(&s)
+    {
+        let _ = format::write_override_stat(&d, &record);
+    }
+}
+
+/// Set each selected entry's uid, gid and mode to what its owner record
+/// in the merged tree at `root` says (0:0 and the on-disk mode without a
+/// record). Symlinks have no record and stay 0:0.
+pub(crate) fn true_owners(root: &Path, selections: &mut [super::context::walk::Selection]) {
+    use super::context::walk::Kind;
+    for sel in selections {
+        for e in &mut sel.entries {
+            e.uid = 0;
+            e.gid = 0;
+            if matches!(e.kind, Kind::Symlink(_)) {
+                continue;
+            }
+            if let Some(fd) = open_nofollow(&root.join(&e.path))
+                && let Ok(Some(record)) = format::read_override_stat(&fd)
+            {
+                e.uid = record.uid;
+                e.gid = record.gid;
+                e.mode = record.mode & 0o7777;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +243,31 @@ mod tests {
         assert!(!out.join("app/old/f").exists(), "opaque dir hides");
         assert!(out.join("app/old/g").exists());
         assert!(!out.join("other").exists(), "only the prefix");
+        // The true owners come back from the records.
+        let f = std::fs::File::open(l2.join("app/a")).unwrap();
+        let rec = format::OverrideStat {
+            uid: 33,
+            gid: 44,
+            mode: 0o4755,
+            kind: None,
+        };
+        if format::write_override_stat(&f, &rec).is_ok() {
+            let out2 = d.path().join("out2");
+            merge(&[l2.clone(), l1.clone()], &["/app/a".into()], &out2).unwrap();
+            let ctx = crate::build::context::walk::Context::open(&out2).unwrap();
+            let none = crate::build::context::ignore::Ignore::parse("", None).unwrap();
+            let mut sel = vec![ctx.select("app/a", &none).unwrap()];
+            assert_eq!(
+                (sel[0].entries[0].uid, sel[0].entries[0].mode),
+                (0, 0o644),
+                "control"
+            );
+            true_owners(&out2, &mut sel);
+            let e = &sel[0].entries[0];
+            assert_eq!((e.uid, e.gid, e.mode), (33, 44, 0o4755));
+        } else {
+            eprintln!("no user xattrs on this file system: the owner part is not tested");
+        }
         // The layers themselves are untouched.
         assert_eq!(std::fs::read_to_string(l1.join("app/a")).unwrap(), "one");
         assert!(inside(&out, "../x").is_err());

@@ -47,6 +47,9 @@ pub(crate) struct CopyOptions {
     pub(crate) chmod: Option<u32>,
     /// `SOURCE_DATE_EPOCH`: no entry's time is later than this.
     pub(crate) source_date_epoch: Option<i64>,
+    /// Without `--chown`: the entries' own owners, not 0:0 (`COPY
+    /// --from`, whose entries carry the stage's true owners).
+    pub(crate) keep_owners: bool,
 }
 
 /// What a written COPY layer is.
@@ -90,6 +93,7 @@ pub(crate) fn write_copy_layer<W: Write>(
     let stamp = write::Stamp {
         uid,
         gid,
+        keep_owners: options.keep_owners && options.chown.is_none(),
         chmod: options.chmod,
         source_date_epoch: options.source_date_epoch,
     };

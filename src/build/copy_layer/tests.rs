@@ -186,6 +186,7 @@ fn chown_and_chmod_are_in_the_headers() {
         chown: Some((1001, 2002)),
         chmod: Some(0o640),
         source_date_epoch: None,
+        keep_owners: false,
     };
     let (bytes, _) = layer(d.path(), &["app"], "/x/dst/", "/", &o).unwrap();
     assert_eq!(
@@ -256,6 +257,7 @@ fn created_parents_are_0755_owned_by_chown_at_the_epoch() {
         chown: Some((7, 8)),
         chmod: None,
         source_date_epoch: Some(100),
+        keep_owners: false,
     };
     let (bytes, _) = layer(d.path(), &["top"], "/a/b/c", "/", &o).unwrap();
     assert_eq!(

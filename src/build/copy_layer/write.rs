@@ -24,6 +24,9 @@ use tar::{EntryType, Header};
 pub(crate) struct Stamp {
     pub(crate) uid: u32,
     pub(crate) gid: u32,
+    /// Each entry keeps its own uid and gid (`COPY --from` without
+    /// `--chown`) instead of `uid`/`gid`; created parents are 0:0.
+    pub(crate) keep_owners: bool,
     pub(crate) chmod: Option<u32>,
     pub(crate) source_date_epoch: Option<i64>,
 }
@@ -37,12 +40,17 @@ impl Stamp {
         t.max(0) as u64
     }
 
-    fn header(&self, kind: EntryType, mode: u32, mtime: i64) -> Header {
+    fn header(&self, kind: EntryType, mode: u32, mtime: i64, e: Option<&Entry>) -> Header {
+        let (uid, gid) = match e {
+            Some(e) if self.keep_owners => (e.uid, e.gid),
+            None if self.keep_owners => (0, 0),
+            _ => (self.uid, self.gid),
+        };
         let mut h = Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(mode);
-        h.set_uid(self.uid.into());
-        h.set_gid(self.gid.into());
+        h.set_uid(uid.into());
+        h.set_gid(gid.into());
         h.set_mtime(self.mtime(mtime));
         h.set_size(0);
         h
@@ -86,6 +94,7 @@ fn append<W: Write>(
                 EntryType::Directory,
                 0o755,
                 stamp.source_date_epoch.unwrap_or(0),
+                None,
             );
             let mut d = p.to_vec();
             d.push(b'/');
@@ -98,7 +107,7 @@ fn append<W: Write>(
     let mode = stamp.chmod.unwrap_or(e.mode);
     match &e.kind {
         Kind::Dir => {
-            let mut h = stamp.header(EntryType::Directory, mode, e.mtime_sec);
+            let mut h = stamp.header(EntryType::Directory, mode, e.mtime_sec, Some(e));
             let mut d = p.to_vec();
             d.push(b'/');
             tar.append_data(&mut h, path(&d), std::io::empty())
@@ -106,17 +115,17 @@ fn append<W: Write>(
         }
         Kind::File => {
             let fd = open_file(root, e)?;
-            let mut h = stamp.header(EntryType::Regular, mode, e.mtime_sec);
+            let mut h = stamp.header(EntryType::Regular, mode, e.mtime_sec, Some(e));
             h.set_size(e.size);
             let reader = Checked::new(std::fs::File::from(fd), e.size);
             tar.append_data(&mut h, path(p), reader).map_err(io)
         }
         Kind::Symlink(target) => {
-            let mut h = stamp.header(EntryType::Symlink, 0o777, e.mtime_sec);
+            let mut h = stamp.header(EntryType::Symlink, 0o777, e.mtime_sec, Some(e));
             tar.append_link(&mut h, path(p), path(target)).map_err(io)
         }
         Kind::Fifo => {
-            let mut h = stamp.header(EntryType::Fifo, mode, e.mtime_sec);
+            let mut h = stamp.header(EntryType::Fifo, mode, e.mtime_sec, Some(e));
             tar.append_data(&mut h, path(p), std::io::empty())
                 .map_err(io)
         }
