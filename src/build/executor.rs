@@ -118,6 +118,8 @@ struct Shared<'a> {
     counts: Mutex<(usize, usize)>,
     /// Temporary directories to remove at the end.
     tmp: Mutex<Vec<PathBuf>>,
+    /// The images pulled (or looked up) so far.
+    pulled: Mutex<BTreeSet<String>>,
 }
 
 /// Find the Containerfile.
@@ -140,9 +142,19 @@ fn containerfile(opts: &BuildOptions) -> Result<PathBuf> {
 /// Run a build.
 pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     let file_path = containerfile(opts)?;
-    let file_name = file_path.display().to_string();
-    let text = std::fs::read_to_string(&file_path)
-        .with_context(|| format!("reading the Containerfile {file_name}"))?;
+    // `-f -`: the Containerfile on stdin.
+    let stdin = file_path.as_os_str() == "-";
+    let (file_name, text) = if stdin {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading the Containerfile from standard input")?;
+        ("<stdin>".to_string(), text)
+    } else {
+        let name = file_path.display().to_string();
+        let text = std::fs::read_to_string(&file_path)
+            .with_context(|| format!("reading the Containerfile {name}"))?;
+        (name, text)
+    };
     let parsed = super::containerfile::parse(&text).map_err(|e| anyhow!("{file_name}:{e}"))?;
     let stages = Stages::new(&parsed, &opts.build_args).map_err(|e| anyhow!("{file_name}:{e}"))?;
     let target = stages
@@ -152,7 +164,8 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     let context_path = std::fs::canonicalize(&opts.context)
         .with_context(|| format!("opening the build context {}", opts.context.display()))?;
     let context = Context::open(&context_path).map_err(|e| anyhow!(e))?;
-    let ignore = Ignore::load(&context_path, Some(&file_path)).map_err(|e| anyhow!(e))?;
+    let ignore = Ignore::load(&context_path, (!stdin).then_some(file_path.as_path()))
+        .map_err(|e| anyhow!(e))?;
     warn_unused_args(&parsed.steps, &stages, opts);
     tracing::debug!("ignore patterns: {:?}", ignore.patterns());
 
@@ -191,6 +204,7 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
         ready: Condvar::new(),
         counts: Mutex::new((0, 0)),
         tmp: Mutex::new(Vec::new()),
+        pulled: Mutex::new(BTreeSet::new()),
     };
     // Every needed stage in its own thread; a stage waits for those it
     // needs.
@@ -336,7 +350,17 @@ impl Shared<'_> {
 
     /// The image `name`, pulled as `--pull` says.
     fn image(&self, name: &str) -> Result<ImageState> {
-        pull_first(self.store, name, self.opts.pull, self.opts.tls_verify)?;
+        // `--pull always` pulls each image once per build.
+        let first = self
+            .pulled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+        let policy = match self.opts.pull {
+            PullPolicy::Always if !first => PullPolicy::Missing,
+            p => p,
+        };
+        pull_first(self.store, name, policy, self.opts.tls_verify)?;
         match resolve_image(self.store, name)? {
             Resolved::Stored { image, .. } => ImageState::of_image(&image),
             Resolved::Host => bail!("`host` is not an image a build can start from"),

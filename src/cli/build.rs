@@ -15,7 +15,7 @@ pub struct BuildArgs {
     /// Name (and tag) for the image; repeatable; without a registry it goes under localhost/
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     tags: Vec<String>,
-    /// The Containerfile [default: CONTEXT/Containerfile, else CONTEXT/Dockerfile]
+    /// The Containerfile (`-` reads it from stdin) [default: CONTEXT/Containerfile, else CONTEXT/Dockerfile]
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Option<PathBuf>,
     /// Set a build argument (ARG); KEY alone takes hutch's environment value
