@@ -15,6 +15,7 @@
 //! removes a layer between its step and the cache entry that keeps it.
 
 use super::cache_key::{Parent, StepInput, step_key};
+use super::containerfile::ParseError;
 use super::containerfile::instruction::{ArgDecl, Instruction, Step};
 use super::containerfile::substitute::expand_word;
 use super::context::ignore::Ignore;
@@ -142,8 +143,12 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     let file_name = file_path.display().to_string();
     let text = std::fs::read_to_string(&file_path)
         .with_context(|| format!("reading the Containerfile {file_name}"))?;
-    let parsed = super::containerfile::parse(&text).map_err(|e| anyhow!("{file_name}:{e}"))?;
-    let stages = Stages::new(&parsed, &opts.build_args).map_err(|e| anyhow!("{file_name}:{e}"))?;
+    let at_file = |e: ParseError| match e.line {
+        0 => anyhow!("{file_name}: {}", e.message),
+        line => anyhow!("{file_name}:{line}: {}", e.message),
+    };
+    let parsed = super::containerfile::parse(&text).map_err(at_file)?;
+    let stages = Stages::new(&parsed, &opts.build_args).map_err(at_file)?;
     let target = stages
         .target(opts.target.as_deref())
         .map_err(|e| anyhow!(e))?;
@@ -227,14 +232,15 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     if let Err(e) = store.build_cache_save_files(&context_path, &hasher.into_index()) {
         tracing::warn!("saving the build context's file index: {e:#}");
     }
-    let mut results = shared
+    let results = shared
         .results
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
     // The first failure in stage order is the build's (an ExitWith keeps
     // its status through the string: it is rebuilt below).
-    let out = match results.remove(&target) {
-        Some(Ok(out)) => out,
+    // (`get`, not `remove`: a failed target's own error is looked up below.)
+    let out = match results.get(&target) {
+        Some(Ok(out)) => out.clone(),
         _ => {
             let failed = needed
                 .iter()
