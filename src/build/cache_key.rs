@@ -9,6 +9,9 @@
 //! - the build args the step used (`substitute` reports them), sorted, as
 //!   `name=value`: an arg the step did not use does not change its key;
 //! - the platform (`linux/amd64`);
+//! - SOURCE_DATE_EPOCH (empty without one): it sets the times in the layer
+//!   and the history, so a build with another epoch (or none) makes
+//!   another step;
 //! - for `COPY`/`ADD`, exactly the files it takes: for each, its path,
 //!   kind, mode, the uid/gid it will be written with, its size, a
 //!   symlink's target, the sha256 of a regular file's content, and its
@@ -42,7 +45,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// The first bytes hashed into every key; bump it when the encoding changes.
-pub(crate) const KEY_VERSION: &str = "hutch-build-cache-key/v1";
+pub(crate) const KEY_VERSION: &str = "hutch-build-cache-key/v2";
 
 /// A file changed less than this long before it was hashed is not indexed
 /// (filesystem timestamps may be as coarse as 2 s, on FAT).
@@ -110,6 +113,8 @@ pub(crate) struct StepInput<'a> {
     pub(crate) files: Option<&'a [FileFact]>,
     /// Whether the layer records the files' mtimes.
     pub(crate) mtimes_in_layer: bool,
+    /// The build's SOURCE_DATE_EPOCH.
+    pub(crate) source_date_epoch: Option<i64>,
 }
 
 /// Length-prefixed fields into a running hash.
@@ -146,6 +151,10 @@ pub(crate) fn step_key(input: &StepInput) -> Digest {
         e.field(b'a', format!("{name}={value}").as_bytes());
     }
     e.field(b'T', input.platform.as_bytes());
+    let epoch = input
+        .source_date_epoch
+        .map_or(String::new(), |t| t.to_string());
+    e.field(b'E', epoch.as_bytes());
     match input.files {
         None => e.field(b'F', b"none"),
         Some(files) => {
@@ -393,6 +402,7 @@ mod tests {
         platform: String,
         files: Option<Vec<FileFact>>,
         mtimes: bool,
+        epoch: Option<i64>,
     }
 
     impl Inputs {
@@ -408,6 +418,7 @@ mod tests {
                 platform: "linux/amd64".into(),
                 files,
                 mtimes: false,
+                epoch: None,
             }
         }
         fn key(&self) -> Digest {
@@ -419,6 +430,7 @@ mod tests {
                 platform: &self.platform,
                 files: self.files.as_deref(),
                 mtimes_in_layer: self.mtimes,
+                source_date_epoch: self.epoch,
             })
         }
     }
@@ -483,6 +495,7 @@ mod tests {
             platform: "linux/amd64",
             files: None,
             mtimes_in_layer: false,
+            source_date_epoch: None,
         });
         let mut want = Vec::new();
         for (tag, bytes) in [
@@ -491,6 +504,7 @@ mod tests {
             (b'I', b"RUN true"),
             (b'A', &0u64.to_le_bytes()),
             (b'T', b"linux/amd64"),
+            (b'E', b""),
             (b'F', b"none"),
         ] {
             want.push(tag);
@@ -523,6 +537,8 @@ mod tests {
         keys.push(changed(&|i| i.parent = Parent::Step(digest('a'))));
         keys.push(changed(&|i| i.parent = Parent::Scratch));
         keys.push(changed(&|i| i.platform = "linux/arm64".into()));
+        keys.push(changed(&|i| i.epoch = Some(0)));
+        keys.push(changed(&|i| i.epoch = Some(1_700_000_000)));
         keys.push(changed(&|i| i.files = None));
         keys.push(changed(&|i| i.files.as_mut().unwrap()[1].uid = 1000));
         keys.push(changed(&|i| {

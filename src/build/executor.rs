@@ -470,6 +470,7 @@ fn config_step(
         platform: &shared.platform,
         files: None,
         mtimes_in_layer: false,
+        source_date_epoch: shared.opts.source_date_epoch,
     });
     if let Some(hit) = lookup(shared, &key) {
         take_cached(state, hit, key);
@@ -572,6 +573,7 @@ fn layer_step(
                 platform: &shared.platform,
                 files: None,
                 mtimes_in_layer: false,
+                source_date_epoch: shared.opts.source_date_epoch,
             });
             if let Some(hit) = lookup(shared, &key) {
                 take_cached(state, hit, key);
@@ -662,6 +664,7 @@ fn layer_step(
                         platform: &shared.platform,
                         files: Some(&taken.facts),
                         mtimes_in_layer: shared.opts.source_date_epoch.is_none(),
+                        source_date_epoch: shared.opts.source_date_epoch,
                     });
                     if let Some(hit) = lookup(shared, &key) {
                         take_cached(state, hit, key);
@@ -702,6 +705,7 @@ fn layer_step(
                         platform: &shared.platform,
                         files: None,
                         mtimes_in_layer: false,
+                        source_date_epoch: shared.opts.source_date_epoch,
                     });
                     if let Some(hit) = lookup(shared, &key) {
                         take_cached(state, hit, key);
