@@ -15,9 +15,11 @@
 //! - for `COPY`/`ADD`, exactly the files it takes: for each, its path,
 //!   kind, mode, the uid/gid it will be written with, its size, a
 //!   symlink's target, the sha256 of a regular file's content, and its
-//!   mtime only when the layer records mtimes (`mtimes_in_layer`: a build
-//!   without SOURCE_DATE_EPOCH). Otherwise touching a file, or copying the
-//!   context elsewhere, keeps the key.
+//!   mtime when the layer records mtimes (`mtimes_in_layer`), as the layer
+//!   records it: clamped to SOURCE_DATE_EPOCH when there is one. So with an
+//!   epoch, touching a file (to a time after the epoch), or copying the
+//!   context elsewhere, keeps the key, and a cached layer is the one the
+//!   step would write.
 //!
 //! The encoding starts with a version string ([`KEY_VERSION`]); every field
 //! is a one-byte tag followed by its length (u64, little endian) and its
@@ -161,14 +163,14 @@ pub(crate) fn step_key(input: &StepInput) -> Digest {
             e.num(b'F', files.len() as u64);
             e.num(b'M', input.mtimes_in_layer as u64);
             for f in files {
-                encode_file(&mut e, f, input.mtimes_in_layer);
+                encode_file(&mut e, f, input.mtimes_in_layer, input.source_date_epoch);
             }
         }
     }
     e.0.finish()
 }
 
-fn encode_file(e: &mut Encoder, f: &FileFact, mtimes: bool) {
+fn encode_file(e: &mut Encoder, f: &FileFact, mtimes: bool, epoch: Option<i64>) {
     e.field(b'p', &f.path);
     let (kind, target): (&[u8], &[u8]) = match &f.kind {
         Kind::File => (b"file", b""),
@@ -191,11 +193,14 @@ fn encode_file(e: &mut Encoder, f: &FileFact, mtimes: bool) {
             .as_ref()
             .map_or(&b""[..], |d| d.as_str().as_bytes()),
     );
-    if mtimes {
-        e.field(
+    match (mtimes, epoch) {
+        (false, _) => {}
+        // The layer's whole seconds, clamped as copy_layer clamps them.
+        (true, Some(t)) => e.field(b't', f.mtime_sec.min(t).to_string().as_bytes()),
+        (true, None) => e.field(
             b't',
             format!("{}.{:09}", f.mtime_sec, f.mtime_nsec).as_bytes(),
-        );
+        ),
     }
 }
 
@@ -480,6 +485,20 @@ mod tests {
         };
         assert_ne!(mtimes_key(one.path()), mtimes_key(two.path()));
         assert_ne!(mtimes_key(one.path()), k1);
+
+        // With SOURCE_DATE_EPOCH the key has the mtimes as the layer has
+        // them, clamped: equal when both are after the epoch, not when one
+        // is before it.
+        let epoch_key = |dir: &Path, epoch: i64| {
+            let mut h = FileHasher::new(FileIndex::default());
+            let mut i = Inputs::new(Some(facts(dir, "src", &mut h)));
+            i.mtimes = true;
+            i.epoch = Some(epoch);
+            i.key()
+        };
+        assert_eq!(epoch_key(one.path(), 1000), epoch_key(two.path(), 1000));
+        let later = 2_000_000;
+        assert_ne!(epoch_key(one.path(), later), epoch_key(two.path(), later));
     }
 
     #[test]

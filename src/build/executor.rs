@@ -663,7 +663,8 @@ fn layer_step(
                         used: &r.used,
                         platform: &shared.platform,
                         files: Some(&taken.facts),
-                        mtimes_in_layer: shared.opts.source_date_epoch.is_none(),
+                        // Clamped to the epoch in the key as in the layer.
+                        mtimes_in_layer: true,
                         source_date_epoch: shared.opts.source_date_epoch,
                     });
                     if let Some(hit) = lookup(shared, &key) {
