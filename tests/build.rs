@@ -463,6 +463,44 @@ fn build_parser_edge_cases_in_real_builds() {
         &["-q", "-t", "plain", "-f", s(&dir.join("Plain")), s(&dir)],
     );
     assert_eq!(st.run_offline("plain", &["cat", "/plain"]), "ab\nx`y\n");
+
+    // Variables and here-documents as Docker has them: an ARG before FROM
+    // is seen in a stage only once declared again there; ${X:-word};
+    // <<- strips leading tabs; a quoted delimiter leaves $ to nobody but
+    // the shell; two here-documents on one RUN.
+    write(
+        &dir,
+        "Vars",
+        "ARG G=global\n\
+         FROM busybox\n\
+         RUN echo \"[$G]\" > /g1\n\
+         ARG G\n\
+         RUN echo \"[$G]\" > /g2\n\
+         ARG X=1\n\
+         ENV Y=$X Z=${X:-none}-${UNSET:-dflt}\n\
+         RUN <<-EOT\n\
+         \techo tabbed > /tab\n\
+         \tEOT\n\
+         RUN <<'EOF'\n\
+         echo '$HOME' \"$HOME\" > /quoted\n\
+         EOF\n\
+         RUN <<EOF1 cat > /two && cat <<EOF2 >> /two\n\
+         first\n\
+         EOF1\n\
+         second\n\
+         EOF2\n",
+    );
+    build_ok(
+        &st,
+        &["-q", "-t", "vars", "-f", s(&dir.join("Vars")), s(&dir)],
+    );
+    assert_eq!(
+        st.run_offline(
+            "vars",
+            &["sh", "-c", "cat /g1 /g2 /tab /quoted /two; echo $Y $Z"]
+        ),
+        "[]\n[global]\ntabbed\n$HOME /root\nfirst\nsecond\n1 1-dflt\n"
+    );
 }
 
 #[test]
@@ -731,6 +769,25 @@ fn build_multi_stage_copies_between_stages_and_stops_at_target() {
     let (code, err) = st2.run_fail(["build", "--target", "nope", s(&dir)]);
     assert_eq!(code, 125);
     assert!(err.contains("nope"), "{err}");
+
+    // A RUN failing in an earlier stage fails the build with its status
+    // and its own file and line.
+    let file = dir.join("Fails");
+    write(
+        &dir,
+        "Fails",
+        "FROM busybox AS b\nRUN exit 3\nFROM busybox\nCOPY --from=b /x /x\n",
+    );
+    let b = build(&st2, &["-t", "fails", "-f", s(&file), s(&dir)]);
+    assert_eq!(b.out.status.code(), Some(3), "{}", describe(&b.out));
+    assert!(
+        b.stderr.contains(&format!(
+            "{}:2: RUN exit 3: the command exited with status 3",
+            file.display()
+        )),
+        "{}",
+        b.stderr
+    );
 }
 
 // ------------------------------------------------------------------ 6
