@@ -1175,3 +1175,74 @@ fn build_bad_input_fails_with_file_and_line() {
     );
     assert_eq!(image_rows(&st).len(), images.len() + 1);
 }
+
+// ------------------------------------------------------------------ --network
+
+#[test]
+fn build_network_reaches_host_loopback_only_when_allowed() {
+    use std::io::{Read, Write};
+    let st = busybox();
+    // A one-answer-per-connection HTTP server on the host's loopback.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nfrom-host\n");
+        }
+    });
+    let dir = context(
+        &st,
+        "net",
+        &[(
+            "Containerfile",
+            "FROM busybox\nARG PORT\nRUN wget -q -O /got http://10.0.2.2:$PORT/\n",
+        )],
+    );
+    let port_arg = format!("PORT={port}");
+    build_ok(
+        &st,
+        &[
+            "-q",
+            "-t",
+            "net",
+            "--build-arg",
+            &port_arg,
+            "--network",
+            "slirp:allow_host_loopback=true",
+            s(&dir),
+        ],
+    );
+    assert_eq!(st.run_offline("net", &["cat", "/got"]), "from-host\n");
+    // Controls (--no-cache, the network is not in the step's key): plain
+    // slirp does not reach the host's loopback, and none has no network.
+    for network in ["slirp", "none"] {
+        let b = build(
+            &st,
+            &[
+                "--no-cache",
+                "--build-arg",
+                &port_arg,
+                "--network",
+                network,
+                s(&dir),
+            ],
+        );
+        assert_eq!(
+            b.out.status.code(),
+            Some(1),
+            "{network}: {}",
+            describe(&b.out)
+        );
+        assert!(
+            b.stderr.contains("wget: can't connect"),
+            "{network}: {}",
+            b.stderr
+        );
+    }
+    let (code, err) = st.run_fail(["build", "--network", "host", s(&dir)]);
+    assert_eq!(code, 125);
+    assert!(err.contains("slirp or none"), "{err}");
+}
