@@ -141,8 +141,10 @@ fn inspect(st: &TestStore, image: &str) -> Value {
     v[0].clone()
 }
 
-/// The image ids `hutch images` lists (as `images --format json` or the
-/// table's IMAGE ID column), sorted: compare before and after a build.
+/// What says which images a store has: the rows of `hutch images`
+/// (repository, tag, id; tags only) and every image manifest among the
+/// store's blobs (untagged images too), sorted. Compare before and after a
+/// build that must not make an image.
 fn image_rows(st: &TestStore) -> Vec<String> {
     let mut rows: Vec<String> = st
         .run_ok(["images"])
@@ -150,6 +152,23 @@ fn image_rows(st: &TestStore) -> Vec<String> {
         .skip(1)
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .collect();
+    let blobs = st.root().join("blobs/sha256");
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let e = e.unwrap();
+        if e.metadata().unwrap().len() > 64 * 1024 {
+            continue; // a layer
+        }
+        let Ok(v) = serde_json::from_slice::<Value>(&std::fs::read(e.path()).unwrap()) else {
+            continue;
+        };
+        if v.get("config").is_some() && v.get("layers").is_some() {
+            rows.push(format!("manifest {}", e.file_name().to_string_lossy()));
+        }
+    }
+    assert!(
+        rows.iter().any(|r| r.starts_with("manifest ")),
+        "no manifest found among the blobs: the check would be vacuous"
+    );
     rows.sort();
     rows
 }
@@ -1173,7 +1192,11 @@ fn build_bad_input_fails_with_file_and_line() {
         &st,
         &["-q", "-t", "bad", "-f", s(&dir.join("Good")), s(&dir)],
     );
-    assert_eq!(image_rows(&st).len(), images.len() + 1);
+    assert_eq!(
+        image_rows(&st).len(),
+        images.len() + 2,
+        "a good build adds its tag and its manifest (the check sees images)"
+    );
 }
 
 // ------------------------------------------------------------------ --network
