@@ -300,7 +300,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Stages::new(&parse(text).unwrap(), &args)
+        // The parser refuses some files (RUN before FROM, no FROM) itself.
+        Stages::new(&parse(text)?, &args)
     }
 
     #[test]
