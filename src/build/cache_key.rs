@@ -9,12 +9,17 @@
 //! - the build args the step used (`substitute` reports them), sorted, as
 //!   `name=value`: an arg the step did not use does not change its key;
 //! - the platform (`linux/amd64`);
+//! - SOURCE_DATE_EPOCH (empty without one): it sets the times in the layer
+//!   and the history, so a build with another epoch (or none) makes
+//!   another step;
 //! - for `COPY`/`ADD`, exactly the files it takes: for each, its path,
 //!   kind, mode, the uid/gid it will be written with, its size, a
 //!   symlink's target, the sha256 of a regular file's content, and its
-//!   mtime only when the layer records mtimes (`mtimes_in_layer`: a build
-//!   without SOURCE_DATE_EPOCH). Otherwise touching a file, or copying the
-//!   context elsewhere, keeps the key.
+//!   mtime when the layer records mtimes (`mtimes_in_layer`), as the layer
+//!   records it: clamped to SOURCE_DATE_EPOCH when there is one. So with an
+//!   epoch, touching a file (to a time after the epoch), or copying the
+//!   context elsewhere, keeps the key, and a cached layer is the one the
+//!   step would write.
 //!
 //! The encoding starts with a version string ([`KEY_VERSION`]); every field
 //! is a one-byte tag followed by its length (u64, little endian) and its
@@ -110,6 +115,8 @@ pub(crate) struct StepInput<'a> {
     pub(crate) files: Option<&'a [FileFact]>,
     /// Whether the layer records the files' mtimes.
     pub(crate) mtimes_in_layer: bool,
+    /// The build's SOURCE_DATE_EPOCH.
+    pub(crate) source_date_epoch: Option<i64>,
 }
 
 /// Length-prefixed fields into a running hash.
@@ -146,20 +153,24 @@ pub(crate) fn step_key(input: &StepInput) -> Digest {
         e.field(b'a', format!("{name}={value}").as_bytes());
     }
     e.field(b'T', input.platform.as_bytes());
+    let epoch = input
+        .source_date_epoch
+        .map_or(String::new(), |t| t.to_string());
+    e.field(b'E', epoch.as_bytes());
     match input.files {
         None => e.field(b'F', b"none"),
         Some(files) => {
             e.num(b'F', files.len() as u64);
             e.num(b'M', input.mtimes_in_layer as u64);
             for f in files {
-                encode_file(&mut e, f, input.mtimes_in_layer);
+                encode_file(&mut e, f, input.mtimes_in_layer, input.source_date_epoch);
             }
         }
     }
     e.0.finish()
 }
 
-fn encode_file(e: &mut Encoder, f: &FileFact, mtimes: bool) {
+fn encode_file(e: &mut Encoder, f: &FileFact, mtimes: bool, epoch: Option<i64>) {
     e.field(b'p', &f.path);
     let (kind, target): (&[u8], &[u8]) = match &f.kind {
         Kind::File => (b"file", b""),
@@ -182,11 +193,14 @@ fn encode_file(e: &mut Encoder, f: &FileFact, mtimes: bool) {
             .as_ref()
             .map_or(&b""[..], |d| d.as_str().as_bytes()),
     );
-    if mtimes {
-        e.field(
+    match (mtimes, epoch) {
+        (false, _) => {}
+        // The layer's whole seconds, clamped as copy_layer clamps them.
+        (true, Some(t)) => e.field(b't', f.mtime_sec.min(t).to_string().as_bytes()),
+        (true, None) => e.field(
             b't',
             format!("{}.{:09}", f.mtime_sec, f.mtime_nsec).as_bytes(),
-        );
+        ),
     }
 }
 
@@ -393,6 +407,7 @@ mod tests {
         platform: String,
         files: Option<Vec<FileFact>>,
         mtimes: bool,
+        epoch: Option<i64>,
     }
 
     impl Inputs {
@@ -408,6 +423,7 @@ mod tests {
                 platform: "linux/amd64".into(),
                 files,
                 mtimes: false,
+                epoch: None,
             }
         }
         fn key(&self) -> Digest {
@@ -419,6 +435,7 @@ mod tests {
                 platform: &self.platform,
                 files: self.files.as_deref(),
                 mtimes_in_layer: self.mtimes,
+                source_date_epoch: self.epoch,
             })
         }
     }
@@ -468,6 +485,20 @@ mod tests {
         };
         assert_ne!(mtimes_key(one.path()), mtimes_key(two.path()));
         assert_ne!(mtimes_key(one.path()), k1);
+
+        // With SOURCE_DATE_EPOCH the key has the mtimes as the layer has
+        // them, clamped: equal when both are after the epoch, not when one
+        // is before it.
+        let epoch_key = |dir: &Path, epoch: i64| {
+            let mut h = FileHasher::new(FileIndex::default());
+            let mut i = Inputs::new(Some(facts(dir, "src", &mut h)));
+            i.mtimes = true;
+            i.epoch = Some(epoch);
+            i.key()
+        };
+        assert_eq!(epoch_key(one.path(), 1000), epoch_key(two.path(), 1000));
+        let later = 2_000_000;
+        assert_ne!(epoch_key(one.path(), later), epoch_key(two.path(), later));
     }
 
     #[test]
@@ -483,6 +514,7 @@ mod tests {
             platform: "linux/amd64",
             files: None,
             mtimes_in_layer: false,
+            source_date_epoch: None,
         });
         let mut want = Vec::new();
         for (tag, bytes) in [
@@ -491,6 +523,7 @@ mod tests {
             (b'I', b"RUN true"),
             (b'A', &0u64.to_le_bytes()),
             (b'T', b"linux/amd64"),
+            (b'E', b""),
             (b'F', b"none"),
         ] {
             want.push(tag);
@@ -523,6 +556,8 @@ mod tests {
         keys.push(changed(&|i| i.parent = Parent::Step(digest('a'))));
         keys.push(changed(&|i| i.parent = Parent::Scratch));
         keys.push(changed(&|i| i.platform = "linux/arm64".into()));
+        keys.push(changed(&|i| i.epoch = Some(0)));
+        keys.push(changed(&|i| i.epoch = Some(1_700_000_000)));
         keys.push(changed(&|i| i.files = None));
         keys.push(changed(&|i| i.files.as_mut().unwrap()[1].uid = 1000));
         keys.push(changed(&|i| {

@@ -16,6 +16,7 @@
 
 use super::add_source;
 use super::cache_key::{Parent, StepInput, step_key};
+use super::containerfile::ParseError;
 use super::containerfile::instruction::{ArgDecl, Instruction, Step};
 use super::containerfile::substitute::expand_word;
 use super::context::ignore::Ignore;
@@ -155,8 +156,12 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
             .with_context(|| format!("reading the Containerfile {name}"))?;
         (name, text)
     };
-    let parsed = super::containerfile::parse(&text).map_err(|e| anyhow!("{file_name}:{e}"))?;
-    let stages = Stages::new(&parsed, &opts.build_args).map_err(|e| anyhow!("{file_name}:{e}"))?;
+    let at_file = |e: ParseError| match e.line {
+        0 => anyhow!("{file_name}: {}", e.message),
+        line => anyhow!("{file_name}:{line}: {}", e.message),
+    };
+    let parsed = super::containerfile::parse(&text).map_err(at_file)?;
+    let stages = Stages::new(&parsed, &opts.build_args).map_err(at_file)?;
     let target = stages
         .target(opts.target.as_deref())
         .map_err(|e| anyhow!(e))?;
@@ -246,8 +251,6 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
         .results
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    // The first failure in stage order is the build's (an ExitWith keeps
-    // its status through the string: it is rebuilt below).
     // The first failure in stage order is the build's (a failed RUN's
     // status travels in the text: `failure` rebuilds it).
     if let Some(e) = needed.iter().find_map(|i| match results.get(i) {
@@ -511,6 +514,7 @@ fn plain_key(
         platform: &shared.platform,
         files: None,
         mtimes_in_layer: false,
+        source_date_epoch: shared.opts.source_date_epoch,
     })
 }
 
@@ -731,6 +735,7 @@ fn copy_sources(
             platform: &shared.platform,
             files,
             mtimes_in_layer: shared.opts.source_date_epoch.is_none(),
+            source_date_epoch: shared.opts.source_date_epoch,
         })
     };
     // Here-documents and downloads become files of a small context of
