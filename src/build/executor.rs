@@ -235,11 +235,16 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     // its status through the string: it is rebuilt below).
     let out = match results.remove(&target) {
         Some(Ok(out)) => out,
-        _ => {
+        own => {
+            // The target's own error last: it was removed from `results`.
             let failed = needed
                 .iter()
                 .find_map(|i| match results.get(i) {
                     Some(Err(e)) => Some(e.clone()),
+                    _ => None,
+                })
+                .or(match own {
+                    Some(Err(e)) => Some(e),
                     _ => None,
                 })
                 .unwrap_or_else(|| "the build failed".into());
