@@ -315,7 +315,7 @@ fn mounts(
                 MountSpec::Bind {
                     source,
                     destination: target(None)?,
-                    read_only: !m.readonly.is_some_and(|r| !r),
+                    read_only: m.readonly.is_none_or(|r| r),
                     copy_up: false,
                 }
             }
