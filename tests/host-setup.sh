@@ -33,11 +33,12 @@ warn() { echo "host-setup: WARNING: $*" >&2; }
 # attr (getfattr), slirp4netns/passt/iperf3 (networking), apache2-utils
 # (htpasswd) and openssl (the token service) for registry auth, bubblewrap and
 # hyperfine (what bench/ compares with), binutils (readelf: install.sh's
-# stripped binary).
+# stripped binary), dpkg-dev (dpkg-scanpackages: the fixtures' apt
+# repository).
 pkgs=(busybox-static debootstrap debian-archive-keyring skopeo podman crun umoci
       uidmap fuse-overlayfs docker-registry zstd jq attr python3 tar gzip
       util-linux procps iproute2 slirp4netns passt iperf3 bubblewrap hyperfine runc
-      apache2-utils openssl binutils)
+      apache2-utils openssl binutils dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

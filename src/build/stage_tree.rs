@@ -257,10 +257,11 @@ mod tests {
             let ctx = crate::build::context::walk::Context::open(&out2).unwrap();
             let none = crate::build::context::ignore::Ignore::parse("", None).unwrap();
             let mut sel = vec![ctx.select("app/a", &none).unwrap()];
+            let me = rustix::process::getuid().as_raw();
             assert_eq!(
                 (sel[0].entries[0].uid, sel[0].entries[0].mode),
-                (0, 0o644),
-                "control"
+                (me, 0o644),
+                "control: the on-disk owner"
             );
             true_owners(&out2, &mut sel);
             let e = &sel[0].entries[0];
