@@ -434,9 +434,9 @@ fn build_stage(shared: &Shared, stage: &Stage) -> Result<ImageState> {
         };
         shared.count(ran);
         if ran {
-            shared.progress.done(n, started.elapsed());
+            shared.progress.done(n, shown, started.elapsed());
         } else {
-            shared.progress.cached(n);
+            shared.progress.cached(n, shown);
         }
     }
     Ok(state)
@@ -679,7 +679,12 @@ fn layer_step(
                                 (out.state.parent.clone(), out.state.lowers(store)?)
                             }
                             FromRef::Image(name) => {
-                                let img = shared.image(&name)?;
+                                let img = shared.image(&name).with_context(|| {
+                                    format!(
+                                        "{keyword} --from={from}: no earlier stage is named \
+                                         {from}, so it names an image"
+                                    )
+                                })?;
                                 (img.parent.clone(), img.lowers(store)?)
                             }
                         };

@@ -24,21 +24,24 @@ impl Progress {
 
     /// A step starts. `stage` is shown when the build has several stages.
     pub(crate) fn step(&self, n: usize, stage: Option<&str>, text: &str) {
-        let prefix = match stage {
+        self.line(&format!("{} {}", self.tag(n, stage), one_line(text)));
+    }
+
+    fn tag(&self, n: usize, stage: Option<&str>) -> String {
+        match stage {
             Some(s) => format!("[{s} {n}/{}]", self.total),
             None => format!("[{n}/{}]", self.total),
-        };
-        self.line(&format!("{prefix} {}", one_line(text)));
+        }
     }
 
-    pub(crate) fn cached(&self, n: usize) {
-        self.line(&format!("  [{n}/{}] CACHED", self.total));
+    pub(crate) fn cached(&self, n: usize, stage: Option<&str>) {
+        self.line(&format!("  {} CACHED", self.tag(n, stage)));
     }
 
-    pub(crate) fn done(&self, n: usize, took: Duration) {
+    pub(crate) fn done(&self, n: usize, stage: Option<&str>, took: Duration) {
         self.line(&format!(
-            "  [{n}/{}] done in {:.2}s",
-            self.total,
+            "  {} done in {:.2}s",
+            self.tag(n, stage),
             took.as_secs_f64()
         ));
     }
