@@ -739,7 +739,8 @@ fn copy_sources(
             used: &r.used,
             platform: &shared.platform,
             files,
-            mtimes_in_layer: shared.opts.source_date_epoch.is_none(),
+            // Clamped to the epoch in the key as in the layer.
+            mtimes_in_layer: true,
             source_date_epoch: shared.opts.source_date_epoch,
         })
     };
