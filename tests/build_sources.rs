@@ -324,3 +324,39 @@ fn build_sources_containerfile_on_stdin() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(run(&st, "piped", "cat /note.txt"), "from the context\n");
 }
+
+#[test]
+fn build_sources_from_scratch_and_from_a_digest() {
+    let st = busybox();
+    let digest = inspect(&st, "busybox")["Digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let file = format!(
+        "FROM busybox@{digest} AS tools\nRUN echo pinned > /pinned\n\
+         FROM scratch\nCOPY --from=tools /bin/busybox /bin/busybox\n\
+         COPY --from=tools /pinned /pinned\nCMD [\"/bin/busybox\", \"cat\", \"/pinned\"]\n"
+    );
+    let ctx = context(&st, "scratch", &[("Containerfile", file.as_bytes())]);
+    build_ok(&st, &["--pull", "never", "-t", "tiny", p(&ctx)]);
+    assert_eq!(
+        st.run_ok(["run", "--rm", "--network", "none", "tiny"]),
+        "pinned\n"
+    );
+    // scratch: the image has exactly the two COPY layers.
+    let v = inspect(&st, "tiny");
+    assert_eq!(v["RootFS"]["diff_ids"].as_array().unwrap().len(), 2, "{v}");
+    // Control: a digest the store does not have is refused, naming it.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let ctx = context(
+        &st,
+        "missing",
+        &[(
+            "Containerfile",
+            format!("FROM busybox@{missing}\n").as_bytes(),
+        )],
+    );
+    let (ok, _, err) = build(&st, &["--pull", "never", p(&ctx)]);
+    assert!(!ok && err.contains(&missing), "{err}");
+}
