@@ -207,6 +207,12 @@ fn stop_ends_thread_and_closes_everything() {
     assert!(std::path::Path::new(&task).exists());
     assert!(TcpStream::connect(("127.0.0.1", hp)).is_ok());
     handle.stop().unwrap();
+    // The join returns when the thread has cleared its tid; the kernel
+    // drops its /proc entry a moment later (seen under load).
+    let gone_by = StdInstant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&task).exists() && StdInstant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(
         !std::path::Path::new(&task).exists(),
         "network thread still there"
