@@ -24,13 +24,30 @@ pub struct Pulled {
     pub tag: Option<String>,
 }
 
-pub fn pull(
-    store: &Store,
-    input: &str,
-    platform: &Platform,
-    tls_verify: Option<bool>,
-    progress: &Progress,
-) -> Result<Pulled> {
+/// Where a reference points on its registry: the document it names (an
+/// index or a manifest) and the platform's image manifest, resolved
+/// without fetching any config or layer (`hutch lock`).
+// `hutch lock` (issue 17) is its first user; until it lands, unused.
+#[allow(dead_code)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteImage {
+    /// The digest the reference names (an index, or the manifest itself).
+    pub top: Digest,
+    /// The platform's image manifest.
+    pub manifest: Digest,
+}
+
+/// The registry source of `input` and what it names.
+struct Remote {
+    tag: Option<crate::oci::TagRef>,
+    repo: crate::oci::TagRef,
+    src: RegistrySource,
+    top: Digest,
+    manifest: Digest,
+    bytes: Vec<u8>,
+}
+
+fn open_remote(input: &str, platform: &Platform, tls_verify: Option<bool>) -> Result<Remote> {
     let (tag, digest) = parse_any(input)?;
     // NAME@DIGEST has no tag; its registry and repository come from NAME.
     let repo = match (&tag, input.split_once('@')) {
@@ -62,6 +79,46 @@ pub fn pull(
     src.remember(&top_digest, top);
     let desc = serde_json::json!({ "digest": top_digest.to_string() });
     let (manifest, bytes) = resolve(&src, &desc, platform, 0)?;
+    Ok(Remote {
+        tag,
+        repo,
+        src,
+        top: top_digest,
+        manifest,
+        bytes,
+    })
+}
+
+/// Resolve `input` on its registry for `platform`, fetching only
+/// manifests.
+#[allow(dead_code)]
+pub fn resolve_remote(
+    input: &str,
+    platform: &Platform,
+    tls_verify: Option<bool>,
+) -> Result<RemoteImage> {
+    let r = open_remote(input, platform, tls_verify)?;
+    Ok(RemoteImage {
+        top: r.top,
+        manifest: r.manifest,
+    })
+}
+
+pub fn pull(
+    store: &Store,
+    input: &str,
+    platform: &Platform,
+    tls_verify: Option<bool>,
+    progress: &Progress,
+) -> Result<Pulled> {
+    let Remote {
+        tag,
+        repo,
+        src,
+        manifest,
+        bytes,
+        ..
+    } = open_remote(input, platform, tls_verify)?;
     let reason = format!("pull {input}");
     store.all_or_nothing(|| {
         let stored = ingest_image(store, &src, &bytes, Some(&manifest), progress)?;
