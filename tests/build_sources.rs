@@ -395,3 +395,47 @@ fn build_sources_run_binds_a_stage_read_only() {
         "/copied\n"
     );
 }
+
+#[test]
+fn build_sources_stage_symlinks_never_reach_the_host() {
+    let st = busybox();
+    // A stage whose /out points at the root: through it, a COPY --from or a
+    // bind mount would name the host's files if hutch followed it.
+    let ctx = context(
+        &st,
+        "evil",
+        &[(
+            "Containerfile",
+            b"FROM busybox AS evil\nRUN ln -s / /out && ln -s /etc /etcl\n\
+              FROM busybox\nCOPY --from=evil /out/etc/hostname /leak\n",
+        )],
+    );
+    let before = images(&st);
+    let (ok, _, err) = build(&st, &["-t", "leak", p(&ctx)]);
+    assert!(!ok, "COPY --from went through the stage's symlink\n{err}");
+    assert!(err.contains("/out/etc/hostname"), "{err}");
+    assert_eq!(images(&st), before);
+    let ctx = context(
+        &st,
+        "evil-bind",
+        &[(
+            "Containerfile",
+            b"FROM busybox AS evil\nRUN ln -s /etc /etcl\n\
+              FROM busybox\nRUN --mount=type=bind,from=evil,source=/etcl,target=/m cat /m/hostname\n",
+        )],
+    );
+    let (ok, _, err) = build(&st, &[p(&ctx)]);
+    assert!(!ok, "a bind mount's source went through a symlink\n{err}");
+    assert!(err.contains("symlink"), "{err}");
+    // Control: the symlink itself is copied as a symlink.
+    let ctx = context(
+        &st,
+        "link",
+        &[(
+            "Containerfile",
+            b"FROM busybox AS evil\nRUN ln -s / /out\nFROM busybox\nCOPY --from=evil /out /link\n",
+        )],
+    );
+    build_ok(&st, &["-t", "link", p(&ctx)]);
+    assert_eq!(run(&st, "link", "readlink /link"), "/\n");
+}

@@ -314,12 +314,10 @@ pub(crate) fn write_archive_layer<W: Write>(
             match kind {
                 tar::EntryType::Symlink => {
                     let target = entry
-                        .link_name()
-                        .with_context(what)?
+                        .link_name_bytes()
                         .context("a symlink without a target")?
                         .into_owned();
-                    nh.set_size(0);
-                    tar.append_link(&mut nh, &full, target)?;
+                    crate::image::layer_tar::append_symlink(&mut tar, &mut nh, &full, &target)?;
                 }
                 tar::EntryType::Link => {
                     let target = entry

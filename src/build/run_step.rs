@@ -311,7 +311,8 @@ fn mounts(
                     None => settings.context.to_path_buf(),
                 };
                 let rel = m.source.clone().unwrap_or_default();
-                let source = super::stage_tree::inside(&root, &rel)?;
+                let source = super::stage_tree::inside_no_symlinks(&root, &rel)
+                    .context("RUN --mount=type=bind: the source")?;
                 MountSpec::Bind {
                     source,
                     destination: target(None)?,

@@ -33,50 +33,120 @@ pub(crate) fn inside(root: &Path, rel: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// `rel` below `root` ([`inside`]) where no component, the last one
+/// included, is a symlink: a bind mount's source in a stage's tree or the
+/// context, which must not lead out of it.
+pub(crate) fn inside_no_symlinks(root: &Path, rel: &str) -> Result<PathBuf> {
+    let path = inside(root, rel)?;
+    let mut at = root.to_path_buf();
+    for c in path
+        .strip_prefix(root)
+        .unwrap_or(Path::new(""))
+        .components()
+    {
+        at.push(c);
+        match at.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => bail!(
+                "{rel:?}: {} is a symlink; hutch does not follow it out of the tree",
+                at.display()
+            ),
+            Ok(_) => {}
+            Err(e) => return Err(e).with_context(|| format!("{rel:?}: {}", at.display())),
+        }
+    }
+    Ok(path)
+}
+
 /// Merge `prefixes` (paths inside the image; `/` for all) of the layers
 /// `lowers` (top first, as the overlay takes them) into `dest`.
+///
+/// A prefix is walked one component at a time with `lstat`, in the
+/// layers and in `dest`: a symlink on the way is never followed (a
+/// hostile image's `out -> /` must not make `/out/etc/shadow` the host's
+/// file). In a layer, a symlink or file where the path needs a directory
+/// replaces what lower layers had there, and the prefix has nothing in it.
 pub(crate) fn merge(lowers: &[PathBuf], prefixes: &[String], dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     for prefix in prefixes {
         let rel = inside(Path::new(""), prefix)?;
         for layer in lowers.iter().rev() {
-            // An ancestor (or the path itself) deleted or made opaque in
-            // this layer hides what lower layers had there.
-            if hides_prefix(layer, &rel) {
+            let (hides, present) = prefix_in_layer(layer, &rel);
+            if !real_dirs_above(dest, &rel) {
+                bail!(
+                    "{prefix}: a symlink in the stage's tree is on the way; hutch does not \
+                     follow symlinks of an image when copying from it: name the path the \
+                     symlink points to"
+                );
+            }
+            // An ancestor (or the path itself) deleted, replaced or made
+            // opaque in this layer hides what lower layers had there.
+            if hides {
                 let _ = remove_any(&dest.join(&rel));
             }
-            let src = layer.join(&rel);
-            match src.symlink_metadata() {
-                Ok(_) => merge_entry(&src, &dest.join(&rel), dest)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("reading {}", src.display())),
+            if present {
+                merge_entry(&layer.join(&rel), &dest.join(&rel), dest)?;
             }
         }
     }
     Ok(())
 }
 
-/// Whether `layer` deletes or makes opaque `rel` or one of its ancestors.
-fn hides_prefix(layer: &Path, rel: &Path) -> bool {
-    let mut at = PathBuf::new();
-    for c in rel.components() {
-        let Component::Normal(name) = c else { continue };
-        let parent = layer.join(&at);
-        let mut wh = format::WHITEOUT_PREFIX.to_vec();
-        wh.extend_from_slice(name.as_encoded_bytes());
-        let wh_name = std::ffi::OsStr::from_bytes(&wh);
-        if parent.join(wh_name).symlink_metadata().is_ok() {
-            return true;
-        }
-        at.push(name);
-        let here = layer.join(&at);
-        match here.symlink_metadata() {
-            Ok(m) if m.file_type().is_char_device() && is_whiteout(&here) => return true,
-            Ok(m) if m.is_dir() && is_opaque(&here) => return true,
-            _ => {}
+/// Whether every ancestor of `rel` below `root` is a real directory or
+/// missing (never a symlink or a file).
+fn real_dirs_above(root: &Path, rel: &Path) -> bool {
+    let mut at = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    for c in parts.iter().take(parts.len().saturating_sub(1)) {
+        at.push(c);
+        match at.symlink_metadata() {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return false,
+            Err(_) => return true,
         }
     }
-    false
+    true
+}
+
+/// What `layer` does to `rel`: whether it hides what lower layers have
+/// there (a whiteout, an opaque directory, or a non-directory where an
+/// ancestor should be), and whether it has the path itself, reached
+/// through real directories only.
+fn prefix_in_layer(layer: &Path, rel: &Path) -> (bool, bool) {
+    let parts: Vec<&std::ffi::OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut hides = false;
+    let mut at = layer.to_path_buf();
+    for (i, name) in parts.iter().enumerate() {
+        let mut wh = format::WHITEOUT_PREFIX.to_vec();
+        wh.extend_from_slice(name.as_encoded_bytes());
+        if at
+            .join(std::ffi::OsStr::from_bytes(&wh))
+            .symlink_metadata()
+            .is_ok()
+        {
+            return (true, false);
+        }
+        at.push(name);
+        let last = i + 1 == parts.len();
+        match at.symlink_metadata() {
+            Err(_) => return (hides, false),
+            Ok(m) if m.file_type().is_char_device() && is_whiteout(&at) => return (true, false),
+            Ok(m) if m.is_dir() => {
+                if is_opaque(&at) {
+                    hides = true;
+                }
+            }
+            // A file or symlink in place of a directory on the way.
+            Ok(_) if !last => return (true, false),
+            Ok(_) => {}
+        }
+    }
+    (hides, true)
 }
 
 use std::os::unix::ffi::OsStrExt;
@@ -219,6 +289,53 @@ mod tests {
     use super::*;
 
     #[test]
+    fn symlinks_of_a_layer_are_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let (l1, l2, out) = (
+            d.path().join("l1"),
+            d.path().join("l2"),
+            d.path().join("out"),
+        );
+        // A host directory a hostile image points at.
+        let host = d.path().join("host");
+        std::fs::create_dir_all(host.join("etc")).unwrap();
+        std::fs::write(host.join("etc/secret"), "host secret").unwrap();
+        std::fs::create_dir_all(&l1).unwrap();
+        std::os::unix::fs::symlink(&host, l1.join("out")).unwrap();
+        merge(std::slice::from_ref(&l1), &["/out/etc/secret".into()], &out).unwrap();
+        assert!(
+            !out.join("out/etc/secret").exists(),
+            "followed the layer's symlink"
+        );
+        // A lower layer's symlink in the merged tree, an upper layer's
+        // files below the same path: refused, nothing written outside.
+        std::fs::create_dir_all(l2.join("out/etc")).unwrap();
+        std::fs::write(l2.join("out/etc/new"), "x").unwrap();
+        let out2 = d.path().join("out2");
+        merge(std::slice::from_ref(&l1), &["/out".into()], &out2).unwrap();
+        assert!(
+            out2.join("out")
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let e = merge(&[l2.clone()], &["/out/etc/new".into()], &out2).unwrap_err();
+        assert!(format!("{e:#}").contains("symlink"), "{e:#}");
+        assert!(
+            !host.join("etc/new").exists(),
+            "wrote through the merged symlink"
+        );
+        // Control: the upper layer alone merges.
+        let out3 = d.path().join("out3");
+        merge(&[l2, l1], &["/out/etc/new".into()], &out3).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out3.join("out/etc/new")).unwrap(),
+            "x"
+        );
+    }
+
+    #[test]
     fn upper_layers_win_and_whiteouts_delete() {
         let d = tempfile::tempdir().unwrap();
         let (l1, l2, out) = (
@@ -272,5 +389,12 @@ mod tests {
         // The layers themselves are untouched.
         assert_eq!(std::fs::read_to_string(l1.join("app/a")).unwrap(), "one");
         assert!(inside(&out, "../x").is_err());
+        std::os::unix::fs::symlink("/etc", out.join("app/link")).unwrap();
+        assert!(inside_no_symlinks(&out, "/app/link").is_err());
+        assert!(inside_no_symlinks(&out, "/app/link/passwd").is_err());
+        assert_eq!(
+            inside_no_symlinks(&out, "app/a").unwrap(),
+            out.join("app/a")
+        );
     }
 }

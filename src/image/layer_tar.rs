@@ -56,6 +56,26 @@ pub fn write_layer_tar_clamped<W: Write>(
     Ok((out, stats))
 }
 
+/// Append a symlink entry whose target is written as it is: the tar
+/// crate's `append_link` tidies a target as a path (`/` becomes `//`,
+/// `a//b` becomes `a/b`), which would change what the link says. A target
+/// longer than the header's 100 bytes goes through `append_link` (its GNU
+/// long-name record).
+pub(crate) fn append_symlink<W: Write>(
+    tar: &mut tar::Builder<W>,
+    header: &mut Header,
+    name: &Path,
+    target: &[u8],
+) -> std::io::Result<()> {
+    header.set_size(0);
+    if target.len() <= 100 && !target.contains(&0) {
+        header.set_link_name_literal(target)?;
+        tar.append_data(header, name, std::io::empty())
+    } else {
+        tar.append_link(header, name, Path::new(OsStr::from_bytes(target)))
+    }
+}
+
 fn header(e: &Entry, kind: EntryType, mode: u32) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
@@ -131,7 +151,7 @@ fn append<W: Write>(
         }
         Kind::Symlink { target } => {
             let mut h = header(&e, EntryType::Symlink, 0o777);
-            tar.append_link(&mut h, path(&e.path), path(target))?;
+            append_symlink(tar, &mut h, path(&e.path), target)?;
         }
         Kind::Fifo => {
             let mut h = header(&e, EntryType::Fifo, e.mode);
@@ -222,6 +242,29 @@ impl<R: Read> Read for Exactly<R> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn symlink_targets_are_written_as_they_are() {
+        let long = format!("/{}", "x".repeat(150));
+        let targets: [&[u8]; 5] = [b"/", b"a//b", b"dir/", b"./rel", long.as_bytes()];
+        let mut b = tar::Builder::new(Vec::new());
+        for (i, t) in targets.iter().enumerate() {
+            let mut h = Header::new_gnu();
+            h.set_entry_type(EntryType::Symlink);
+            h.set_mode(0o777);
+            append_symlink(&mut b, &mut h, Path::new(&format!("l{i}")), t).unwrap();
+        }
+        let bytes = b.into_inner().unwrap();
+        let mut a = tar::Archive::new(&bytes[..]);
+        let got: Vec<Vec<u8>> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().link_name_bytes().unwrap().into_owned())
+            .collect();
+        let want: Vec<Vec<u8>> = targets.iter().map(|t| t.to_vec()).collect();
+        assert_eq!(got, want);
+    }
+
     use super::*;
     use crate::overlay::format::{OverrideStat, RecordedType};
     use rustix::fs::{Mode, OFlags};

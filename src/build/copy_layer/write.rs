@@ -122,7 +122,7 @@ fn append<W: Write>(
         }
         Kind::Symlink(target) => {
             let mut h = stamp.header(EntryType::Symlink, 0o777, e.mtime_sec, Some(e));
-            tar.append_link(&mut h, path(p), path(target)).map_err(io)
+            crate::image::layer_tar::append_symlink(tar, &mut h, path(p), target).map_err(io)
         }
         Kind::Fifo => {
             let mut h = stamp.header(EntryType::Fifo, mode, e.mtime_sec, Some(e));

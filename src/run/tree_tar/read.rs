@@ -234,9 +234,13 @@ impl<W: Write> Writer<'_, W> {
             }
             Content::Symlink(target) => {
                 let mut h = header(st, tar::EntryType::Symlink);
-                self.out
-                    .append_link(&mut h, path, std::ffi::OsStr::from_bytes(&target))
-                    .with_context(|| format!("writing the entry of {}", shown(name)))
+                crate::image::layer_tar::append_symlink(
+                    self.out,
+                    &mut h,
+                    std::path::Path::new(path),
+                    &target,
+                )
+                .with_context(|| format!("writing the entry of {}", shown(name)))
             }
             Content::Node => {
                 let kind = match FileType::from_raw_mode(st.st_mode) {
