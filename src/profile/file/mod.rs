@@ -16,7 +16,7 @@ mod tests;
 
 pub use checked::CapName;
 pub(crate) use checked::{EnvName, checked_string};
-pub use parse::{TomlError, key_line, line_of, parse, parse_toml};
+pub use parse::{key_line, line_of, parse, parse_toml};
 
 use crate::profile::{CapabilityPolicy, NetworkMode, SeccompMode};
 use checked::{

@@ -80,6 +80,16 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str, sections: &[&str]) -> Result<
                      then its keys"
                 )
             }
+            // serde names the Rust type of a table ("expected struct X").
+            _ if message.contains(", expected struct ") => {
+                let (head, _) = message
+                    .split_once(", expected struct ")
+                    .unwrap_or((message, ""));
+                format!(
+                    "{}, expected a table",
+                    head.replace("invalid type: map", "invalid type: table")
+                )
+            }
             _ => message
                 .replace("expected a sequence", "expected an array [...]")
                 .replace("invalid type: sequence", "invalid type: array")
