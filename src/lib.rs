@@ -20,6 +20,7 @@ pub(crate) mod oci;
 pub(crate) mod overlay;
 pub(crate) mod parallel;
 pub(crate) mod profile;
+pub(crate) mod project;
 pub(crate) mod registry;
 pub(crate) mod run;
 pub(crate) mod sandbox;

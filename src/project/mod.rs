@@ -1,0 +1,15 @@
+//! Project environments (issue 17): a `hutch.toml` in a project's root
+//! says what the project's environment is (an image or a build, a profile,
+//! mounts, ports, setup commands) and which services run beside it.
+//!
+//! * `manifest`: reading and checking `hutch.toml` into a resolved
+//!   [`Manifest`](manifest::Manifest) (paths absolute against the project
+//!   root), its hashes, and the commented template `hutch init` writes.
+//!
+//! This layer sits above `run/` and `build/` (which will start and build
+//! what the manifest describes) and below `cli/`.
+
+// The lock, `shell`, `up` and `verify` of issue 17 are the users of most of
+// the manifest's API; until they land only `hutch init` uses it.
+#[allow(dead_code)]
+pub mod manifest;
