@@ -261,7 +261,7 @@ impl PortUse {
                     ),
                 ));
             }
-            self.seen.push((forward.clone(), key.to_owned()));
+            self.seen.push((forward, key.to_owned()));
             out.push(forward);
         }
         Ok(out)

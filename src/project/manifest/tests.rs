@@ -748,7 +748,7 @@ build = "./Containerfile"
 
 #[test]
 fn the_template_parses_and_shows_every_key() {
-    let m = ok(&template(DEFAULT_IMAGE));
+    let m = Manifest::parse(&template(DEFAULT_IMAGE), "hutch.toml").unwrap();
     assert_eq!(m.env.source, ImageSource::Image(DEFAULT_IMAGE.into()));
     assert!(m.services.is_empty());
     let m = ok(&template("registry.example:5000/team/dev:1"));
