@@ -18,6 +18,7 @@ mod manpages;
 pub mod output;
 mod overlay;
 mod profile;
+mod project;
 mod pull;
 mod run;
 mod template;
@@ -130,6 +131,8 @@ enum Command {
     Overlay(overlay::OverlayArgs),
     /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
     Profile(profile::ProfileArgs),
+    /// Write a commented hutch.toml: a project's environment and services
+    Init(project::InitArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completion(completion::CompletionArgs),
     /// Write the manual pages (hutch.1, hutch-run.1, ...) into a directory
@@ -210,6 +213,7 @@ pub fn main() -> i32 {
         Command::Volume(a) => volume::run(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),
+        Command::Init(a) => project::init(a),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => manpages::run(a),
     };

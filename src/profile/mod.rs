@@ -24,7 +24,9 @@ mod policy;
 mod tests;
 pub mod values;
 
+// The TOML reading machinery, for the other hand-written files (hutch.toml).
 pub use catalog::{config_dir, display_path, display_source, list, load, user_dir};
+pub(crate) use file::{EnvName, checked_string, key_line, line_of, parse_toml};
 pub use policy::{
     CapabilityPolicy, DEFAULT_LOG_SIZE_MAX, FilesystemPolicy, Limits, NetworkMode, NetworkPolicy,
     Profile, SeccompMode, SecurityPolicy, UserPolicy,

@@ -1,10 +1,21 @@
-//! Project environments (issue 17): a project's `hutch.toml` and its
-//! `hutch.lock`.
+//! Project environments (issue 17): a `hutch.toml` in a project's root
+//! says what the project's environment is (an image or a build, a profile,
+//! mounts, ports, setup commands) and which services run beside it; its
+//! `hutch.lock` pins every image to a digest.
 //!
+//! * `manifest`: reading and checking `hutch.toml` into a resolved
+//!   [`Manifest`](manifest::Manifest) (paths absolute against the project
+//!   root), its hashes, and the commented template `hutch init` writes.
 //! * `lock`: `hutch.lock`, every image pinned per platform, and whether a
 //!   lock still fits what it was made from.
+//!
+//! This layer sits above `run/` and `build/` (which will start and build
+//! what the manifest describes) and below `cli/`.
 
-// `hutch lock` and the commands that read the lock are still to come.
-#![allow(dead_code)]
-
+// The lock, `shell`, `up` and `verify` of issue 17 are the users of most of
+// the manifest's and the lock's API; until they land only `hutch init`
+// uses them.
+#[allow(dead_code)]
 pub(crate) mod lock;
+#[allow(dead_code)]
+pub mod manifest;

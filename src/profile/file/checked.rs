@@ -9,27 +9,28 @@ use std::fmt;
 
 /// A string newtype whose value is checked (and possibly normalised) by
 /// `$check: fn(&str) -> Result<String, String>` as it is deserialised.
+/// Other hand-written files (`hutch.toml`) declare their values with it too.
 macro_rules! checked_string {
     ($(#[$m:meta])* $name:ident, $expecting:literal, $check:expr) => {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         pub struct $name(pub String);
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
-                impl Visitor<'_> for V {
+                impl ::serde::de::Visitor<'_> for V {
                     type Value = $name;
-                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    fn expecting(&self, f: &mut ::std::fmt::Formatter) -> ::std::fmt::Result {
                         f.write_str($expecting)
                     }
-                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$name, E> {
+                    fn visit_str<E: ::serde::de::Error>(self, v: &str) -> Result<$name, E> {
                         let check: fn(&str) -> Result<String, String> = $check;
                         check(v).map($name).map_err(E::custom)
                     }
@@ -39,6 +40,7 @@ macro_rules! checked_string {
         }
     };
 }
+pub(crate) use checked_string;
 
 checked_string!(
     /// `description`: one line.

@@ -15,11 +15,12 @@ mod parse;
 mod tests;
 
 pub use checked::CapName;
-pub use parse::{line_of, parse};
+pub(crate) use checked::{EnvName, checked_string};
+pub use parse::{key_line, line_of, parse, parse_toml};
 
 use crate::profile::{CapabilityPolicy, NetworkMode, SeccompMode};
 use checked::{
-    Count, Cpus, EnvName, EnvValue, ExtendsName, HostnameValue, LockName, MountValue, Mtu, OneLine,
+    Count, Cpus, EnvValue, ExtendsName, HostnameValue, LockName, MountValue, Mtu, OneLine,
     PathValue, Size, TmpfsValue, Workdir,
 };
 use serde::{Deserialize, Serialize};

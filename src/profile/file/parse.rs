@@ -1,21 +1,44 @@
-//! Reading a profile file: TOML syntax, then the schema, with every error
-//! naming the line and the dotted key.
+//! Reading a TOML file against a serde schema, with every error naming
+//! the line and the dotted key. Profiles use it, and so does every other
+//! hutch file written by hand (`hutch.toml`, through [`parse_toml`]).
 
 use super::ProfileFile;
 use crate::profile::ProfileError;
+use serde::de::DeserializeOwned;
 
 /// Parse one profile file. `origin` names it in errors ("profile PATH" or
 /// "built-in profile NAME").
 pub fn parse(text: &str, origin: &str) -> Result<ProfileFile, ProfileError> {
+    parse_toml(text, &SECTIONS).map_err(|e| ProfileError::Invalid {
+        origin: origin.to_owned(),
+        line: e.line,
+        key: e.key,
+        message: e.message,
+    })
+}
+
+/// What is wrong in a TOML file, and where: the 1-based line and the
+/// dotted key (`network.mode`, `services.db.ports`) when they are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TomlError {
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// Parse `text` as a `T` (whose structs should `deny_unknown_fields`, and
+/// whose values check themselves while deserialised, so that a bad value's
+/// error has that value's span). `sections` are the top-level keys that
+/// must be tables: given another way, the message says how to write them.
+pub fn parse_toml<T: DeserializeOwned>(text: &str, sections: &[&str]) -> Result<T, TomlError> {
     // Syntax first: its errors have no key of their own.
     let doc = match toml::de::DeTable::parse(text) {
         Ok(doc) => doc,
-        Err(e) => return Err(syntax_error(text, origin, &e)),
+        Err(e) => return Err(syntax_error(text, &e)),
     };
     toml::from_str(text).map_err(|e| {
         let Some(span) = e.span() else {
-            return ProfileError::Invalid {
-                origin: origin.to_owned(),
+            return TomlError {
                 line: None,
                 key: None,
                 message: e.message().to_owned(),
@@ -40,8 +63,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ProfileFile, ProfileError> {
                     expected.replace("one of ", "").replace("` or `", "`, `")
                 )
             };
-            return ProfileError::Invalid {
-                origin: origin.to_owned(),
+            return TomlError {
                 line: Some(line),
                 key: None,
                 message: format!("unknown key `{field}` {place}{allowed}"),
@@ -51,11 +73,21 @@ pub fn parse(text: &str, origin: &str) -> Result<ProfileFile, ProfileError> {
             // A section given as a plain value or as an array of tables:
             // serde's message would name a Rust type or a field inside.
             [section]
-                if SECTIONS.contains(&section.as_str()) && !is_table(doc.get_ref(), section) =>
+                if sections.contains(&section.as_str()) && !is_table(doc.get_ref(), section) =>
             {
                 format!(
                     "`{section}` must be a table: write [{section}] on a line of its own, \
                      then its keys"
+                )
+            }
+            // serde names the Rust type of a table ("expected struct X").
+            _ if message.contains(", expected struct ") => {
+                let (head, _) = message
+                    .split_once(", expected struct ")
+                    .unwrap_or((message, ""));
+                format!(
+                    "{}, expected a table",
+                    head.replace("invalid type: map", "invalid type: table")
                 )
             }
             _ => message
@@ -63,13 +95,30 @@ pub fn parse(text: &str, origin: &str) -> Result<ProfileFile, ProfileError> {
                 .replace("invalid type: sequence", "invalid type: array")
                 .replace("invalid type: map", "invalid type: table"),
         };
-        ProfileError::Invalid {
-            origin: origin.to_owned(),
+        TomlError {
             line: Some(line),
             key: (!path.is_empty()).then(|| path.join(".")),
             message,
         }
     })
+}
+
+/// The line of the key at `path` (`["services", "db"]`: the line of
+/// `[services.db]`, or of `db = {...}`), for errors about a whole table.
+pub fn key_line(text: &str, path: &[&str]) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    for (i, name) in path.iter().enumerate() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref() == name)?;
+        if i + 1 == path.len() {
+            return Some(line_of(text, k.span().start));
+        }
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// The tables of a profile file.
@@ -119,11 +168,10 @@ fn key_path(table: &toml::de::DeTable<'_>, pos: usize) -> Option<Vec<String>> {
 
 /// A TOML syntax error: the line, the key written on that line (under its
 /// `[section]`), and the text of the line.
-fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> ProfileError {
+fn syntax_error(text: &str, e: &toml::de::Error) -> TomlError {
     let message = e.message().lines().next().unwrap_or("").trim().to_owned();
     let Some(span) = e.span() else {
-        return ProfileError::Invalid {
-            origin: origin.to_owned(),
+        return TomlError {
             line: None,
             key: None,
             message: format!("invalid TOML: {message}"),
@@ -154,8 +202,7 @@ fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> ProfileError {
         })
     };
     let shown: String = this.chars().take(80).collect();
-    ProfileError::Invalid {
-        origin: origin.to_owned(),
+    TomlError {
         line: Some(line),
         key: key.filter(|k| !k.is_empty()),
         message: format!("invalid TOML: {message} (the line reads `{shown}`)"),
