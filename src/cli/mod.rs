@@ -133,6 +133,8 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// Write a commented hutch.toml: a project's environment and services
     Init(project::InitArgs),
+    /// Pin every image of the project (hutch.toml) to a digest in hutch.lock
+    Lock(project::LockArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completion(completion::CompletionArgs),
     /// Write the manual pages (hutch.1, hutch-run.1, ...) into a directory
@@ -214,6 +216,7 @@ pub fn main() -> i32 {
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Init(a) => project::init(a),
+        Command::Lock(a) => project::lock(a, open_store(&cli.root)),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => manpages::run(a),
     };

@@ -131,7 +131,9 @@ impl Lock {
         })
     }
 
-    /// `reference` pinned for `platform`: `NAME@DIGEST`.
+    /// `reference` pinned for `platform`: `NAME@DIGEST` (what `hutch
+    /// shell`/`up` will pull and run; they are still to come).
+    #[allow(dead_code)]
     pub(crate) fn pinned(&self, reference: &str, platform: &str) -> Option<String> {
         let digest = self.images.get(reference)?.get(platform)?;
         let name = reference.split('@').next().unwrap_or(reference);

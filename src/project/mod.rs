@@ -8,6 +8,9 @@
 //!   root), its hashes, and the commented template `hutch init` writes.
 //! * `lock`: `hutch.lock`, every image pinned per platform, and whether a
 //!   lock still fits what it was made from.
+//! * `locking`: `hutch lock`: the project's image references (builds'
+//!   base images too) resolved on their registries and written to the
+//!   lock.
 //!
 //! This layer sits above `run/` and `build/` (which will start and build
 //! what the manifest describes) and below `cli/`.
@@ -15,7 +18,7 @@
 // The lock, `shell`, `up` and `verify` of issue 17 are the users of most of
 // the manifest's and the lock's API; until they land only `hutch init`
 // uses them.
-#[allow(dead_code)]
 pub(crate) mod lock;
+pub(crate) mod locking;
 #[allow(dead_code)]
 pub mod manifest;

@@ -27,8 +27,6 @@ pub struct Pulled {
 /// Where a reference points on its registry: the document it names (an
 /// index or a manifest) and the platform's image manifest, resolved
 /// without fetching any config or layer (`hutch lock`).
-// `hutch lock` (issue 17) is its first user; until it lands, unused.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteImage {
     /// The digest the reference names (an index, or the manifest itself).
@@ -91,7 +89,6 @@ fn open_remote(input: &str, platform: &Platform, tls_verify: Option<bool>) -> Re
 
 /// Resolve `input` on its registry for `platform`, fetching only
 /// manifests.
-#[allow(dead_code)]
 pub fn resolve_remote(
     input: &str,
     platform: &Platform,

@@ -1,0 +1,174 @@
+//! `hutch lock`: the project's image references (the environment's and
+//! the services' images, and the base images of their builds, as their
+//! Containerfiles name them with the manifest's build args) resolved to a
+//! manifest digest for the host's platform and every platform of
+//! `platforms = [...]`, written to `hutch.lock` with the hashes of what
+//! the lock was made from.
+//!
+//! A reference is resolved on its registry, fetching manifests only. A
+//! `localhost/...` image exists only in the local store (built or
+//! committed here): it is pinned to its stored digest for the host's
+//! platform, with a warning that others cannot pull it.
+
+use super::lock::{Inputs, Lock, Mode, resolve};
+use super::manifest::{BuildSpec, ImageSource, Manifest, ProfileChoice};
+use crate::build::containerfile;
+use crate::build::stages::{Base, FromRef, Stages, from_flags};
+use crate::oci::Digest;
+use crate::oci::platform::Platform;
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::{Path, PathBuf};
+
+/// What `hutch lock` was asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct LockRequest {
+    pub(crate) root: PathBuf,
+    pub(crate) mode: Mode,
+    pub(crate) tls_verify: Option<bool>,
+}
+
+/// What `hutch lock` did.
+#[derive(Debug, Clone)]
+pub(crate) struct Locked {
+    pub(crate) lock: Lock,
+    /// Whether hutch.lock was (re)written.
+    pub(crate) written: bool,
+}
+
+/// The image references of a build: every FROM image and `--from` image
+/// of its Containerfile.
+fn build_references(root: &Path, b: &BuildSpec) -> Result<Vec<String>> {
+    let path = root.join(&b.containerfile);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the Containerfile {}", path.display()))?;
+    let shown = path.display().to_string();
+    let file = containerfile::parse(&text).map_err(|e| anyhow!("{shown}:{e}"))?;
+    let stages = Stages::new(&file, &b.args).map_err(|e| anyhow!("{shown}:{e}"))?;
+    let mut out = Vec::new();
+    for stage in &stages.stages {
+        if let Base::Image(name) = &stage.base {
+            out.push(name.clone());
+        }
+        for step in &stage.steps {
+            for from in from_flags(&step.instruction) {
+                if let FromRef::Image(name) = stages
+                    .resolve_from(from, stage.index, step.line)
+                    .map_err(|e| anyhow!("{shown}:{e}"))?
+                {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every image reference of the project, sorted, without repeats.
+pub(crate) fn references(m: &Manifest) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let sources = std::iter::once(&m.env.source).chain(m.services.values().map(|s| &s.source));
+    for source in sources {
+        match source {
+            ImageSource::Image(r) => out.push(r.clone()),
+            ImageSource::Build(b) => out.extend(build_references(&m.root, b)?),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The hashes a lock records, for the manifest at hand.
+pub(crate) fn inputs(m: &Manifest) -> Result<Inputs> {
+    let profile = match &m.env.profile {
+        ProfileChoice::Name(n) => crate::profile::load(n),
+        ProfileChoice::File(p) => crate::profile::load(&p.to_string_lossy()),
+    }
+    .context("loading the environment's profile")?;
+    let bytes = serde_json::to_vec(&profile).context("encoding the profile")?;
+    Ok(Inputs {
+        manifest: m.hash(),
+        profile: Digest::of(&bytes),
+        setup: m.setup_hash(),
+    })
+}
+
+/// The platforms a lock pins: the host's and the manifest's, as
+/// `os/arch[/variant]`.
+pub(crate) fn platforms(m: &Manifest) -> Vec<String> {
+    let mut out = vec![Platform::host().to_string()];
+    out.extend(m.platforms.iter().map(|p| p.to_string()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Run `hutch lock`.
+pub(crate) fn lock(store: &crate::store::Store, req: &LockRequest) -> Result<Locked> {
+    let m = Manifest::load(&req.root)?;
+    let refs = references(&m)?;
+    let platforms = platforms(&m);
+    let inputs = inputs(&m)?;
+    let previous = match Lock::read(&req.root) {
+        Ok(p) => p,
+        // A damaged lock is written again by --update; otherwise it stops.
+        Err(e) if matches!(req.mode, Mode::Update(_)) => {
+            tracing::warn!("{e:#}");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if req.mode == Mode::Frozen {
+        let Some(p) = &previous else {
+            bail!(
+                "--frozen: {} has no hutch.lock; run `hutch lock` and commit it",
+                req.root.display()
+            );
+        };
+        if let Some(why) = p.stale(&inputs) {
+            bail!("--frozen: {why}");
+        }
+    }
+    let host = Platform::host().to_string();
+    let tls = req.tls_verify;
+    let mut resolver = |reference: &str, platform: &str| -> Result<Digest> {
+        let p = Platform::parse(platform)?;
+        match crate::registry::pull::resolve_remote(reference, &p, tls) {
+            Ok(r) => Ok(r.manifest),
+            Err(remote) => local_only(store, reference, platform == host).ok_or(remote),
+        }
+    };
+    let lock = resolve(
+        &refs,
+        &platforms,
+        &inputs,
+        previous.as_ref(),
+        &req.mode,
+        &mut resolver,
+    )?;
+    let written = previous.as_ref() != Some(&lock);
+    if written && req.mode != Mode::Frozen {
+        lock.write(&req.root)?;
+    }
+    Ok(Locked { lock, written })
+}
+
+/// A `localhost/` image of the store, for the host's platform: its stored
+/// digest (others cannot pull it: warned).
+fn local_only(store: &crate::store::Store, reference: &str, host: bool) -> Option<Digest> {
+    let (tag, _) = crate::oci::reference::parse_any(reference).ok()?;
+    if !host || tag?.registry != "localhost" {
+        return None;
+    }
+    match crate::image::resolve::resolve(store, reference).ok()? {
+        crate::image::resolve::Resolved::Stored { image, .. } => {
+            eprintln!(
+                "hutch: warning: {reference} is a local image (built or committed here): \
+                 hutch.lock pins it, but only this store has it; push it to a registry to \
+                 share the environment"
+            );
+            Some(image.manifest_digest.clone())
+        }
+        crate::image::resolve::Resolved::Host => None,
+    }
+}

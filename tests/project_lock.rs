@@ -1,0 +1,178 @@
+//! `hutch lock` (issue 17) as the unprivileged test user, against a local
+//! registry: every image of a project (the environment's, a service's, a
+//! build's base images) pinned per platform in hutch.lock; a tag moved on
+//! the registry afterwards changes nothing until `--update`; `--frozen`
+//! refuses a stale or incomplete lock. Test names start with
+//! `project_lock_`.
+
+mod common;
+
+use common::registry::{push, registry};
+use common::{TestStore, describe, fixture};
+use std::path::Path;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+fn lock(st: &TestStore, dir: &Path, extra: &[&str]) -> std::process::Output {
+    st.hutch()
+        .args(["lock", "--tls-verify=false", "--dir"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn lock_ok(st: &TestStore, dir: &Path, extra: &[&str]) -> String {
+    let out = lock(st, dir, extra);
+    assert!(
+        out.status.success(),
+        "hutch lock {extra:?}\n{}",
+        describe(&out)
+    );
+    std::fs::read_to_string(dir.join("hutch.lock")).unwrap()
+}
+
+#[test]
+fn project_lock_pins_images_and_keeps_them_until_update() {
+    let st = TestStore::new();
+    let reg = registry();
+    let busybox = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    let debian = format!("oci-archive:{}", fixture("debian-oci.tar").display());
+    let d_env = push(&st, &reg, &busybox, "proj/env:1", false);
+    let d_svc = push(&st, &reg, &debian, "proj/db:1", false);
+    let d_base = push(&st, &reg, &busybox, "proj/base:1", false);
+    let r = |name: &str| format!("127.0.0.1:{}/{name}", reg.port);
+    let dir = st.tmp().join("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    write(
+        &dir,
+        "hutch.toml",
+        &format!(
+            "[env]\nimage = \"{}\"\n\n[services.db]\nbuild = \"Containerfile.db\"\n\n\
+             [services.web]\nimage = \"{}\"\n",
+            r("proj/env:1"),
+            r("proj/db:1")
+        ),
+    );
+    write(
+        &dir,
+        "Containerfile.db",
+        &format!("ARG BASE={}\nFROM $BASE\nRUN true\n", r("proj/base:1")),
+    );
+    let text = lock_ok(&st, &dir, &[]);
+    let host = if cfg!(target_arch = "x86_64") {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    for (name, digest) in [
+        ("proj/env:1", &d_env),
+        ("proj/db:1", &d_svc),
+        ("proj/base:1", &d_base),
+    ] {
+        let line = format!("[images.\"{}\"]\n\"{host}\" = \"{digest}\"", r(name));
+        assert!(text.contains(&line), "{line} not in\n{text}");
+    }
+    assert!(text.starts_with("# hutch.lock"), "{text}");
+
+    // The tag moves on the registry: the lock keeps its pin ...
+    let moved = push(&st, &reg, &debian, "proj/env:1", false);
+    assert_ne!(moved, d_env);
+    assert_eq!(
+        lock_ok(&st, &dir, &[]),
+        text,
+        "a plain lock re-resolved a pin"
+    );
+    // ... until --update names it; the other pins stay.
+    let updated = lock_ok(&st, &dir, &["--update", &r("proj/env:1")]);
+    let pin = |text: &str, name: &str| {
+        let head = format!("[images.\"{}\"]\n\"{host}\" = \"", r(name));
+        let at = text
+            .find(&head)
+            .unwrap_or_else(|| panic!("{name} not in\n{text}"));
+        text[at + head.len()..]
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(pin(&updated, "proj/env:1"), moved);
+    assert_eq!(pin(&updated, "proj/db:1"), d_svc);
+    assert_eq!(pin(&updated, "proj/base:1"), d_base);
+
+    // --frozen: a current lock passes and is not written.
+    let out = lock(&st, &dir, &["--frozen"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // A changed hutch.toml makes it stale: refused with the fix, file kept.
+    let toml = std::fs::read_to_string(dir.join("hutch.toml")).unwrap();
+    write(
+        &dir,
+        "hutch.toml",
+        &toml.replace("[env]\n", "[env]\nsetup = [\"true\"]\n"),
+    );
+    let out = lock(&st, &dir, &["--frozen"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stale") && err.contains("`hutch lock`"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("hutch.lock")).unwrap(),
+        updated
+    );
+    // `hutch lock` then fits the lock to the new file, keeping the pins.
+    let relocked = lock_ok(&st, &dir, &[]);
+    assert_ne!(relocked, updated);
+    assert_eq!(pin(&relocked, "proj/env:1"), moved);
+    assert_eq!(pin(&relocked, "proj/db:1"), d_svc);
+    assert!(lock(&st, &dir, &["--frozen"]).status.success());
+}
+
+#[test]
+fn project_lock_errors_name_the_problem() {
+    let st = TestStore::new();
+    let reg = registry();
+    let dir = st.tmp().join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    // No hutch.toml.
+    let out = lock(&st, &dir, &[]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hutch init"),
+        "{}",
+        describe(&out)
+    );
+    // An image the registry does not have: error, no lock written.
+    write(
+        &dir,
+        "hutch.toml",
+        &format!("[env]\nimage = \"127.0.0.1:{}/nothing/here:1\"\n", reg.port),
+    );
+    let out = lock(&st, &dir, &[]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing/here"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!dir.join("hutch.lock").exists());
+    // --frozen without a lock.
+    let out = lock(&st, &dir, &["--frozen"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no hutch.lock"));
+    // A damaged lock stops a plain lock (with its line), --update rewrites it.
+    let busybox = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    push(&st, &reg, &busybox, "nothing/here:1", false);
+    write(&dir, "hutch.lock", "version = 1\nmanifest = [\n");
+    let out = lock(&st, &dir, &[]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hutch.lock:"),
+        "{}",
+        describe(&out)
+    );
+    lock_ok(&st, &dir, &["--update"]);
+}
