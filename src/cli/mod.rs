@@ -23,6 +23,7 @@ mod pull;
 mod run;
 mod template;
 mod transfer;
+mod verify;
 mod volume;
 
 use crate::error::EXIT_FAILED;
@@ -125,6 +126,8 @@ enum Command {
     BuildRun(build::BuildRunArgs),
     /// Work with containers (inspect, top, ls, diff, commit, cp, export)
     Container(container::ContainerArgs),
+    /// Print an image's rootfs digest (--expect: check it)
+    Verify(verify::VerifyArgs),
     /// Named volumes: create, ls, inspect, rm, prune
     Volume(volume::VolumeArgs),
     /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
@@ -212,6 +215,7 @@ pub fn main() -> i32 {
         Command::Build(a) => build::build(a, open_store(&cli.root)),
         Command::BuildRun(a) => build::build_run(a),
         Command::Container(a) => container::container(a, open_store(&cli.root)),
+        Command::Verify(a) => verify::verify(a, open_store(&cli.root)),
         Command::Volume(a) => volume::run(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
         Command::Profile(a) => profile::run(a),

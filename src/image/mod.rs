@@ -19,6 +19,7 @@ pub mod oci_layout;
 pub mod progress;
 pub mod resolve;
 pub mod rootfs;
+pub mod rootfs_digest;
 pub mod save;
 pub mod sniff;
 pub mod source;

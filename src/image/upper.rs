@@ -92,8 +92,32 @@ pub fn walk(upper: &Path, visit: &mut dyn FnMut(Entry) -> Result<()>) -> Result<
     )
     .map_err(std::io::Error::from)
     .with_context(|| format!("opening the upper dir {}", upper.display()))?;
-    walk_dir(root.as_fd(), &[], visit)
+    walk_dir(root.as_fd(), &[], true, visit)
         .with_context(|| format!("reading the upper dir {}", upper.display()))
+}
+
+/// Visit every entry of the unpacked layer at `layer` (a
+/// `layers/sha256/<hex>/root/`) as [`walk`] does, except that an empty
+/// `etc/hosts` is the image's content there, not a mount point; returns
+/// the entry of the layer's root directory itself (path empty).
+pub fn walk_layer(layer: &Path, visit: &mut dyn FnMut(Entry) -> Result<()>) -> Result<Entry> {
+    let root = rustix::fs::open(
+        layer,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .with_context(|| format!("opening the layer dir {}", layer.display()))?;
+    let st = rustix::fs::fstat(&root)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("reading the layer dir {}", layer.display()))?;
+    let opaque = format::is_opaque(&root)
+        .with_context(|| format!("reading whether {} is opaque", layer.display()))?;
+    let (attrs, _) = true_attributes(&root, &[], &st)
+        .with_context(|| format!("reading the layer dir {}", layer.display()))?;
+    walk_dir(root.as_fd(), &[], false, visit)
+        .with_context(|| format!("reading the layer dir {}", layer.display()))?;
+    Ok(attrs.entry(Vec::new(), Kind::Dir { opaque }, &st))
 }
 
 fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
@@ -124,9 +148,12 @@ fn names(dir: BorrowedFd<'_>) -> std::io::Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
+/// `launcher_files`: skip the empty mount points of [`LAUNCHER_FILES`]
+/// (an upper dir's, not a layer's).
 fn walk_dir(
     dir: BorrowedFd<'_>,
     prefix: &[u8],
+    launcher_files: bool,
     visit: &mut dyn FnMut(Entry) -> Result<()>,
 ) -> Result<()> {
     let mut names = names(dir).with_context(|| format!("listing {}", shown(prefix)))?;
@@ -150,7 +177,8 @@ fn walk_dir(
             }
             continue;
         }
-        if t == FileType::RegularFile
+        if launcher_files
+            && t == FileType::RegularFile
             && LAUNCHER_FILES.contains(&path.as_slice())
             && st.st_size == 0
         {
@@ -169,7 +197,7 @@ fn walk_dir(
                 let (attrs, _) = true_attributes(&fd, &path, &st)?;
                 let e = attrs.entry(path.clone(), Kind::Dir { opaque }, &st);
                 visit(e)?;
-                walk_dir(fd.as_fd(), &path, visit)?;
+                walk_dir(fd.as_fd(), &path, launcher_files, visit)?;
                 continue;
             }
             FileType::RegularFile => {
