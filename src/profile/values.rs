@@ -133,25 +133,26 @@ impl MountSpec {
 const MOUNT_FORMAT: &str = "write mounts as \"HOST:CONTAINER\", \"HOST:CONTAINER:ro\" or \
                             \"HOST:CONTAINER:rw\", e.g. \"${CWD}:/src:ro\"";
 
+/// `SOURCE:CONTAINER[:ro|rw]` split into its parts (source, container,
+/// read-only); `hint` follows the message of a value of another shape.
+pub(crate) fn split_mount<'a>(s: &'a str, hint: &str) -> Result<(&'a str, &'a str, bool), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [h, c] => Ok((*h, *c, false)),
+        [h, c, "ro"] => Ok((*h, *c, true)),
+        [h, c, "rw"] => Ok((*h, *c, false)),
+        [_, _, opt] => Err(format!(
+            "mount `{s}` has the option `{opt}`; the options are `ro` and `rw`"
+        )),
+        _ => Err(format!("mount `{s}` {hint}")),
+    }
+}
+
 /// Parse (and check) `HOST:CONTAINER[:ro|rw]`. Split before expanding the
 /// variables: an expanded directory may contain `:`.
 pub fn parse_mount(s: &str) -> Result<MountSpec, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let (host, container, read_only) = match parts.as_slice() {
-        [h, c] => (*h, *c, false),
-        [h, c, "ro"] => (*h, *c, true),
-        [h, c, "rw"] => (*h, *c, false),
-        [_, _, opt] => {
-            return Err(format!(
-                "mount `{s}` has the option `{opt}`; the options are `ro` and `rw`"
-            ));
-        }
-        _ => {
-            return Err(format!(
-                "mount `{s}` is not HOST:CONTAINER[:ro|rw]; {MOUNT_FORMAT}"
-            ));
-        }
-    };
+    let (host, container, read_only) =
+        split_mount(s, &format!("is not HOST:CONTAINER[:ro|rw]; {MOUNT_FORMAT}"))?;
     if host.is_empty() || container.is_empty() {
         return Err(format!("mount `{s}` has an empty path; {MOUNT_FORMAT}"));
     }

@@ -226,23 +226,11 @@ pub(super) enum MountEntry {
 }
 
 pub(super) fn parse_mount(s: &str) -> Result<MountEntry, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let (source, container, read_only) = match parts.as_slice() {
-        [h, c] => (*h, *c, false),
-        [h, c, "ro"] => (*h, *c, true),
-        [h, c, "rw"] => (*h, *c, false),
-        [_, _, opt] => {
-            return Err(format!(
-                "mount `{s}` has the option `{opt}`; the options are `ro` and `rw`"
-            ));
-        }
-        _ => {
-            return Err(format!(
-                "mount `{s}` is not SOURCE:CONTAINER[:ro|rw]; write \"./dir:/path\" (a directory \
-                 of the project), \"/abs/dir:/path\" or \"NAME:/path\" (a named volume)"
-            ));
-        }
-    };
+    let (source, container, read_only) = values::split_mount(
+        s,
+        "is not SOURCE:CONTAINER[:ro|rw]; write \"./dir:/path\" (a directory of the \
+         project), \"/abs/dir:/path\" or \"NAME:/path\" (a named volume)",
+    )?;
     if source.is_empty() {
         return Err(format!("mount `{s}` has an empty source"));
     }
