@@ -439,3 +439,31 @@ fn build_sources_stage_symlinks_never_reach_the_host() {
     build_ok(&st, &["-t", "link", p(&ctx)]);
     assert_eq!(run(&st, "link", "readlink /link"), "/\n");
 }
+
+#[test]
+fn build_sources_secret_modes() {
+    let st = busybox();
+    let ctx = context(
+        &st,
+        "secret-mode",
+        &[
+            ("tok", b"t0ken\n"),
+            (
+                "Containerfile",
+                b"FROM busybox\nUSER 1000\n\
+                  RUN --mount=type=secret,id=tok,mode=0444 cat /run/secrets/tok > /tmp/seen\n\
+                  RUN --mount=type=secret,id=tok (cat /run/secrets/tok || echo denied) > /tmp/plain; \
+                      stat -c %a /run/secrets/tok >> /tmp/plain\n",
+            ),
+        ],
+    );
+    // The source file's own mode does not matter.
+    let tok = ctx.join("tok");
+    std::fs::set_permissions(&tok, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let secret = format!("id=tok,src={}", p(&tok));
+    build_ok(&st, &["-t", "sm", "--secret", &secret, p(&ctx)]);
+    assert_eq!(
+        run(&st, "sm", "cat /tmp/seen /tmp/plain"),
+        "t0ken\ndenied\n400\n"
+    );
+}

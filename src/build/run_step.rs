@@ -289,8 +289,32 @@ fn mounts(
                 // The secret is copied into the RUN's own directory, so the
                 // sandbox binds a file only it can name.
                 let copy = dir.join(format!("secret-{}", out.len()));
-                std::fs::copy(src, &copy)
+                let data = std::fs::read(src)
                     .with_context(|| format!("reading the secret {id} from {}", src.display()))?;
+                {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    // Mode 0400 (root's inside, as Docker), or the mount's
+                    // `mode=`, whatever the source's mode.
+                    let mode = match &m.mode {
+                        Some(t) => u32::from_str_radix(t, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o777)
+                            .with_context(|| {
+                                format!(
+                                    "RUN --mount=type=secret,mode={t}: give octal bits like 0444"
+                                )
+                            })?,
+                        None => 0o400,
+                    };
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(mode)
+                        .open(&copy)
+                        .and_then(|mut f| f.write_all(&data))
+                        .with_context(|| format!("copying the secret {id}"))?;
+                }
                 MountSpec::Bind {
                     source: copy,
                     destination: target(Some(format!("/run/secrets/{id}")))?,
