@@ -320,7 +320,7 @@ mod tests {
                 .file_type()
                 .is_symlink()
         );
-        let e = merge(&[l2.clone()], &["/out/etc/new".into()], &out2).unwrap_err();
+        let e = merge(std::slice::from_ref(&l2), &["/out/etc/new".into()], &out2).unwrap_err();
         assert!(format!("{e:#}").contains("symlink"), "{e:#}");
         assert!(
             !host.join("etc/new").exists(),

@@ -25,11 +25,23 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// Send `sig` to the process serving `c`, if it still serves it (for
 /// `stop` and `kill`: its `--restart` policy no longer applies).
+/// How long a container whose exit is recorded may take to let go of its
+/// lock before it counts as busy.
+const FINISHING_WAIT: Duration = Duration::from_secs(3);
+
 fn signal(store: &Store, c: &ContainerInfo, sig: i32) -> Result<bool> {
     if !store.container_alive(&c.state.id) {
         return Ok(false);
     }
     let Some(pid) = c.state.pid.and_then(Pid::from_raw) else {
+        // Its exit is recorded and its keeper is finishing (it lets go of
+        // the lock a moment later): stopped already. A lock still held
+        // after that is a `cp`/`export` (or a start): busy.
+        if c.state.status == Status::Exited
+            && store.wait_stopped(&c.state.id, Some(FINISHING_WAIT))
+        {
+            return Ok(false);
+        }
         if c.busy() {
             bail!(
                 "container {} is busy: it is being started, or `hutch cp` or `hutch export` is using its files; try again once that is done",
