@@ -176,3 +176,73 @@ fn project_lock_errors_name_the_problem() {
     );
     lock_ok(&st, &dir, &["--update"]);
 }
+
+#[test]
+fn project_lock_records_the_rootfs_and_verify_checks_it_in_other_stores() {
+    let a = TestStore::new();
+    let reg = registry();
+    let busybox = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    let debian = format!("oci-archive:{}", fixture("debian-oci.tar").display());
+    let pinned_digest = push(&a, &reg, &busybox, "proj/env:1", false);
+    let reference = format!("127.0.0.1:{}/proj/env:1", reg.port);
+    let dir = a.tmp().join("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    write(
+        &dir,
+        "hutch.toml",
+        &format!("[env]\nimage = \"{reference}\"\n"),
+    );
+    let text = lock_ok(&a, &dir, &[]);
+    let pinned = format!("{reference}@{pinned_digest}");
+    assert!(
+        text.contains(&format!("[env]\nimage = \"{pinned}\"\nrootfs = \"sha256:")),
+        "{text}"
+    );
+    let rootfs = text
+        .split("rootfs = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    // The same digest `verify --image` computes for the pinned image.
+    assert_eq!(a.run_ok(["verify", "--image", &pinned]).trim(), rootfs);
+
+    let verify = |st: &TestStore| {
+        st.hutch()
+            .args(["verify", "--tls-verify=false", "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    // Another store pulls the pinned image and finds the same tree.
+    let b = TestStore::new();
+    let out = verify(&b);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), rootfs);
+    // The tag moves on the registry: a third store still gets the pinned
+    // image, not the tag's new one.
+    push(&a, &reg, &debian, "proj/env:1", false);
+    let c = TestStore::new();
+    let out = verify(&c);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), rootfs);
+    // A lock recording another tree: verify says so, exit 1.
+    let other = format!("sha256:{}", "ab".repeat(32));
+    write(&dir, "hutch.lock", &text.replace(&rootfs, &other));
+    let out = verify(&b);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&rootfs) && err.contains(&other), "{err}");
+    // A stale lock is refused with the fix.
+    write(&dir, "hutch.lock", &text);
+    write(
+        &dir,
+        "hutch.toml",
+        &format!("[env]\nimage = \"{reference}\"\nsetup = [\"true\"]\n"),
+    );
+    let out = verify(&b);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stale"));
+}

@@ -1,6 +1,7 @@
-//! `hutch verify --image IMAGE [--expect DIGEST]`: an image's rootfs digest
-//! (`image::rootfs_digest`), printed or checked. (`hutch verify` of a
-//! project's environment against its lock will take no `--image`.)
+//! `hutch verify`: the project's environment against the rootfs digest
+//! its hutch.lock records; `hutch verify --image IMAGE [--expect DIGEST]
+//! [--compare IMAGE2]`: an image's rootfs digest (`image::rootfs_digest`),
+//! printed or checked.
 
 use crate::image::resolve::{Resolved, resolve};
 use crate::image::rootfs_digest::{
@@ -18,9 +19,19 @@ use clap::Args;
      modification times left out. It is the same in any store, on any file system."
 ))]
 pub struct VerifyArgs {
-    /// Image (name, ID or digest) whose merged root filesystem to digest
-    #[arg(long, value_name = "IMAGE", required = true)]
+    /// Image (name, ID or digest) whose merged root filesystem to digest (without it: the project's environment, against hutch.lock)
+    #[arg(long, value_name = "IMAGE")]
     image: Option<String>,
+    /// The project's root directory (with hutch.toml and hutch.lock), without --image
+    #[arg(
+        long = "dir",
+        value_name = "DIR",
+        default_value = ".",
+        conflicts_with = "image"
+    )]
+    dir: std::path::PathBuf,
+    #[command(flatten)]
+    tls: crate::cli::flags::TlsVerify,
     /// The rootfs digest the image must have (sha256:...): exit 1 when it differs
     #[arg(long, value_name = "DIGEST")]
     expect: Option<String>,
@@ -32,7 +43,24 @@ pub struct VerifyArgs {
 pub fn verify(a: VerifyArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let Some(name) = a.image else {
-        bail!("give the image to digest with --image IMAGE");
+        if a.expect.is_some() || a.compare.is_some() {
+            bail!("--expect and --compare go with --image IMAGE");
+        }
+        let v = crate::project::locking::verify(&store, &a.dir, a.tls.tls_verify)?;
+        println!("{}", v.found);
+        if v.matches() {
+            eprintln!(
+                "the environment's root filesystem ({}) is the one hutch.lock records",
+                v.image
+            );
+            return Ok(0);
+        }
+        eprintln!(
+            "hutch: the environment's root filesystem ({}) has rootfs digest {}, but hutch.lock \
+             records {}",
+            v.image, v.found, v.expected
+        );
+        return Ok(1);
     };
     let expect = match &a.expect {
         Some(e) => Some(Digest::parse(e).with_context(|| {

@@ -53,10 +53,26 @@ pub(crate) struct Lock {
     pub(crate) profile: String,
     /// The hash of the setup commands.
     pub(crate) setup: String,
+    /// The environment's root filesystem, for `hutch verify` (an
+    /// environment built from a Containerfile has none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) env: Option<EnvRootfs>,
     /// Reference as written -> platform (`os/arch[/variant]`) -> manifest
     /// digest.
     #[serde(default)]
     pub(crate) images: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// `[env]` of the lock: the environment's image as pinned for the host's
+/// platform and its rootfs digest (`image::rootfs_digest`, of that
+/// version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EnvRootfs {
+    /// `NAME@DIGEST`.
+    pub(crate) image: String,
+    pub(crate) rootfs: String,
+    pub(crate) rootfs_version: u32,
 }
 
 /// What the lock was made from, to compare with a lock on disk.
@@ -131,9 +147,7 @@ impl Lock {
         })
     }
 
-    /// `reference` pinned for `platform`: `NAME@DIGEST` (what `hutch
-    /// shell`/`up` will pull and run; they are still to come).
-    #[allow(dead_code)]
+    /// `reference` pinned for `platform`: `NAME@DIGEST`.
     pub(crate) fn pinned(&self, reference: &str, platform: &str) -> Option<String> {
         let digest = self.images.get(reference)?.get(platform)?;
         let name = reference.split('@').next().unwrap_or(reference);
@@ -227,6 +241,7 @@ pub(crate) fn resolve(
         manifest: inputs.manifest.to_string(),
         profile: inputs.profile.to_string(),
         setup: inputs.setup.to_string(),
+        env: None,
         images,
     })
 }

@@ -10,7 +10,7 @@
 //! committed here): it is pinned to its stored digest for the host's
 //! platform, with a warning that others cannot pull it.
 
-use super::lock::{Inputs, Lock, Mode, resolve};
+use super::lock::{EnvRootfs, Inputs, Lock, Mode, resolve};
 use super::manifest::{BuildSpec, ImageSource, Manifest, ProfileChoice};
 use crate::build::containerfile;
 use crate::build::stages::{Base, FromRef, Stages, from_flags};
@@ -138,7 +138,7 @@ pub(crate) fn lock(store: &crate::store::Store, req: &LockRequest) -> Result<Loc
             Err(remote) => local_only(store, reference, platform == host).ok_or(remote),
         }
     };
-    let lock = resolve(
+    let mut lock = resolve(
         &refs,
         &platforms,
         &inputs,
@@ -146,6 +146,7 @@ pub(crate) fn lock(store: &crate::store::Store, req: &LockRequest) -> Result<Loc
         &req.mode,
         &mut resolver,
     )?;
+    lock.env = env_rootfs(store, &m, &lock, previous.as_ref(), &req.mode, tls)?;
     let written = previous.as_ref() != Some(&lock);
     if written && req.mode != Mode::Frozen {
         lock.write(&req.root)?;
@@ -171,4 +172,119 @@ fn local_only(store: &crate::store::Store, reference: &str, host: bool) -> Optio
         }
         crate::image::resolve::Resolved::Host => None,
     }
+}
+
+/// The environment's image as pinned for the host, pulled by its digest
+/// if the store lacks it, and its rootfs digest; the previous lock's when
+/// it names the same pinned image (nothing pulled). `None` for an
+/// environment built from a Containerfile (not recorded yet).
+fn env_rootfs(
+    store: &crate::store::Store,
+    m: &Manifest,
+    lock: &Lock,
+    previous: Option<&Lock>,
+    mode: &Mode,
+    tls: Option<bool>,
+) -> Result<Option<EnvRootfs>> {
+    let ImageSource::Image(reference) = &m.env.source else {
+        return Ok(None);
+    };
+    let host = Platform::host().to_string();
+    let pinned = lock
+        .pinned(reference, &host)
+        .with_context(|| format!("internal error: {reference} is not pinned for {host}"))?;
+    if let Some(prev) = previous.and_then(|p| p.env.as_ref())
+        && prev.image == pinned
+        && prev.rootfs_version == crate::image::rootfs_digest::ROOTFS_DIGEST_VERSION
+    {
+        return Ok(Some(prev.clone()));
+    }
+    if *mode == Mode::Frozen {
+        bail!(
+            "--frozen: hutch.lock has no rootfs digest of {pinned}; run `hutch lock` and commit \
+             hutch.lock"
+        );
+    }
+    let rootfs = pinned_rootfs(store, &pinned, tls)?;
+    Ok(Some(EnvRootfs {
+        image: pinned,
+        rootfs: rootfs.to_string(),
+        rootfs_version: crate::image::rootfs_digest::ROOTFS_DIGEST_VERSION,
+    }))
+}
+
+/// The rootfs digest of `NAME@DIGEST`, pulled (verified by its digest)
+/// when the store lacks it.
+pub(crate) fn pinned_rootfs(
+    store: &crate::store::Store,
+    pinned: &str,
+    tls: Option<bool>,
+) -> Result<Digest> {
+    crate::run::pull_policy::pull_first(
+        store,
+        pinned,
+        crate::run::pull_policy::PullPolicy::Missing,
+        tls,
+    )?;
+    match crate::image::resolve::resolve(store, pinned)? {
+        crate::image::resolve::Resolved::Stored { image, .. } => {
+            Ok(crate::image::rootfs_digest::image_rootfs_digest(store, &image)?.digest)
+        }
+        crate::image::resolve::Resolved::Host => bail!("{pinned} is not an image"),
+    }
+}
+
+/// What `hutch verify` of a project found.
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    pub(crate) image: String,
+    pub(crate) expected: String,
+    pub(crate) found: Digest,
+}
+
+impl Verified {
+    pub(crate) fn matches(&self) -> bool {
+        self.found.as_str() == self.expected
+    }
+}
+
+/// `hutch verify` of the project at `root`: its environment's root
+/// filesystem, pulled by the lock's pin if missing, digested and compared
+/// with the lock's. A missing or stale lock stops it with the fix.
+pub(crate) fn verify(
+    store: &crate::store::Store,
+    root: &Path,
+    tls: Option<bool>,
+) -> Result<Verified> {
+    let m = Manifest::load(root)?;
+    let Some(lock) = Lock::read(root)? else {
+        bail!(
+            "{} has no hutch.lock; run `hutch lock` first",
+            root.display()
+        );
+    };
+    if let Some(why) = lock.stale(&inputs(&m)?) {
+        bail!("{why}");
+    }
+    let Some(env) = &lock.env else {
+        bail!(
+            "hutch.lock records no rootfs digest of the environment (an environment built from \
+             a Containerfile is not verified yet); `hutch lock --update` records it for an image"
+        );
+    };
+    if env.rootfs_version != crate::image::rootfs_digest::ROOTFS_DIGEST_VERSION {
+        bail!(
+            "hutch.lock's rootfs digest is of version {} (this hutch computes version {}); \
+             `hutch lock --update` records it again",
+            env.rootfs_version,
+            crate::image::rootfs_digest::ROOTFS_DIGEST_VERSION
+        );
+    }
+    let _shared = store.lock_shared()?;
+    let found = pinned_rootfs(store, &env.image, tls)?;
+    Ok(Verified {
+        image: env.image.clone(),
+        expected: env.rootfs.clone(),
+        found,
+    })
 }

@@ -37,8 +37,7 @@ fn signal(store: &Store, c: &ContainerInfo, sig: i32) -> Result<bool> {
         // Its exit is recorded and its keeper is finishing (it lets go of
         // the lock a moment later): stopped already. A lock still held
         // after that is a `cp`/`export` (or a start): busy.
-        if c.state.status == Status::Exited
-            && store.wait_stopped(&c.state.id, Some(FINISHING_WAIT))
+        if c.state.status == Status::Exited && store.wait_stopped(&c.state.id, Some(FINISHING_WAIT))
         {
             return Ok(false);
         }
