@@ -426,7 +426,9 @@ fn build_stage(shared: &Shared, stage: &Stage) -> Result<ImageState> {
                 declare_args(shared, &mut args, decls, &state, escape).map_err(at)?;
                 continue;
             }
-            Instruction::From(_) => unreachable!("stages start at FROM"),
+            Instruction::From(_) => {
+                return Err(at(anyhow!("internal error: FROM inside a stage")));
+            }
             Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {
                 layer_step(shared, stage, step, &mut state, &args).map_err(at)?
             }
@@ -522,7 +524,11 @@ fn lookup(shared: &Shared, key: &Digest) -> Option<CachedStep> {
     if shared.opts.no_cache {
         None
     } else {
-        shared.store.build_cache_lookup(key)
+        // An entry whose config is not an object is damaged: a miss.
+        shared
+            .store
+            .build_cache_lookup(key)
+            .filter(|hit| hit.config.is_object())
     }
 }
 
