@@ -294,10 +294,7 @@ pub(crate) fn write_archive_layer<W: Write>(
             let mut nh = tar::Header::new_gnu();
             nh.set_entry_type(kind);
             nh.set_mode(match (stamp.chmod, kind) {
-                (Some(m), tar::EntryType::Symlink) => {
-                    let _ = m;
-                    0o777
-                }
+                (_, tar::EntryType::Symlink) => 0o777,
                 (Some(m), _) => m,
                 (None, _) => mode,
             });

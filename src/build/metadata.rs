@@ -294,7 +294,7 @@ pub(crate) fn apply(
             format!("SHELL {}", serde_json::to_string(v).unwrap_or_default())
         }
         Instruction::Healthcheck(h) => {
-            let value = healthcheck(state, h)?;
+            let value = healthcheck(h)?;
             state.container().insert("Healthcheck".into(), value);
             match h {
                 Healthcheck::None => "HEALTHCHECK NONE".into(),
@@ -371,7 +371,7 @@ pub(crate) fn workdir(current: &str, w: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-fn healthcheck(state: &ImageState, h: &Healthcheck) -> Result<Value, String> {
+fn healthcheck(h: &Healthcheck) -> Result<Value, String> {
     match h {
         Healthcheck::None => Ok(json!({"Test": ["NONE"]})),
         Healthcheck::Check {
@@ -390,7 +390,6 @@ fn healthcheck(state: &ImageState, h: &Healthcheck) -> Result<Value, String> {
                 }
                 Command::Shell(text) => vec!["CMD-SHELL".into(), text.clone()],
             };
-            let _ = state;
             let mut v = json!({ "Test": test });
             for (key, d) in [
                 ("Interval", interval),
