@@ -581,36 +581,43 @@ fn layer_step(
             // The history shows the RUN as written; the key also names the
             // stages its mounts take files from.
             let shown = text.clone();
-            let mut stage_dirs = BTreeMap::new();
+            // What each `--mount=from=` names goes into the key; its files
+            // are merged only when the step runs.
+            enum MountSource {
+                Stage(Arc<StageOut>),
+                Image(ImageState),
+            }
+            let mut sources = Vec::new();
             for m in &run.mounts {
                 if let Some(from) = &m.from {
-                    let dir = match shared.stages.resolve_from(from, stage.index, step.line)? {
-                        FromRef::Stage(i) => {
-                            let out = shared.wait(i)?;
-                            text.push_str(&format!(
-                                "\n--mount from {from} = {}",
-                                parent_text(&out.state.parent)
-                            ));
-                            shared.stage_tree(&out)?
-                        }
-                        FromRef::Image(name) => {
-                            let img = shared.image(&name)?;
-                            text.push_str(&format!(
-                                "\n--mount from {from} = {}",
-                                parent_text(&img.parent)
-                            ));
-                            let dir = shared.tmp_dir("build-image");
-                            stage_tree::merge(&img.lowers(store)?, &["/".into()], &dir)?;
-                            dir
-                        }
+                    let source = match shared.stages.resolve_from(from, stage.index, step.line)? {
+                        FromRef::Stage(i) => MountSource::Stage(shared.wait(i)?),
+                        FromRef::Image(name) => MountSource::Image(shared.image(&name)?),
                     };
-                    stage_dirs.insert(from.clone(), dir);
+                    let parent = match &source {
+                        MountSource::Stage(out) => &out.state.parent,
+                        MountSource::Image(img) => &img.parent,
+                    };
+                    text.push_str(&format!("\n--mount from {from} = {}", parent_text(parent)));
+                    sources.push((from.clone(), source));
                 }
             }
             let key = plain_key(shared, state, &text, args, &used);
             if let Some(hit) = lookup(shared, &key) {
                 take_cached(state, hit, key);
                 return Ok(false);
+            }
+            let mut stage_dirs = BTreeMap::new();
+            for (from, source) in sources {
+                let dir = match source {
+                    MountSource::Stage(out) => shared.stage_tree(&out)?,
+                    MountSource::Image(img) => {
+                        let dir = shared.tmp_dir("build-image");
+                        stage_tree::merge(&img.lowers(store)?, &["/".into()], &dir)?;
+                        dir
+                    }
+                };
+                stage_dirs.insert(from, dir);
             }
             let settings = RunSettings {
                 store,
