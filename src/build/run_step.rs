@@ -444,11 +444,11 @@ pub(crate) fn remove_mount_points(upper: &Path, lowers: &[PathBuf], points: &[St
 /// launcher's mount points, copied up to hold them).
 pub(crate) fn changed_nothing(upper: &Path, lowers: &[PathBuf]) -> Result<bool> {
     use crate::image::upper::{Entry, Kind, walk};
-    let mut nothing = true;
-    walk(upper, &mut |e: Entry| {
-        if !nothing {
-            return Ok(());
-        }
+    /// Ends the walk at the first change.
+    #[derive(Debug, thiserror::Error)]
+    #[error("a change")]
+    struct Changed;
+    let walked = walk(upper, &mut |e: Entry| {
         let rel = Path::new(std::ffi::OsStr::from_bytes(&e.path));
         let same_dir = matches!(e.kind, Kind::Dir { opaque: false })
             && lowers.iter().any(|l| {
@@ -456,12 +456,17 @@ pub(crate) fn changed_nothing(upper: &Path, lowers: &[PathBuf]) -> Result<bool> 
                 p.symlink_metadata().is_ok_and(|m| m.is_dir())
                     && lower_dir_matches(&p, e.uid, e.gid, e.mode)
             });
-        if !same_dir {
-            nothing = false;
+        if same_dir {
+            Ok(())
+        } else {
+            Err(Changed.into())
         }
-        Ok(())
-    })?;
-    Ok(nothing)
+    });
+    match walked {
+        Ok(()) => Ok(true),
+        Err(e) if e.downcast_ref::<Changed>().is_some() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the lower directory at `p` has this owner and mode (its
