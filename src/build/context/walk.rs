@@ -252,15 +252,8 @@ impl Context {
         let wildcard = NameGlob::new(part).ok().flatten().is_some();
         for name in self.names(dir, rel, part, source)? {
             let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-            let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(Errno::NOENT) => continue,
-                Err(e) => {
-                    return Err(err(
-                        format_args!("reading {} in the build context", child.display()),
-                        e,
-                    ));
-                }
+            let Some(st) = stat_child(dir, &name, &child)? else {
+                continue;
             };
             if !rest.is_empty() {
                 if FileType::from_raw_mode(st.st_mode) == FileType::Symlink && !wildcard {
@@ -324,15 +317,8 @@ impl Context {
         names.sort();
         for name in names {
             let child = rel.join(std::ffi::OsStr::from_bytes(&name));
-            let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(Errno::NOENT) => continue,
-                Err(e) => {
-                    return Err(err(
-                        format_args!("reading {} in the build context", child.display()),
-                        e,
-                    ));
-                }
+            let Some(st) = stat_child(dir, &name, &child)? else {
+                continue;
             };
             let excluded = ignore.is_excluded(&text(&child));
             if is_dir(&st) {
@@ -355,6 +341,19 @@ impl Context {
 }
 
 /// The names in a directory, without `.` and `..`.
+/// `name` in `dir` (known as `child`), not following a symlink; `None`
+/// when it went away since it was listed.
+fn stat_child(dir: BorrowedFd<'_>, name: &[u8], child: &Path) -> Result<Option<Stat>, String> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(err(
+            format_args!("reading {} in the build context", child.display()),
+            e,
+        )),
+    }
+}
+
 fn read_names(dir: BorrowedFd<'_>, rel: &Path) -> Result<Vec<Vec<u8>>, String> {
     let shown = if rel.as_os_str().is_empty() {
         Path::new(".")
