@@ -125,6 +125,9 @@ pub struct RunArgs {
     /// CTRPORT alone (or HOSTIP::CTRPORT) takes a free host port
     #[arg(short, long = "publish", value_name = "[[IP:]HOST:]CTR")]
     publish: Vec<String>,
+    /// Add a line to the container's /etc/hosts (NAME:IP)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_host: Vec<String>,
     /// MTU of the container's eth0 with --network slirp [default: 65520]
     #[arg(long, value_name = "BYTES")]
     mtu: Option<u32>,
@@ -209,6 +212,8 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         restart: a.restart,
         stop_signal: a.stop_signal,
         stop_timeout: a.stop_timeout,
+        add_hosts: a.add_host,
+        pause: false,
     };
     let pull = PullOptions {
         policy: a.pull,
@@ -269,6 +274,8 @@ mod tests {
         // -p lets the host reach the container; the container reaches nothing
         // more (and -p needs slirp, which only --network can turn on).
         ("publish", FlagEffect::Neutral),
+        // A name the container resolves itself; it reaches nothing more.
+        ("add_host", FlagEffect::Neutral),
         ("mtu", FlagEffect::Neutral),
         ("hostname", FlagEffect::Neutral),
         ("workdir", FlagEffect::Neutral),

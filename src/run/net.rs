@@ -166,3 +166,64 @@ mod tests {
         );
     }
 }
+
+/// `--add-host NAME:IP` (an IPv6 address after the first colon, with or
+/// without brackets).
+pub(crate) fn parse_add_host(s: &str) -> Result<crate::sandbox::spec::HostEntry> {
+    let bad =
+        |why: &str| anyhow::anyhow!("--add-host {s:?}: {why}; write NAME:IP (e.g. db:127.0.0.1)");
+    let (name, ip) = s.split_once(':').ok_or_else(|| bad("no `:`"))?;
+    let ok_name = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && !name.starts_with(['-', '.']);
+    if !ok_name {
+        return Err(bad(
+            "the name must be a host name (letters, digits, `-`, `.`, `_`)",
+        ));
+    }
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let ip = ip
+        .parse()
+        .map_err(|_| bad("not an IP address after the `:`"))?;
+    Ok(crate::sandbox::spec::HostEntry {
+        name: name.to_string(),
+        ip,
+    })
+}
+
+#[cfg(test)]
+mod add_host_tests {
+    use super::parse_add_host;
+
+    #[test]
+    fn add_host_values() {
+        let e = parse_add_host("db:127.0.0.1").unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.ip.to_string().as_str()),
+            ("db", "127.0.0.1")
+        );
+        let e = parse_add_host("v6.local:[::1]").unwrap();
+        assert_eq!(e.ip.to_string(), "::1");
+        assert_eq!(
+            parse_add_host("x:fe80::2").unwrap().ip.to_string(),
+            "fe80::2"
+        );
+        for bad in [
+            "db",
+            ":1.2.3.4",
+            "d b:1.2.3.4",
+            "db:host",
+            "-x:1.2.3.4",
+            "db:",
+        ] {
+            let e = parse_add_host(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--add-host") && e.contains("NAME:IP"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

@@ -76,6 +76,12 @@ pub struct RunRequest {
     /// `--stop-signal` (checked by the caller) and `--stop-timeout`.
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u64>,
+    /// `--add-host NAME:IP`: lines added to the container's /etc/hosts.
+    pub add_hosts: Vec<String>,
+    /// No command: the container only holds its namespaces for `exec`
+    /// (see `ProcessSpec::pause`); `command`, `entrypoint`, `-t`, `-i` are
+    /// ignored.
+    pub pause: bool,
 }
 
 /// The image part of a plan.
@@ -270,17 +276,19 @@ fn volume_mount(store: &Store, v: &crate::profile::VolumeMount, flag: &str) -> R
 
 /// Resolve a run into its spec. `id`, `name` and `dir` (the container's
 /// directory in the store, which need not exist yet) come from the caller.
+/// What a run joining another container's network takes from it.
+struct Joined {
+    join: NetJoin,
+    mode: NetworkMode,
+    /// Its id maps: its user namespace is joined too (a network namespace
+    /// can only be entered from the user namespace that owns it).
+    id_maps: crate::sandbox::spec::IdMaps,
+}
+
 /// `--network container:TARGET`: the running container whose network
 /// namespace (and stack, ports, DNS) a run shares, as Podman's pods do,
-/// and its network mode. Its user namespace is joined too (a network
-/// namespace can only be entered from the user namespace that owns it),
-/// so both must map ids the same way.
-fn joined_network(
-    store: &Store,
-    target: &str,
-    publish: &[String],
-    id_maps: &crate::sandbox::spec::IdMaps,
-) -> Result<(NetJoin, NetworkMode)> {
+/// its network mode and its id maps.
+fn joined_network(store: &Store, target: &str, publish: &[String]) -> Result<Joined> {
     let c = store.find_container(target)?;
     let name = &c.state.name;
     if !c.alive {
@@ -299,20 +307,14 @@ fn joined_network(
     if theirs.network == NetworkMode::Host {
         bail!("--network container:{name}: {name} uses the host's network; use --network host");
     }
-    if theirs.id_maps.uid != id_maps.uid || theirs.id_maps.gid != id_maps.gid {
-        bail!(
-            "--network container:{name}: {name} maps user ids differently (its profile's `user` \
-             settings or -u differ), and sharing its network means sharing its user namespace; \
-             run both with the same profile"
-        );
-    }
-    Ok((
-        NetJoin {
+    Ok(Joined {
+        join: NetJoin {
             container: name.clone(),
             dir,
         },
-        theirs.network,
-    ))
+        mode: theirs.network,
+        id_maps: theirs.id_maps,
+    })
 }
 
 /// How a container's command and user were asked for, which its spec
@@ -364,8 +366,12 @@ pub(crate) fn resolve_with_origin(
         img.cmd.clone()
     };
     let origin_entrypoint = entrypoint.clone();
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-    if args.is_empty() {
+    let args: Vec<String> = if req.pause {
+        Vec::new()
+    } else {
+        entrypoint.into_iter().chain(cmd).collect()
+    };
+    if args.is_empty() && !req.pause {
         bail!(
             "no command to run: image {} has no Entrypoint or Cmd; give one after the image name (`hutch run {} -- sh`)",
             req.image,
@@ -373,8 +379,19 @@ pub(crate) fn resolve_with_origin(
         );
     }
 
+    // A container joining another's network joins its user namespace
+    // (which owns that network namespace), so its ids are mapped as the
+    // other's are.
+    let joined = match &req.network_container {
+        Some(target) => Some(joined_network(store, target, &req.publish)?),
+        None => None,
+    };
+
     // User.
-    let id_maps = idmap::plan(profile.user.keep_id && req.user.is_none());
+    let id_maps = match &joined {
+        Some(j) => j.id_maps.clone(),
+        None => idmap::plan(profile.user.keep_id && req.user.is_none()),
+    };
     let accounts = Accounts::of_image(&img.lowers);
     let mut add_accounts = AddAccounts::default();
     let user = if let Some(u) = &req.user {
@@ -519,12 +536,22 @@ pub(crate) fn resolve_with_origin(
         bail!("the working directory {cwd_inside:?} must be an absolute path");
     }
 
-    let joined = match &req.network_container {
-        Some(target) => Some(joined_network(store, target, &req.publish, &id_maps)?),
-        None => None,
-    };
+    if let Some(j) = &joined
+        && !(id_maps.maps_uid(user.uid) && id_maps.maps_gid(user.gid))
+    {
+        bail!(
+            "--network container:{}: the user {}:{} is not mapped in {}'s user namespace, \
+             which this container joins with its network; run it as a user that is (with `-u`), \
+             or start {} with a subordinate id range (`hutch check` says how)",
+            j.join.container,
+            user.uid,
+            user.gid,
+            j.join.container,
+            j.join.container
+        );
+    }
     let network = match &joined {
-        Some((_, mode)) => *mode,
+        Some(j) => j.mode,
         None => req.network.unwrap_or(profile.network.mode),
     };
     // A bad -p fails here, before anything is created (--dry-run too).
@@ -532,6 +559,11 @@ pub(crate) fn resolve_with_origin(
         .publish
         .iter()
         .map(|p| crate::net::parse_publish(p))
+        .collect::<Result<Vec<_>>>()?;
+    let add_hosts = req
+        .add_hosts
+        .iter()
+        .map(|h| net::parse_add_host(h))
         .collect::<Result<Vec<_>>>()?;
     if !req.publish.is_empty() && network != NetworkMode::Slirp {
         bail!(
@@ -608,6 +640,7 @@ pub(crate) fn resolve_with_origin(
             stdin: req.interactive,
             preserve_fds: req.preserve_fds,
             add_accounts,
+            pause: req.pause,
         },
         hostname,
         id_maps,
@@ -621,7 +654,8 @@ pub(crate) fn resolve_with_origin(
             block_private: profile.network.block_private,
             publish,
             dns_upstreams,
-            join: joined.map(|(j, _)| j),
+            join: joined.map(|j| j.join),
+            add_hosts,
         },
         security: SecuritySpec {
             seccomp,

@@ -257,6 +257,9 @@ fn init(plan: &ChildPlan) -> ! {
         );
     }
     sys::scrub_environment();
+    if plan.cmd.process.pause {
+        pause(plan);
+    }
     let cmd = match sys::fork() {
         Ok(Forked::Child) => command(&plan.cmd, tty.as_ref()),
         Ok(Forked::Parent(p)) => p,
@@ -289,6 +292,29 @@ fn init(plan: &ChildPlan) -> ! {
             }
         } else {
             sys::kill(cmd, sig);
+        }
+    }
+}
+
+/// Init with no command (`ProcessSpec::pause`): it closes every
+/// descriptor (so a detached launcher hears that it started), then reaps
+/// what `exec` starts until it is told to stop, and exits 0.
+fn pause(plan: &ChildPlan) -> ! {
+    if let Err(e) = sys::close_fds_from(0, false) {
+        fail(
+            plan,
+            &format!(
+                "closing the init's descriptors: {}",
+                std::io::Error::from(e)
+            ),
+        );
+    }
+    let all = SigSet::full();
+    loop {
+        match sys::wait_signal(&all) {
+            libc::SIGCHLD => while let Ok(Some(_)) = sys::wait(-1, true) {},
+            libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => sys::exit_now(0),
+            _ => {}
         }
     }
 }

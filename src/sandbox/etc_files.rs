@@ -24,6 +24,9 @@ pub fn write(spec: &SandboxSpec) -> Result<()> {
             hosts.push_str("10.0.2.2\thost.hutch.internal\n");
         }
     }
+    for e in &spec.net.add_hosts {
+        hosts.push_str(&format!("{}\t{}\n", e.ip, e.name));
+    }
     let resolv = match spec.network {
         NetworkMode::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         NetworkMode::None => "# no network (hutch --network none)\n".to_string(),

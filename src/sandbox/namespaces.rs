@@ -365,6 +365,60 @@ pub fn request(dir: &Path) -> Result<(Namespaces, JoinInfo), JoinError> {
     }
 }
 
+/// Whether something listens on TCP `port` of 127.0.0.1 in the network
+/// namespace of the running container in `dir` (a project's `ready = {
+/// tcp = PORT }`): a forked child enters its user and network namespaces
+/// and connects (a refused connection on loopback is answered at once).
+/// Only hutch's own code runs there; the child uses syscalls only.
+pub fn tcp_accepts(dir: &Path, port: u16) -> Result<bool> {
+    let (mut ns, _) = request(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(net) = ns.take_network() else {
+        bail!("the container uses the host's network: it has no namespace of its own to probe");
+    };
+    let child = match crate::sys::fork() {
+        Ok(crate::sys::Forked::Child) => {
+            let code = match ns.enter_user().and_then(|()| {
+                rustix::thread::move_into_link_name_space(net.as_fd(), Some(Ns::Network))
+            }) {
+                Err(_) => 2,
+                Ok(()) => match connect_loopback(port) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                },
+            };
+            crate::sys::exit_now(code)
+        }
+        Ok(crate::sys::Forked::Parent(pid)) => pid,
+        Err(e) => return Err(std::io::Error::from(e)).context("forking the port probe"),
+    };
+    drop(net);
+    let status = loop {
+        match crate::sys::wait(child, false) {
+            Ok(Some((_, status))) => break status,
+            Ok(None) | Err(Errno::INTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e)).context("waiting for the port probe"),
+        }
+    };
+    match crate::sys::exit_code(status) {
+        0 => Ok(true),
+        1 => Ok(false),
+        _ => bail!("the port probe could not enter the container's network namespace"),
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port`, closed at once. Syscalls only.
+fn connect_loopback(port: u16) -> Result<(), Errno> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, socket_with};
+    let sock = socket_with(
+        AddressFamily::INET,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        Some(ipproto::TCP),
+    )?;
+    let addr = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+    rustix::net::connect(&sock, &addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

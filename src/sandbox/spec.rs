@@ -96,6 +96,12 @@ pub struct ProcessSpec {
     /// `keep_id`'s entries, as Podman's keep-id adds them.
     #[serde(default)]
     pub add_accounts: AddAccounts,
+    /// No command (`args` is empty): the container's init only waits,
+    /// reaping what `exec` starts in it, until it gets TERM, INT, HUP or
+    /// QUIT, and then exits 0 (Podman's pause container). A project's
+    /// environment runs so, for `hutch shell` to join.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause: bool,
 }
 
 impl ProcessSpec {
@@ -223,6 +229,16 @@ pub struct NetSpec {
     /// making one; its stack serves both.
     #[serde(default)]
     pub join: Option<NetJoin>,
+    /// `--add-host NAME:IP`: lines added to the container's /etc/hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_hosts: Vec<HostEntry>,
+}
+
+/// One line added to /etc/hosts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostEntry {
+    pub name: String,
+    pub ip: std::net::IpAddr,
 }
 
 /// The container whose network a run shares.
