@@ -77,6 +77,12 @@ pub(crate) struct BuildOptions {
     pub(crate) labels: Vec<(String, String)>,
     pub(crate) quiet: bool,
     pub(crate) source_date_epoch: Option<i64>,
+    /// Image references replaced before they are pulled or looked up
+    /// (FROM and `--from` images): a project's lock pins them
+    /// (`NAME:TAG` → `NAME@DIGEST`).
+    pub(crate) pins: BTreeMap<String, String>,
+    /// The Containerfile's name and text, instead of reading `file`.
+    pub(crate) text: Option<(String, String)>,
 }
 
 /// The image a build made.
@@ -142,10 +148,15 @@ fn containerfile(opts: &BuildOptions) -> Result<PathBuf> {
 
 /// Run a build.
 pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
-    let file_path = containerfile(opts)?;
+    let file_path = match &opts.text {
+        Some(_) => PathBuf::new(),
+        None => containerfile(opts)?,
+    };
     // `-f -`: the Containerfile on stdin.
     let stdin = file_path.as_os_str() == "-";
-    let (file_name, text) = if stdin {
+    let (file_name, text) = if let Some(given) = &opts.text {
+        given.clone()
+    } else if stdin {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
             .context("reading the Containerfile from standard input")?;
@@ -169,7 +180,8 @@ pub(crate) fn build(store: &Store, opts: &BuildOptions) -> Result<Built> {
     let context_path = std::fs::canonicalize(&opts.context)
         .with_context(|| format!("opening the build context {}", opts.context.display()))?;
     let context = Context::open(&context_path).map_err(|e| anyhow!(e))?;
-    let ignore = Ignore::load(&context_path, (!stdin).then_some(file_path.as_path()))
+    let in_file = !stdin && opts.text.is_none();
+    let ignore = Ignore::load(&context_path, in_file.then_some(file_path.as_path()))
         .map_err(|e| anyhow!(e))?;
     warn_unused_args(&parsed.steps, &stages, opts);
     tracing::debug!("ignore patterns: {:?}", ignore.patterns());
@@ -353,6 +365,7 @@ impl Shared<'_> {
 
     /// The image `name`, pulled as `--pull` says.
     fn image(&self, name: &str) -> Result<ImageState> {
+        let name = self.opts.pins.get(name).map_or(name, String::as_str);
         // `--pull always` pulls each image once per build.
         let first = self
             .pulled

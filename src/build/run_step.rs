@@ -195,6 +195,7 @@ pub(crate) fn prepare(
             stdin: false,
             preserve_fds: 0,
             add_accounts: AddAccounts::default(),
+            pause: false,
         },
         hostname: "hutch-build".into(),
         id_maps: crate::run::idmap::plan(false),
@@ -207,6 +208,7 @@ pub(crate) fn prepare(
             publish: Vec::new(),
             dns_upstreams,
             join: None,
+            add_hosts: Vec::new(),
         },
         security: SecuritySpec {
             seccomp: SeccompLevel::Default,

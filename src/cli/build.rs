@@ -144,6 +144,8 @@ pub fn build(a: BuildArgs, store: Result<Store>) -> Result<i32> {
             .collect::<Result<_>>()?,
         quiet: a.quiet,
         source_date_epoch,
+        pins: Default::default(),
+        text: None,
     };
     let started = std::time::Instant::now();
     let built = run_build(&store, &opts)?;
