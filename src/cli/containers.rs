@@ -18,6 +18,10 @@ pub struct PsArgs {
     /// repeat a key for either value
     #[arg(short, long, value_name = "KEY=VALUE")]
     filter: Vec<String>,
+    /// Only the containers of the project here (the hutch.toml at or above
+    /// the current directory), stopped ones too, with their service names
+    #[arg(long)]
+    project: bool,
     #[command(flatten)]
     format: FormatFlag,
     #[command(flatten)]
@@ -26,6 +30,9 @@ pub struct PsArgs {
 
 #[derive(serde::Serialize)]
 struct PsRow {
+    /// With --project: `env` or the service's name
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<String>,
     id: String,
     name: String,
     image: String,
@@ -47,12 +54,24 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let filter = crate::store::containers::ContainerFilter::parse(&a.filter)?;
     // A status filter looks at every container, as in Podman.
-    let all = a.all || a.filter.iter().any(|f| f.starts_with("status="));
-    let rows: Vec<PsRow> = store
-        .list_containers()?
+    let all = a.all || a.project || a.filter.iter().any(|f| f.starts_with("status="));
+    let listed: Vec<(Option<String>, _)> = if a.project {
+        crate::project::services::ps(&store, std::path::Path::new("."))?
+            .into_iter()
+            .map(|l| (Some(l.service), l.info))
+            .collect()
+    } else {
+        store
+            .list_containers()?
+            .into_iter()
+            .map(|c| (None, c))
+            .collect()
+    };
+    let rows: Vec<PsRow> = listed
         .into_iter()
-        .filter(|c| (all || c.state_word() == "running") && filter.matches(c))
-        .map(|c| PsRow {
+        .filter(|(_, c)| (all || c.state_word() == "running") && filter.matches(c))
+        .map(|(service, c)| PsRow {
+            service,
             status: c.status_text(),
             state: c.state_word().to_string(),
             id: c.state.id,
@@ -83,7 +102,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                     if cmd.chars().count() > 30 {
                         cmd = cmd.chars().take(27).collect::<String>() + "...";
                     }
-                    vec![
+                    let mut row = vec![
                         r.id.get(..12).unwrap_or(&r.id).to_string(),
                         r.image.clone(),
                         cmd,
@@ -96,21 +115,26 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                             String::new()
                         },
                         r.name.clone(),
-                    ]
+                    ];
+                    if let Some(s) = &r.service {
+                        row.insert(0, s.clone());
+                    }
+                    row
                 })
                 .collect();
-            output::print(&output::table(
-                &[
-                    "CONTAINER ID",
-                    "IMAGE",
-                    "COMMAND",
-                    "CREATED",
-                    "STATUS",
-                    "PORTS",
-                    "NAME",
-                ],
-                &table,
-            ));
+            let mut header = vec![
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PORTS",
+                "NAME",
+            ];
+            if a.project {
+                header.insert(0, "SERVICE");
+            }
+            output::print(&output::table(&header, &table));
         }
     }
     Ok(0)

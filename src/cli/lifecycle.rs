@@ -24,7 +24,8 @@ pub struct LogsArgs {
     /// Start each line with the time it was written
     #[arg(short, long)]
     timestamps: bool,
-    /// Container name, ID or unique ID prefix
+    /// Container name, ID or unique ID prefix; or a service of the project
+    /// here (hutch.toml at or above the current directory)
     container: String,
 }
 
@@ -44,7 +45,14 @@ pub fn logs(a: LogsArgs, store: Result<Store>) -> Result<i32> {
     let mut err = std::io::stderr().lock();
     // At the start of a line of each stream (for --timestamps).
     let mut line_start = [true, true];
-    crate::run::logs(&store, &a.container, &opts, &mut |r, stamps| {
+    let key = match store.lookup_container(&a.container)? {
+        Some(_) => a.container.clone(),
+        None => {
+            crate::project::services::service_container(std::path::Path::new("."), &a.container)
+                .unwrap_or_else(|| a.container.clone())
+        }
+    };
+    crate::run::logs(&store, &key, &opts, &mut |r, stamps| {
         let to_out = crate::run::is_stdout(r);
         let w: &mut dyn Write = if to_out { &mut out } else { &mut err };
         let slot = usize::from(!to_out);

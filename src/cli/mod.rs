@@ -138,6 +138,12 @@ enum Command {
     Init(project::InitArgs),
     /// Pin every image of the project (hutch.toml) to a digest in hutch.lock
     Lock(project::LockArgs),
+    /// Enter the project's environment (hutch.toml), made from hutch.lock on first use
+    Shell(project::ShellArgs),
+    /// Start the project's services (and its environment), each once ready
+    Up(project::UpArgs),
+    /// Stop and remove the project's services and environment
+    Down(project::DownArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completion(completion::CompletionArgs),
     /// Write the manual pages (hutch.1, hutch-run.1, ...) into a directory
@@ -221,6 +227,9 @@ pub fn main() -> i32 {
         Command::Profile(a) => profile::run(a),
         Command::Init(a) => project::init(a),
         Command::Lock(a) => project::lock(a, open_store(&cli.root)),
+        Command::Shell(a) => project::shell(a, open_store(&cli.root)),
+        Command::Up(a) => project::up(a, open_store(&cli.root)),
+        Command::Down(a) => project::down(a, open_store(&cli.root)),
         Command::Completion(a) => completion::run(a),
         Command::Man(a) => manpages::run(a),
     };

@@ -1,6 +1,8 @@
-//! Project environments (issue 17): `hutch init`, `hutch lock`.
+//! Project environments (issue 17): `hutch init`, `hutch lock`,
+//! `hutch shell`, `hutch up`, `hutch down`.
 
 use crate::cli::flags::TlsVerify;
+use crate::project::images::Fetch;
 use crate::project::lock::Mode;
 use crate::project::locking::{LockRequest, lock as run_lock};
 use crate::project::manifest;
@@ -70,6 +72,117 @@ pub fn lock(a: LockArgs, store: Result<Store>) -> Result<i32> {
         (true, _) => eprintln!("{} is current", file.display()),
         (false, true) => eprintln!("wrote {}", file.display()),
         (false, false) => eprintln!("{} is unchanged", file.display()),
+    }
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+#[command(after_long_help = "\
+Enters the project's environment (the hutch.toml at or above DIR): its
+container is made on first use from hutch.lock (images pulled by their
+pinned digests, builds, the setup layer) and kept; it is started again
+when it stopped, and made again when hutch.lock changed. The project
+directory is mounted at the same path and you are yourself inside (the
+`dev` profile unless hutch.toml says otherwise). A second `hutch shell`
+joins the same running environment; it stops when the last shell leaves,
+unless the project's services run (`hutch up`).
+
+Exit status: the command's (125 when hutch fails).")]
+pub struct ShellArgs {
+    /// A directory of the project (its root is the nearest with hutch.toml)
+    #[arg(long = "dir", value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    #[command(flatten)]
+    tls: TlsVerify,
+    /// The command to run instead of the environment's shell (after --)
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+pub fn shell(a: ShellArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    crate::project::env::shell(
+        &store,
+        &crate::project::env::ShellRequest {
+            dir: a.dir,
+            command: a.command,
+            fetch: Fetch {
+                tls_verify: a.tls.tls_verify,
+            },
+        },
+    )
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Return once every service is ready, leaving them running
+    #[arg(short, long)]
+    detach: bool,
+    /// A directory of the project (its root is the nearest with hutch.toml)
+    #[arg(long = "dir", value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    #[command(flatten)]
+    tls: TlsVerify,
+}
+
+pub fn up(a: UpArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let started = crate::project::services::up(
+        &store,
+        &crate::project::services::UpRequest {
+            dir: a.dir.clone(),
+            fetch: Fetch {
+                tls_verify: a.tls.tls_verify,
+            },
+        },
+    )?;
+    if a.detach || started.is_empty() {
+        return Ok(0);
+    }
+    eprintln!(
+        "hutch: following the services' output; Ctrl-C stops them (`hutch up -d` leaves them running)"
+    );
+    let out = std::sync::Mutex::new(());
+    crate::project::services::follow(&store, &a.dir, &|service, record| {
+        let _one = out.lock().unwrap_or_else(|p| p.into_inner());
+        let text = String::from_utf8_lossy(&record.bytes);
+        let line = format!("{service} | {}", text);
+        let line = if line.ends_with('\n') {
+            line
+        } else {
+            line + "\n"
+        };
+        if crate::run::is_stdout(record) {
+            std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes())?;
+        } else {
+            std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes())?;
+        }
+        Ok(())
+    })?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// Remove the project's named volumes too
+    #[arg(short, long)]
+    volumes: bool,
+    /// A directory of the project (its root is the nearest with hutch.toml)
+    #[arg(long = "dir", value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+}
+
+pub fn down(a: DownArgs, store: Result<Store>) -> Result<i32> {
+    let store = store?;
+    let done = crate::project::services::down(&store, &a.dir, a.volumes)?;
+    for name in &done.removed {
+        eprintln!("hutch: removed container {name}");
+    }
+    for name in &done.volumes {
+        eprintln!("hutch: removed volume {name}");
+    }
+    if done.removed.is_empty() && done.volumes.is_empty() {
+        eprintln!("hutch: nothing of the project was there to remove");
     }
     Ok(0)
 }

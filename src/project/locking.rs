@@ -37,7 +37,7 @@ pub(crate) struct Locked {
 
 /// The image references of a build: every FROM image and `--from` image
 /// of its Containerfile.
-fn build_references(root: &Path, b: &BuildSpec) -> Result<Vec<String>> {
+pub(crate) fn build_references(root: &Path, b: &BuildSpec) -> Result<Vec<String>> {
     let path = root.join(&b.containerfile);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the Containerfile {}", path.display()))?;

@@ -18,7 +18,12 @@
 // The lock, `shell`, `up` and `verify` of issue 17 are the users of most of
 // the manifest's and the lock's API; until they land only `hutch init`
 // uses them.
+pub(crate) mod env;
+pub(crate) mod images;
 pub(crate) mod lock;
 pub(crate) mod locking;
 #[allow(dead_code)]
 pub mod manifest;
+mod naming;
+pub(crate) mod open;
+pub(crate) mod services;

@@ -64,6 +64,7 @@ pub(crate) use lifecycle::{
     LogOptions, is_stdout, kill, logs, parse_signal, parse_since, restart, start, start_attached,
     start_interactive, stop, stop_signal, wait,
 };
+pub(crate) use logs::Record;
 pub(crate) use net::NetworkArg;
 pub use plan::RunRequest;
 pub(crate) use pull_policy::PullPolicy;

@@ -55,6 +55,31 @@ pub(crate) fn image_file(lowers: &[PathBuf], rel: &str) -> Option<Vec<u8>> {
     None
 }
 
+/// Whether the merged image has a regular file at `rel` (e.g.
+/// `bin/bash`), found as [`image_file`] finds one (symlinks resolved in
+/// their layer), without reading it.
+pub(crate) fn image_has_file(lowers: &[PathBuf], rel: &str) -> bool {
+    let rel = Path::new(rel);
+    for layer in lowers {
+        let Ok(root) = rustix::fs::open(
+            layer,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        if let Ok(fd) = open_in(&root, rel, OFlags::PATH)
+            && let Ok(st) = rustix::fs::fstat(&fd)
+        {
+            if format::is_whiteout_stat(&st) {
+                return false;
+            }
+            return FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
+        }
+    }
+    false
+}
+
 /// `openat2(root, rel, RESOLVE_IN_ROOT)`: `rel` with `root` as `/` for
 /// absolute symlinks and `..`.
 fn open_in(root: &OwnedFd, rel: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {

@@ -39,4 +39,16 @@ impl StoreLock {
             .with_context(|| format!("taking an exclusive lock on {}", path.display()))?;
         Ok(StoreLock { _file: file })
     }
+
+    /// The exclusive lock if nobody holds the file (None: somebody does).
+    pub fn try_exclusive(path: &Path) -> Result<Option<StoreLock>> {
+        let file = open_lock_file(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StoreLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("trying a lock on {}", path.display()))
+            }
+        }
+    }
 }

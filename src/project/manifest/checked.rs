@@ -43,6 +43,14 @@ pub(super) fn check_service_name(s: &str) -> Result<String, String> {
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if s == "env" {
+        // The environment's container is PROJECT-env.
+        return Err(
+            "a service may not be named `env`: that is the environment's name (its container \
+             is PROJECT-env); choose another"
+                .into(),
+        );
+    }
     if ok {
         Ok(s.to_owned())
     } else {

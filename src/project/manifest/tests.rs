@@ -855,3 +855,10 @@ fn write_template_refuses_to_overwrite_and_checks_the_image() {
     assert!(e.contains("--image Bad Image"), "{e}");
     assert!(!other.join(MANIFEST_FILE).exists());
 }
+
+#[test]
+fn a_service_may_not_take_the_environments_name() {
+    let (_, _, message, shown) = err("[env]\nimage = \"x\"\n[services.env]\nimage = \"y\"\n");
+    assert!(message.contains("may not be named `env`"), "{shown}");
+    ok("[env]\nimage = \"x\"\n[services.envoy]\nimage = \"y\"\n");
+}
