@@ -2,8 +2,10 @@
 //! registry: every image of a project (the environment's, a service's, a
 //! build's base images) pinned per platform in hutch.lock; a tag moved on
 //! the registry afterwards changes nothing until `--update`; `--frozen`
-//! refuses a stale or incomplete lock. Test names start with
-//! `project_lock_`.
+//! refuses a stale or incomplete lock; `hutch verify` names the first path
+//! where the environment differs from the locked tree when the store keeps
+//! that tree's entry list. Test names start with `project_lock_` or
+//! `project_verify_`.
 
 mod common;
 
@@ -245,4 +247,137 @@ fn project_lock_records_the_rootfs_and_verify_checks_it_in_other_stores() {
     let out = verify(&b);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stale"));
+}
+
+/// The layer dir (`layers/sha256/<hex>/root`) of `st` holding `path`.
+fn layer_with(st: &TestStore, path: &str) -> std::path::PathBuf {
+    let layers = st.root().join("layers/sha256");
+    let mut found: Vec<_> = std::fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("root"))
+        .filter(|root| root.join(path).is_file())
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one layer of {} has {path}",
+        layers.display()
+    );
+    found.pop().unwrap()
+}
+
+/// Change the content of `path` in the store's unpacked layer (what a
+/// damaged or tampered store looks like).
+fn damage(st: &TestStore, path: &str, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let file = layer_with(st, path).join(path);
+    for p in [file.parent().unwrap(), file.as_path()] {
+        let mode = std::fs::metadata(p).unwrap().permissions().mode();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | 0o200)).unwrap();
+    }
+    std::fs::write(&file, content).unwrap();
+}
+
+#[test]
+fn project_verify_diff_names_the_first_changed_path() {
+    let a = TestStore::new();
+    let reg = registry();
+    let busybox = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    let pinned_digest = push(&a, &reg, &busybox, "proj/env:1", false);
+    let reference = format!("127.0.0.1:{}/proj/env:1", reg.port);
+    let dir = a.tmp().join("project");
+    std::fs::create_dir_all(&dir).unwrap();
+    write(
+        &dir,
+        "hutch.toml",
+        &format!("[env]\nimage = \"{reference}\"\n"),
+    );
+    let text = lock_ok(&a, &dir, &[]);
+    let rootfs = text
+        .split("rootfs = \"sha256:")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    // `hutch lock` kept the locked tree's entry list in the store.
+    let index = a.root().join("rootfs-index").join(&rootfs);
+    assert!(index.is_file(), "{} after hutch lock", index.display());
+    let verify = |st: &TestStore| {
+        st.hutch()
+            .args(["verify", "--tls-verify=false", "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&a);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    // One file of the environment's layer changes in the store: verify
+    // fails and names it.
+    damage(&a, "etc/passwd", "root:x:0:0:tampered:/root:/bin/sh\n");
+    let out = verify(&a);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "the environment's root filesystem differs from hutch.lock's first at /etc/passwd \
+             (content differs (123 bytes, sha256:"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("not in this store"), "{err}");
+    // The stdout digest is the damaged tree's, not the lock's.
+    let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        found.starts_with("sha256:") && !found.ends_with(&rootfs),
+        "{found}"
+    );
+    // Only the lock's tree is kept, never the one found.
+    let kept: Vec<_> = std::fs::read_dir(a.root().join("rootfs-index"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(kept, std::slice::from_ref(&rootfs));
+
+    // A damaged entry list is as good as none: no path, no crash.
+    let mut bytes = std::fs::read(&index).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&index, &bytes).unwrap();
+    let out = verify(&a);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the list of hutch.lock's tree is not in this store")
+            && err.contains("hutch check --store")
+            && !err.contains("/etc/passwd"),
+        "{err}"
+    );
+
+    // Control: another store that pulled the pinned image itself (so never
+    // computed the locked tree) and whose layer is damaged the same way
+    // says it cannot name a path, and names none.
+    let b = TestStore::new();
+    b.run_ok([
+        "pull",
+        "--tls-verify=false",
+        &format!("{reference}@{pinned_digest}"),
+    ]);
+    damage(&b, "etc/passwd", "root:x:0:0:tampered:/root:/bin/sh\n");
+    let out = verify(&b);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the list of hutch.lock's tree is not in this store")
+            && err.contains("hutch check --store"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("/etc/passwd") && !err.contains("first at"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), found);
+    assert!(!b.root().join("rootfs-index").join(&rootfs).exists());
 }

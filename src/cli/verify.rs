@@ -8,6 +8,7 @@ use crate::image::rootfs_digest::{
     ROOTFS_DIGEST_VERSION, RootfsDigest, first_difference, image_rootfs_digest,
 };
 use crate::oci::Digest;
+use crate::project::locking::Mismatch;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -48,18 +49,19 @@ pub fn verify(a: VerifyArgs, store: Result<Store>) -> Result<i32> {
         }
         let v = crate::project::locking::verify(&store, &a.dir, a.tls.tls_verify)?;
         println!("{}", v.found);
-        if v.matches() {
+        let Some(mismatch) = &v.mismatch else {
             eprintln!(
                 "the environment's root filesystem ({}) is the one hutch.lock records",
                 v.image
             );
             return Ok(0);
-        }
+        };
         eprintln!(
             "hutch: the environment's root filesystem ({}) has rootfs digest {}, but hutch.lock \
              records {}",
             v.image, v.found, v.expected
         );
+        eprintln!("hutch: {}", explain(mismatch));
         return Ok(1);
     };
     let expect = match &a.expect {
@@ -76,8 +78,8 @@ pub fn verify(a: VerifyArgs, store: Result<Store>) -> Result<i32> {
         println!("{}", theirs.digest);
         return Ok(match first_difference(&got.entries, &theirs.entries) {
             None => 0,
-            Some(how) => {
-                eprintln!("hutch: {name} and {other} differ first at {how}");
+            Some(diff) => {
+                eprintln!("hutch: {name} and {other} differ first at {diff}");
                 1
             }
         });
@@ -91,6 +93,30 @@ pub fn verify(a: VerifyArgs, store: Result<Store>) -> Result<i32> {
             Ok(1)
         }
         _ => Ok(0),
+    }
+}
+
+/// Where the environment's tree differs from hutch.lock's, as far as the
+/// store knows: a path only from the entry list of the locked tree.
+fn explain(m: &Mismatch) -> String {
+    match m {
+        Mismatch::At(d) if d.in_both => format!(
+            "the environment's root filesystem differs from hutch.lock's first at {} ({}, \
+             hutch.lock's vs the environment's)",
+            d.path, d.how
+        ),
+        Mismatch::At(d) => format!(
+            "the environment's root filesystem differs from hutch.lock's first at {} ({})",
+            d.path, d.how
+        ),
+        Mismatch::Unlisted => "the list of hutch.lock's tree is not in this store (the lock was \
+             made with another store, or this store's layers changed since), so no path can be \
+             named; `hutch check --store` verifies the store's layers"
+            .to_string(),
+        Mismatch::ListAgrees => "this store's list of hutch.lock's tree is not that tree's (it \
+             shows no difference), so no path can be named; `hutch check --store` verifies the \
+             store's layers"
+            .to_string(),
     }
 }
 

@@ -12,6 +12,11 @@
 //! directories merge, the highest one giving the attributes. Nothing is
 //! mounted and nothing is written.
 //!
+//! The entries a digest covers (paths, kinds, attributes, each file's size
+//! and sha256) can be kept in the store by the digest ([`save_index`],
+//! encoded in `index.rs`), so a tree can later be compared path by path
+//! ([`first_difference`]) with one whose layers are no longer at hand.
+//!
 //! # The digest, version 1 ([`ROOTFS_DIGEST_VERSION`])
 //!
 //! This is a promise: locks record these digests, so any change to what
@@ -93,6 +98,9 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+mod index;
+pub use index::{load_index, save_index};
 
 /// The version of the digest's definition (the module documentation).
 pub const ROOTFS_DIGEST_VERSION: u32 = 1;
@@ -582,26 +590,59 @@ fn numeric(field: &mut [u8], value: u64) {
 // Comparing two trees
 // ---------------------------------------------------------------------------
 
+/// Where two trees differ first: a path and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// As shown to users: `/etc/passwd`.
+    pub path: String,
+    /// `content differs (...)`, `only in the first tree`, ...
+    pub how: String,
+    /// The path is in both trees (not only in one).
+    pub in_both: bool,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.how)
+    }
+}
+
 /// The first path (in digest order) at which the entry lists `a` and `b`
 /// differ, and how: `/etc/passwd: content differs (...)`, `/x: only in
 /// the first tree`. `None` when they are equal.
-pub fn first_difference(a: &[Entry], b: &[Entry]) -> Option<String> {
+pub fn first_difference(a: &[Entry], b: &[Entry]) -> Option<Difference> {
+    first_difference_of(a, "the first tree", b, "the second tree")
+}
+
+/// [`first_difference`], naming the trees `a_name` and `b_name` where a
+/// path is only in one (`only in hutch.lock's tree`).
+pub fn first_difference_of(
+    a: &[Entry],
+    a_name: &str,
+    b: &[Entry],
+    b_name: &str,
+) -> Option<Difference> {
+    let only = |e: &Entry, name: &str| Difference {
+        path: e.shown(),
+        how: format!("only in {name}"),
+        in_both: false,
+    };
     let (mut i, mut j) = (0, 0);
     loop {
         match (a.get(i), b.get(j)) {
             (None, None) => return None,
-            (Some(x), None) => return Some(format!("{}: only in the first tree", x.shown())),
-            (None, Some(y)) => return Some(format!("{}: only in the second tree", y.shown())),
+            (Some(x), None) => return Some(only(x, a_name)),
+            (None, Some(y)) => return Some(only(y, b_name)),
             (Some(x), Some(y)) => match x.path.cmp(&y.path) {
-                std::cmp::Ordering::Less => {
-                    return Some(format!("{}: only in the first tree", x.shown()));
-                }
-                std::cmp::Ordering::Greater => {
-                    return Some(format!("{}: only in the second tree", y.shown()));
-                }
+                std::cmp::Ordering::Less => return Some(only(x, a_name)),
+                std::cmp::Ordering::Greater => return Some(only(y, b_name)),
                 std::cmp::Ordering::Equal => {
                     if let Some(how) = entry_difference(x, y) {
-                        return Some(format!("{}: {how}", x.shown()));
+                        return Some(Difference {
+                            path: x.shown(),
+                            how,
+                            in_both: true,
+                        });
                     }
                     i += 1;
                     j += 1;
@@ -842,7 +883,9 @@ mod tests {
         let check = |what: &str, path: &str, how: &str| {
             let now = digest(&[&two]);
             assert_ne!(now.digest, base.digest, "{what}");
-            let diff = first_difference(&base.entries, &now.entries).expect(what);
+            let diff = first_difference(&base.entries, &now.entries)
+                .expect(what)
+                .to_string();
             assert!(
                 diff.starts_with(&format!("/{path}: {how}")),
                 "{what}: {diff}"

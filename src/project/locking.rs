@@ -14,6 +14,7 @@ use super::lock::{EnvRootfs, Inputs, Lock, Mode, resolve};
 use super::manifest::{BuildSpec, ImageSource, Manifest, ProfileChoice};
 use crate::build::containerfile;
 use crate::build::stages::{Base, FromRef, Stages, from_flags};
+use crate::image::rootfs_digest::{Difference, RootfsDigest, first_difference_of};
 use crate::oci::Digest;
 use crate::oci::platform::Platform;
 use anyhow::{Context, Result, anyhow, bail};
@@ -205,21 +206,37 @@ fn env_rootfs(
              hutch.lock"
         );
     }
-    let rootfs = pinned_rootfs(store, &pinned, tls)?;
+    // Held while the layers are read (gc removes none of them meanwhile).
+    let _shared = store.lock_shared()?;
+    let tree = pinned_rootfs(store, &pinned, tls)?;
+    keep_index(store, &tree);
     Ok(Some(EnvRootfs {
         image: pinned,
-        rootfs: rootfs.to_string(),
+        rootfs: tree.digest.to_string(),
         rootfs_version: crate::image::rootfs_digest::ROOTFS_DIGEST_VERSION,
     }))
 }
 
-/// The rootfs digest of `NAME@DIGEST`, pulled (verified by its digest)
-/// when the store lacks it.
+/// Keep the entry list of `tree` (a lock's) in the store, so that a
+/// `hutch verify` finding another tree can name where they differ. Not
+/// kept is only warned about: the lock or the check is still right.
+fn keep_index(store: &crate::store::Store, tree: &RootfsDigest) {
+    if let Err(e) = crate::image::rootfs_digest::save_index(store, tree) {
+        tracing::warn!(
+            "keeping the entry list of {} in the store: {e:#} (`hutch verify` will not name \
+             the first path that differs from it)",
+            tree.digest
+        );
+    }
+}
+
+/// The rootfs digest of `NAME@DIGEST` and its entries, pulled (verified by
+/// its digest) when the store lacks it.
 pub(crate) fn pinned_rootfs(
     store: &crate::store::Store,
     pinned: &str,
     tls: Option<bool>,
-) -> Result<Digest> {
+) -> Result<RootfsDigest> {
     crate::run::pull_policy::pull_first(
         store,
         pinned,
@@ -228,7 +245,7 @@ pub(crate) fn pinned_rootfs(
     )?;
     match crate::image::resolve::resolve(store, pinned)? {
         crate::image::resolve::Resolved::Stored { image, .. } => {
-            Ok(crate::image::rootfs_digest::image_rootfs_digest(store, &image)?.digest)
+            crate::image::rootfs_digest::image_rootfs_digest(store, &image)
         }
         crate::image::resolve::Resolved::Host => bail!("{pinned} is not an image"),
     }
@@ -240,11 +257,42 @@ pub(crate) struct Verified {
     pub(crate) image: String,
     pub(crate) expected: String,
     pub(crate) found: Digest,
+    /// When the digests differ: where the trees do.
+    pub(crate) mismatch: Option<Mismatch>,
 }
 
-impl Verified {
-    pub(crate) fn matches(&self) -> bool {
-        self.found.as_str() == self.expected
+/// Where the environment's tree differs from the one hutch.lock records.
+#[derive(Debug, Clone)]
+pub(crate) enum Mismatch {
+    /// The first difference, hutch.lock's tree first (`only in hutch.lock's
+    /// tree` / `only in the environment's`).
+    At(Difference),
+    /// The store holds no (good) entry list of hutch.lock's tree: the lock
+    /// was made with another store, or this store's layers changed since.
+    Unlisted,
+    /// The store's entry list of hutch.lock's tree is the environment's
+    /// own: it is not that tree's list (never written so; damaged in a way
+    /// its checksum missed).
+    ListAgrees,
+}
+
+/// Compare `found` with the tree whose rootfs digest is `expected`, as
+/// far as the store's entry list of it allows.
+fn mismatch(store: &crate::store::Store, expected: &str, found: &RootfsDigest) -> Mismatch {
+    let Some(listed) = Digest::parse(expected)
+        .ok()
+        .and_then(|d| crate::image::rootfs_digest::load_index(store, &d))
+    else {
+        return Mismatch::Unlisted;
+    };
+    match first_difference_of(
+        &listed,
+        "hutch.lock's tree",
+        &found.entries,
+        "the environment's",
+    ) {
+        Some(d) => Mismatch::At(d),
+        None => Mismatch::ListAgrees,
     }
 }
 
@@ -282,9 +330,17 @@ pub(crate) fn verify(
     }
     let _shared = store.lock_shared()?;
     let found = pinned_rootfs(store, &env.image, tls)?;
+    let mismatch = if found.digest.as_str() == env.rootfs {
+        // The lock's tree: kept, for a later verify that finds another.
+        keep_index(store, &found);
+        None
+    } else {
+        Some(mismatch(store, &env.rootfs, &found))
+    };
     Ok(Verified {
         image: env.image.clone(),
         expected: env.rootfs.clone(),
-        found,
+        found: found.digest,
+        mismatch,
     })
 }

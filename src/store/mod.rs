@@ -17,6 +17,8 @@
 //! notices/<key>          the text of a warning shown once (notices.rs)
 //! build-cache/           build step results by cache key, file-hash indexes
 //!                        (build_cache.rs)
+//! rootfs-index/<hex>     the entry list of the tree with rootfs digest
+//!                        sha256:<hex> (rootfs_index.rs)
 //! ```
 //!
 //! Everything becomes visible by an atomic rename, and the ref is written
@@ -35,6 +37,7 @@ pub mod notices;
 pub mod pipe;
 pub mod refs;
 pub mod remove;
+pub mod rootfs_index;
 pub mod sources;
 pub mod space;
 pub mod unpack;
