@@ -41,7 +41,7 @@ pub struct LockArgs {
     frozen: bool,
     #[command(flatten)]
     tls: TlsVerify,
-    /// The project's root directory (with hutch.toml)
+    /// A directory of the project (its root is the nearest with hutch.toml)
     #[arg(long = "dir", value_name = "DIR", default_value = ".")]
     dir: PathBuf,
 }
@@ -54,10 +54,11 @@ pub fn lock(a: LockArgs, store: Result<Store>) -> Result<i32> {
         (None, false) => Mode::Keep,
     };
     let frozen = mode == Mode::Frozen;
+    let root = crate::project::naming::find_root(&a.dir);
     let done = run_lock(
         &store,
         &LockRequest {
-            root: a.dir.clone(),
+            root: root.clone(),
             mode,
             tls_verify: a.tls.tls_verify,
         },
@@ -67,7 +68,7 @@ pub fn lock(a: LockArgs, store: Result<Store>) -> Result<i32> {
             println!("{reference}\t{platform}\t{digest}");
         }
     }
-    let file = a.dir.join(crate::project::lock::LOCK_FILE);
+    let file = root.join(crate::project::lock::LOCK_FILE);
     match (frozen, done.written) {
         (true, _) => eprintln!("{} is current", file.display()),
         (false, true) => eprintln!("wrote {}", file.display()),

@@ -214,6 +214,7 @@ pub fn run(a: RunArgs, store: Result<Store>) -> Result<i32> {
         stop_timeout: a.stop_timeout,
         add_hosts: a.add_host,
         pause: false,
+        from_manifest: false,
     };
     let pull = PullOptions {
         policy: a.pull,

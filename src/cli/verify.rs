@@ -47,7 +47,11 @@ pub fn verify(a: VerifyArgs, store: Result<Store>) -> Result<i32> {
         if a.expect.is_some() || a.compare.is_some() {
             bail!("--expect and --compare go with --image IMAGE");
         }
-        let v = crate::project::locking::verify(&store, &a.dir, a.tls.tls_verify)?;
+        let v = crate::project::locking::verify(
+            &store,
+            &crate::project::naming::find_root(&a.dir),
+            a.tls.tls_verify,
+        )?;
         println!("{}", v.found);
         let Some(mismatch) = &v.mismatch else {
             eprintln!(

@@ -121,6 +121,7 @@ fn env_request(o: &Opened, image: String) -> RunRequest {
         publish,
         add_hosts: service_hosts(o),
         read_only_tmpfs: true,
+        from_manifest: true,
         ..Default::default()
     }
 }
@@ -165,8 +166,16 @@ pub(crate) fn services_running(store: &Store, project: &Project, m: &Manifest) -
 
 /// The environment's container, running: as it is when it runs and was
 /// made from the current key, started again when it stopped, made (again)
-/// otherwise.
-pub(crate) fn ensure_env(store: &Store, o: &Opened, fetch: Fetch) -> Result<EnvRecord> {
+/// otherwise. Services running in an environment made from an older key
+/// are stopped first with `restart_services` (`hutch up`, which makes them
+/// again), else refused (`hutch shell` does not stop them behind the
+/// user's back).
+pub(crate) fn ensure_env(
+    store: &Store,
+    o: &Opened,
+    fetch: Fetch,
+    restart_services: bool,
+) -> Result<EnvRecord> {
     let dir = state_dir(store, &o.project)?;
     let _making = StoreLock::exclusive(&dir.join(ENV_LOCK))?;
     let key = o.key()?.to_string();
@@ -183,11 +192,15 @@ pub(crate) fn ensure_env(store: &Store, o: &Opened, fetch: Fetch) -> Result<EnvR
             }
             _ => {
                 if c.alive && services_running(store, &o.project, &o.manifest) {
-                    bail!(
-                        "the environment's container {name} was made from an older hutch.lock \
+                    if restart_services {
+                        stop_services(store, &o.project, &o.manifest)?;
+                    } else {
+                        bail!(
+                            "the environment's container {name} was made from an older hutch.lock \
                          and the project's services run in its network: `hutch down`, then \
                          `hutch up` or `hutch shell` makes everything from the current lock"
-                    );
+                        );
+                    }
                 }
                 eprintln!(
                     "hutch: hutch.lock (or a Containerfile) changed since {name} was made: \
@@ -240,7 +253,7 @@ pub(crate) fn shell(store: &Store, req: &ShellRequest) -> Result<i32> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let o = Opened::open(&req.dir)?;
     let inside = StoreLock::shared(&shells_lock(store, &o.project)?)?;
-    let env = ensure_env(store, &o, req.fetch)?;
+    let env = ensure_env(store, &o, req.fetch, false)?;
     let workdir = match &o.manifest.env.workdir {
         Some(w) => w.clone(),
         None if cwd.starts_with(&o.project.root) => cwd.display().to_string(),
@@ -267,6 +280,20 @@ pub(crate) fn shell(store: &Store, req: &ShellRequest) -> Result<i32> {
     drop(inside);
     stop_unless_used(store, &o.project, &o.manifest);
     status
+}
+
+/// Stop the project's running services, dependents first.
+pub(crate) fn stop_services(store: &Store, project: &Project, m: &Manifest) -> Result<()> {
+    for name in m.start_order().iter().rev() {
+        let container = project.service_container(name);
+        if let Some(c) = store.lookup_container(&container)?
+            && c.alive
+        {
+            crate::run::stop(store, &container, None)
+                .with_context(|| format!("stopping {container}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The lock every shell holds shared while it runs (`hutch up` too while

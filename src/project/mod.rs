@@ -24,6 +24,6 @@ pub(crate) mod lock;
 pub(crate) mod locking;
 #[allow(dead_code)]
 pub mod manifest;
-mod naming;
+pub(crate) mod naming;
 pub(crate) mod open;
 pub(crate) mod services;

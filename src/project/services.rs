@@ -5,7 +5,9 @@
 //! (every service name is 127.0.0.1 in /etc/hosts). Services start in
 //! `depends_on` order, each after the ones before are ready.
 
-use super::env::{ensure_env, service_hosts, shells_lock, stop_unless_used, volume_flag};
+use super::env::{
+    ensure_env, service_hosts, shells_lock, stop_services, stop_unless_used, volume_flag,
+};
 use super::images::{Fetch, section_image};
 use super::manifest::{ReadyCheck, Service};
 use super::open::Opened;
@@ -41,6 +43,7 @@ fn service_request(o: &Opened, name: &str, s: &Service, image: String) -> RunReq
         network_container: Some(o.project.env_container()),
         add_hosts: hosts,
         read_only_tmpfs: true,
+        from_manifest: true,
         hostname: Some(name.to_string()),
         ..Default::default()
     }
@@ -145,7 +148,7 @@ pub(crate) fn up(store: &Store, req: &UpRequest) -> Result<Vec<String>> {
     // As a shell does: the last shell leaving must not stop the
     // environment between its start and the first service's.
     let _held = StoreLock::shared(&shells_lock(store, &o.project)?)?;
-    ensure_env(store, &o, req.fetch)?;
+    ensure_env(store, &o, req.fetch, true)?;
     let mut names = Vec::new();
     for name in o.manifest.start_order() {
         let started = ensure_service(store, &o, name, req.fetch)?;
@@ -308,14 +311,7 @@ pub(crate) fn follow(
             }
         }
         eprintln!("hutch: stopping the services");
-        for name in order.iter().rev() {
-            let container = project.service_container(name);
-            if alive(name) {
-                crate::run::stop(store, &container, None)
-                    .with_context(|| format!("stopping {container}"))?;
-            }
-        }
-        Ok(())
+        stop_services(store, &project, &manifest)
     });
     stop_unless_used(store, &project, &manifest);
     result

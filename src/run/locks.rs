@@ -22,7 +22,7 @@ pub(crate) fn check_locks(store: &Store, req: &RunRequest, profile: &Profile) ->
     let found = weakenings(req, profile, &cwd, &home, store);
     match profile::locks::enforce(profile, &found) {
         Ok(warnings) => {
-            for w in warnings {
+            for w in warnings.into_iter().filter(|_| !req.from_manifest) {
                 eprintln!("{w}");
             }
             Ok(())

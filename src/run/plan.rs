@@ -82,6 +82,10 @@ pub struct RunRequest {
     /// (see `ProcessSpec::pause`); `command`, `entrypoint`, `-t`, `-i` are
     /// ignored.
     pub pause: bool,
+    /// The request comes from a project's hutch.toml, which says what its
+    /// containers mount and publish: going beyond an unlocked profile is
+    /// not warned about (a locked key is still refused).
+    pub from_manifest: bool,
 }
 
 /// The image part of a plan.
