@@ -162,3 +162,113 @@ fn runs_that_cannot_share_a_network_are_refused() {
     let all: serde_json::Value = serde_json::from_str(&all).unwrap();
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
 }
+
+/// A container joining another's network takes its id maps (it joins the
+/// user namespace that owns that network): root of the default profile
+/// joins a `dev` (keep-id) container; a user the joined container does
+/// not map is refused by name.
+#[test]
+fn a_joining_container_takes_the_joined_ones_id_maps() {
+    let st = busybox();
+    let me = rustix::process::getuid().as_raw();
+    st.run_ok([
+        "run",
+        "-d",
+        "--name",
+        "mine",
+        "--profile",
+        "dev",
+        "busybox",
+        "sleep",
+        "100000",
+    ]);
+    let ids = st.run_ok([
+        "run",
+        "--rm",
+        "--network",
+        "container:mine",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let mine = st.run_ok(["exec", "mine", "cat", "/proc/self/uid_map"]);
+    let mut lines = ids.lines();
+    assert_eq!(lines.next(), Some("0"), "{ids}");
+    let joined: Vec<&str> = lines.collect();
+    assert_eq!(joined, mine.lines().collect::<Vec<_>>(), "{ids}\n{mine}");
+    assert!(
+        mine.split_whitespace()
+            .collect::<Vec<_>>()
+            .chunks(3)
+            .any(|m| m[0] == me.to_string() && m[1] == me.to_string()),
+        "{mine}"
+    );
+
+    // With a one-id map (root inside is the user, nothing else is
+    // mapped), another user cannot join.
+    let out = st
+        .hutch()
+        .env("HUTCH_IDMAP", "single")
+        .args([
+            "run", "-d", "--name", "single", "busybox", "sleep", "100000",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::describe(&out));
+    let (code, err) = st.run_fail([
+        "run",
+        "--rm",
+        "-u",
+        "1234:1234",
+        "--network",
+        "container:single",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("the user 1234:1234 is not mapped in single's user namespace"),
+        "{err}"
+    );
+    // Control: as root, which it maps, the same run works.
+    let out = st.run_ok([
+        "run",
+        "--rm",
+        "--network",
+        "container:single",
+        "busybox",
+        "cat",
+        "/proc/self/uid_map",
+    ]);
+    let map: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(map, ["0", me.to_string().as_str(), "1"], "{out}");
+}
+
+/// `--add-host NAME:IP` adds a line to the container's /etc/hosts; a bad
+/// value is refused before anything is made.
+#[test]
+fn add_host_lines_reach_etc_hosts() {
+    let st = busybox();
+    let hosts = st.run_ok([
+        "run",
+        "--rm",
+        "--add-host",
+        "db:10.1.2.3",
+        "--add-host",
+        "v6:[fd00::1]",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(hosts.lines().any(|l| l == "10.1.2.3\tdb"), "{hosts}");
+    assert!(hosts.lines().any(|l| l == "fd00::1\tv6"), "{hosts}");
+    let (code, err) = st.run_fail(["run", "--rm", "--add-host", "db", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains("--add-host \"db\"") && err.contains("NAME:IP"),
+        "{err}"
+    );
+    let all = st.run_ok(["ps", "-aq"]);
+    assert!(all.trim().is_empty(), "{all}");
+}
