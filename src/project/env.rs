@@ -166,10 +166,10 @@ pub(crate) fn services_running(store: &Store, project: &Project, m: &Manifest) -
 
 /// The environment's container, running: as it is when it runs and was
 /// made from the current key, started again when it stopped, made (again)
-/// otherwise. Services running in an environment made from an older key
-/// are stopped first with `restart_services` (`hutch up`, which makes them
-/// again), else refused (`hutch shell` does not stop them behind the
-/// user's back).
+/// otherwise. A running environment made from an older key is made again
+/// with `restart_services` (`hutch up`, which stops its services first and
+/// makes them again); a shell joins it as it is (other shells or services
+/// may be in it) and it is made again once it stops.
 pub(crate) fn ensure_env(
     store: &Store,
     o: &Opened,
@@ -190,17 +190,19 @@ pub(crate) fn ensure_env(
                 }
                 return Ok(r.clone());
             }
+            Some(r) if c.alive && r.container == c.state.id && !restart_services => {
+                // Shells (or services) are in it: joined as it is, made
+                // again once it has stopped.
+                eprintln!(
+                    "hutch: hutch.lock (or a Containerfile) changed since the running {name} was \
+                     made: joining it as it is; it is made again once it stops (when the last \
+                     shell leaves, or after `hutch down`)"
+                );
+                return Ok(r.clone());
+            }
             _ => {
-                if c.alive && services_running(store, &o.project, &o.manifest) {
-                    if restart_services {
-                        stop_services(store, &o.project, &o.manifest)?;
-                    } else {
-                        bail!(
-                            "the environment's container {name} was made from an older hutch.lock \
-                         and the project's services run in its network: `hutch down`, then \
-                         `hutch up` or `hutch shell` makes everything from the current lock"
-                        );
-                    }
+                if c.alive && restart_services {
+                    stop_services(store, &o.project, &o.manifest)?;
                 }
                 eprintln!(
                     "hutch: hutch.lock (or a Containerfile) changed since {name} was made: \

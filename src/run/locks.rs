@@ -20,15 +20,35 @@ pub(crate) fn check_locks(store: &Store, req: &RunRequest, profile: &Profile) ->
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/"));
     let found = weakenings(req, profile, &cwd, &home, store);
-    match profile::locks::enforce(profile, &found) {
-        Ok(warnings) => {
-            for w in warnings.into_iter().filter(|_| !req.from_manifest) {
-                eprintln!("{w}");
-            }
-            Ok(())
-        }
-        Err(refused) => bail!("{refused}"),
+    if let Err(refused) = profile::locks::enforce(profile, &found) {
+        bail!("{refused}");
     }
+    // A project's named volumes hold the store's data, not the host's
+    // files, and its hutch.toml asks for them: no warning. Everything else
+    // (a host path beyond the profile's) is warned about as for `-v`.
+    let volumes = if req.from_manifest {
+        named_volume_flags(req)
+    } else {
+        Vec::new()
+    };
+    let shown: Vec<_> = found
+        .into_iter()
+        .filter(|w| !volumes.contains(&w.flag))
+        .collect();
+    for w in profile::locks::enforce(profile, &shown).unwrap_or_default() {
+        eprintln!("{w}");
+    }
+    Ok(())
+}
+
+/// The flags (as typed) of the request's named volumes.
+fn named_volume_flags(req: &RunRequest) -> Vec<String> {
+    run_mounts(req)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, m)| matches!(m, RunMount::Volume(_)))
+        .map(|(flag, _)| flag)
+        .collect()
 }
 
 /// How open a network mode is: none < slirp < host.

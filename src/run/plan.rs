@@ -82,9 +82,9 @@ pub struct RunRequest {
     /// (see `ProcessSpec::pause`); `command`, `entrypoint`, `-t`, `-i` are
     /// ignored.
     pub pause: bool,
-    /// The request comes from a project's hutch.toml, which says what its
-    /// containers mount and publish: going beyond an unlocked profile is
-    /// not warned about (a locked key is still refused).
+    /// The request comes from a project's hutch.toml, which names its
+    /// volumes: a named volume going beyond an unlocked profile is not
+    /// warned about (a host path is; a locked key is refused as ever).
     pub from_manifest: bool,
 }
 
