@@ -31,14 +31,14 @@ warn() { echo "host-setup: WARNING: $*" >&2; }
 # Tests: uidmap (newuidmap), podman/crun/fuse-overlayfs/umoci/skopeo (the
 # tools hutch must interoperate with), docker-registry (local registry),
 # attr (getfattr), slirp4netns/passt/iperf3 (networking), apache2-utils
-# (htpasswd) and openssl (the token service) for registry auth, bubblewrap and
-# hyperfine (what bench/ compares with), binutils (readelf: install.sh's
-# stripped binary), dpkg-dev (dpkg-scanpackages: the fixtures' apt
+# (htpasswd) and openssl (the token service) for registry auth, bubblewrap,
+# hyperfine and distrobox (what bench/ compares with), binutils (readelf:
+# install.sh's stripped binary), dpkg-dev (dpkg-scanpackages: the fixtures' apt
 # repository).
 pkgs=(busybox-static debootstrap debian-archive-keyring skopeo podman crun umoci
       uidmap fuse-overlayfs docker-registry zstd jq attr python3 tar gzip
       util-linux procps iproute2 slirp4netns passt iperf3 bubblewrap hyperfine runc
-      apache2-utils openssl binutils dpkg-dev)
+      apache2-utils openssl binutils dpkg-dev distrobox)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
