@@ -310,6 +310,25 @@ fn project_env_is_the_same_in_a_second_store() {
         lock,
         "shell or verify rewrote the lock"
     );
+
+    // A project brought up (even without services) stays up when a shell
+    // leaves, until `hutch down`; `ps --project DIR` finds it from
+    // elsewhere.
+    ok_in(&second, &dir, &["up", "-d"]);
+    shell(&second, &dir, "true");
+    let listed = ok_in(
+        &second,
+        Path::new("/"),
+        &["ps", "--project", dir.to_str().unwrap()],
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("env ") && l.contains(" Up ")),
+        "{listed}"
+    );
+    ok_in(&second, &dir, &["down"]);
+    assert!(project_ps(&second, &dir).is_empty());
 }
 
 #[test]

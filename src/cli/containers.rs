@@ -18,10 +18,10 @@ pub struct PsArgs {
     /// repeat a key for either value
     #[arg(short, long, value_name = "KEY=VALUE")]
     filter: Vec<String>,
-    /// Only the containers of the project here (the hutch.toml at or above
-    /// the current directory), stopped ones too, with their service names
-    #[arg(long)]
-    project: bool,
+    /// Only the containers of the project at or above DIR (default: the
+    /// current directory), stopped ones too, with their service names
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".")]
+    project: Option<std::path::PathBuf>,
     #[command(flatten)]
     format: FormatFlag,
     #[command(flatten)]
@@ -54,9 +54,9 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
     let filter = crate::store::containers::ContainerFilter::parse(&a.filter)?;
     // A status filter looks at every container, as in Podman.
-    let all = a.all || a.project || a.filter.iter().any(|f| f.starts_with("status="));
-    let listed: Vec<(Option<String>, _)> = if a.project {
-        crate::project::services::ps(&store, std::path::Path::new("."))?
+    let all = a.all || a.project.is_some() || a.filter.iter().any(|f| f.starts_with("status="));
+    let listed: Vec<(Option<String>, _)> = if let Some(dir) = &a.project {
+        crate::project::services::ps(&store, dir)?
             .into_iter()
             .map(|l| (Some(l.service), l.info))
             .collect()
@@ -131,7 +131,7 @@ pub fn ps(a: PsArgs, store: Result<Store>) -> Result<i32> {
                 "PORTS",
                 "NAME",
             ];
-            if a.project {
+            if a.project.is_some() {
                 header.insert(0, "SERVICE");
             }
             output::print(&output::table(&header, &table));

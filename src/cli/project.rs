@@ -86,7 +86,7 @@ when it stopped, and made again when hutch.lock changed. The project
 directory is mounted at the same path and you are yourself inside (the
 `dev` profile unless hutch.toml says otherwise). A second `hutch shell`
 joins the same running environment; it stops when the last shell leaves,
-unless the project's services run (`hutch up`).
+unless the project was brought up with `hutch up` (until `hutch down`).
 
 Exit status: the command's (125 when hutch fails).")]
 pub struct ShellArgs {

@@ -13,7 +13,8 @@
 //!
 //! Shells hold `projects/NAME/shells.lock` shared while they run. The
 //! last one to leave gets it exclusive and stops the environment, unless
-//! a service of the project runs.
+//! a service of the project runs or the project was brought up with
+//! `hutch up` (`projects/NAME/up`, until `hutch down`).
 
 use super::images::{Fetch, env_image};
 use super::manifest::{Manifest, Mount};
@@ -22,7 +23,7 @@ use super::open::Opened;
 use crate::run::{ExecRequest, PullOptions, PullPolicy, RunRequest};
 use crate::store::Store;
 use crate::store::lock::StoreLock;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub(crate) struct EnvRecord {
 const ENV_RECORD: &str = "env.json";
 const SHELLS_LOCK: &str = "shells.lock";
 const ENV_LOCK: &str = "env.lock";
+/// Present from `hutch up` until `hutch down` (or a foreground `up`
+/// ends): the environment stays up when the last shell leaves.
+const UP_MARK: &str = "up";
 
 fn state_dir(store: &Store, project: &Project) -> Result<PathBuf> {
     let dir = project.state_dir(store);
@@ -298,6 +302,23 @@ pub(crate) fn stop_services(store: &Store, project: &Project, m: &Manifest) -> R
     Ok(())
 }
 
+/// Mark the project as brought up (`up = true`, by `hutch up`) or not
+/// (a foreground `up` that ends): while it is, the last shell leaving
+/// does not stop the environment.
+pub(crate) fn mark_up(store: &Store, project: &Project, up: bool) -> Result<()> {
+    let path = state_dir(store, project)?.join(UP_MARK);
+    if up {
+        std::fs::write(&path, b"").with_context(|| format!("writing {}", path.display()))
+    } else {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The lock every shell holds shared while it runs (`hutch up` too while
 /// it starts the services).
 pub(crate) fn shells_lock(store: &Store, project: &Project) -> Result<PathBuf> {
@@ -313,7 +334,7 @@ pub(crate) fn stop_unless_used(store: &Store, project: &Project, m: &Manifest) {
     let Ok(Some(_alone)) = StoreLock::try_exclusive(&shells) else {
         return;
     };
-    if services_running(store, project, m) {
+    if services_running(store, project, m) || project.state_dir(store).join(UP_MARK).exists() {
         return;
     }
     let name = project.env_container();

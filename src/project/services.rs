@@ -6,7 +6,7 @@
 //! `depends_on` order, each after the ones before are ready.
 
 use super::env::{
-    ensure_env, service_hosts, shells_lock, stop_services, stop_unless_used, volume_flag,
+    ensure_env, mark_up, service_hosts, shells_lock, stop_services, stop_unless_used, volume_flag,
 };
 use super::images::{Fetch, section_image};
 use super::manifest::{ReadyCheck, Service};
@@ -149,6 +149,7 @@ pub(crate) fn up(store: &Store, req: &UpRequest) -> Result<Vec<String>> {
     // environment between its start and the first service's.
     let _held = StoreLock::shared(&shells_lock(store, &o.project)?)?;
     ensure_env(store, &o, req.fetch, true)?;
+    mark_up(store, &o.project, true)?;
     let mut names = Vec::new();
     for name in o.manifest.start_order() {
         let started = ensure_service(store, &o, name, req.fetch)?;
@@ -313,6 +314,7 @@ pub(crate) fn follow(
         eprintln!("hutch: stopping the services");
         stop_services(store, &project, &manifest)
     });
+    mark_up(store, &project, false)?;
     stop_unless_used(store, &project, &manifest);
     result
 }
