@@ -17,11 +17,10 @@
 #              about 30 s, untimed). Without distrobox, or when its set-up
 #              fails, the row says n/a and why.
 # Two images: the busybox fixture and the Debian fixture. The environment
-# is kept running by a background `hutch shell -- sleep`: `hutch up -d`
-# with no services starts it, but the first shell to leave stops it again
-# (the last shell out stops the environment unless a service runs), so
-# every timed shell would start and stop it. The script checks that and
-# says which one it used.
+# is kept running by `hutch up -d`, which keeps it up until `hutch down`
+# even with no services (else every timed shell would start and stop it).
+# An older hutch, whose last shell out stopped it anyway, gets a background
+# `hutch shell -- sleep` instead: the script checks and says which it used.
 # Prints medians, the ratio of the fastest alternative to hutch, and the
 # issue's target (under 50 ms, at least 10x faster than the fastest
 # alternative) as a line; nothing fails on it.
