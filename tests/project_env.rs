@@ -384,3 +384,64 @@ fn project_env_services_that_never_get_ready_are_reported() {
     ok_in(&st, &dir, &["down"]);
     assert!(project_ps(&st, &dir).is_empty());
 }
+
+#[test]
+fn project_env_builds_start_from_the_pinned_bases() {
+    let st = TestStore::new();
+    let _cleanup = Cleanup(&st);
+    let reg = registry();
+    let busybox = format!("oci-archive:{}", fixture("busybox-oci.tar").display());
+    let debian = format!("oci-archive:{}", fixture("debian-oci.tar").display());
+    push(&st, &reg, &busybox, "built/base:1", false);
+    let base = format!("127.0.0.1:{}/built/base:1", reg.port);
+    let dir = project_dir(
+        &st,
+        "[env]\nbuild = \"Containerfile\"\nshell = \"/bin/sh\"\n\n\
+         [services.echo]\nbuild = \"Containerfile.echo\"\nready = { tcp = 7000 }\n",
+    );
+    std::fs::write(
+        dir.join("Containerfile"),
+        format!("FROM {base}\nRUN echo built > /built\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Containerfile.echo"),
+        format!("FROM {base}\nCMD [\"nc\", \"-ll\", \"-p\", \"7000\", \"-e\", \"echo\", \"from-echo\"]\n"),
+    )
+    .unwrap();
+    ok_in(&st, &dir, &["lock", "--tls-verify=false"]);
+    // The tag moves to Debian after locking: the builds still start from
+    // the pinned busybox.
+    push(&st, &reg, &debian, "built/base:1", false);
+    let out = ok_in(
+        &st,
+        &dir,
+        &[
+            "shell",
+            "--tls-verify=false",
+            "--",
+            "sh",
+            "-c",
+            "cat /built; test -e /etc/debian_version && echo debian || echo busybox",
+        ],
+    );
+    assert_eq!(out, "built\nbusybox\n");
+    ok_in(&st, &dir, &["up", "-d", "--tls-verify=false"]);
+    let out = ok_in(&st, &dir, &["shell", "--", "nc", "echo", "7000"]);
+    assert_eq!(out.trim(), "from-echo");
+    let images = st.run_ok(["images", "--format", "json"]);
+    assert!(
+        images.contains("/env-base") && images.contains("/echo"),
+        "{images}"
+    );
+    // An environment built from a Containerfile has no rootfs digest to
+    // verify: said so, not passed.
+    let out = in_dir(&st, &dir, &["verify", "--tls-verify=false"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("records no rootfs digest"),
+        "{}",
+        describe(&out)
+    );
+    ok_in(&st, &dir, &["down"]);
+}

@@ -103,6 +103,18 @@ fn project_lock_pins_images_and_keeps_them_until_update() {
     assert_eq!(pin(&updated, "proj/env:1"), moved);
     assert_eq!(pin(&updated, "proj/db:1"), d_svc);
     assert_eq!(pin(&updated, "proj/base:1"), d_base);
+    // A section's name stands for its images: `--update env` from the
+    // first lock gives the same; an unknown name lists what there is.
+    write(&dir, "hutch.lock", &text);
+    assert_eq!(lock_ok(&st, &dir, &["--update", "env"]), updated);
+    let out = lock(&st, &dir, &["--update", "nosuch"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("its sections: env, db, web"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("hutch.lock")).unwrap(),
+        updated
+    );
 
     // --frozen: a current lock passes and is not written.
     let out = lock(&st, &dir, &["--frozen"]);

@@ -33,8 +33,8 @@ pub fn init(a: InitArgs) -> Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct LockArgs {
-    /// Resolve these image references again (all of them without a name), as the registries have them now
-    #[arg(long, value_name = "REF", num_args = 0.., conflicts_with = "frozen")]
+    /// Resolve again, as the registries have them now, these image references or the images of these sections (`env`, a service's name); all of them without a name
+    #[arg(long, value_name = "REF|NAME", num_args = 0.., conflicts_with = "frozen")]
     update: Option<Vec<String>>,
     /// Resolve nothing: fail unless hutch.lock is current and pins every image (for CI)
     #[arg(long)]

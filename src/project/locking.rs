@@ -139,12 +139,16 @@ pub(crate) fn lock(store: &crate::store::Store, req: &LockRequest) -> Result<Loc
             Err(remote) => local_only(store, reference, platform == host).ok_or(remote),
         }
     };
+    let mode = match &req.mode {
+        Mode::Update(names) => Mode::Update(update_names(&m, &refs, names)?),
+        other => other.clone(),
+    };
     let mut lock = resolve(
         &refs,
         &platforms,
         &inputs,
         previous.as_ref(),
-        &req.mode,
+        &mode,
         &mut resolver,
     )?;
     lock.env = env_rootfs(store, &m, &lock, previous.as_ref(), &req.mode, tls)?;
@@ -153,6 +157,37 @@ pub(crate) fn lock(store: &crate::store::Store, req: &LockRequest) -> Result<Loc
         lock.write(&req.root)?;
     }
     Ok(Locked { lock, written })
+}
+
+/// `--update NAME...`: each NAME an image reference of the project, or
+/// `env` or a service's name for the references of that section (its
+/// image, or its build's base images).
+fn update_names(m: &Manifest, refs: &[String], names: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in names {
+        if refs.contains(name) {
+            out.push(name.clone());
+            continue;
+        }
+        let source = match name.as_str() {
+            "env" => Some(&m.env.source),
+            service => m.services.get(service).map(|s| &s.source),
+        };
+        match source {
+            Some(ImageSource::Image(r)) => out.push(r.clone()),
+            Some(ImageSource::Build(b)) => out.extend(build_references(&m.root, b)?),
+            None => bail!(
+                "hutch lock --update {name}: no image of this project is written {name:?} and no \
+                 section is called so (its images: {}; its sections: env{})",
+                refs.join(", "),
+                m.services
+                    .keys()
+                    .map(|s| format!(", {s}"))
+                    .collect::<String>()
+            ),
+        }
+    }
+    Ok(out)
 }
 
 /// A `localhost/` image of the store, for the host's platform: its stored
