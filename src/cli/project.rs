@@ -7,7 +7,7 @@ use crate::project::lock::Mode;
 use crate::project::locking::{LockRequest, lock as run_lock};
 use crate::project::manifest;
 use crate::store::Store;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -128,23 +128,29 @@ pub struct UpArgs {
 
 pub fn up(a: UpArgs, store: Result<Store>) -> Result<i32> {
     let store = store?;
+    // Absolute: starting the environment enters the project's root.
+    let dir = std::path::absolute(&a.dir).context("reading the current directory")?;
     let started = crate::project::services::up(
         &store,
         &crate::project::services::UpRequest {
-            dir: a.dir.clone(),
+            dir: dir.clone(),
             fetch: Fetch {
                 tls_verify: a.tls.tls_verify,
             },
         },
     )?;
-    if a.detach || started.is_empty() {
+    if started.is_empty() {
+        eprintln!("hutch: the project has no services; its environment is up until `hutch down`");
+        return Ok(0);
+    }
+    if a.detach {
         return Ok(0);
     }
     eprintln!(
         "hutch: following the services' output; Ctrl-C stops them (`hutch up -d` leaves them running)"
     );
     let out = std::sync::Mutex::new(());
-    crate::project::services::follow(&store, &a.dir, &|service, record| {
+    crate::project::services::follow(&store, &dir, &|service, record| {
         let _one = out.lock().unwrap_or_else(|p| p.into_inner());
         let text = String::from_utf8_lossy(&record.bytes);
         let line = format!("{service} | {}", text);
