@@ -53,6 +53,16 @@ fn a_run_d_killed_at_any_point_leaves_a_container_that_runs_or_can_be_started() 
             assert!(processes_with(&cmd).is_empty(), "{name}: nothing runs");
             continue;
         };
+        // A keeper that has been handed the container but has not started
+        // its command yet shows it as created: let the hand-over settle
+        // (the keeper starts it, or there is no keeper).
+        let keeper = format!("__keep {}", c["id"].as_str().unwrap());
+        assert!(
+            eventually(20, || running(&st, &name)
+                || processes_with(&keeper).is_empty()),
+            "{name}: its keeper neither starts it nor ends"
+        );
+        let c = listed(&st, &name).unwrap();
         if running(&st, &name) {
             // Its keeper has it (and keeps the lock `run -d` passed on):
             // the command runs, and stays until stopped.
