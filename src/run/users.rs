@@ -24,6 +24,21 @@ const MAX_ACCOUNTS_FILE: u64 = 4 << 20;
 /// or a device). A whiteout, or something else than a regular file, in a
 /// higher layer hides the lower ones.
 pub(crate) fn image_file(lowers: &[PathBuf], rel: &str) -> Option<Vec<u8>> {
+    read_regular(&layer_with(lowers, rel)?, Path::new(rel))
+}
+
+/// Whether the merged image has a regular file at `rel` (e.g.
+/// `bin/bash`), found as [`image_file`] finds one, without reading it.
+pub(crate) fn image_has_file(lowers: &[PathBuf], rel: &str) -> bool {
+    layer_with(lowers, rel)
+        .and_then(|root| open_in(&root, Path::new(rel), OFlags::PATH).ok())
+        .and_then(|fd| rustix::fs::fstat(&fd).ok())
+        .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+}
+
+/// The root of the topmost layer that has `rel` (its parent resolved in
+/// that layer); None when no layer has it or a whiteout hides it.
+fn layer_with(lowers: &[PathBuf], rel: &str) -> Option<OwnedFd> {
     let rel = Path::new(rel);
     let name = rel.file_name()?.as_encoded_bytes();
     let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
@@ -45,7 +60,7 @@ pub(crate) fn image_file(lowers: &[PathBuf], rel: &str) -> Option<Vec<u8>> {
         let file = std::ffi::OsStr::from_bytes(name);
         match rustix::fs::statat(&dir, file, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if format::is_whiteout_stat(&st) => return None,
-            Ok(_) => return read_regular(&root, rel),
+            Ok(_) => return Some(root),
             Err(_) => {}
         }
         if rustix::fs::statat(&dir, wh, AtFlags::SYMLINK_NOFOLLOW).is_ok() {
@@ -53,31 +68,6 @@ pub(crate) fn image_file(lowers: &[PathBuf], rel: &str) -> Option<Vec<u8>> {
         }
     }
     None
-}
-
-/// Whether the merged image has a regular file at `rel` (e.g.
-/// `bin/bash`), found as [`image_file`] finds one (symlinks resolved in
-/// their layer), without reading it.
-pub(crate) fn image_has_file(lowers: &[PathBuf], rel: &str) -> bool {
-    let rel = Path::new(rel);
-    for layer in lowers {
-        let Ok(root) = rustix::fs::open(
-            layer,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) else {
-            continue;
-        };
-        if let Ok(fd) = open_in(&root, rel, OFlags::PATH)
-            && let Ok(st) = rustix::fs::fstat(&fd)
-        {
-            if format::is_whiteout_stat(&st) {
-                return false;
-            }
-            return FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
-        }
-    }
-    false
 }
 
 /// `openat2(root, rel, RESOLVE_IN_ROOT)`: `rel` with `root` as `/` for
@@ -384,9 +374,16 @@ mod tests {
         let l = vec![top.clone(), low.clone()];
         assert_eq!(image_file(&l, "etc/passwd").unwrap(), b"low");
         assert_eq!(image_file(&l, "etc/group").unwrap(), b"top group");
+        assert!(image_has_file(&l, "etc/passwd") && !image_has_file(&l, "etc"));
         std::fs::write(top.join("etc/.wh.passwd"), "").unwrap();
         assert_eq!(image_file(&l, "etc/passwd"), None);
         assert_eq!(image_file(&l, "etc/shadow"), None);
+        assert!(!image_has_file(&l, "etc/passwd") && !image_has_file(&l, "etc/shadow"));
+        // A symlink to a regular file in its layer counts, one out of it does not.
+        std::os::unix::fs::symlink("group", top.join("etc/sh")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", top.join("etc/host")).unwrap();
+        assert!(image_has_file(&l, "etc/sh"));
+        assert!(!image_has_file(&l, "etc/host"));
     }
 
     /// A hostile layer's symlinks stay inside it: neither `etc/passwd`
