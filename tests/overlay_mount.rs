@@ -297,3 +297,77 @@ fn overlay_mount_outside_a_user_namespace_says_what_is_needed() {
     assert!(ok.status.success(), "{}", show(&ok));
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "lower a\n");
 }
+
+/// Rootless Podman (Debian's) with a throwaway store on the overlay
+/// driver, hutch-overlayfs as its mount program: a container runs on
+/// hutch's overlay, writes, and reads the image's layers back; its change
+/// lands in the container's layer and survives a restart.
+#[test]
+fn overlay_mount_podman_runs_containers_with_hutch_overlayfs_as_mount_program() {
+    let d = Dirs::new();
+    let pd = d.p("podman");
+    std::fs::create_dir_all(pd.join("xdg")).unwrap();
+    let podman = |args: &[&str]| -> Output {
+        let mut c = d.st.command("podman");
+        c.arg("--root")
+            .arg(pd.join("root"))
+            .arg("--runroot")
+            .arg(pd.join("run"))
+            .args(["--storage-driver", "overlay", "--storage-opt"])
+            .arg(format!("overlay.mount_program={}", s(&d.prog)))
+            .args([
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--runtime",
+                "runc",
+            ])
+            .args(args)
+            .env("XDG_RUNTIME_DIR", pd.join("xdg"));
+        c.output().expect("run podman")
+    };
+    let load = podman(&["load", "-q", "-i", s(&common::fixture("busybox-oci.tar"))]);
+    assert!(load.status.success(), "{}", show(&load));
+    let image = "docker.io/library/busybox:latest";
+    let run = podman(&[
+        "run",
+        "--name",
+        "ovm",
+        image,
+        "sh",
+        "-c",
+        "echo written > /root/new && cat /root/new && head -1 /etc/passwd && \
+         ls /bin/busybox && awk '$2 == \"/\" { print \"root fs: \" $3 }' /proc/mounts",
+    ]);
+    let text = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(run.status.success(), "{}", show(&run));
+    assert_eq!(
+        text,
+        "written\nroot:x:0:0:root:/root:/bin/sh\n/bin/busybox\nroot fs: fuse.hutch\n",
+        "{}",
+        show(&run)
+    );
+    // The write is the container's change, and is there on the next start.
+    let diff = podman(&["diff", "ovm"]);
+    assert!(
+        String::from_utf8_lossy(&diff.stdout).contains("A /root/new"),
+        "{}",
+        show(&diff)
+    );
+    let again = podman(&["start", "-a", "ovm"]);
+    assert!(again.status.success(), "{}", show(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("written\n"));
+    let rm = podman(&["rm", "ovm"]);
+    assert!(rm.status.success(), "{}", show(&rm));
+    // No overlay server is left once Podman has unmounted.
+    let prog = s(&d.prog).to_string();
+    assert!(
+        common::eventually(20, || common::processes_with(&prog).into_iter().all(ended)),
+        "overlay servers left: {:?}",
+        common::processes_with(&prog)
+    );
+    // The store holds files of the user's subordinate ids: remove it from
+    // inside Podman's namespace.
+    let _ = podman(&["unshare", "rm", "-rf", s(&pd)]);
+}
