@@ -17,6 +17,7 @@ mod login;
 mod manpages;
 pub mod output;
 mod overlay;
+mod overlayfs;
 mod profile;
 mod project;
 mod pull;
@@ -132,6 +133,8 @@ enum Command {
     Volume(volume::VolumeArgs),
     /// Mount layer dirs with hutch's FUSE overlay in a private namespace and run a command there
     Overlay(overlay::OverlayArgs),
+    /// Mount layer dirs with hutch's overlay in the caller's namespace, as fuse-overlayfs does (also run as hutch-overlayfs)
+    Overlayfs(overlayfs::OverlayfsArgs),
     /// List profiles and show what one allows (built-in and ~/.config/hutch/profiles)
     Profile(profile::ProfileArgs),
     /// Write a commented hutch.toml: a project's environment and services
@@ -175,6 +178,14 @@ fn open_store(root: &Option<PathBuf>) -> Result<Store> {
 
 /// Run the command line; returns the process exit status.
 pub fn main() -> i32 {
+    // Run as `hutch-overlayfs` (a symlink to hutch): fuse-overlayfs's
+    // command line, for Podman's mount_program and mount.fuse3.
+    let mut argv = std::env::args_os();
+    if let Some(argv0) = argv.next()
+        && overlayfs::invoked_as(&argv0)
+    {
+        return overlayfs::main_as_overlayfs(argv.collect());
+    }
     // Usage errors exit 125 like Docker's and Podman's; --help and --version 0.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -224,6 +235,7 @@ pub fn main() -> i32 {
         Command::Verify(a) => verify::verify(a, open_store(&cli.root)),
         Command::Volume(a) => volume::run(a, open_store(&cli.root)),
         Command::Overlay(a) => overlay::run(a),
+        Command::Overlayfs(a) => overlayfs::run(a),
         Command::Profile(a) => profile::run(a),
         Command::Init(a) => project::init(a),
         Command::Lock(a) => project::lock(a, open_store(&cli.root)),

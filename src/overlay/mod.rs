@@ -10,6 +10,8 @@
 //! * `fuse`: the `fuser::Filesystem` glue and kernel options.
 //! * `panic_guard`: handlers run under `catch_unwind`, panics logged once.
 //! * `mount`: user namespace, `mount(2)`, the background session.
+//! * `serve`: a mount in the caller's namespace served until unmounted
+//!   (`hutch-overlayfs`), in a background process once it is ready.
 //!
 //! Library API for the launcher: [`enter_user_namespace`] (while still
 //! single-threaded), then [`mount_overlay`] with an [`OverlayConfig`];
@@ -22,6 +24,8 @@ mod fuse;
 mod layers;
 mod mount;
 mod panic_guard;
+mod serve;
 
 pub(crate) use mount::thread_count;
 pub use mount::{OverlayConfig, enter_user_namespace, mount_overlay};
+pub use serve::{ServeMode, serve_until_unmounted};

@@ -42,6 +42,11 @@ pub struct OverlayConfig {
     /// truncate(2) to the current size does not update the mtime (the
     /// kernel overlay does). Off: every write goes to hutch at once.
     pub writeback: bool,
+    /// Flags of the mount itself (`MS_RDONLY`, `MS_NOSUID`, ...); `MS_NODEV`
+    /// is always added. A read-only mount never writes to the upper dir.
+    pub flags: MountFlags,
+    /// The mount's source as /proc/self/mountinfo shows it.
+    pub fsname: String,
 }
 
 impl OverlayConfig {
@@ -52,6 +57,8 @@ impl OverlayConfig {
             work,
             threads: None,
             writeback: true,
+            flags: MountFlags::empty(),
+            fsname: "hutch".into(),
         }
     }
 
@@ -138,24 +145,33 @@ pub fn mount_overlay(cfg: OverlayConfig, mountpoint: &Path) -> Result<MountedOve
         rustix::process::getegid().as_raw(),
     );
     let opts = CString::new(opts).context("mount options")?;
+    let flags = cfg.flags | MountFlags::NODEV;
+    let source = CString::new(cfg.fsname.as_str()).unwrap_or_else(|_| c"hutch".into());
     let mut r = rustix::mount::mount(
-        "hutch",
+        source.as_c_str(),
         mountpoint,
         "fuse.hutch",
-        MountFlags::NODEV,
+        flags,
         opts.as_c_str(),
     );
     if r == Err(rustix::io::Errno::NODEV) {
         r = rustix::mount::mount(
-            "hutch",
+            source.as_c_str(),
             mountpoint,
             "fuse",
-            MountFlags::NODEV,
+            flags,
             opts.as_c_str(),
         );
     }
-    r.map_err(std::io::Error::from)
-        .with_context(|| format!("mounting the overlay on {}", mountpoint.display()))?;
+    r.map_err(std::io::Error::from).with_context(|| {
+        let hint = if r == Err(rustix::io::Errno::PERM) {
+            " (mounting needs root of the user namespace that owns this mount \
+             namespace, e.g. inside `unshare -Urm` or `podman unshare`)"
+        } else {
+            ""
+        };
+        format!("mounting the overlay on {}{hint}", mountpoint.display())
+    })?;
     let mut config = fuser::Config::default();
     config.acl = SessionACL::All;
     config.n_threads = Some(cfg.threads.unwrap_or_else(default_threads).max(1));
@@ -207,6 +223,18 @@ fn start_invalidator(fs: &OverlayFs, notifier: fuser::Notifier) -> std::io::Resu
 }
 
 impl MountedOverlay {
+    /// Serve until the mount goes away (`umount`, `fusermount3 -u`, or a
+    /// lazy unmount once its last user is gone), then return.
+    pub fn wait(mut self) -> Result<()> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        if let Err(e) = session.join() {
+            tracing::debug!("FUSE session ended with: {e}");
+        }
+        Ok(())
+    }
+
     /// Unmount and stop serving. Processes that still use the mount keep
     /// it alive (lazy unmount); then the serving threads are left to end
     /// with the process instead of blocking here.
