@@ -693,3 +693,83 @@ fn o_tmpfile_is_a_clean_eopnotsupp_with_a_working_fallback() {
         "O_TMPFILE must fail cleanly and the named fallback must work and be removed"
     );
 }
+
+// ---------------------------------------------------------------------------
+// names, modes and owners as the kernel filesystems give them
+
+/// Runs `script` (sh) inside `hutch overlay` with `$1` the overlay and `$2`
+/// a tmpfs mounted in the same namespace (the control).
+fn overlay_and_tmpfs(name: &str, script: &str) -> (String, String) {
+    let sm = small();
+    let (u, w, m) = dirs(&sm.sc, name);
+    let t = sm.sc.fresh(&format!("{name}-tmpfs"));
+    mkdirs(&t);
+    let wrapped = format!(
+        "mount -t tmpfs tmpfs \"$2\" || exit 99\nrun() {{\n{script}\n}}\n\
+         run \"$1\" > \"$2/.overlay.out\" 2>&1; run \"$2\" > \"$2/.tmpfs.out\" 2>&1\n\
+         cat \"$2/.overlay.out\"; echo ====; cat \"$2/.tmpfs.out\""
+    );
+    let out = output(
+        overlay_cmd(&sm.st, &sm.lowers, &u, Some(&w), &m)
+            .args(["sh", "-c", &wrapped, "sh"])
+            .arg(&m)
+            .arg(&t),
+    );
+    check_ok(&format!("{name} in hutch's overlay and a tmpfs"), &out);
+    let text = stdout(&out);
+    let (o, c) = text
+        .split_once("====\n")
+        .unwrap_or_else(|| panic!("no separator in {text:?}"));
+    (o.to_string(), c.to_string())
+}
+
+/// A name longer than NAME_MAX (255 bytes) is ENAMETOOLONG for every
+/// operation that takes one, a lookup included (not ENOENT), as on a
+/// tmpfs; a 255-byte name works.
+#[test]
+fn overlay_longname_is_enametoolong_as_on_a_tmpfs() {
+    let py = "import os, sys, errno\n\
+              d = sys.argv[1]\n\
+              def e(f):\n\
+              \x20   try:\n\
+              \x20       f(); return 'ok'\n\
+              \x20   except OSError as x:\n\
+              \x20       return errno.errorcode[x.errno]\n\
+              n = os.path.join(d, 'x' * 256)\n\
+              s = os.path.join(d, 'short')\n\
+              open(s, 'w').close()\n\
+              for what, f in [\n\
+              \x20   ('lstat', lambda: os.lstat(n)),\n\
+              \x20   ('create', lambda: os.close(os.open(n, os.O_CREAT | os.O_WRONLY, 0o644))),\n\
+              \x20   ('mkdir', lambda: os.mkdir(n)),\n\
+              \x20   ('mkfifo', lambda: os.mkfifo(n)),\n\
+              \x20   ('symlink', lambda: os.symlink('short', n)),\n\
+              \x20   ('link', lambda: os.link(s, n)),\n\
+              \x20   ('rename-to', lambda: os.rename(s, n)),\n\
+              \x20   ('rename-from', lambda: os.rename(n, s)),\n\
+              \x20   ('unlink', lambda: os.unlink(n)),\n\
+              \x20   ('rmdir', lambda: os.rmdir(n)),\n\
+              \x20   ('name-max', lambda: open(os.path.join(d, 'y' * 255), 'w').close()),\n\
+              ]:\n\
+              \x20   print(what, e(f))\n";
+    let script = format!("{} -c \"{}\" \"$1\"", python(), py.replace('"', "\\\""));
+    let (ovl, tmpfs) = overlay_and_tmpfs("longname", &script);
+    let expected: String = [
+        "lstat",
+        "create",
+        "mkdir",
+        "mkfifo",
+        "symlink",
+        "link",
+        "rename-to",
+        "rename-from",
+        "unlink",
+        "rmdir",
+    ]
+    .iter()
+    .map(|w| format!("{w} ENAMETOOLONG\n"))
+    .chain(["name-max ok\n".to_string()])
+    .collect();
+    assert_eq!(tmpfs, expected, "the control (tmpfs)");
+    assert_eq!(ovl, expected, "hutch's overlay, compared with a tmpfs");
+}

@@ -2,7 +2,7 @@
 //! symlinks, hard links (`create_entry`), unlink and rmdir (`remove`).
 
 use super::convert::{errno_of, record_kind, stored_mode};
-use super::{Caller, NewEntry, Node, OverlayFs, S_ISGID, wlock};
+use super::{Caller, NewEntry, Node, OverlayFs, S_ISGID, check_name_len, wlock};
 use crate::overlay::format::{self, OverrideStat};
 use crate::overlay::layers::{self, Res, UPPER, join};
 use fuser::FileAttr;
@@ -41,6 +41,7 @@ impl OverlayFs {
         name: &[u8],
         what: NewEntry<'_>,
     ) -> Res<(FileAttr, Option<OwnedFd>)> {
+        check_name_len(name)?;
         if !layers::valid_name(name) {
             return Err(Errno::INVAL);
         }
@@ -182,6 +183,7 @@ impl OverlayFs {
     // -- removing entries ---------------------------------------------------
 
     pub fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Res<()> {
+        check_name_len(name)?;
         if format::is_reserved_name(name) || !layers::valid_name(name) {
             return Err(Errno::NOENT);
         }
