@@ -697,9 +697,18 @@ fn o_tmpfile_is_a_clean_eopnotsupp_with_a_working_fallback() {
 // ---------------------------------------------------------------------------
 // names, modes and owners as the kernel filesystems give them
 
+/// What `script` printed in the overlay and in the tmpfs, and the upper
+/// dir (kept while this lives).
+struct Compared {
+    ovl: String,
+    tmpfs: String,
+    upper: PathBuf,
+    _sm: Small,
+}
+
 /// Runs `script` (sh) inside `hutch overlay` with `$1` the overlay and `$2`
 /// a tmpfs mounted in the same namespace (the control).
-fn overlay_and_tmpfs(name: &str, script: &str) -> (String, String) {
+fn overlay_and_tmpfs(name: &str, script: &str) -> Compared {
     let sm = small();
     let (u, w, m) = dirs(&sm.sc, name);
     let t = sm.sc.fresh(&format!("{name}-tmpfs"));
@@ -720,7 +729,12 @@ fn overlay_and_tmpfs(name: &str, script: &str) -> (String, String) {
     let (o, c) = text
         .split_once("====\n")
         .unwrap_or_else(|| panic!("no separator in {text:?}"));
-    (o.to_string(), c.to_string())
+    Compared {
+        ovl: o.to_string(),
+        tmpfs: c.to_string(),
+        upper: u,
+        _sm: sm,
+    }
 }
 
 /// A name longer than NAME_MAX (255 bytes) is ENAMETOOLONG for every
@@ -753,7 +767,7 @@ fn overlay_longname_is_enametoolong_as_on_a_tmpfs() {
               ]:\n\
               \x20   print(what, e(f))\n";
     let script = format!("{} -c \"{}\" \"$1\"", python(), py.replace('"', "\\\""));
-    let (ovl, tmpfs) = overlay_and_tmpfs("longname", &script);
+    let Compared { ovl, tmpfs, .. } = overlay_and_tmpfs("longname", &script);
     let expected: String = [
         "lstat",
         "create",
@@ -772,4 +786,27 @@ fn overlay_longname_is_enametoolong_as_on_a_tmpfs() {
     .collect();
     assert_eq!(tmpfs, expected, "the control (tmpfs)");
     assert_eq!(ovl, expected, "hutch's overlay, compared with a tmpfs");
+}
+
+/// chmod of a fifo or socket keeps the setuid, setgid and sticky bits
+/// (as on a tmpfs and the kernel overlay), also when it is created with
+/// them; they are on disk in the upper dir.
+#[test]
+fn overlay_mode_fifo_and_socket_keep_special_bits() {
+    let script = format!(
+        "cd \"$1\" || exit 1\n\
+         mkfifo f; chmod 01621 f; stat -c 'f %a' f; chmod 06755 f; stat -c 'f %a' f\n\
+         {} -c 'import os, socket; os.mkfifo(\"g\", 0o4644); socket.socket(socket.AF_UNIX).bind(\"s\")'\n\
+         stat -c 'g %a' g; chmod 02710 s; stat -c 's %a %F' s\n\
+         mv f f2; stat -c 'f2 %a' f2",
+        python()
+    );
+    let c = overlay_and_tmpfs("fifomode", &script);
+    let expected = "f 1621\nf 6755\ng 4644\ns 2710 socket\nf2 6755\n";
+    assert_eq!(c.tmpfs, expected, "the control (tmpfs)");
+    assert_eq!(c.ovl, expected, "hutch's overlay, compared with a tmpfs");
+    for (name, mode) in [("f2", 0o6755), ("g", 0o4644), ("s", 0o2710)] {
+        let m = std::fs::symlink_metadata(c.upper.join(name)).unwrap();
+        assert_eq!(m.mode() & 0o7777, mode, "{name} on disk in the upper dir");
+    }
 }

@@ -157,7 +157,7 @@ impl OverlayFs {
         let disk = match t {
             FileType::Directory => format::stored_dir_mode(pm),
             FileType::RegularFile => format::stored_file_mode(pm),
-            _ => format::stored_fifo_mode(pm),
+            _ => format::stored_node_mode(pm),
         };
         let kind = ovr.and_then(|o| o.kind).unwrap_or(match t {
             FileType::Directory => RecordedType::Dir,
@@ -222,12 +222,7 @@ impl OverlayFs {
                 }
                 FileType::Fifo | FileType::Socket => {
                     rustix::fs::mknodat(work, tmp.as_slice(), t, Mode::from_raw_mode(disk), 0)?;
-                    rustix::fs::chmodat(
-                        work,
-                        tmp.as_slice(),
-                        Mode::from_raw_mode(disk),
-                        AtFlags::empty(),
-                    )?;
+                    super::fs::node_mode_on_disk(work, &tmp, disk)?;
                     rustix::fs::utimensat(
                         work,
                         tmp.as_slice(),

@@ -2,8 +2,8 @@
 //! `getattr`, `setattr` (chmod, chown, truncate, utimens) and `statfs`.
 
 use super::convert::{
-    UTIME_OMIT, encode_dev, errno_of, fuse_kind, has_user_xattrs, presented_type, record_kind,
-    stored_mode, systime, timespec,
+    UTIME_OMIT, encode_dev, errno_of, fuse_kind, has_user_xattrs, node_mode_on_disk,
+    presented_type, record_kind, stored_mode, systime, timespec,
 };
 use super::{Node, NodeState, OverlayFs, SetAttr, lock, rlock};
 use crate::overlay::format::{self, OverrideStat, RecordedType};
@@ -295,13 +295,11 @@ impl OverlayFs {
                     lock(&node.st).ovr = Some(newovr);
                 }
                 FileType::Fifo | FileType::Socket => {
-                    if a.mode.is_some() && disk != st.st_mode & 0o7777 {
-                        rustix::fs::chmodat(
-                            upper,
-                            s.path.as_slice(),
-                            Mode::from_raw_mode(disk),
-                            AtFlags::empty(),
-                        )?;
+                    if a.mode.is_some() {
+                        match &hfd {
+                            Some(fd) => rustix::fs::fchmod(&**fd, Mode::from_raw_mode(disk))?,
+                            None => node_mode_on_disk(upper, &s.path, disk)?,
+                        }
                     }
                     if nu != cu || ng != cg {
                         tracing::debug!(

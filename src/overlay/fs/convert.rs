@@ -3,10 +3,11 @@
 //! modes and record kinds of the hutch format.
 
 use crate::overlay::format::{self, OverrideStat, RecordedType};
-use crate::overlay::layers;
+use crate::overlay::layers::{self, Res};
 use fuser::FileType as FType;
-use rustix::fs::{FileType, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, Stat};
 use rustix::io::Errno;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(super) fn errno_of(e: &std::io::Error) -> Errno {
@@ -103,8 +104,21 @@ pub(super) fn stored_mode(t: FileType, mode: u32) -> u32 {
     match t {
         FileType::Directory => format::stored_dir_mode(mode),
         FileType::RegularFile => format::stored_file_mode(mode),
-        _ => format::stored_fifo_mode(mode),
+        _ => format::stored_node_mode(mode),
     }
+}
+
+/// Set the mode of the fifo or socket `name` in `dir` to `disk` and check
+/// that it holds: the kernel silently drops setgid when the server is
+/// neither in the file's group nor has `CAP_FSETID`, and a change that
+/// did not happen must not be reported as done (`EPERM`).
+pub(crate) fn node_mode_on_disk(dir: BorrowedFd<'_>, name: &[u8], disk: u32) -> Res<()> {
+    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(disk), AtFlags::empty())?;
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if st.st_mode & 0o7777 != disk & 0o7777 {
+        return Err(Errno::PERM);
+    }
+    Ok(())
 }
 
 pub(super) fn has_user_xattrs(t: FileType) -> bool {
