@@ -213,6 +213,8 @@ impl OverlayFs {
                 FileType::Symlink => {
                     let target = rustix::fs::readlinkat(src_dir, path, Vec::new())?;
                     rustix::fs::symlinkat(target.as_c_str(), work, tmp.as_slice())?;
+                    // No record on symlinks: the owner is the one on disk.
+                    super::fs::own_on_disk(work, &tmp, pu, pg)?;
                     rustix::fs::utimensat(
                         work,
                         tmp.as_slice(),
@@ -222,6 +224,9 @@ impl OverlayFs {
                 }
                 FileType::Fifo | FileType::Socket => {
                     rustix::fs::mknodat(work, tmp.as_slice(), t, Mode::from_raw_mode(disk), 0)?;
+                    // The owner on disk (no record), then the mode: a
+                    // chown clears setuid.
+                    super::fs::own_on_disk(work, &tmp, pu, pg)?;
                     super::fs::node_mode_on_disk(work, &tmp, disk)?;
                     rustix::fs::utimensat(
                         work,

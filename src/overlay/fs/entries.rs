@@ -1,7 +1,7 @@
 //! Creating and removing names: files, directories, fifos, sockets,
 //! symlinks, hard links (`create_entry`), unlink and rmdir (`remove`).
 
-use super::convert::{errno_of, node_mode_on_disk, record_kind, stored_mode};
+use super::convert::{errno_of, node_mode_on_disk, own_on_disk, record_kind, stored_mode};
 use super::{Caller, NewEntry, Node, OverlayFs, S_ISGID, check_name_len, wlock};
 use crate::overlay::format::{self, OverrideStat};
 use crate::overlay::layers::{self, Res, UPPER, join};
@@ -144,15 +144,26 @@ impl OverlayFs {
                     };
                     let disk = format::stored_node_mode(*mode);
                     rustix::fs::mknodat(tdir, tname, t, Mode::from_raw_mode(disk), 0)?;
-                    if disk & (self.umask | 0o7000) != 0 {
-                        if let Err(e) = node_mode_on_disk(tdir, tname, disk) {
-                            let _ = rustix::fs::unlinkat(tdir, tname, AtFlags::empty());
-                            return Err(e);
+                    // The owner on disk (no record on these types), then
+                    // the mode: a chown clears setuid.
+                    let owned = own_on_disk(tdir, tname, uid, gid).and_then(|()| {
+                        if disk & (self.umask | 0o7000) != 0 {
+                            node_mode_on_disk(tdir, tname, disk)
+                        } else {
+                            Ok(())
                         }
+                    });
+                    if let Err(e) = owned {
+                        let _ = rustix::fs::unlinkat(tdir, tname, AtFlags::empty());
+                        return Err(e);
                     }
                 }
                 NewEntry::Symlink { target } => {
                     rustix::fs::symlinkat(*target, tdir, tname)?;
+                    if let Err(e) = own_on_disk(tdir, tname, uid, gid) {
+                        let _ = rustix::fs::unlinkat(tdir, tname, AtFlags::empty());
+                        return Err(e);
+                    }
                 }
                 NewEntry::Link { src } => {
                     let s = src.snapshot();

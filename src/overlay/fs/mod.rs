@@ -50,7 +50,7 @@ mod setup;
 mod whiteouts;
 mod xattr;
 
-pub(crate) use convert::node_mode_on_disk;
+pub(crate) use convert::{node_mode_on_disk, own_on_disk};
 pub(crate) use setup::open_layers;
 
 use super::format::OverrideStat;
