@@ -693,3 +693,209 @@ fn o_tmpfile_is_a_clean_eopnotsupp_with_a_working_fallback() {
         "O_TMPFILE must fail cleanly and the named fallback must work and be removed"
     );
 }
+
+// ---------------------------------------------------------------------------
+// names, modes and owners as the kernel filesystems give them
+
+/// What `script` printed in the overlay and in the tmpfs, and the upper
+/// dir (kept while this lives).
+struct Compared {
+    ovl: String,
+    tmpfs: String,
+    upper: PathBuf,
+    _sm: Small,
+}
+
+/// Runs `script` (sh) inside `hutch overlay` with `$1` the overlay and `$2`
+/// a tmpfs mounted in the same namespace (the control).
+fn overlay_and_tmpfs(name: &str, script: &str) -> Compared {
+    let sm = small();
+    let (u, w, m) = dirs(&sm.sc, name);
+    let t = sm.sc.fresh(&format!("{name}-tmpfs"));
+    mkdirs(&t);
+    let wrapped = format!(
+        "mount -t tmpfs tmpfs \"$2\" || exit 99\nrun() {{\n{script}\n}}\n\
+         run \"$1\" > \"$2/.overlay.out\" 2>&1; run \"$2\" > \"$2/.tmpfs.out\" 2>&1\n\
+         cat \"$2/.overlay.out\"; echo ====; cat \"$2/.tmpfs.out\""
+    );
+    let out = output(
+        overlay_cmd(&sm.st, &sm.lowers, &u, Some(&w), &m)
+            .args(["sh", "-c", &wrapped, "sh"])
+            .arg(&m)
+            .arg(&t),
+    );
+    check_ok(&format!("{name} in hutch's overlay and a tmpfs"), &out);
+    let text = stdout(&out);
+    let (o, c) = text
+        .split_once("====\n")
+        .unwrap_or_else(|| panic!("no separator in {text:?}"));
+    Compared {
+        ovl: o.to_string(),
+        tmpfs: c.to_string(),
+        upper: u,
+        _sm: sm,
+    }
+}
+
+/// A name longer than NAME_MAX (255 bytes) is ENAMETOOLONG for every
+/// operation that takes one, a lookup included (not ENOENT), as on a
+/// tmpfs; a 255-byte name works.
+#[test]
+fn overlay_longname_is_enametoolong_as_on_a_tmpfs() {
+    let py = "import os, sys, errno\n\
+              d = sys.argv[1]\n\
+              def e(f):\n\
+              \x20   try:\n\
+              \x20       f(); return 'ok'\n\
+              \x20   except OSError as x:\n\
+              \x20       return errno.errorcode[x.errno]\n\
+              n = os.path.join(d, 'x' * 256)\n\
+              s = os.path.join(d, 'short')\n\
+              open(s, 'w').close()\n\
+              for what, f in [\n\
+              \x20   ('lstat', lambda: os.lstat(n)),\n\
+              \x20   ('create', lambda: os.close(os.open(n, os.O_CREAT | os.O_WRONLY, 0o644))),\n\
+              \x20   ('mkdir', lambda: os.mkdir(n)),\n\
+              \x20   ('mkfifo', lambda: os.mkfifo(n)),\n\
+              \x20   ('symlink', lambda: os.symlink('short', n)),\n\
+              \x20   ('link', lambda: os.link(s, n)),\n\
+              \x20   ('rename-to', lambda: os.rename(s, n)),\n\
+              \x20   ('rename-from', lambda: os.rename(n, s)),\n\
+              \x20   ('unlink', lambda: os.unlink(n)),\n\
+              \x20   ('rmdir', lambda: os.rmdir(n)),\n\
+              \x20   ('name-max', lambda: open(os.path.join(d, 'y' * 255), 'w').close()),\n\
+              ]:\n\
+              \x20   print(what, e(f))\n";
+    let script = format!("{} -c \"{}\" \"$1\"", python(), py.replace('"', "\\\""));
+    let Compared { ovl, tmpfs, .. } = overlay_and_tmpfs("longname", &script);
+    let expected: String = [
+        "lstat",
+        "create",
+        "mkdir",
+        "mkfifo",
+        "symlink",
+        "link",
+        "rename-to",
+        "rename-from",
+        "unlink",
+        "rmdir",
+    ]
+    .iter()
+    .map(|w| format!("{w} ENAMETOOLONG\n"))
+    .chain(["name-max ok\n".to_string()])
+    .collect();
+    assert_eq!(tmpfs, expected, "the control (tmpfs)");
+    assert_eq!(ovl, expected, "hutch's overlay, compared with a tmpfs");
+}
+
+/// chmod of a fifo or socket keeps the setuid, setgid and sticky bits
+/// (as on a tmpfs and the kernel overlay), also when it is created with
+/// them; they are on disk in the upper dir.
+#[test]
+fn overlay_mode_fifo_and_socket_keep_special_bits() {
+    let script = format!(
+        "cd \"$1\" || exit 1\n\
+         mkfifo f; chmod 01621 f; stat -c 'f %a' f; chmod 06755 f; stat -c 'f %a' f\n\
+         {} -c 'import os, socket; os.mkfifo(\"g\", 0o4644); socket.socket(socket.AF_UNIX).bind(\"s\")'\n\
+         stat -c 'g %a' g; chmod 02710 s; stat -c 's %a %F' s\n\
+         mv f f2; stat -c 'f2 %a' f2",
+        python()
+    );
+    let c = overlay_and_tmpfs("fifomode", &script);
+    let expected = "f 1621\nf 6755\ng 4644\ns 2710 socket\nf2 6755\n";
+    assert_eq!(c.tmpfs, expected, "the control (tmpfs)");
+    assert_eq!(c.ovl, expected, "hutch's overlay, compared with a tmpfs");
+    for (name, mode) in [("f2", 0o6755), ("g", 0o4644), ("s", 0o2710)] {
+        let m = std::fs::symlink_metadata(c.upper.join(name)).unwrap();
+        assert_eq!(m.mode() & 0o7777, mode, "{name} on disk in the upper dir");
+    }
+}
+
+/// The same owner operations in `$1`, for `hutch run` (busybox sh): a fifo
+/// and a symlink chown-ed, a chown clearing setuid, new entries of another
+/// user in a setgid directory, a rename.
+const OWNER_SCRIPT: &str = "for d in /w /ctl; do mkdir -p $d; cd $d; echo \"-- $d\"\n\
+     mkfifo f; chown 123:456 f; echo \"chown rc=$?\"; stat -c 'f %u:%g' f\n\
+     ln -s target l; chown -h 123:456 l; echo \"lchown rc=$?\"; stat -c 'l %u:%g' l\n\
+     mkfifo g; chmod 04755 g; chown 7:8 g; stat -c 'g %u:%g %a' g\n\
+     mkdir -m 2777 sg; chgrp 321 sg; chmod 2777 sg\n\
+     su nobody -s /bin/sh -c 'mkfifo sg/p; ln -s x sg/l'; stat -c '%n %u:%g' sg/p sg/l\n\
+     mv f f2; stat -c 'f2 %u:%g' f2\n\
+     done";
+
+/// With a subordinate id range (the default when the user has one), chown
+/// of a fifo or symlink is kept, as on a tmpfs in the same container (the
+/// control): before, it returned 0 and changed nothing. A symlink of the
+/// image chown-ed is copied up with its new owner and still resolves. On
+/// disk the owner is the range's host id, and the store still removes the
+/// container.
+#[test]
+fn overlay_owner_chown_of_fifo_and_symlink_is_kept_with_a_subuid_range() {
+    let st = common::busybox();
+    let script = format!(
+        "{OWNER_SCRIPT}\n\
+         chown -h 123:456 /bin/sh; stat -c 'image symlink %u:%g' /bin/sh; readlink /bin/sh; \
+         /bin/sh -c 'echo still runs'"
+    );
+    let out = output(st.hutch().args([
+        "run", "--name", "own", "--tmpfs", "/ctl", "busybox", "sh", "-c", &script,
+    ]));
+    check_ok("owners in hutch run", &out);
+    let text = stdout(&out);
+    let (ovl, rest) = text
+        .strip_prefix("-- /w\n")
+        .and_then(|t| t.split_once("-- /ctl\n"))
+        .unwrap_or_else(|| panic!("unexpected output {text:?}"));
+    let (ctl, image) = rest
+        .split_once("image symlink")
+        .unwrap_or_else(|| panic!("unexpected output {text:?}"));
+    let expected = "chown rc=0\nf 123:456\nlchown rc=0\nl 123:456\ng 7:8 755\n\
+                    sg/p 65534:321\nsg/l 65534:321\nf2 123:456\n";
+    assert_eq!(ctl, expected, "the control (a tmpfs in the container)");
+    assert_eq!(ovl, expected, "hutch's overlay, compared with a tmpfs");
+    assert_eq!(
+        image, " 123:456\nbusybox\nstill runs\n",
+        "a symlink of the image"
+    );
+    // On disk: the owner is a host id of the range (not the store's user).
+    let containers = st.root().join("containers");
+    let dir = std::fs::read_dir(&containers)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("upper").is_dir())
+        .expect("the container's upper dir");
+    let me = rustix::process::getuid().as_raw();
+    let f2 = std::fs::symlink_metadata(dir.join("upper/w/f2")).unwrap();
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&f2.file_type()),
+        "f2 is a fifo on disk"
+    );
+    assert_ne!(f2.uid(), me, "f2 is owned by a subordinate id on disk");
+    let sh = std::fs::symlink_metadata(dir.join("upper/bin/sh")).unwrap();
+    assert!(sh.file_type().is_symlink());
+    assert_eq!(sh.uid(), f2.uid(), "both are the host id of 123");
+    st.run_ok(["rm", "own"]);
+    assert!(!dir.exists(), "the store removed the container's upper dir");
+}
+
+/// With one id (no subordinate range), chown to an unmapped id never
+/// reaches the overlay (the kernel says EINVAL) and nothing changes; chown
+/// to root works; as on a tmpfs in the same container.
+#[test]
+fn overlay_owner_one_id_map_refuses_unmapped_ids_as_a_tmpfs() {
+    let st = common::busybox();
+    let script = "for d in /w /ctl; do mkdir -p $d; cd $d; echo \"-- $d\"\n\
+                  mkfifo f; chown 123:456 f 2>/dev/null; echo \"chown rc=$?\"; stat -c 'f %u:%g' f\n\
+                  ln -s t l; chown -h 0:0 l; echo \"chown root rc=$?\"; stat -c 'l %u:%g' l\n\
+                  done";
+    let out = output(st.hutch().env("HUTCH_IDMAP", "single").args([
+        "run", "--rm", "--tmpfs", "/ctl", "busybox", "sh", "-c", script,
+    ]));
+    check_ok("owners in hutch run with one id", &out);
+    let expected = "chown rc=1\nf 0:0\nchown root rc=0\nl 0:0\n";
+    assert_eq!(
+        stdout(&out),
+        format!("-- /w\n{expected}-- /ctl\n{expected}"),
+        "hutch's overlay (/w) and a tmpfs (/ctl)"
+    );
+}

@@ -235,7 +235,7 @@ fn walk_dir(
                 };
                 plain(path, Kind::Symlink { target }, 0o777, &st)
             }
-            FileType::Fifo => plain(path, Kind::Fifo, st.st_mode & 0o777, &st),
+            FileType::Fifo => plain(path, Kind::Fifo, st.st_mode & 0o7777, &st),
             FileType::Socket => {
                 tracing::debug!(
                     "{}: a socket, which an image cannot hold; skipped",
@@ -394,6 +394,27 @@ mod tests {
 
     fn dirfd(p: &Path) -> OwnedFd {
         rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
+    }
+
+    /// The overlay keeps a fifo's setuid/setgid/sticky bits on disk in the
+    /// upper dir (`overlay::format`, "Limits"): diff and commit see them.
+    #[test]
+    fn fifo_special_bits_are_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o1621)).unwrap();
+        let got = collect(d.path());
+        let f = got.iter().find(|e| e.path == b"f").unwrap();
+        assert!(matches!(f.kind, Kind::Fifo));
+        assert_eq!(f.mode, 0o1621);
     }
 
     #[test]

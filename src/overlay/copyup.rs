@@ -157,7 +157,7 @@ impl OverlayFs {
         let disk = match t {
             FileType::Directory => format::stored_dir_mode(pm),
             FileType::RegularFile => format::stored_file_mode(pm),
-            _ => format::stored_fifo_mode(pm),
+            _ => format::stored_node_mode(pm),
         };
         let kind = ovr.and_then(|o| o.kind).unwrap_or(match t {
             FileType::Directory => RecordedType::Dir,
@@ -213,6 +213,8 @@ impl OverlayFs {
                 FileType::Symlink => {
                     let target = rustix::fs::readlinkat(src_dir, path, Vec::new())?;
                     rustix::fs::symlinkat(target.as_c_str(), work, tmp.as_slice())?;
+                    // No record on symlinks: the owner is the one on disk.
+                    super::fs::own_on_disk(work, &tmp, pu, pg)?;
                     rustix::fs::utimensat(
                         work,
                         tmp.as_slice(),
@@ -222,12 +224,10 @@ impl OverlayFs {
                 }
                 FileType::Fifo | FileType::Socket => {
                     rustix::fs::mknodat(work, tmp.as_slice(), t, Mode::from_raw_mode(disk), 0)?;
-                    rustix::fs::chmodat(
-                        work,
-                        tmp.as_slice(),
-                        Mode::from_raw_mode(disk),
-                        AtFlags::empty(),
-                    )?;
+                    // The owner on disk (no record), then the mode: a
+                    // chown clears setuid.
+                    super::fs::own_on_disk(work, &tmp, pu, pg)?;
+                    super::fs::node_mode_on_disk(work, &tmp, disk)?;
                     rustix::fs::utimensat(
                         work,
                         tmp.as_slice(),

@@ -33,11 +33,12 @@
 //!
 //! # Ownership and modes (`user.containers.override_stat`)
 //!
-//! Everything on disk is owned by the (unprivileged) user who unpacked it.
+//! Everything on disk is owned by the (unprivileged) user who unpacked it,
+//! except symlinks, fifos and sockets the overlay chowns (see Limits).
 //! On disk, regular files get mode `(mode & 0o777) | 0o600` and directories
 //! `(mode & 0o777) | 0o700`, so the store can always read and delete them;
-//! setuid, setgid and sticky bits are never set on disk. The true owner,
-//! group and mode are recorded in the xattr `user.containers.override_stat`,
+//! setuid, setgid and sticky bits are never set on disk on these (fifos and
+//! sockets: see Limits). The true owner, group and mode are recorded in the xattr `user.containers.override_stat`,
 //! in the format of containers-storage's `FormatContainersOverrideXattrDevice`
 //! (`pkg/idtools/idtools.go`), which fuse-overlayfs reads (its `override_mode`
 //! parses the first three fields with `"%d:%d:%o"`; since 1.15 it also reads
@@ -62,11 +63,26 @@
 //! honour `user.containers.override_stat` by probing the layer root for it.
 //!
 //! Limits (Linux allows `user.*` xattrs only on regular files and
-//! directories): symlinks and fifos carry no record. Symlinks are presented
-//! as owned by 0:0 (their mode is meaningless); fifos keep their true
-//! permission bits on disk and are presented as owned by 0:0. A non-root
-//! owner of a symlink or fifo in an image is therefore lost (logged at debug
-//! level by the unpacker).
+//! directories): symlinks, fifos and sockets carry no record. Their owner
+//! is their **owner on disk**, as the overlay's server sees it: it runs as
+//! root of a user namespace in which the store's user is 0, so what the
+//! store made presents as 0:0. The overlay `lchown`s a symlink, fifo or
+//! socket of an upper dir when it is created by another uid/gid than 0:0,
+//! copied up from a lower one owned by another, or chown-ed; when the
+//! owner cannot be kept there the call fails with the error of `lchown(2)`
+//! (`EINVAL` for an id not mapped in the server's namespace, `EPERM`
+//! without `CAP_CHOWN` there) instead of being lost. With a subordinate id
+//! range, such an entry is owned on disk by the range's host id (e.g.
+//! 100122 for 123); the store's user can still delete it (that needs only
+//! write access to the directory, and directories on disk are never
+//! sticky). fuse-overlayfs and the kernel overlay read such owners the same
+//! way. The layer unpacker runs without a namespace and cannot chown: a
+//! non-root owner of a symlink or fifo in an image is lost (logged at debug
+//! level) and the entry is 0:0, as before. Modes: fifos in layers keep
+//! their permission bits on disk but not setuid/setgid/sticky
+//! ([`stored_fifo_mode`]); fifos and sockets the overlay writes in an upper
+//! dir keep all of `0o7777` on disk ([`stored_node_mode`]), as on the
+//! kernel overlay. A symlink's mode is meaningless.
 //!
 //! # Device nodes
 //!
@@ -131,9 +147,19 @@ pub const fn stored_dir_mode(mode: u32) -> u32 {
     (mode & 0o777) | 0o700
 }
 
-/// The on-disk mode of a fifo: the true permission bits, no special bits.
+/// The on-disk mode of a fifo in an unpacked layer: the true permission
+/// bits, no special bits (the unpacker's format since the first release;
+/// layer digests are computed from it).
 pub const fn stored_fifo_mode(mode: u32) -> u32 {
     mode & 0o777
+}
+
+/// The on-disk mode of a fifo or socket the overlay writes in an upper dir
+/// (created, copied up, chmod-ed): all of `0o7777`. Setuid, setgid and
+/// sticky bits mean nothing on these types, so keeping them on disk is
+/// harmless, and Linux allows no xattr record there.
+pub const fn stored_node_mode(mode: u32) -> u32 {
+    mode & 0o7777
 }
 
 // ---------------------------------------------------------------------------
@@ -732,5 +758,7 @@ mod tests {
         assert_eq!(stored_dir_mode(0o1777), 0o777);
         assert_eq!(stored_dir_mode(0o555), 0o755);
         assert_eq!(stored_fifo_mode(0o4644), 0o644);
+        assert_eq!(stored_node_mode(0o1621), 0o1621);
+        assert_eq!(stored_node_mode(0o106755), 0o6755);
     }
 }

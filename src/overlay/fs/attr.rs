@@ -2,14 +2,14 @@
 //! `getattr`, `setattr` (chmod, chown, truncate, utimens) and `statfs`.
 
 use super::convert::{
-    UTIME_OMIT, encode_dev, errno_of, fuse_kind, has_user_xattrs, presented_type, record_kind,
-    stored_mode, systime, timespec,
+    UTIME_OMIT, encode_dev, errno_of, fuse_kind, has_user_xattrs, node_mode_on_disk, own_on_disk,
+    presented_type, record_kind, stored_mode, systime, timespec,
 };
 use super::{Node, NodeState, OverlayFs, SetAttr, lock, rlock};
 use crate::overlay::format::{self, OverrideStat, RecordedType};
 use crate::overlay::layers::{self, Res, UPPER};
 use fuser::{FileAttr, INodeNo};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, XattrFlags};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Uid, XattrFlags};
 use rustix::io::Errno;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -294,28 +294,28 @@ impl OverlayFs {
                         };
                     lock(&node.st).ovr = Some(newovr);
                 }
-                FileType::Fifo | FileType::Socket => {
-                    if a.mode.is_some() && disk != st.st_mode & 0o7777 {
-                        rustix::fs::chmodat(
-                            upper,
-                            s.path.as_slice(),
-                            Mode::from_raw_mode(disk),
-                            AtFlags::empty(),
-                        )?;
-                    }
-                    if nu != cu || ng != cg {
-                        tracing::debug!(
-                            "cannot record owner of fifo/socket {:?}",
-                            String::from_utf8_lossy(&s.path)
-                        );
-                    }
-                }
                 _ => {
+                    // Symlinks, fifos and sockets: no record, the owner and
+                    // mode are the ones on disk (format.rs, "Limits"). The
+                    // owner first: a chown clears setuid (and setgid); the
+                    // mode sent with it (the kernel adds one for that)
+                    // comes after.
                     if nu != cu || ng != cg {
-                        tracing::debug!(
-                            "cannot record owner of symlink {:?}",
-                            String::from_utf8_lossy(&s.path)
-                        );
+                        match &hfd {
+                            Some(fd) if nu != u32::MAX && ng != u32::MAX => rustix::fs::fchown(
+                                &**fd,
+                                Some(Uid::from_raw(nu)),
+                                Some(Gid::from_raw(ng)),
+                            )?,
+                            Some(_) => return Err(Errno::INVAL),
+                            None => own_on_disk(upper, &s.path, nu, ng)?,
+                        }
+                    }
+                    if t != FileType::Symlink && a.mode.is_some() {
+                        match &hfd {
+                            Some(fd) => rustix::fs::fchmod(&**fd, Mode::from_raw_mode(disk))?,
+                            None => node_mode_on_disk(upper, &s.path, disk)?,
+                        }
                     }
                 }
             }

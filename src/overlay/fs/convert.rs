@@ -3,10 +3,11 @@
 //! modes and record kinds of the hutch format.
 
 use crate::overlay::format::{self, OverrideStat, RecordedType};
-use crate::overlay::layers;
+use crate::overlay::layers::{self, Res};
 use fuser::FileType as FType;
-use rustix::fs::{FileType, Stat};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, Stat, Uid};
 use rustix::io::Errno;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(super) fn errno_of(e: &std::io::Error) -> Errno {
@@ -103,10 +104,96 @@ pub(super) fn stored_mode(t: FileType, mode: u32) -> u32 {
     match t {
         FileType::Directory => format::stored_dir_mode(mode),
         FileType::RegularFile => format::stored_file_mode(mode),
-        _ => format::stored_fifo_mode(mode),
+        _ => format::stored_node_mode(mode),
     }
+}
+
+/// Give the symlink, fifo or socket `name` in `dir` the owner `uid:gid` on
+/// disk, unless it has it already: these types carry no ownership record
+/// (`format`, "Limits"). Fails with the error of `lchown(2)` when the
+/// owner cannot be kept (`EINVAL` for an id not mapped in the server's
+/// namespace, `EPERM` without `CAP_CHOWN` there).
+pub(crate) fn own_on_disk(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) -> Res<()> {
+    if uid == u32::MAX || gid == u32::MAX {
+        return Err(Errno::INVAL);
+    }
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let u = (st.st_uid != uid).then(|| Uid::from_raw(uid));
+    let g = (st.st_gid != gid).then(|| Gid::from_raw(gid));
+    if u.is_none() && g.is_none() {
+        return Ok(());
+    }
+    rustix::fs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// Set the mode of the fifo or socket `name` in `dir` to `disk` and check
+/// that it holds: the kernel silently drops setgid when the server is
+/// neither in the file's group nor has `CAP_FSETID`, and a change that
+/// did not happen must not be reported as done (`EPERM`).
+pub(crate) fn node_mode_on_disk(dir: BorrowedFd<'_>, name: &[u8], disk: u32) -> Res<()> {
+    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(disk), AtFlags::empty())?;
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if st.st_mode & 0o7777 != disk & 0o7777 {
+        return Err(Errno::PERM);
+    }
+    Ok(())
 }
 
 pub(super) fn has_user_xattrs(t: FileType) -> bool {
     matches!(t, FileType::RegularFile | FileType::Directory)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    fn dir(p: &std::path::Path) -> OwnedFd {
+        rustix::fs::open(
+            p,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn own_on_disk_changes_the_owner_or_fails() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dir(t.path());
+        rustix::fs::symlinkat("target", &d, "l").unwrap();
+        let st = rustix::fs::statat(&d, "l", AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        // Its own owner: nothing to do.
+        own_on_disk(d.as_fd(), b"l", st.st_uid, st.st_gid).unwrap();
+        assert_eq!(
+            own_on_disk(d.as_fd(), b"l", u32::MAX, 0),
+            Err(Errno::INVAL),
+            "-1 is no owner"
+        );
+        let r = own_on_disk(d.as_fd(), b"l", 123, 456);
+        let after = rustix::fs::statat(&d, "l", AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        if rustix::process::geteuid().is_root() {
+            assert_eq!(r, Ok(()));
+            assert_eq!((after.st_uid, after.st_gid), (123, 456));
+        } else {
+            // Never a success that changed nothing.
+            assert_eq!(r, Err(Errno::PERM));
+            assert_eq!((after.st_uid, after.st_gid), (st.st_uid, st.st_gid));
+        }
+    }
+
+    #[test]
+    fn node_mode_on_disk_keeps_special_bits() {
+        let t = tempfile::tempdir().unwrap();
+        let d = dir(t.path());
+        rustix::fs::mknodat(&d, "f", FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        for mode in [0o1621, 0o6755, 0o644] {
+            node_mode_on_disk(d.as_fd(), b"f", mode).unwrap();
+            let st = rustix::fs::statat(&d, "f", AtFlags::SYMLINK_NOFOLLOW).unwrap();
+            assert_eq!(st.st_mode & 0o7777, mode);
+        }
+        assert_eq!(stored_mode(FileType::Fifo, 0o1621), 0o1621);
+        assert_eq!(stored_mode(FileType::Socket, 0o6755), 0o6755);
+        assert_eq!(stored_mode(FileType::RegularFile, 0o4755), 0o755);
+    }
 }

@@ -1,8 +1,8 @@
 //! Creating and removing names: files, directories, fifos, sockets,
 //! symlinks, hard links (`create_entry`), unlink and rmdir (`remove`).
 
-use super::convert::{errno_of, record_kind, stored_mode};
-use super::{Caller, NewEntry, Node, OverlayFs, S_ISGID, wlock};
+use super::convert::{errno_of, node_mode_on_disk, own_on_disk, record_kind, stored_mode};
+use super::{Caller, NewEntry, Node, OverlayFs, S_ISGID, check_name_len, wlock};
 use crate::overlay::format::{self, OverrideStat};
 use crate::overlay::layers::{self, Res, UPPER, join};
 use fuser::FileAttr;
@@ -41,6 +41,7 @@ impl OverlayFs {
         name: &[u8],
         what: NewEntry<'_>,
     ) -> Res<(FileAttr, Option<OwnedFd>)> {
+        check_name_len(name)?;
         if !layers::valid_name(name) {
             return Err(Errno::INVAL);
         }
@@ -141,12 +142,28 @@ impl OverlayFs {
                     } else {
                         FileType::Socket
                     };
-                    let disk = format::stored_fifo_mode(*mode);
+                    let disk = format::stored_node_mode(*mode);
                     rustix::fs::mknodat(tdir, tname, t, Mode::from_raw_mode(disk), 0)?;
-                    self.fix_mode(tdir, tname, disk)?;
+                    // The owner on disk (no record on these types), then
+                    // the mode: a chown clears setuid.
+                    let owned = own_on_disk(tdir, tname, uid, gid).and_then(|()| {
+                        if disk & (self.umask | 0o7000) != 0 {
+                            node_mode_on_disk(tdir, tname, disk)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = owned {
+                        let _ = rustix::fs::unlinkat(tdir, tname, AtFlags::empty());
+                        return Err(e);
+                    }
                 }
                 NewEntry::Symlink { target } => {
                     rustix::fs::symlinkat(*target, tdir, tname)?;
+                    if let Err(e) = own_on_disk(tdir, tname, uid, gid) {
+                        let _ = rustix::fs::unlinkat(tdir, tname, AtFlags::empty());
+                        return Err(e);
+                    }
                 }
                 NewEntry::Link { src } => {
                     let s = src.snapshot();
@@ -182,6 +199,7 @@ impl OverlayFs {
     // -- removing entries ---------------------------------------------------
 
     pub fn remove(&self, parent: u64, name: &[u8], dir: bool) -> Res<()> {
+        check_name_len(name)?;
         if format::is_reserved_name(name) || !layers::valid_name(name) {
             return Err(Errno::NOENT);
         }

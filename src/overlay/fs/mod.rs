@@ -50,6 +50,7 @@ mod setup;
 mod whiteouts;
 mod xattr;
 
+pub(crate) use convert::{node_mode_on_disk, own_on_disk};
 pub(crate) use setup::open_layers;
 
 use super::format::OverrideStat;
@@ -70,6 +71,20 @@ pub(crate) const ESCAPED_OVERLAY_XATTR_PREFIX: &[u8] = b"user.overlay.overlay.";
 
 /// Largest lower file [`OverlayFs::prefetch`] pushes into the page cache.
 pub const PREFETCH_MAX: u64 = 16 << 20;
+
+/// Longest name a directory entry may have (`NAME_MAX`).
+pub(crate) const NAME_MAX: usize = 255;
+
+/// `ENAMETOOLONG` for a name longer than [`NAME_MAX`] bytes: checked before
+/// anything else, as the kernel filesystems do (a lookup of such a name is
+/// no `ENOENT`).
+pub(crate) fn check_name_len(name: &[u8]) -> Result<(), rustix::io::Errno> {
+    if name.len() > NAME_MAX {
+        Err(rustix::io::Errno::NAMETOOLONG)
+    } else {
+        Ok(())
+    }
+}
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -3,7 +3,9 @@
 //! or go away.
 
 use super::convert::has_user_xattrs;
-use super::{Node, NodeState, OverlayFs, ROOT_ID, is_lower_hardlink, lock, rlock, wlock};
+use super::{
+    Node, NodeState, OverlayFs, ROOT_ID, check_name_len, is_lower_hardlink, lock, rlock, wlock,
+};
 use crate::overlay::format;
 use crate::overlay::layers::{self, Found, Res, UPPER, join};
 use fuser::FileAttr;
@@ -184,6 +186,7 @@ impl OverlayFs {
     /// Look a name up. The flag says the attributes must not be cached
     /// (the entry carries the node id as inode number, see `shared_ino`).
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Res<Option<(FileAttr, bool)>> {
+        check_name_len(name)?;
         if format::is_reserved_name(name) || !layers::valid_name(name) {
             return Ok(None);
         }

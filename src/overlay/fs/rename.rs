@@ -1,7 +1,7 @@
 //! `rename(2)` with `RENAME_NOREPLACE` and `RENAME_EXCHANGE`: copy up
 //! what is needed unlocked, then rename in the upper under `ns`.
 
-use super::{Node, OverlayFs, rlock, wlock};
+use super::{Node, OverlayFs, check_name_len, rlock, wlock};
 use crate::overlay::format;
 use crate::overlay::layers::{self, Found, Res, UPPER, UpperWhiteout, join};
 use rustix::fs::{AtFlags, FileType, RenameFlags};
@@ -25,6 +25,8 @@ impl OverlayFs {
         {
             return Err(Errno::INVAL);
         }
+        check_name_len(name)?;
+        check_name_len(newname)?;
         if format::is_reserved_name(name) || !layers::valid_name(name) {
             return Err(Errno::NOENT);
         }
