@@ -5,6 +5,7 @@
 #
 #   tests/conformance/pjdfstest.sh [--map single|range|both] [--no-kernel]
 #                                  [--jobs N] [--logs DIR] [TEST...]
+#   tests/conformance/pjdfstest.sh --report DIR [--map ...] [--no-kernel]
 #
 # TEST: test directories or files under pjdfstest's tests/ (`chown`,
 # `rename/09.t`); default all 238 files (8,798 tests). Each run takes about 4
@@ -43,7 +44,8 @@
 # takes $HUTCH_BIN), and runs itself as hutch-test ($HUTCH_TEST_USER). As
 # another user it needs the cached build ($PJDFSTEST_DIR, default
 # $HUTCH_FIXTURES/conformance/pjdfstest-85a8aea9) and hutch ($HUTCH_BIN, else
-# `hutch` on PATH). Logs of every run are kept in --logs DIR when given.
+# `hutch` on PATH). Logs of every run are kept in --logs DIR when given;
+# --report DIR prints the comparison again from such logs, running nothing.
 set -euo pipefail
 
 commit=85a8aea9
@@ -53,7 +55,7 @@ fixtures=${HUTCH_FIXTURES:-/var/cache/hutch-fixtures}
 test_user=${HUTCH_TEST_USER:-hutch-test}
 
 usage() { sed -n '2,6p' "$0" >&2; exit 2; }
-maps=(single range); kernel=1; jobs=1; logs=""; tests=()
+maps=(single range); kernel=1; jobs=1; logs=""; tests=(); report=0
 args=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
         --no-kernel) kernel=0 ;;
         --jobs|-j) shift; jobs=${1:-}; [[ $jobs =~ ^[1-9][0-9]*$ ]] || usage ;;
         --logs) shift; logs=${1:-}; [ -n "$logs" ] || usage ;;
+        --report) shift; logs=${1:-}; report=1; [ -d "$logs" ] || usage ;;
         -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
         -*) echo "pjdfstest.sh: unknown option $1" >&2; usage ;;
         *) tests+=("$1") ;;
@@ -74,7 +77,9 @@ if [ "$(id -u)" = 0 ]; then
     bash "$here/build.sh" "$fixtures" || exit 2
     stage=$(mktemp -d /var/tmp/hutch-conformance.XXXXXX)
     trap 'rm -rf "$stage"' EXIT
-    if [ -n "${HUTCH_BIN:-}" ]; then
+    if [ $report = 1 ]; then
+        cp /bin/true "$stage/hutch"   # runs nothing
+    elif [ -n "${HUTCH_BIN:-}" ]; then
         cp "$HUTCH_BIN" "$stage/hutch"
     else
         (cd "$repo" && cargo build --release --quiet) || exit 2
@@ -224,7 +229,7 @@ failures() {
         if (w != "0") print f, "exit"
         mode = ""; next
     }
-    /^  Failed tests:/ { mode = "f"; s = $0; sub(/^  Failed tests: */, "", s); emit(s); next }
+    /^  Failed tests?:/ { mode = "f"; s = $0; sub(/^  Failed tests?: */, "", s); emit(s); next }
     /^  Parse errors:/ { print f, "plan"; mode = ""; next }
     /^  [A-Z]/ { mode = ""; next }
     /^ +[0-9]/ && mode == "f" { s = $0; sub(/^ +/, "", s); emit(s); next }
@@ -254,7 +259,8 @@ check_where() { # LOG KIND MAP
     grep -q '^Files=' "$1" || { echo "pjdfstest.sh: the $2 run ended without prove's summary; its log:" >&2; tail -n 20 "$1" | sed 's/^/  /' >&2; return 1; }
 }
 
-echo "pjdfstest $commit ($pjd) as $(id -un), hutch $("$hutch" --version 2>/dev/null | head -n1), kernel $(uname -r), prove -j$jobs"
+if [ $report = 1 ]; then echo "pjdfstest $commit: the runs logged in $logs"
+else echo "pjdfstest $commit ($pjd) as $(id -un), hutch $("$hutch" --version 2>/dev/null | head -n1), kernel $(uname -r), prove -j$jobs"; fi
 echo "tests: ${tests[*]}"
 echo "profile of both hutch runs: --network none, seccomp unconfined, every capability (in the user namespace)"
 verdict=0
@@ -265,8 +271,9 @@ for map in "${maps[@]}"; do
     echo "==== $label"
     kinds=(control hutch); [ $kernel = 1 ] && kinds+=(kernel)
     for k in "${kinds[@]}"; do
-        echo "  running $k..."
-        if [ "$k" = kernel ]; then run_kernel "$map"; else run_hutch "$map" "$k"; fi
+        [ $report = 1 ] || echo "  running $k..."
+        if [ $report = 1 ]; then secs[$k-$map]=-
+        elif [ "$k" = kernel ]; then run_kernel "$map"; else run_hutch "$map" "$k"; fi
         log=$logs/$k-$map.log
         if [ "$k" = kernel ] && grep -q '^pjd-mount-failed' "$log"; then
             echo "  the kernel overlay could not be mounted unprivileged here (see $log); the bar is the reference figure"
@@ -284,7 +291,8 @@ for map in "${maps[@]}"; do
         x=$(wc -l <"$work/$k-$map.extra")
         [ "$k" = control ] && x=-
         [ "$k" != control ] && x=+$x
-        printf '  %-18s %8s %16s %7ss\n' "$k" "$n" "$x" "${secs[$k-$map]}"
+        t=${secs[$k-$map]}; [ "$t" = - ] || t=${t}s
+        printf '  %-18s %8s %16s %8s\n' "$k" "$n" "$x" "$t"
     done
     head -n1 <(grep '^Files=' "$logs/control-$map.log") | sed 's/^/  control: /'
     hx=$(wc -l <"$work/hutch-$map.extra")
