@@ -244,6 +244,14 @@ ranges() {
         { words = words ", " $1 }
         END { flush(); if (out == "") sub(/^, /, "", words); print out words }'
 }
+by_file() { # EXTRA: "FILE N" lines -> one line per file: count, test numbers (wrapped)
+    local f nums
+    awk '{ print $1 }' "$1" | uniq | while read -r f; do
+        nums=$(grep "^$f " "$1" | ranges | fold -s -w 76 | sed 's/ *$//')
+        printf '    %-16s %5s  %s\n' "$f" "$(grep -c "^$f " "$1")" "$(head -n1 <<<"$nums")"
+        tail -n +2 <<<"$nums" | sed 's/^/                           /'
+    done
+}
 check_where() { # LOG KIND MAP
     local w lines=2; w=$(grep -m1 '^pjd-where:' "$1" || true)
     [ "$3" = single ] && lines=1
@@ -305,17 +313,11 @@ for map in "${maps[@]}"; do
     echo "  hutch fails $hx test(s) beyond the control; the bar is +$bar, $barsrc"
     if [ "$hx" -gt 0 ]; then
         echo "  beyond the control on hutch, by test file (failed test numbers):"
-        awk '{ print $1 }' "$work/hutch-$map.extra" | uniq | while read -r f; do
-            printf '    %-16s %5s  %s\n' "$f" "$(grep -c "^$f " "$work/hutch-$map.extra")" \
-                "$(grep "^$f " "$work/hutch-$map.extra" | ranges)"
-        done
+        by_file "$work/hutch-$map.extra"
     fi
     if [ -f "$work/kernel-$map.extra" ] && [ -s "$work/kernel-$map.extra" ]; then
         echo "  beyond the control on the kernel overlay:"
-        awk '{ print $1 }' "$work/kernel-$map.extra" | uniq | while read -r f; do
-            printf '    %-16s %5s  %s\n' "$f" "$(grep -c "^$f " "$work/kernel-$map.extra")" \
-                "$(grep "^$f " "$work/kernel-$map.extra" | ranges)"
-        done
+        by_file "$work/kernel-$map.extra"
     fi
     if [ "$hx" -gt "$bar" ]; then
         echo "  FAIL ($map): hutch +$hx > kernel +$bar"; verdict=1
