@@ -34,11 +34,13 @@ warn() { echo "host-setup: WARNING: $*" >&2; }
 # (htpasswd) and openssl (the token service) for registry auth, bubblewrap,
 # hyperfine and distrobox (what bench/ compares with), binutils (readelf:
 # install.sh's stripped binary), dpkg-dev (dpkg-scanpackages: the fixtures' apt
-# repository).
+# repository), autoconf automake libtool gcc make perl (pjdfstest's build and
+# its `prove`: tests/conformance/).
 pkgs=(busybox-static debootstrap debian-archive-keyring skopeo podman crun umoci
       uidmap fuse-overlayfs docker-registry zstd jq attr python3 tar gzip
       util-linux procps iproute2 slirp4netns passt iperf3 bubblewrap hyperfine runc
-      apache2-utils openssl binutils dpkg-dev distrobox)
+      apache2-utils openssl binutils dpkg-dev distrobox
+      autoconf automake libtool gcc make perl)
 missing=()
 for p in "${pkgs[@]}"; do
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

@@ -24,6 +24,9 @@
 #   HUTCH_TEST_TIMEOUT seconds one test executable may take (default 900)
 #   HUTCH_SKIP_LINT=1  skip cargo fmt --check and clippy (quick local iterations)
 #   HUTCH_KEEP_STAGE=1 keep the staging directory after the run
+#   HUTCH_CONFORMANCE=1 also run pjdfstest on the overlay (tests/conformance/;
+#                      about 6 minutes), failing when hutch fails more tests
+#                      beyond a tmpfs control than the kernel overlay (+2)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -328,6 +331,26 @@ if grep -q $'^lib\t' "$logdir/tests.tsv"; then
     bin_rows+=("$(printf '%-40s %7s %7s %7s %7ss  %s' "doctests" "${p:-0}" "${f:-0}" "${ig:-0}" \
         "$(elapsed "$phase_t0" "$(now)")" "$status")")
     end_phase "$status"
+fi
+
+# ---------------------------------------------------------------- conformance (opt-in)
+# pjdfstest on the overlay against a tmpfs control, both maps, with the
+# kernel overlay's reference figure as the bar (tests/conformance/README.md;
+# the script alone also measures the kernel). Off by default until the
+# overlay reaches the kernel's figure; HUTCH_CONFORMANCE=1 runs it (needs
+# ../shared beside the checkout).
+if [ "${HUTCH_CONFORMANCE:-0}" = 1 ]; then
+    phase "conformance: pjdfstest"
+    rc=0
+    HUTCH_BIN="$hutch_bin" HUTCH_FIXTURES="$fixtures" HUTCH_TEST_USER="$test_user" \
+        bash "$repo/tests/conformance/pjdfstest.sh" --no-kernel </dev/null || rc=$?
+    case $rc in
+        0) end_phase ok ;;
+        1) end_phase FAILED
+           failures+=("pjdfstest: hutch's overlay fails more tests beyond the tmpfs control than the kernel overlay (see above)") ;;
+        *) end_phase FAILED
+           failures+=("tests/conformance/pjdfstest.sh could not run (exit $rc): see above") ;;
+    esac
 fi
 
 if [ $is_root = 1 ]; then
