@@ -26,7 +26,9 @@
 #   HUTCH_KEEP_STAGE=1 keep the staging directory after the run
 #   HUTCH_CONFORMANCE=1 also run pjdfstest on the overlay (tests/conformance/;
 #                      about 6 minutes), failing when hutch fails more tests
-#                      beyond a tmpfs control than the kernel overlay (+2)
+#                      beyond a tmpfs control than the kernel overlay (+2),
+#                      and the unionmount-testsuite (about 1 minute), failing
+#                      when any of its tests fails
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -350,6 +352,17 @@ if [ "${HUTCH_CONFORMANCE:-0}" = 1 ]; then
            failures+=("pjdfstest: hutch's overlay fails more tests beyond the tmpfs control than the kernel overlay (see above)") ;;
         *) end_phase FAILED
            failures+=("tests/conformance/pjdfstest.sh could not run (exit $rc): see above") ;;
+    esac
+    phase "conformance: unionmount-testsuite"
+    rc=0
+    HUTCH_BIN="$hutch_bin" HUTCH_TEST_USER="$test_user" \
+        bash "$repo/tests/conformance/unionmount.sh" </dev/null || rc=$?
+    case $rc in
+        0) end_phase ok ;;
+        1) end_phase FAILED
+           failures+=("unionmount-testsuite: some tests fail on hutch's overlay (see above)") ;;
+        *) end_phase FAILED
+           failures+=("tests/conformance/unionmount.sh could not run (exit $rc): see above") ;;
     esac
 fi
 
