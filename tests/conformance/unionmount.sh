@@ -8,10 +8,9 @@
 # Four invocations, each test on its own (a fresh base directory, so one
 # failure does not cascade): `./run --ov --fuse=PROG`, the same with
 # `--xdev`, and the layer-rotation runs `--ov=3` and `--ov=3 --xdev`.
-# PROG is hutch's fuse-overlayfs entry point (`hutch-overlayfs`: the hutch
-# binary under that name, a copy), given by its full path: the suite mounts
-# through mount(8), which resets PATH, and mount.fuse runs the program by its
-# real path (a symlink would lose the name). Tests the suite skips for an invocation
+# PROG is hutch's fuse-overlayfs entry point (`hutch-overlayfs`, a symlink
+# to the hutch binary), given by its full path: the suite mounts through
+# mount(8), which resets PATH. Tests the suite skips for an invocation
 # (rename-exdev without --xdev; the four renames of lower directories with
 # --xdev, which expect EXDEV there) are skipped here too.
 #
@@ -81,9 +80,8 @@ trap cleanup EXIT
 # Searchable by all: the suite opens files as the user bin too.
 chmod 0755 "$work"
 mkdir -p "$work/bin" "$work/base"
-# A copy, not a symlink: mount.fuse runs the program by its real path, and
-# hutch takes fuse-overlayfs's command line from its name.
-cp "$hutch" "$work/bin/hutch-overlayfs"
+# hutch takes fuse-overlayfs's command line under this name.
+ln -s "$hutch" "$work/bin/hutch-overlayfs"
 cp -a "$suite_src" "$work/suite"
 : > "$work/drop_caches"
 logs=${keep:-$work/logs}
