@@ -130,15 +130,6 @@ fn env_request(o: &Opened, image: String) -> RunRequest {
     }
 }
 
-/// The profile of hutch.toml's `[env] profile`.
-fn env_profile(o: &Opened) -> Result<crate::profile::Profile> {
-    let name = match &o.manifest.env.profile {
-        super::manifest::ProfileChoice::Name(n) => n.clone(),
-        super::manifest::ProfileChoice::File(p) => p.to_string_lossy().into_owned(),
-    };
-    crate::profile::load(&name).context("loading the environment's profile")
-}
-
 /// `/bin/bash` when the image has it, else `/bin/sh`.
 fn default_shell(store: &Store, image: &str) -> String {
     let lowers = match crate::image::resolve::resolve(store, image) {
@@ -182,7 +173,7 @@ pub(crate) fn ensure_env(
 ) -> Result<EnvRecord> {
     let dir = state_dir(store, &o.project)?;
     let _making = StoreLock::exclusive(&dir.join(ENV_LOCK))?;
-    let key = o.key()?.to_string();
+    let key = o.key.to_string();
     let name = o.project.env_container();
     let record = read_record(&dir);
     if let Some(c) = store.lookup_container(&name)? {
@@ -223,7 +214,7 @@ pub(crate) fn ensure_env(
         Some(s) => s.clone(),
         None => default_shell(store, &image),
     };
-    let profile = env_profile(o)?;
+    let profile = super::locking::env_profile(&o.manifest)?;
     // The profile's ${CWD} is the project's root, wherever hutch was
     // started in it.
     std::env::set_current_dir(&o.project.root)

@@ -79,13 +79,18 @@ pub(crate) fn references(m: &Manifest) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The environment's profile (`[env] profile`: a name or a file).
+pub(crate) fn env_profile(m: &Manifest) -> Result<crate::profile::Profile> {
+    let name = match &m.env.profile {
+        ProfileChoice::Name(n) => n.clone(),
+        ProfileChoice::File(p) => p.to_string_lossy().into_owned(),
+    };
+    crate::profile::load(&name).context("loading the environment's profile")
+}
+
 /// The hashes a lock records, for the manifest at hand.
 pub(crate) fn inputs(m: &Manifest) -> Result<Inputs> {
-    let profile = match &m.env.profile {
-        ProfileChoice::Name(n) => crate::profile::load(n),
-        ProfileChoice::File(p) => crate::profile::load(&p.to_string_lossy()),
-    }
-    .context("loading the environment's profile")?;
+    let profile = env_profile(m)?;
     let bytes = serde_json::to_vec(&profile).context("encoding the profile")?;
     Ok(Inputs {
         manifest: m.hash(),

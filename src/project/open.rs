@@ -17,6 +17,9 @@ pub(crate) struct Opened {
     pub(crate) project: Project,
     pub(crate) manifest: Manifest,
     pub(crate) lock: Lock,
+    /// What the project's containers are made from ([`Opened::key_of`]);
+    /// a container made from another key is made again.
+    pub(crate) key: Digest,
 }
 
 impl Opened {
@@ -34,10 +37,12 @@ impl Opened {
         if let Some(why) = lock.stale(&inputs(&opened.1)?) {
             bail!("{why} (in {})", opened.0.root.display());
         }
+        let key = Self::key_of(&opened.0, &opened.1, &lock)?;
         Ok(Opened {
             project: opened.0,
             manifest: opened.1,
             lock,
+            key,
         })
     }
 
@@ -51,15 +56,14 @@ impl Opened {
 
     /// What the project's containers are made from: the lock (pins and
     /// the hashes of hutch.toml, the profile and the setup commands) and
-    /// the Containerfiles of its builds. A container made from another
-    /// key is made again.
-    pub(crate) fn key(&self) -> Result<Digest> {
-        let mut text = self.lock.to_text()?;
-        let sources = std::iter::once(&self.manifest.env.source)
-            .chain(self.manifest.services.values().map(|s| &s.source));
+    /// the Containerfiles of its builds.
+    fn key_of(project: &Project, manifest: &Manifest, lock: &Lock) -> Result<Digest> {
+        let mut text = lock.to_text()?;
+        let sources = std::iter::once(&manifest.env.source)
+            .chain(manifest.services.values().map(|s| &s.source));
         for source in sources {
             if let super::manifest::ImageSource::Build(b) = source {
-                let path = self.project.root.join(&b.containerfile);
+                let path = project.root.join(&b.containerfile);
                 text.push_str(&format!("\n# {}\n", path.display()));
                 text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
             }

@@ -56,7 +56,7 @@ fn service_request(o: &Opened, name: &str, s: &Service, image: String) -> RunReq
 fn ensure_service(store: &Store, o: &Opened, name: &str, fetch: Fetch) -> Result<bool> {
     let s = &o.manifest.services[name];
     let container = o.project.service_container(name);
-    let key = o.key()?.to_string();
+    let key = o.key.to_string();
     let key_file = o.project.state_dir(store).join(format!("{name}.key"));
     if let Some(c) = store.lookup_container(&container)? {
         let current = std::fs::read_to_string(&key_file).is_ok_and(|k| k == key);
