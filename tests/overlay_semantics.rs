@@ -709,7 +709,11 @@ struct Compared {
 /// Runs `script` (sh) inside `hutch overlay` with `$1` the overlay and `$2`
 /// a tmpfs mounted in the same namespace (the control).
 fn overlay_and_tmpfs(name: &str, script: &str) -> Compared {
-    let sm = small();
+    overlay_and_tmpfs_on(small(), name, script)
+}
+
+/// [`overlay_and_tmpfs`] over the layers of `sm`.
+fn overlay_and_tmpfs_on(sm: Small, name: &str, script: &str) -> Compared {
     let (u, w, m) = dirs(&sm.sc, name);
     let t = sm.sc.fresh(&format!("{name}-tmpfs"));
     mkdirs(&t);
@@ -786,6 +790,95 @@ fn overlay_longname_is_enametoolong_as_on_a_tmpfs() {
     .collect();
     assert_eq!(tmpfs, expected, "the control (tmpfs)");
     assert_eq!(ovl, expected, "hutch's overlay, compared with a tmpfs");
+}
+
+/// Builds (`prepare`) or works in (`ops`) a chain of directories 30 names
+/// of 200 bytes deep under `argv[2]`: about 6,000 bytes, past PATH_MAX.
+/// The script moves down with `chdir`, so every call it makes has a short
+/// path; the overlay sees the whole path from its layer roots.
+const DEEP_PY: &str = r#"
+import errno, os, sys
+mode, root = sys.argv[1], sys.argv[2]
+NAME = 'd' * 200
+def down(make):
+    os.chdir(root)
+    for _ in range(30):
+        if make:
+            os.mkdir(NAME)
+        os.chdir(NAME)
+def prepare():
+    down(True)
+    for n, data in [('keep', 'lower\n'), ('gone', 'x'), ('moved', 'm\n')]:
+        with open(n, 'w') as f:
+            f.write(data)
+def e(f):
+    try:
+        r = f()
+        return 'ok' if r is None else r
+    except OSError as x:
+        return errno.errorcode[x.errno]
+def ops():
+    if not os.path.exists(os.path.join(root, NAME)):
+        prepare()
+    top = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    down(False)
+    print('depth', len(os.getcwd()) - len(root) > 4096)
+    print('read', e(lambda: open('keep').read().strip()))
+    print('append', e(lambda: open('keep', 'a').write('upper\n')))
+    print('read again', e(lambda: open('keep').read().split()))
+    print('chmod', e(lambda: os.chmod('keep', 0o600)), oct(os.stat('keep').st_mode & 0o7777))
+    print('setxattr', e(lambda: os.setxattr('keep', 'user.t', b'v')))
+    print('getxattr', e(lambda: os.getxattr('keep', 'user.t')))
+    print('utime', e(lambda: os.utime('keep', ns=(10**18, 2 * 10**18))), os.stat('keep').st_mtime_ns)
+    print('unlink lower', e(lambda: os.unlink('gone')), os.path.exists('gone'))
+    print('rename lower', e(lambda: os.rename('moved', 'moved2')), open('moved2').read().strip())
+    print('mkdir', e(lambda: os.mkdir('sub')))
+    print('create', e(lambda: open('sub/f', 'w').write('new')))
+    print('symlink', e(lambda: os.symlink('keep', 'l')), e(lambda: os.readlink('l')))
+    print('mkfifo', e(lambda: os.mkfifo('p', 0o640)), oct(os.lstat('p').st_mode))
+    print('link', e(lambda: os.link('keep', 'k2')), os.stat('keep').st_nlink)
+    print('truncate', e(lambda: os.truncate('k2', 3)), open('keep').read())
+    print('rename dir', e(lambda: os.rename('sub', 'sub2')), os.listdir('sub2'))
+    print('rename up', e(lambda: os.rename('k2', 'k2', dst_dir_fd=top)))
+    print('listing', sorted(os.listdir('.')))
+    print('top', os.stat('k2', dir_fd=top).st_nlink)
+    for n in ['keep', 'moved2', 'l', 'p', 'sub2/f']:
+        os.unlink(n)
+    os.rmdir('sub2')
+    print('emptied', os.listdir('.'))
+    for _ in range(30):
+        os.chdir('..')
+        os.rmdir(NAME)
+    print('removed', NAME in os.listdir('.'))
+{'prepare': prepare, 'ops': ops}[mode]()
+"#;
+
+/// Paths longer than PATH_MAX from the layer roots (the kernel refuses
+/// them in one call): files of a deep lower chain are read, copied up
+/// (with their 30 parents), changed, renamed, whited out, and new
+/// entries made, as on a tmpfs (the control, which gets the same chain).
+#[test]
+fn overlay_long_paths_work_as_on_a_tmpfs() {
+    let sm = small();
+    let l1 = sm.sc.dir.join("L1");
+    check_ok(
+        "building a deep lower chain",
+        &output(Command::new(python()).args(["-c", DEEP_PY, "prepare"]).arg(&l1)),
+    );
+    let py = sm.sc.dir.join("deep.py");
+    std::fs::write(&py, DEEP_PY).unwrap();
+    let script = format!("{} {} ops \"$1\" || echo failed", python(), s(&py));
+    let c = overlay_and_tmpfs_on(sm, "deep", &script);
+    let expected = "depth True\nread lower\nappend 6\nread again ['lower', 'upper']\n\
+                    chmod ok 0o600\nsetxattr ok\ngetxattr b'v'\n\
+                    utime ok 2000000000000000000\nunlink lower ok False\n\
+                    rename lower ok m\nmkdir ok\ncreate 3\nsymlink ok keep\n\
+                    mkfifo ok 0o10640\nlink ok 2\ntruncate ok low\n\
+                    rename dir ok ['f']\nrename up ok\n\
+                    listing ['keep', 'l', 'moved2', 'p', 'sub2']\ntop 2\nemptied []\n\
+                    removed False\n";
+    assert_eq!(c.tmpfs, expected, "the control (tmpfs)");
+    assert_eq!(c.ovl, c.tmpfs, "hutch's overlay, compared with a tmpfs");
 }
 
 /// chmod of a fifo or socket keeps the setuid, setgid and sticky bits

@@ -13,6 +13,7 @@
 use super::format::{self, OverrideStat, RecordedType};
 use super::fs::OverlayFs;
 use super::layers::{self, Found, Res, UPPER};
+use super::relpath;
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, RenameFlags, SeekFrom, Timespec, Timestamps, XattrFlags,
 };
@@ -184,9 +185,10 @@ impl OverlayFs {
                             Mode::from_raw_mode(0o600),
                         )?;
                         if !trunc {
+                            let a = relpath::at(src_dir, path)?;
                             let src = rustix::fs::openat(
-                                src_dir,
-                                path,
+                                a.fd(),
+                                a.rest,
                                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                                 Mode::empty(),
                             )?;
@@ -211,7 +213,8 @@ impl OverlayFs {
                     rustix::fs::futimens(&dst, &times(st))?;
                 }
                 FileType::Symlink => {
-                    let target = rustix::fs::readlinkat(src_dir, path, Vec::new())?;
+                    let a = relpath::at(src_dir, path)?;
+                    let target = rustix::fs::readlinkat(a.fd(), a.rest, Vec::new())?;
                     rustix::fs::symlinkat(target.as_c_str(), work, tmp.as_slice())?;
                     // No record on symlinks: the owner is the one on disk.
                     super::fs::own_on_disk(work, &tmp, pu, pg)?;
@@ -248,15 +251,16 @@ impl OverlayFs {
         // Placing the copy is no visible change of the parent: keep its times.
         let (parent, _) = layers::split_parent(path);
         let parent_st = self.layers.stat(UPPER, parent).ok();
+        let dst = relpath::at(upper, path)?;
         let placed = match rustix::fs::renameat_with(
             work,
             tmp.as_slice(),
-            upper,
-            path,
+            dst.fd(),
+            dst.rest,
             RenameFlags::NOREPLACE,
         ) {
             Err(Errno::INVAL) => match self.layers.stat(UPPER, path) {
-                Err(Errno::NOENT) => rustix::fs::renameat(work, tmp.as_slice(), upper, path),
+                Err(Errno::NOENT) => rustix::fs::renameat(work, tmp.as_slice(), dst.fd(), dst.rest),
                 Ok(_) => Err(Errno::EXIST),
                 Err(e) => Err(e),
             },
@@ -264,10 +268,12 @@ impl OverlayFs {
         };
         match placed {
             Ok(()) => {
-                if let Some(pst) = parent_st {
+                if let Some(pst) = parent_st
+                    && let Ok(a) = relpath::at(upper, parent)
+                {
                     let _ = rustix::fs::utimensat(
-                        upper,
-                        parent,
+                        a.fd(),
+                        a.rest,
                         &times(&pst),
                         AtFlags::SYMLINK_NOFOLLOW,
                     );

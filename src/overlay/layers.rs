@@ -8,6 +8,7 @@
 //! Paths are relative (`a/b/c`); the layer root itself is `.`.
 
 use super::format::{self, OverrideStat};
+use super::relpath;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, XattrFlags};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -191,7 +192,8 @@ impl Layers {
     }
 
     pub fn stat(&self, layer: u16, path: &[u8]) -> Res<Stat> {
-        rustix::fs::statat(self.fd(layer)?, path, AtFlags::SYMLINK_NOFOLLOW)
+        let a = relpath::at(self.fd(layer)?, path)?;
+        rustix::fs::statat(a.fd(), a.rest, AtFlags::SYMLINK_NOFOLLOW)
     }
 
     // -- extended attributes ------------------------------------------------
@@ -200,21 +202,25 @@ impl Layers {
     /// `/proc/self/fd/N/path` (no `*at` xattr calls before Linux 6.13), or
     /// without /proc through an opened fd; `XTarget::None` for files that
     /// cannot be opened (symlinks, sockets), which have no user xattrs.
+    /// A long path goes through a directory part way down (`relpath`).
     fn with_xpath<T>(
         &self,
         dir: &Dirfd,
         path: &[u8],
         op: impl FnOnce(XTarget<'_>) -> Res<T>,
     ) -> Res<T> {
+        let a = relpath::at(dir.fd(), path)?;
         if self.use_proc {
-            let mut p = Vec::with_capacity(dir.proc_prefix.len() + path.len());
-            p.extend_from_slice(&dir.proc_prefix);
-            p.extend_from_slice(path);
+            let mut p = match a.opened() {
+                Some(fd) => format!("/proc/self/fd/{fd}/").into_bytes(),
+                None => dir.proc_prefix.clone(),
+            };
+            p.extend_from_slice(a.rest);
             return op(XTarget::Path(&p));
         }
         match rustix::fs::openat(
-            dir.fd(),
-            path,
+            a.fd(),
+            a.rest,
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
@@ -436,12 +442,14 @@ impl Layers {
         let mut out = Vec::new();
         for &l in layers {
             let dir = self.dir(l)?;
-            let fd = match rustix::fs::openat(
-                dir.fd(),
-                path,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
+            let fd = match relpath::at(dir.fd(), path).and_then(|a| {
+                rustix::fs::openat(
+                    a.fd(),
+                    a.rest,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            }) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT | Errno::NOTDIR) => continue,
                 Err(e) => return Err(e),
@@ -457,11 +465,7 @@ impl Layers {
                 }
                 let mut t = ent.file_type();
                 if t == FileType::Unknown || t == FileType::CharacterDevice {
-                    let st = match rustix::fs::statat(
-                        dir.fd(),
-                        join(path, name).as_slice(),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    ) {
+                    let st = match self.stat(l, &join(path, name)) {
                         Ok(st) => st,
                         Err(Errno::NOENT) => continue,
                         Err(e) => return Err(e),

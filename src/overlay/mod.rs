@@ -5,6 +5,7 @@
 //! * `format`: the on-disk format shared with the layer unpacker
 //!   (whiteouts, opaque dirs, ownership records, foreign xattrs).
 //! * `layers`: layer fds and the lookup rules over them.
+//! * `relpath`: paths of any length below a layer root (past `PATH_MAX`).
 //! * `fs`: nodes, inode numbers, every operation (`Result<_, Errno>`).
 //! * `copyup`: copy-up into the upper layer.
 //! * `fuse`: the `fuser::Filesystem` glue and kernel options.
@@ -24,6 +25,7 @@ mod fuse;
 mod layers;
 mod mount;
 mod panic_guard;
+mod relpath;
 mod serve;
 
 pub(crate) use mount::thread_count;

@@ -7,6 +7,7 @@ use super::convert::{
 };
 use super::{Node, NodeState, OverlayFs, SetAttr, lock, rlock};
 use crate::overlay::format::{self, OverrideStat, RecordedType};
+use crate::overlay::relpath;
 use crate::overlay::layers::{self, Res, UPPER};
 use fuser::{FileAttr, INodeNo};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Uid, XattrFlags};
@@ -204,12 +205,15 @@ impl OverlayFs {
                 .map(|h| h.current_fd());
             let fd = match via_handle.or_else(|| hfd.clone()) {
                 Some(fd) => fd,
-                None => Arc::new(rustix::fs::openat(
-                    upper,
-                    s.path.as_slice(),
-                    OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-                    Mode::empty(),
-                )?),
+                None => {
+                    let a = relpath::at(upper, &s.path)?;
+                    Arc::new(rustix::fs::openat(
+                        a.fd(),
+                        a.rest,
+                        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                        Mode::empty(),
+                    )?)
+                }
             };
             // With the writeback cache the kernel keeps the file times
             // itself and adds "mtime = now" only when the size changes: a
@@ -247,12 +251,15 @@ impl OverlayFs {
                     if disk != st.st_mode & 0o7777 {
                         match &hfd {
                             Some(fd) => rustix::fs::fchmod(&**fd, Mode::from_raw_mode(disk))?,
-                            None => rustix::fs::chmodat(
-                                upper,
-                                s.path.as_slice(),
-                                Mode::from_raw_mode(disk),
-                                AtFlags::empty(),
-                            )?,
+                            None => {
+                                let a = relpath::at(upper, &s.path)?;
+                                rustix::fs::chmodat(
+                                    a.fd(),
+                                    a.rest,
+                                    Mode::from_raw_mode(disk),
+                                    AtFlags::empty(),
+                                )?
+                            }
                         }
                     }
                     let kind = ovr.and_then(|o| o.kind).unwrap_or(record_kind(t));
@@ -328,7 +335,8 @@ impl OverlayFs {
             match &hfd {
                 Some(fd) => rustix::fs::futimens(&**fd, &ts)?,
                 None => {
-                    rustix::fs::utimensat(upper, s.path.as_slice(), &ts, AtFlags::SYMLINK_NOFOLLOW)?
+                    let a = relpath::at(upper, &s.path)?;
+                    rustix::fs::utimensat(a.fd(), a.rest, &ts, AtFlags::SYMLINK_NOFOLLOW)?
                 }
             }
         }

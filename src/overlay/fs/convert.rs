@@ -4,6 +4,7 @@
 
 use crate::overlay::format::{self, OverrideStat, RecordedType};
 use crate::overlay::layers::{self, Res};
+use crate::overlay::relpath;
 use fuser::FileType as FType;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, Stat, Uid};
 use rustix::io::Errno;
@@ -108,7 +109,7 @@ pub(super) fn stored_mode(t: FileType, mode: u32) -> u32 {
     }
 }
 
-/// Give the symlink, fifo or socket `name` in `dir` the owner `uid:gid` on
+/// Give the symlink, fifo or socket `name` (a path) below `dir` the owner `uid:gid` on
 /// disk, unless it has it already: these types carry no ownership record
 /// (`format`, "Limits"). Fails with the error of `lchown(2)` when the
 /// owner cannot be kept (`EINVAL` for an id not mapped in the server's
@@ -117,6 +118,8 @@ pub(crate) fn own_on_disk(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) 
     if uid == u32::MAX || gid == u32::MAX {
         return Err(Errno::INVAL);
     }
+    let at = relpath::at(dir, name)?;
+    let (dir, name) = (at.fd(), at.rest);
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
     let u = (st.st_uid != uid).then(|| Uid::from_raw(uid));
     let g = (st.st_gid != gid).then(|| Gid::from_raw(gid));
@@ -131,6 +134,8 @@ pub(crate) fn own_on_disk(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) 
 /// neither in the file's group nor has `CAP_FSETID`, and a change that
 /// did not happen must not be reported as done (`EPERM`).
 pub(crate) fn node_mode_on_disk(dir: BorrowedFd<'_>, name: &[u8], disk: u32) -> Res<()> {
+    let at = relpath::at(dir, name)?;
+    let (dir, name) = (at.fd(), at.rest);
     rustix::fs::chmodat(dir, name, Mode::from_raw_mode(disk), AtFlags::empty())?;
     let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
     if st.st_mode & 0o7777 != disk & 0o7777 {

@@ -4,6 +4,7 @@
 use super::convert::{errno_of, node_mode_on_disk, own_on_disk, record_kind, stored_mode};
 use super::{Caller, NewEntry, Node, OverlayFs, S_ISGID, check_name_len, wlock};
 use crate::overlay::format::{self, OverrideStat};
+use crate::overlay::relpath;
 use crate::overlay::layers::{self, Res, UPPER, join};
 use fuser::FileAttr;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -73,8 +74,9 @@ impl OverlayFs {
             gid = pgid;
         }
         let tmp = self.tmp_name();
+        let at_path = relpath::at(self.layers.upper(), &path)?;
         let (tdir, tname) = match wh {
-            None => (self.layers.upper(), path.as_slice()),
+            None => (at_path.fd(), at_path.rest),
             Some(_) => (self.layers.work.fd(), tmp.as_slice()),
         };
         let mut is_dir = false;
@@ -170,13 +172,8 @@ impl OverlayFs {
                     if s.unlinked || !s.is_upper() {
                         return Err(Errno::NOENT);
                     }
-                    rustix::fs::linkat(
-                        self.layers.upper(),
-                        s.path.as_slice(),
-                        tdir,
-                        tname,
-                        AtFlags::empty(),
-                    )?;
+                    let from = relpath::at(self.layers.upper(), &s.path)?;
+                    rustix::fs::linkat(from.fd(), from.rest, tdir, tname, AtFlags::empty())?;
                 }
             }
             if let Some(wh) = wh {
@@ -230,7 +227,8 @@ impl OverlayFs {
             } else if dir {
                 self.remove_upper_dir(&path)?;
             } else {
-                rustix::fs::unlinkat(self.layers.upper(), path.as_slice(), AtFlags::empty())?;
+                let a = relpath::at(self.layers.upper(), &path)?;
+                rustix::fs::unlinkat(a.fd(), a.rest, AtFlags::empty())?;
             }
         } else {
             self.make_whiteout(&ps.path, name)?;

@@ -2,6 +2,7 @@
 //! prefetch of lower executables, and `readlink`.
 
 use super::{Caller, FileHandle, NewEntry, Node, OverlayFs, PREFETCH_MAX, lock, rlock, wlock};
+use crate::overlay::relpath;
 use crate::overlay::layers::Res;
 use fuser::FileAttr;
 use rustix::fs::{FileType, Mode, OFlags};
@@ -18,7 +19,8 @@ impl OverlayFs {
         if s.unlinked {
             return Err(Errno::NOENT);
         }
-        let l = rustix::fs::readlinkat(self.layers.fd(s.top())?, s.path.as_slice(), Vec::new())?;
+        let a = relpath::at(self.layers.fd(s.top())?, &s.path)?;
+        let l = rustix::fs::readlinkat(a.fd(), a.rest, Vec::new())?;
         Ok(l.into_bytes())
     }
 
@@ -93,12 +95,8 @@ impl OverlayFs {
             let p = format!("/proc/self/fd/{}", cur.as_raw_fd());
             rustix::fs::open(p.as_str(), o & !OFlags::NOFOLLOW, Mode::empty())?
         } else {
-            rustix::fs::openat(
-                self.layers.fd(s.top())?,
-                s.path.as_slice(),
-                o,
-                Mode::empty(),
-            )?
+            let a = relpath::at(self.layers.fd(s.top())?, &s.path)?;
+            rustix::fs::openat(a.fd(), a.rest, o, Mode::empty())?
         };
         Ok((self.add_file(node, fd, write), write))
     }
@@ -134,9 +132,10 @@ impl OverlayFs {
             if s.is_upper() || s.unlinked {
                 return Ok(());
             }
+            let a = relpath::at(self.layers.fd(s.top())?, &s.path)?;
             rustix::fs::openat(
-                self.layers.fd(s.top())?,
-                s.path.as_slice(),
+                a.fd(),
+                a.rest,
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )?
@@ -189,12 +188,14 @@ impl FileHandle {
             if s.is_upper() && !s.unlinked {
                 let _ns = rlock(&fs.ns);
                 let s = self.node.snapshot();
-                if let Ok(fd) = rustix::fs::openat(
-                    fs.layers.upper(),
-                    s.path.as_slice(),
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
+                if let Ok(fd) = relpath::at(fs.layers.upper(), &s.path).and_then(|a| {
+                    rustix::fs::openat(
+                        a.fd(),
+                        a.rest,
+                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                }) {
                     *wlock(&self.fd) = Arc::new(fd);
                     self.upper.store(true, Ordering::Relaxed);
                 }

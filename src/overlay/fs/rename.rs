@@ -3,6 +3,7 @@
 
 use super::{Node, OverlayFs, check_name_len, rlock, wlock};
 use crate::overlay::format;
+use crate::overlay::relpath;
 use crate::overlay::layers::{self, Found, Res, UPPER, UpperWhiteout, join};
 use rustix::fs::{AtFlags, FileType, RenameFlags};
 use rustix::io::Errno;
@@ -133,13 +134,8 @@ impl OverlayFs {
                     return Err(Errno::INVAL);
                 }
             }
-            rustix::fs::renameat_with(
-                upper,
-                sp.as_slice(),
-                upper,
-                dp.as_slice(),
-                RenameFlags::EXCHANGE,
-            )?;
+            let (from, to) = (relpath::at(upper, &sp)?, relpath::at(upper, &dp)?);
+            rustix::fs::renameat_with(from.fd(), from.rest, to.fd(), to.rest, RenameFlags::EXCHANGE)?;
             if src.is_dir() && !src.opaque && nps.merged() {
                 self.set_opaque_upper(&dp)?;
             }
@@ -179,7 +175,8 @@ impl OverlayFs {
         match self.layers.stat(UPPER, &dp) {
             Ok(st) if format::is_whiteout_stat(&st) => {
                 if src.is_dir() {
-                    rustix::fs::unlinkat(upper, dp.as_slice(), AtFlags::empty())?;
+                    let a = relpath::at(upper, &dp)?;
+                    rustix::fs::unlinkat(a.fd(), a.rest, AtFlags::empty())?;
                 }
             }
             Ok(st) if layers::ftype(&st) == FileType::Directory => self.remove_upper_dir(&dp)?,
@@ -194,12 +191,13 @@ impl OverlayFs {
             self.set_opaque_upper(&sp)?;
         }
         let mut wh_done = false;
+        let (from, to) = (relpath::at(upper, &sp)?, relpath::at(upper, &dp)?);
         if need_wh {
             match rustix::fs::renameat_with(
-                upper,
-                sp.as_slice(),
-                upper,
-                dp.as_slice(),
+                from.fd(),
+                from.rest,
+                to.fd(),
+                to.rest,
                 RenameFlags::WHITEOUT,
             ) {
                 Ok(()) => wh_done = true,
@@ -208,7 +206,7 @@ impl OverlayFs {
             }
         }
         if !wh_done {
-            rustix::fs::renameat(upper, sp.as_slice(), upper, dp.as_slice())?;
+            rustix::fs::renameat(from.fd(), from.rest, to.fd(), to.rest)?;
             if need_wh {
                 self.make_whiteout(&ps.path, name)?;
             }
@@ -216,7 +214,10 @@ impl OverlayFs {
         if remove_wh_file {
             let mut wh = format::WHITEOUT_PREFIX.to_vec();
             wh.extend_from_slice(newname);
-            let _ = rustix::fs::unlinkat(upper, join(&nps.path, &wh).as_slice(), AtFlags::empty());
+            let whp = join(&nps.path, &wh);
+            if let Ok(a) = relpath::at(upper, &whp) {
+                let _ = rustix::fs::unlinkat(a.fd(), a.rest, AtFlags::empty());
+            }
         }
         if let Some(d) = &dst {
             self.name_removed(d, &dp);

@@ -5,6 +5,7 @@
 use super::convert::errno_of;
 use super::{NodeState, OverlayFs};
 use crate::overlay::format;
+use crate::overlay::relpath;
 use crate::overlay::layers::{self, Res, UpperWhiteout, join};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -13,11 +14,12 @@ use std::os::fd::OwnedFd;
 impl OverlayFs {
     // -- namespace helpers (caller holds `ns` exclusively) --------------------
 
-    fn upper_dirfd(&self, dir: &[u8]) -> Res<OwnedFd> {
+    fn upper_dirfd(&self, dir: &[u8], flags: OFlags) -> Res<OwnedFd> {
+        let a = relpath::at(self.layers.upper(), dir)?;
         rustix::fs::openat(
-            self.layers.upper(),
-            dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            a.fd(),
+            a.rest,
+            flags | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
     }
@@ -29,7 +31,7 @@ impl OverlayFs {
     }
 
     pub(super) fn make_whiteout(&self, dir: &[u8], name: &[u8]) -> Res<()> {
-        let dfd = self.upper_dirfd(dir)?;
+        let dfd = self.upper_dirfd(dir, OFlags::PATH)?;
         format::make_whiteout(&dfd, name)
             .map(|_| ())
             .map_err(|e| errno_of(&e))
@@ -49,17 +51,19 @@ impl OverlayFs {
             rustix::fs::makedev(0, 0),
         ) {
             Ok(()) => {
-                let r = if is_dir {
-                    rustix::fs::renameat_with(
-                        work,
-                        tmp.as_slice(),
-                        self.layers.upper(),
-                        path.as_slice(),
-                        RenameFlags::EXCHANGE,
-                    )
-                } else {
-                    rustix::fs::renameat(work, tmp.as_slice(), self.layers.upper(), path.as_slice())
-                };
+                let r = relpath::at(self.layers.upper(), &path).and_then(|a| {
+                    if is_dir {
+                        rustix::fs::renameat_with(
+                            work,
+                            tmp.as_slice(),
+                            a.fd(),
+                            a.rest,
+                            RenameFlags::EXCHANGE,
+                        )
+                    } else {
+                        rustix::fs::renameat(work, tmp.as_slice(), a.fd(), a.rest)
+                    }
+                });
                 if let Err(e) = r {
                     let _ = rustix::fs::unlinkat(work, tmp.as_slice(), AtFlags::empty());
                     return Err(e);
@@ -73,14 +77,10 @@ impl OverlayFs {
                 if is_dir {
                     self.remove_upper_dir(&path)?;
                 } else {
-                    rustix::fs::unlinkat(self.layers.upper(), path.as_slice(), AtFlags::empty())?;
+                    let a = relpath::at(self.layers.upper(), &path)?;
+                    rustix::fs::unlinkat(a.fd(), a.rest, AtFlags::empty())?;
                 }
-                let dfd = rustix::fs::openat(
-                    self.layers.upper(),
-                    dir,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
+                let dfd = self.upper_dirfd(dir, OFlags::RDONLY)?;
                 format::make_whiteout_file(&dfd, name).map_err(|e| errno_of(&e))
             }
             Err(e) => Err(e),
@@ -90,16 +90,12 @@ impl OverlayFs {
     /// Remove an upper directory that is empty in the merged view (it may
     /// still hold whiteouts).
     pub(super) fn remove_upper_dir(&self, path: &[u8]) -> Res<()> {
-        match rustix::fs::unlinkat(self.layers.upper(), path, AtFlags::REMOVEDIR) {
+        let a = relpath::at(self.layers.upper(), path)?;
+        match rustix::fs::unlinkat(a.fd(), a.rest, AtFlags::REMOVEDIR) {
             Ok(()) => Ok(()),
             Err(Errno::NOTEMPTY | Errno::EXIST) => {
                 let tmp = self.tmp_name();
-                rustix::fs::renameat(
-                    self.layers.upper(),
-                    path,
-                    self.layers.work.fd(),
-                    tmp.as_slice(),
-                )?;
+                rustix::fs::renameat(a.fd(), a.rest, self.layers.work.fd(), tmp.as_slice())?;
                 layers::remove_all(self.layers.work.fd(), &tmp)
             }
             Err(e) => Err(e),
@@ -116,32 +112,19 @@ impl OverlayFs {
         wh: UpperWhiteout,
         is_dir: bool,
     ) -> Res<()> {
-        let path = join(dir, name);
         let work = self.layers.work.fd();
-        let upper = self.layers.upper();
+        let dfd = self.upper_dirfd(dir, OFlags::PATH)?;
         match wh {
             UpperWhiteout::Device if is_dir => {
-                rustix::fs::renameat_with(
-                    work,
-                    tmp,
-                    upper,
-                    path.as_slice(),
-                    RenameFlags::EXCHANGE,
-                )?;
+                rustix::fs::renameat_with(work, tmp, &dfd, name, RenameFlags::EXCHANGE)?;
                 let _ = rustix::fs::unlinkat(work, tmp, AtFlags::empty());
             }
-            UpperWhiteout::Device => rustix::fs::renameat(work, tmp, upper, path.as_slice())?,
+            UpperWhiteout::Device => rustix::fs::renameat(work, tmp, &dfd, name)?,
             UpperWhiteout::File => {
-                rustix::fs::renameat_with(
-                    work,
-                    tmp,
-                    upper,
-                    path.as_slice(),
-                    RenameFlags::NOREPLACE,
-                )?;
+                rustix::fs::renameat_with(work, tmp, &dfd, name, RenameFlags::NOREPLACE)?;
                 let mut wh = format::WHITEOUT_PREFIX.to_vec();
                 wh.extend_from_slice(name);
-                match rustix::fs::unlinkat(upper, join(dir, &wh).as_slice(), AtFlags::empty()) {
+                match rustix::fs::unlinkat(&dfd, wh.as_slice(), AtFlags::empty()) {
                     Ok(()) | Err(Errno::NOENT) => {}
                     Err(e) => return Err(e),
                 }
@@ -151,12 +134,7 @@ impl OverlayFs {
     }
 
     pub(super) fn set_opaque_upper(&self, path: &[u8]) -> Res<()> {
-        let fd = rustix::fs::openat(
-            self.layers.upper(),
-            path,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = self.upper_dirfd(path, OFlags::RDONLY)?;
         format::set_opaque(&fd)
             .map(|_| ())
             .map_err(|e| errno_of(&e))
