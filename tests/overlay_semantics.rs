@@ -863,7 +863,11 @@ fn overlay_long_paths_work_as_on_a_tmpfs() {
     let l1 = sm.sc.dir.join("L1");
     check_ok(
         "building a deep lower chain",
-        &output(Command::new(python()).args(["-c", DEEP_PY, "prepare"]).arg(&l1)),
+        &output(
+            Command::new(python())
+                .args(["-c", DEEP_PY, "prepare"])
+                .arg(&l1),
+        ),
     );
     let py = sm.sc.dir.join("deep.py");
     std::fs::write(&py, DEEP_PY).unwrap();

@@ -31,6 +31,25 @@
 //! `user.fuseoverlayfs.opaque` = `y` (written by other tools). Names beginning
 //! with `.wh.` are never shown to a container.
 //!
+//! # Renamed directories (`user.overlay.redirect`)
+//!
+//! A directory of a lower layer renamed in the container is not copied:
+//! the upper dir holds a directory at the new name with the xattr
+//! `user.overlay.redirect` = the path where the lower layers hold its
+//! content, and a whiteout at the old name. The value is the kernel
+//! overlayfs's (`redirect_dir=on`, with `userxattr`): an absolute path
+//! from the layer root (`/usr/lib/x`), or one name without `/` for a
+//! directory renamed within its parent. Below the redirected directory the
+//! lower layers are read at the redirect path (and its children at
+//! `redirect/NAME`); a redirect found in a lower layer applies to the
+//! layers below that one. We always write absolute paths and read both.
+//! A value with an empty, `.` or `..` component, a NUL, or more than
+//! `PATH_MAX` bytes is ignored (as if absent). The kernel overlay mounted
+//! without `redirect_dir` (unprivileged mounts) and fuse-overlayfs ignore
+//! the xattr: they show the directory with its upper entries only. `hutch
+//! diff` and `hutch commit` write a renamed directory out whole (opaque,
+//! with its lower content), since image layers have no redirects.
+//!
 //! # Ownership and modes (`user.containers.override_stat`)
 //!
 //! Everything on disk is owned by the (unprivileged) user who unpacked it,
@@ -125,6 +144,9 @@ pub const OPAQUE_XATTRS_READ: [&str; 3] = [
     "trusted.overlay.opaque",
     "user.fuseoverlayfs.opaque",
 ];
+/// Where the lower layers hold a renamed directory's content (see
+/// "Renamed directories").
+pub const REDIRECT_XATTR: &str = "user.overlay.redirect";
 /// The ownership record (see the module documentation for its format).
 pub const OVERRIDE_STAT_XATTR: &str = "user.containers.override_stat";
 /// Prefix under which xattrs of namespaces other than `user.` are stored.
@@ -560,10 +582,70 @@ pub fn presented_xattr_name(stored: &[u8]) -> Option<&[u8]> {
     Some(stored)
 }
 
+/// The value of [`REDIRECT_XATTR`] for content at `path` (relative to the
+/// layer roots, `a/b`): `/a/b`.
+pub fn redirect_value(path: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(path.len() + 1);
+    v.push(b'/');
+    v.extend_from_slice(path);
+    v
+}
+
+/// The path (relative to the layer roots, `a/b`) a [`REDIRECT_XATTR`]
+/// `value` found on the directory whose parent is at `parent` (`.` for
+/// the root) points to; `None` for a value to ignore (see "Renamed
+/// directories").
+pub fn redirect_target(value: &[u8], parent: &[u8]) -> Option<Vec<u8>> {
+    const PATH_MAX: usize = 4096;
+    if value.is_empty() || value.len() >= PATH_MAX || value.contains(&0) {
+        return None;
+    }
+    let valid = |c: &[u8]| !c.is_empty() && c != b"." && c != b"..";
+    match value.strip_prefix(b"/") {
+        Some(abs) => abs.split(|&b| b == b'/').all(valid).then(|| abs.to_vec()),
+        None if !value.contains(&b'/') && valid(value) => Some(if parent == b"." {
+            value.to_vec()
+        } else {
+            let mut p = parent.to_vec();
+            p.push(b'/');
+            p.extend_from_slice(value);
+            p
+        }),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::OwnedFd;
+
+    #[test]
+    fn redirect_values() {
+        assert_eq!(redirect_value(b"usr/lib/x"), b"/usr/lib/x");
+        assert_eq!(
+            redirect_target(b"/usr/lib/x", b"opt"),
+            Some(b"usr/lib/x".to_vec())
+        );
+        assert_eq!(redirect_target(b"old", b"opt"), Some(b"opt/old".to_vec()));
+        assert_eq!(redirect_target(b"old", b"."), Some(b"old".to_vec()));
+        for bad in [
+            &b""[..],
+            b"/",
+            b"/a//b",
+            b"/a/../b",
+            b"/..",
+            b"..",
+            b".",
+            b"a/b",
+            b"/a/\0",
+        ] {
+            let bad = bad.to_vec();
+            assert_eq!(redirect_target(&bad, b"p"), None, "{bad:?}");
+        }
+        assert_eq!(redirect_target(b"/a\0b", b"p"), None);
+        assert_eq!(redirect_target(&[b'a'; 5000], b"p"), None);
+    }
 
     fn open_dir(p: &std::path::Path) -> OwnedFd {
         rustix::fs::open(

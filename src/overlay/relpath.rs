@@ -77,12 +77,11 @@ fn open_dir_beneath(dir: BorrowedFd<'_>, path: &[u8]) -> Res<OwnedFd> {
         Ok(fd) => Ok(fd),
         Err(Errno::LOOP) => Err(Errno::NOTDIR),
         // Linux before 5.6 (no openat2), or a rename racing the walk.
-        Err(Errno::NOSYS | Errno::AGAIN) => {
-            rustix::fs::openat(dir, path, flags, Mode::empty()).map_err(|e| match e {
+        Err(Errno::NOSYS | Errno::AGAIN) => rustix::fs::openat(dir, path, flags, Mode::empty())
+            .map_err(|e| match e {
                 Errno::LOOP => Errno::NOTDIR,
                 e => e,
-            })
-        }
+            }),
         Err(e) => Err(e),
     }
 }
@@ -150,12 +149,14 @@ mod tests {
     fn a_symlink_on_the_way_is_not_followed() {
         let t = tempfile::tempdir().unwrap();
         let d = rustix::fs::open(t.path(), OFlags::RDONLY, Mode::empty()).unwrap();
-        let real = deep(d.as_fd(), 25, b'r');
-        // `l` points at the real chain: a long path through it must not
-        // reach the chain's files.
-        rustix::fs::symlinkat(real.as_slice(), &d, "l").unwrap();
-        let mut through = b"l/".to_vec();
-        through.extend_from_slice(&real);
+        let real = deep(d.as_fd(), 40, b'r');
+        // `l` points 15 levels down the real chain (a symlink's target is
+        // shorter than PATH_MAX): a long path through it must not reach
+        // the 25 levels below.
+        let (target, below) = real.split_at(15 * 201 - 1);
+        rustix::fs::symlinkat(target, &d, "l").unwrap();
+        let mut through = b"l".to_vec();
+        through.extend_from_slice(below);
         assert!(through.len() > DIRECT_MAX);
         assert_eq!(at(d.as_fd(), &through).err(), Some(Errno::NOTDIR));
         // Control: the real chain, as long, resolves.

@@ -7,8 +7,8 @@ use super::convert::{
 };
 use super::{Node, NodeState, OverlayFs, SetAttr, lock, rlock};
 use crate::overlay::format::{self, OverrideStat, RecordedType};
-use crate::overlay::relpath;
 use crate::overlay::layers::{self, Res, UPPER};
+use crate::overlay::relpath;
 use fuser::{FileAttr, INodeNo};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Stat, Uid, XattrFlags};
 use rustix::io::Errno;

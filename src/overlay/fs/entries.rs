@@ -4,8 +4,8 @@
 use super::convert::{errno_of, node_mode_on_disk, own_on_disk, record_kind, stored_mode};
 use super::{Caller, NewEntry, Node, OverlayFs, S_ISGID, check_name_len, wlock};
 use crate::overlay::format::{self, OverrideStat};
-use crate::overlay::relpath;
 use crate::overlay::layers::{self, Res, UPPER, join};
+use crate::overlay::relpath;
 use fuser::FileAttr;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;

@@ -2,8 +2,8 @@
 //! prefetch of lower executables, and `readlink`.
 
 use super::{Caller, FileHandle, NewEntry, Node, OverlayFs, PREFETCH_MAX, lock, rlock, wlock};
-use crate::overlay::relpath;
 use crate::overlay::layers::Res;
+use crate::overlay::relpath;
 use fuser::FileAttr;
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;

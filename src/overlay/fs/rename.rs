@@ -3,8 +3,8 @@
 
 use super::{Node, OverlayFs, check_name_len, rlock, wlock};
 use crate::overlay::format;
-use crate::overlay::relpath;
 use crate::overlay::layers::{self, Found, Res, UPPER, UpperWhiteout, join};
+use crate::overlay::relpath;
 use rustix::fs::{AtFlags, FileType, RenameFlags};
 use rustix::io::Errno;
 
@@ -135,7 +135,13 @@ impl OverlayFs {
                 }
             }
             let (from, to) = (relpath::at(upper, &sp)?, relpath::at(upper, &dp)?);
-            rustix::fs::renameat_with(from.fd(), from.rest, to.fd(), to.rest, RenameFlags::EXCHANGE)?;
+            rustix::fs::renameat_with(
+                from.fd(),
+                from.rest,
+                to.fd(),
+                to.rest,
+                RenameFlags::EXCHANGE,
+            )?;
             if src.is_dir() && !src.opaque && nps.merged() {
                 self.set_opaque_upper(&dp)?;
             }

@@ -5,8 +5,8 @@
 use super::convert::errno_of;
 use super::{NodeState, OverlayFs};
 use crate::overlay::format;
-use crate::overlay::relpath;
 use crate::overlay::layers::{self, Res, UpperWhiteout, join};
+use crate::overlay::relpath;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use std::os::fd::OwnedFd;
