@@ -55,12 +55,18 @@ hutch-overlayfs to the hutch binary can be Podman's
                             in user.containers.override_stat (what 2 means)
      noacl                  (hutch's overlay has no POSIX ACLs)
      writeback=0|1          the kernel's writeback cache (default 1)
+     redirect_dir=on|off    on (default): a directory of a lower layer is
+                            renamed with a redirect record in the upper dir,
+                            as the kernel's redirect_dir=on; off (also
+                            follow, nofollow): such a rename fails with EXDEV
+                            and no record is written (for readers without
+                            redirects, such as fuse-overlayfs)
      max_threads=N          serving threads
      fsname=NAME            the mount's source
      ro, nosuid, noexec, noatime, nodiratime, relatime, strictatime, sync,
      dirsync                mount flags (nodev is always set)
   Accepted and ignored: fsync=, volatile, timeout=, threaded=, fast_ino=,
-  static_nlink, redirect_dir=, noxattrs=0, context=, fscontext=,
+  static_nlink, noxattrs=0, context=, fscontext=,
   defcontext=, rootcontext=, userxattr, index=off, metacopy=off,
   nfs_export=off, xino=off|auto, rw, suid, dev, exec, atime, diratime,
   norelatime, lazytime, async, defaults, x-*, and libfuse's generic options
@@ -160,6 +166,7 @@ struct OverlayOpts {
     upper: Option<PathBuf>,
     work: Option<PathBuf>,
     writeback: Option<bool>,
+    redirect_dir: Option<bool>,
     threads: Option<usize>,
     fsname: Option<String>,
     flags: MountFlags,
@@ -212,7 +219,6 @@ const IGNORED_KEYS: &[&str] = &[
     "timeout",
     "threaded",
     "fast_ino",
-    "redirect_dir",
     "context",
     "fscontext",
     "defcontext",
@@ -232,6 +238,7 @@ fn parse_options(opts: &[String]) -> Result<OverlayOpts> {
         upper: None,
         work: None,
         writeback: None,
+        redirect_dir: None,
         threads: None,
         fsname: None,
         flags: MountFlags::empty(),
@@ -291,6 +298,13 @@ fn parse_options(opts: &[String]) -> Result<OverlayOpts> {
                 ),
             },
             "plugins" => bail!("option plugins= is not supported: hutch has no layer plugins"),
+            "redirect_dir" => {
+                o.redirect_dir = Some(match need("on|off")? {
+                    "on" => true,
+                    "off" | "follow" | "nofollow" => false,
+                    v => bail!("redirect_dir={v}: expected on or off"),
+                })
+            }
             "writeback" => {
                 o.writeback = Some(match need("0|1")? {
                     "0" => false,
@@ -461,6 +475,9 @@ fn run_args(args: &[OsString]) -> Result<i32> {
     let mut cfg = OverlayConfig::new(o.lowers, upper, work);
     cfg.flags = flags;
     cfg.threads = if c.single_thread { Some(1) } else { o.threads };
+    if let Some(r) = o.redirect_dir {
+        cfg.redirect_dir = r;
+    }
     if let Some(wb) = o.writeback {
         cfg.writeback = wb;
     }

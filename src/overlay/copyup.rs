@@ -145,10 +145,14 @@ impl OverlayFs {
     /// parent directory must already be in the upper layer.
     pub(crate) fn copy_up_found(&self, f: &Found, path: &[u8], trunc: bool) -> Res<()> {
         let l = f.top;
+        // Where it is in its layer (under a renamed directory, not at `path`).
+        let src_path = f.place(path).in_layer(l);
         let st = &f.st;
         let t = layers::ftype(st);
         let ovr = match t {
-            FileType::RegularFile | FileType::Directory => self.layers.read_override(l, path)?,
+            FileType::RegularFile | FileType::Directory => {
+                self.layers.read_override(l, src_path)?
+            }
             _ => None,
         };
         let (pu, pg, pm) = match ovr {
@@ -185,7 +189,7 @@ impl OverlayFs {
                             Mode::from_raw_mode(0o600),
                         )?;
                         if !trunc {
-                            let a = relpath::at(src_dir, path)?;
+                            let a = relpath::at(src_dir, src_path)?;
                             let src = rustix::fs::openat(
                                 a.fd(),
                                 a.rest,
@@ -205,7 +209,7 @@ impl OverlayFs {
                         )?
                     };
                     rustix::fs::fchmod(&dst, Mode::from_raw_mode(disk))?;
-                    self.copy_xattrs(l, path, dst.as_fd())?;
+                    self.copy_xattrs(l, src_path, dst.as_fd())?;
                     if let Some(r) = &record {
                         format::write_override_stat(&dst, r)
                             .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
@@ -213,7 +217,7 @@ impl OverlayFs {
                     rustix::fs::futimens(&dst, &times(st))?;
                 }
                 FileType::Symlink => {
-                    let a = relpath::at(src_dir, path)?;
+                    let a = relpath::at(src_dir, src_path)?;
                     let target = rustix::fs::readlinkat(a.fd(), a.rest, Vec::new())?;
                     rustix::fs::symlinkat(target.as_c_str(), work, tmp.as_slice())?;
                     // No record on symlinks: the owner is the one on disk.

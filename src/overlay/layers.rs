@@ -65,6 +65,61 @@ pub(crate) struct Found {
     pub dir_lowers: Vec<u16>,
     /// For directories: whether the merge stopped at an opaque directory.
     pub opaque: bool,
+    /// Where it is in the lower layers when not at its own path (a
+    /// renamed directory, or something below one): see [`Place`].
+    pub redirects: Redirects,
+}
+
+/// Entries `(k, p)`, by growing `k`: from layer `k` down (to the next
+/// entry), the lower layers hold it at `p` (see [`Place`]).
+pub(crate) type Redirects = Vec<(u16, Vec<u8>)>;
+
+/// Where a file or directory is in each layer: at `path` in the upper layer
+/// and in the lower layers, unless a renamed directory (a redirect record,
+/// `format`, "Renamed directories") moved it: from the layer `k` of an
+/// entry `(k, p)` of `redirects` down, at `p`. Almost always there is no
+/// redirect and it is at `path` everywhere.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'a> {
+    /// The path in the upper layer (what the container sees); `.` is the root.
+    pub path: &'a [u8],
+    pub redirects: &'a [(u16, Vec<u8>)],
+}
+
+impl<'a> Place<'a> {
+    #[cfg(test)]
+    pub const ROOT: Place<'static> = Place {
+        path: b".",
+        redirects: &[],
+    };
+
+    pub fn new(path: &'a [u8], redirects: &'a [(u16, Vec<u8>)]) -> Place<'a> {
+        Place { path, redirects }
+    }
+
+    /// The path in `layer`.
+    pub fn in_layer(&self, layer: u16) -> &'a [u8] {
+        self.redirects
+            .iter()
+            .rev()
+            .find(|(k, _)| *k <= layer)
+            .map_or(self.path, |(_, p)| p.as_slice())
+    }
+
+    /// The redirects of the entry `name` in this directory.
+    fn child_redirects(&self, name: &[u8]) -> Redirects {
+        self.redirects
+            .iter()
+            .map(|(k, p)| (*k, join(p, name)))
+            .collect()
+    }
+}
+
+/// What a directory in one layer says about the layers below.
+struct DirMarks {
+    opaque: bool,
+    /// The raw value of a redirect record.
+    redirect: Option<Vec<u8>>,
 }
 
 impl Found {
@@ -83,6 +138,16 @@ impl Found {
     /// The identity of the visible file (`st_dev`, `st_ino`).
     pub fn key(&self) -> (u64, u64) {
         (self.st.st_dev, self.st.st_ino)
+    }
+
+    fn with(mut self, redirects: Redirects) -> Found {
+        self.redirects = redirects;
+        self
+    }
+
+    /// Where it is, given its path in the upper layer.
+    pub fn place<'a>(&'a self, path: &'a [u8]) -> Place<'a> {
+        Place::new(path, &self.redirects)
     }
 }
 
@@ -155,6 +220,9 @@ pub(crate) struct Layers {
     pub work: Dirfd,
     /// Whether `/proc/self/fd` works (else xattrs go through opened fds).
     use_proc: bool,
+    /// The layers of the root directory: all, down to the first opaque
+    /// lower root (set by [`Layers::set_root`]).
+    pub root: Vec<u16>,
 }
 
 impl Layers {
@@ -167,11 +235,18 @@ impl Layers {
             }
             None => false,
         };
+        let root = (0..list.len() as u16).collect();
         Layers {
             list,
             work,
             use_proc,
+            root,
         }
+    }
+
+    /// The layers the root directory merges (see [`Layers::root`]).
+    pub fn set_root(&mut self, root: Vec<u16>) {
+        self.root = root;
     }
 
     pub fn dir(&self, layer: u16) -> Res<&Dirfd> {
@@ -323,32 +398,61 @@ impl Layers {
 
     /// Whether the directory `path` in `layer` is opaque (any representation).
     pub fn dir_opaque(&self, layer: u16, path: &[u8]) -> Res<bool> {
+        Ok(self.dir_marks(layer, path, false)?.opaque)
+    }
+
+    /// Whether the directory `path` in `layer` is opaque (any
+    /// representation), and its redirect record when `redirect` asks for
+    /// it (one xattr listing for both).
+    fn dir_marks(&self, layer: u16, path: &[u8], redirect: bool) -> Res<DirMarks> {
         let names = match self.listxattr(layer, path) {
             Ok(n) => n,
             Err(Errno::OPNOTSUPP | Errno::PERM | Errno::ACCESS) => Vec::new(),
             Err(e) => return Err(e),
         };
+        let mut marks = DirMarks {
+            opaque: false,
+            redirect: None,
+        };
         for name in names.split(|&b| b == 0) {
-            if format::OPAQUE_XATTRS_READ
+            let wanted = format::OPAQUE_XATTRS_READ
                 .iter()
                 .any(|o| o.as_bytes() == name)
-            {
-                match self.getxattr(layer, path, name) {
-                    Ok(v) if v == b"y" => return Ok(true),
-                    Ok(_) | Err(Errno::NODATA | Errno::PERM | Errno::ACCESS) => {}
-                    Err(e) => return Err(e),
+                || (redirect && name == format::REDIRECT_XATTR.as_bytes());
+            if !wanted {
+                continue;
+            }
+            match self.getxattr(layer, path, name) {
+                Ok(v) if name == format::REDIRECT_XATTR.as_bytes() => marks.redirect = Some(v),
+                Ok(v) if v == b"y" => {
+                    marks.opaque = true;
+                    return Ok(marks);
                 }
+                Ok(_) | Err(Errno::NODATA | Errno::PERM | Errno::ACCESS) => {}
+                Err(e) => return Err(e),
             }
         }
-        match self.stat(layer, &join(path, format::OPAQUE_MARKER)) {
-            Ok(st) => Ok(ftype(&st) == FileType::RegularFile),
-            Err(Errno::NOENT | Errno::NOTDIR) => Ok(false),
-            Err(e) => Err(e),
-        }
+        marks.opaque = match self.stat(layer, &join(path, format::OPAQUE_MARKER)) {
+            Ok(st) => ftype(&st) == FileType::RegularFile,
+            Err(Errno::NOENT | Errno::NOTDIR) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(marks)
     }
 
-    /// Whether `dir/.wh.NAME` exists as a regular file in `layer`.
-    fn has_whiteout_file(&self, layer: u16, dir: &[u8], name: &[u8]) -> Res<bool> {
+    /// Status of `path` in `layer` where its directories were not looked up
+    /// one by one (the target of a redirect): no symlink is followed on
+    /// the way (one there is `ENOTDIR`).
+    fn stat_beneath(&self, layer: u16, path: &[u8]) -> Res<Stat> {
+        let a = relpath::at(self.fd(layer)?, path)?;
+        let fd = relpath::open_beneath(a.fd(), a.rest, OFlags::empty())?;
+        rustix::fs::fstat(&fd)
+    }
+
+    /// Whether `.wh.NAME` exists as a regular file beside `path` (its
+    /// directory and NAME) in `layer`.
+    fn has_whiteout_file(&self, layer: u16, path: &[u8]) -> Res<bool> {
+        let (dir, name) = split_parent(path);
         match self.stat(layer, &join(dir, &whiteout_file_name(name))) {
             Ok(st) => Ok(ftype(&st) == FileType::RegularFile),
             Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => Ok(false),
@@ -364,7 +468,7 @@ impl Layers {
             Err(Errno::NOENT) => {}
             Err(e) => return Err(e),
         }
-        if self.has_whiteout_file(UPPER, dir, name)? {
+        if self.has_whiteout_file(UPPER, &join(dir, name))? {
             Ok(Some(UpperWhiteout::File))
         } else {
             Ok(None)
@@ -374,15 +478,30 @@ impl Layers {
     /// Look `name` up in the directory `dir`, which exists in
     /// `dir_layers` (top first, already cut after an opaque layer).
     /// `None` when nothing is visible (absent or whited out).
-    pub fn resolve(&self, dir_layers: &[u16], dir: &[u8], name: &[u8]) -> Res<Option<Found>> {
-        let path = join(dir, name);
+    ///
+    /// A directory with a redirect record sends the search of the layers
+    /// below it to the record's path, in every layer of the root below
+    /// (as the kernel overlay does): those paths were not looked up name
+    /// by name, so they are opened without following symlinks.
+    pub fn resolve(&self, dir_layers: &[u16], dir: Place<'_>, name: &[u8]) -> Res<Option<Found>> {
+        let path = join(dir.path, name);
+        let mut redirects = dir.child_redirects(name);
         let mut found: Option<Found> = None;
         // Layers above the current one where the name was absent: a
         // `.wh.NAME` file there hides what we find below. Checked lazily,
         // since such files are rare (we and the unpacker write devices).
         let mut missing: Vec<u16> = Vec::new();
-        for &l in dir_layers {
-            let st = match self.stat(l, &path) {
+        let mut todo: std::borrow::Cow<'_, [u16]> = dir_layers.into();
+        let mut redirected = false;
+        let mut i = 0;
+        while let Some(&l) = todo.get(i) {
+            i += 1;
+            let here = Place::new(&path, &redirects).in_layer(l);
+            let st = match if redirected {
+                self.stat_beneath(l, here)
+            } else {
+                self.stat(l, here)
+            } {
                 Ok(st) => st,
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => {
                     missing.push(l);
@@ -391,57 +510,73 @@ impl Layers {
                 Err(e) => return Err(e),
             };
             for m in missing.drain(..) {
-                if self.has_whiteout_file(m, dir, name)? {
-                    return Ok(found);
+                if self.has_whiteout_file(m, Place::new(&path, &redirects).in_layer(m))? {
+                    return Ok(found.map(|f| f.with(redirects)));
                 }
             }
             if format::is_whiteout_stat(&st) {
-                return Ok(found);
+                break;
             }
             let is_dir = ftype(&st) == FileType::Directory;
-            match found.as_mut() {
-                None => {
-                    if !is_dir {
-                        return Ok(Some(Found {
-                            top: l,
-                            st,
-                            dir_lowers: Vec::new(),
-                            opaque: false,
-                        }));
-                    }
-                    let opaque = self.dir_opaque(l, &path)?;
+            if !is_dir {
+                if found.is_none() {
                     found = Some(Found {
                         top: l,
                         st,
                         dir_lowers: Vec::new(),
-                        opaque,
+                        opaque: false,
+                        redirects: Vec::new(),
                     });
-                    if opaque {
-                        return Ok(found);
-                    }
                 }
-                Some(f) => {
-                    if !is_dir {
-                        return Ok(found);
+                break;
+            }
+            let last = i >= todo.len() && !self.root.iter().any(|&k| k > l);
+            let marks = self.dir_marks(l, here, !last)?;
+            match found.as_mut() {
+                None => {
+                    found = Some(Found {
+                        top: l,
+                        st,
+                        dir_lowers: Vec::new(),
+                        opaque: marks.opaque,
+                        redirects: Vec::new(),
+                    })
+                }
+                Some(f) => f.dir_lowers.push(l),
+            }
+            if marks.opaque {
+                break;
+            }
+            if let Some(value) = marks.redirect {
+                let (parent, _) = split_parent(here);
+                match format::redirect_target(&value, parent) {
+                    Some(target) => {
+                        redirects.retain(|(k, _)| *k <= l);
+                        redirects.push((l + 1, target));
+                        todo = self.root.iter().copied().filter(|&k| k > l).collect();
+                        i = 0;
+                        redirected = true;
                     }
-                    f.dir_lowers.push(l);
-                    if self.dir_opaque(l, &path)? {
-                        return Ok(found);
-                    }
+                    None => tracing::debug!(
+                        "ignoring the redirect record {:?} on {}",
+                        String::from_utf8_lossy(&value),
+                        String::from_utf8_lossy(here)
+                    ),
                 }
             }
         }
-        Ok(found)
+        Ok(found.map(|f| f.with(redirects)))
     }
 
-    /// The merged listing of the directory `path` present in `layers`
+    /// The merged listing of the directory at `place` present in `layers`
     /// (top first), without `.`/`..`, whiteouts, markers or `.wh.*` names.
-    pub fn list(&self, layers: &[u16], path: &[u8]) -> Res<Vec<ListEntry>> {
+    pub fn list(&self, layers: &[u16], place: Place<'_>) -> Res<Vec<ListEntry>> {
         use std::collections::HashSet;
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut out = Vec::new();
         for &l in layers {
             let dir = self.dir(l)?;
+            let path = place.in_layer(l);
             let fd = match relpath::at(dir.fd(), path).and_then(|a| {
                 rustix::fs::openat(
                     a.fd(),
@@ -596,22 +731,36 @@ mod tests {
         wh(&r.join("U/d"), "a");
         let ls = layers(r, 2);
         let root = [0u16, 1, 2];
-        let d = ls.resolve(&root, b".", b"d").unwrap().unwrap();
+        let d = ls.resolve(&root, Place::ROOT, b"d").unwrap().unwrap();
         assert_eq!(d.layers(), vec![0, 1, 2]);
-        assert!(ls.resolve(&root, b".", b"f").unwrap().is_none());
+        assert!(ls.resolve(&root, Place::ROOT, b"f").unwrap().is_none());
         let dl = d.layers();
-        assert!(ls.resolve(&dl, b"d", b"a").unwrap().is_none());
-        assert_eq!(ls.resolve(&dl, b"d", b"b").unwrap().unwrap().top, 1);
-        assert!(ls.resolve(&dl, b"d", b"c").unwrap().is_none());
+        assert!(
+            ls.resolve(&dl, Place::new(b"d", &[]), b"a")
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            ls.resolve(&dl, Place::new(b"d", &[]), b"b")
+                .unwrap()
+                .unwrap()
+                .top,
+            1
+        );
+        assert!(
+            ls.resolve(&dl, Place::new(b"d", &[]), b"c")
+                .unwrap()
+                .is_none()
+        );
         let names: Vec<_> = ls
-            .list(&dl, b"d")
+            .list(&dl, Place::new(b"d", &[]))
             .unwrap()
             .into_iter()
             .map(|e| e.name)
             .collect();
         assert_eq!(names, vec![b"b".to_vec()]);
         let names: Vec<_> = ls
-            .list(&root, b".")
+            .list(&root, Place::ROOT)
             .unwrap()
             .into_iter()
             .map(|e| e.name)
@@ -621,7 +770,7 @@ mod tests {
         // Opaque upper dir hides the lowers.
         let fd = rustix::fs::open(r.join("U/d"), OFlags::RDONLY, Mode::empty()).unwrap();
         format::set_opaque(&fd).unwrap();
-        let d = ls.resolve(&root, b".", b"d").unwrap().unwrap();
+        let d = ls.resolve(&root, Place::ROOT, b"d").unwrap().unwrap();
         assert!(d.opaque);
         assert_eq!(d.layers(), vec![0]);
         // Opaque marker file in L1 stops the merge below it.
@@ -629,19 +778,104 @@ mod tests {
         fs::write(r.join("L1/e/.wh..wh..opq"), "").unwrap();
         fs::create_dir_all(r.join("L2/e")).unwrap();
         fs::write(r.join("L2/e/x"), "").unwrap();
-        let e = ls.resolve(&root, b".", b"e").unwrap().unwrap();
+        let e = ls.resolve(&root, Place::ROOT, b"e").unwrap().unwrap();
         assert_eq!(e.layers(), vec![1]);
-        assert!(ls.list(&e.layers(), b"e").unwrap().is_empty());
+        assert!(
+            ls.list(&e.layers(), Place::new(b"e", &[]))
+                .unwrap()
+                .is_empty()
+        );
         // A file over a dir stops the merge.
         fs::write(r.join("L1/g"), "").unwrap();
         fs::create_dir_all(r.join("L2/g")).unwrap();
-        let g = ls.resolve(&root, b".", b"g").unwrap().unwrap();
+        let g = ls.resolve(&root, Place::ROOT, b"g").unwrap().unwrap();
         assert!(!g.is_dir());
         assert_eq!(
             ls.upper_whiteout(b"d", b"a").unwrap(),
             Some(UpperWhiteout::Device)
         );
         assert_eq!(ls.upper_whiteout(b"d", b"b").unwrap(), None);
+    }
+
+    fn redirect(dir: &Path, value: &[u8]) {
+        let fd = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        rustix::fs::fsetxattr(&fd, format::REDIRECT_XATTR, value, XattrFlags::empty()).unwrap();
+    }
+
+    fn names(ls: &Layers, f: &Found, path: &[u8]) -> Vec<String> {
+        let mut v: Vec<String> = ls
+            .list(&f.layers(), f.place(path))
+            .unwrap()
+            .into_iter()
+            .map(|e| String::from_utf8(e.name).unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn resolve_follows_redirects_of_renamed_directories() {
+        let t = setup(2);
+        let r = t.path();
+        // L2: old/x/{c, sub/d}; L1: old/x/{a, b}, lnk -> old; U: new
+        // (redirected to /old/x, with its own file u), old/x whited out.
+        fs::create_dir_all(r.join("L2/old/x/sub")).unwrap();
+        fs::write(r.join("L2/old/x/c"), "c").unwrap();
+        fs::write(r.join("L2/old/x/sub/d"), "d").unwrap();
+        fs::create_dir_all(r.join("L1/old/x")).unwrap();
+        fs::write(r.join("L1/old/x/a"), "a").unwrap();
+        fs::write(r.join("L1/old/x/b"), "b").unwrap();
+        std::os::unix::fs::symlink("old", r.join("L1/lnk")).unwrap();
+        fs::create_dir_all(r.join("U/new")).unwrap();
+        fs::write(r.join("U/new/u"), "u").unwrap();
+        fs::create_dir_all(r.join("U/old")).unwrap();
+        wh(&r.join("U/old"), "x");
+        let ls = layers(r, 2);
+        let root = [0u16, 1, 2];
+        // Control: without a record, `new` is the upper's alone.
+        let plain = ls.resolve(&root, Place::ROOT, b"new").unwrap().unwrap();
+        assert_eq!(plain.layers(), vec![0]);
+        assert_eq!(names(&ls, &plain, b"new"), ["u"]);
+
+        redirect(&r.join("U/new"), b"/old/x");
+        let new = ls.resolve(&root, Place::ROOT, b"new").unwrap().unwrap();
+        assert_eq!(new.layers(), vec![0, 1, 2]);
+        assert_eq!(new.redirects, vec![(1, b"old/x".to_vec())]);
+        assert_eq!(names(&ls, &new, b"new"), ["a", "b", "c", "sub", "u"]);
+        // Below it, the lowers are read at old/x/...
+        let nl = new.layers();
+        let sub = ls.resolve(&nl, new.place(b"new"), b"sub").unwrap().unwrap();
+        assert_eq!(sub.top, 2);
+        assert_eq!(sub.place(b"new/sub").in_layer(2), b"old/x/sub");
+        assert_eq!(names(&ls, &sub, b"new/sub"), ["d"]);
+        let a = ls.resolve(&nl, new.place(b"new"), b"a").unwrap().unwrap();
+        assert_eq!((a.top, a.place(b"new/a").in_layer(1)), (1, &b"old/x/a"[..]));
+        // The old name stays whited out.
+        let old = ls.resolve(&root, Place::ROOT, b"old").unwrap().unwrap();
+        assert!(
+            ls.resolve(&old.layers(), old.place(b"old"), b"x")
+                .unwrap()
+                .is_none()
+        );
+
+        // A name alone is a sibling in the same parent: U/old/y -> "x".
+        fs::create_dir_all(r.join("U/old/y")).unwrap();
+        redirect(&r.join("U/old/y"), b"x");
+        let y = ls
+            .resolve(&old.layers(), old.place(b"old"), b"y")
+            .unwrap()
+            .unwrap();
+        assert_eq!(y.redirects, vec![(1, b"old/x".to_vec())]);
+        assert_eq!(names(&ls, &y, b"old/y"), ["a", "b", "c", "sub"]);
+
+        // A record that leaves the layer root, or goes through a symlink,
+        // is not followed (the directory is the upper's alone).
+        for bad in [&b"/../old/x"[..], b"/lnk/x", b"/old/x/../x", b"/missing"] {
+            redirect(&r.join("U/new"), bad);
+            let f = ls.resolve(&root, Place::ROOT, b"new").unwrap().unwrap();
+            assert_eq!(f.layers(), vec![0], "{}", String::from_utf8_lossy(bad));
+            assert_eq!(names(&ls, &f, b"new"), ["u"]);
+        }
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub struct OverlayConfig {
     pub flags: MountFlags,
     /// The mount's source as /proc/self/mountinfo shows it.
     pub fsname: String,
+    /// Rename directories of lower layers with a redirect record (default,
+    /// the kernel's `redirect_dir=on`); off, such a rename fails with
+    /// `EXDEV` (callers copy) and the upper dir never holds a record, for
+    /// readers without redirects (fuse-overlayfs, an unprivileged kernel
+    /// overlay). Records already there are followed either way.
+    pub redirect_dir: bool,
 }
 
 impl OverlayConfig {
@@ -59,6 +65,7 @@ impl OverlayConfig {
             writeback: true,
             flags: MountFlags::empty(),
             fsname: "hutch".into(),
+            redirect_dir: true,
         }
     }
 
@@ -133,7 +140,8 @@ fn default_threads() -> usize {
 /// owns its mount namespace (see [`enter_user_namespace`]).
 pub fn mount_overlay(cfg: OverlayConfig, mountpoint: &Path) -> Result<MountedOverlay> {
     let layers = open_layers(&cfg.lowers, &cfg.upper, &cfg.work)?;
-    let fs = OverlayFs::new(layers).context("opening the overlay layers")?;
+    let mut fs = OverlayFs::new(layers).context("opening the overlay layers")?;
+    fs.redirect_dir = cfg.redirect_dir;
     fs.clean_work();
     let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(std::io::Error::from)

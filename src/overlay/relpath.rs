@@ -71,18 +71,47 @@ pub(crate) fn at<'a>(dir: BorrowedFd<'a>, path: &'a [u8]) -> Res<At<'a>> {
 /// without following symlinks on the way: a symlink where a directory is
 /// expected is `ENOTDIR`, as when the overlay looks names up one by one.
 fn open_dir_beneath(dir: BorrowedFd<'_>, path: &[u8]) -> Res<OwnedFd> {
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    open_beneath(dir, path, OFlags::DIRECTORY)
+}
+
+/// Open `path` below `dir` as an `O_PATH` fd (plus `extra` flags) without
+/// following any symlink, the last name included (a symlink there is
+/// opened as itself): for paths whose directories were not looked up one
+/// by one, such as the target of a redirect. `path` must be short.
+pub(crate) fn open_beneath(dir: BorrowedFd<'_>, path: &[u8], extra: OFlags) -> Res<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC | extra;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
         Ok(fd) => Ok(fd),
         Err(Errno::LOOP) => Err(Errno::NOTDIR),
         // Linux before 5.6 (no openat2), or a rename racing the walk.
-        Err(Errno::NOSYS | Errno::AGAIN) => rustix::fs::openat(dir, path, flags, Mode::empty())
-            .map_err(|e| match e {
-                Errno::LOOP => Errno::NOTDIR,
-                e => e,
-            }),
+        Err(Errno::NOSYS | Errno::AGAIN) => open_by_names(dir, path, flags),
         Err(e) => Err(e),
+    }
+}
+
+/// [`open_beneath`] one name at a time, each opened with `O_NOFOLLOW`.
+fn open_by_names(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Res<OwnedFd> {
+    let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let (parents, last) = match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&b""[..], path),
+    };
+    let not_dir = |e| match e {
+        Errno::LOOP => Errno::NOTDIR,
+        e => e,
+    };
+    let mut cur: Option<OwnedFd> = None;
+    for name in parents.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+        let base = cur.as_ref().map_or(dir, |fd| fd.as_fd());
+        cur = Some(rustix::fs::openat(base, name, dir_flags, Mode::empty()).map_err(not_dir)?);
+    }
+    let base = cur.as_ref().map_or(dir, |fd| fd.as_fd());
+    let r = rustix::fs::openat(base, last, flags, Mode::empty());
+    if flags.contains(OFlags::DIRECTORY) {
+        r.map_err(not_dir)
+    } else {
+        r
     }
 }
 

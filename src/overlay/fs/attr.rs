@@ -53,14 +53,14 @@ impl OverlayFs {
             };
             return Ok((st, ovr));
         }
-        let st = self.layers.stat(s.top(), &s.path)?;
+        let st = self.layers.stat(s.top(), s.top_path())?;
         if format::is_whiteout_stat(&st) {
             return Err(Errno::NOENT);
         }
         let ovr = match s.ovr {
             Some(o) => o,
             None if has_user_xattrs(layers::ftype(&st)) => {
-                let o = self.layers.read_override(s.top(), &s.path)?;
+                let o = self.layers.read_override(s.top(), s.top_path())?;
                 let mut g = lock(&node.st);
                 if g.key == s.key && g.path == s.path {
                     g.ovr = Some(o);

@@ -4,7 +4,7 @@
 //! `overlay::copyup`.
 
 use super::{COPY_LOCK_STRIPES, Inval, Node, OverlayFs, is_lower_hardlink, lock, rlock};
-use crate::overlay::layers::{Found, Res, UPPER, split_parent};
+use crate::overlay::layers::{Found, Place, Redirects, Res, UPPER, split_parent};
 use rustix::fs::FileType;
 use rustix::io::Errno;
 use std::sync::MutexGuard;
@@ -66,31 +66,38 @@ impl OverlayFs {
 
     /// The merge list of the directory at `path`, copying it (and its
     /// ancestors) up first. On return the directory exists in the upper.
-    pub(crate) fn copy_up_dir(&self, path: &[u8]) -> Res<Vec<u16>> {
+    pub(crate) fn copy_up_dir(&self, path: &[u8]) -> Res<(Vec<u16>, Redirects)> {
         if path == b"." {
-            return Ok(self.root_layers.clone());
+            return Ok((self.root_layers.clone(), Vec::new()));
         }
         let (pp, name) = split_parent(path);
-        let pl = self.copy_up_dir(pp)?;
-        let f = self.layers.resolve(&pl, pp, name)?.ok_or(Errno::NOENT)?;
+        let (pl, pr) = self.copy_up_dir(pp)?;
+        let f = self
+            .layers
+            .resolve(&pl, Place::new(pp, &pr), name)?
+            .ok_or(Errno::NOENT)?;
         if !f.is_dir() {
             return Err(Errno::NOTDIR);
         }
         if f.top == UPPER {
-            return Ok(f.layers());
+            return Ok((f.layers(), f.redirects));
         }
         self.copy_up_found(&f, path, false)?;
         let mut l = vec![UPPER];
         l.extend(f.layers());
-        Ok(l)
+        Ok((l, f.redirects))
     }
 
     /// Copy the visible file at `path` up (parents first). `trunc`: the
     /// data is about to be truncated away, copy none.
     pub(crate) fn copy_up_path(&self, path: &[u8], trunc: bool) -> Res<()> {
         let (pp, name) = split_parent(path);
-        let pl = self.copy_up_dir(pp)?;
-        let f = self.layers.resolve(&pl, pp, name)?.ok_or(Errno::NOENT)?;
+        let (pl, pr) = self.copy_up_dir(pp)?;
+        let parent = Place::new(pp, &pr);
+        let f = self
+            .layers
+            .resolve(&pl, parent, name)?
+            .ok_or(Errno::NOENT)?;
         if f.is_dir() {
             return self.copy_up_dir(path).map(|_| ());
         }
@@ -99,7 +106,10 @@ impl OverlayFs {
         }
         let _g = self.copy_lock(f.key());
         // Re-check under the lock: another thread may have done it.
-        let f = self.layers.resolve(&pl, pp, name)?.ok_or(Errno::NOENT)?;
+        let f = self
+            .layers
+            .resolve(&pl, parent, name)?
+            .ok_or(Errno::NOENT)?;
         if f.top == UPPER {
             return Ok(());
         }

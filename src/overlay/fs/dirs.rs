@@ -20,7 +20,7 @@ impl OverlayFs {
         if s.unlinked {
             return Ok(Vec::new());
         }
-        let list = self.layers.list(&s.layers, &s.path)?;
+        let list = self.layers.list(&s.layers, s.place())?;
         let mut out = Vec::with_capacity(list.len() + 2);
         out.push(DirEntry {
             name: b".".to_vec(),

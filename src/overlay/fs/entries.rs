@@ -62,7 +62,7 @@ impl OverlayFs {
         if ps.unlinked || !ps.is_upper() {
             return Err(Errno::NOENT);
         }
-        if self.layers.resolve(&ps.layers, &ps.path, name)?.is_some() {
+        if self.layers.resolve(&ps.layers, ps.place(), name)?.is_some() {
             return Err(Errno::EXIST);
         }
         let path = join(&ps.path, name);
@@ -209,7 +209,7 @@ impl OverlayFs {
         }
         let f = self
             .layers
-            .resolve(&ps.layers, &ps.path, name)?
+            .resolve(&ps.layers, ps.place(), name)?
             .ok_or(Errno::NOENT)?;
         if dir && !f.is_dir() {
             return Err(Errno::NOTDIR);
@@ -218,7 +218,7 @@ impl OverlayFs {
             return Err(Errno::ISDIR);
         }
         let path = join(&ps.path, name);
-        if dir && !self.layers.list(&f.layers(), &path)?.is_empty() {
+        if dir && !self.layers.list(&f.layers(), f.place(&path))?.is_empty() {
             return Err(Errno::NOTEMPTY);
         }
         if f.top == UPPER {

@@ -19,7 +19,7 @@ impl OverlayFs {
         if s.unlinked {
             return Err(Errno::NOENT);
         }
-        let a = relpath::at(self.layers.fd(s.top())?, &s.path)?;
+        let a = relpath::at(self.layers.fd(s.top())?, s.top_path())?;
         let l = rustix::fs::readlinkat(a.fd(), a.rest, Vec::new())?;
         Ok(l.into_bytes())
     }
@@ -95,7 +95,7 @@ impl OverlayFs {
             let p = format!("/proc/self/fd/{}", cur.as_raw_fd());
             rustix::fs::open(p.as_str(), o & !OFlags::NOFOLLOW, Mode::empty())?
         } else {
-            let a = relpath::at(self.layers.fd(s.top())?, &s.path)?;
+            let a = relpath::at(self.layers.fd(s.top())?, s.top_path())?;
             rustix::fs::openat(a.fd(), a.rest, o, Mode::empty())?
         };
         Ok((self.add_file(node, fd, write), write))
@@ -132,7 +132,7 @@ impl OverlayFs {
             if s.is_upper() || s.unlinked {
                 return Ok(());
             }
-            let a = relpath::at(self.layers.fd(s.top())?, &s.path)?;
+            let a = relpath::at(self.layers.fd(s.top())?, s.top_path())?;
             rustix::fs::openat(
                 a.fd(),
                 a.rest,

@@ -54,7 +54,7 @@ pub(crate) use convert::{node_mode_on_disk, own_on_disk};
 pub(crate) use setup::open_layers;
 
 use super::format::OverrideStat;
-use super::layers::{Found, Layers, UPPER};
+use super::layers::{Found, Layers, Place, Redirects, UPPER};
 use fuser::FileType as FType;
 use rustix::fs::FileType;
 use std::collections::HashMap;
@@ -114,8 +114,11 @@ pub(crate) struct Node {
 
 #[derive(Clone)]
 pub(crate) struct NodeState {
-    /// The path used for I/O (relative to the layer roots; root is `.`).
+    /// The path in the upper layer, and in the lower layers unless
+    /// `redirects` says otherwise (relative to the layer roots; root is `.`).
     pub path: Vec<u8>,
+    /// Where the lower layers hold it when not at `path` (see [`Place`]).
+    pub redirects: Redirects,
     /// Other paths of the same file (hardlinks).
     pub aliases: Vec<Vec<u8>>,
     /// Parent directory node (for `..`).
@@ -147,6 +150,14 @@ impl NodeState {
     }
     pub fn is_dir(&self) -> bool {
         self.dtype == FileType::Directory
+    }
+    /// Where it is in each layer.
+    pub fn place(&self) -> Place<'_> {
+        Place::new(&self.path, &self.redirects)
+    }
+    /// The path in its top layer, for I/O on the visible file.
+    pub fn top_path(&self) -> &[u8] {
+        self.place().in_layer(self.top())
     }
     /// Merged directory: present in more than one layer.
     pub fn merged(&self) -> bool {
@@ -246,6 +257,9 @@ pub(crate) struct OverlayFs {
     pub writeback: AtomicBool,
     /// Process umask at start (creation modes are fixed up when it bites).
     umask: u32,
+    /// Whether renaming a lower directory writes a redirect record (else
+    /// `EXDEV`): [`crate::overlay::OverlayConfig::redirect_dir`].
+    pub redirect_dir: bool,
     pub ttl: Duration,
     inval_tx: Mutex<Option<std::sync::mpsc::Sender<Inval>>>,
 }

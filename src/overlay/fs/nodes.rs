@@ -96,7 +96,7 @@ impl OverlayFs {
         if ps.unlinked {
             return Err(Errno::NOENT);
         }
-        let Some(f) = self.layers.resolve(&ps.layers, &ps.path, name)? else {
+        let Some(f) = self.layers.resolve(&ps.layers, ps.place(), name)? else {
             return Ok(None);
         };
         let path = join(&ps.path, name);
@@ -121,6 +121,7 @@ impl OverlayFs {
                         listing: Mutex::new(None),
                         st: Mutex::new(NodeState {
                             path: path.clone(),
+                            redirects: f.redirects.clone(),
                             aliases: Vec::new(),
                             parent: parent.id,
                             layers: node_layers.clone(),
@@ -140,13 +141,18 @@ impl OverlayFs {
         let s = {
             let mut g = lock(&node.st);
             if g.path == path || g.unlinked || g.dtype != dtype {
-                if g.key != key || g.layers != node_layers || g.path != path {
+                if g.key != key
+                    || g.layers != node_layers
+                    || g.path != path
+                    || g.redirects != f.redirects
+                {
                     g.ovr = None;
                 }
                 if g.unlinked {
                     g.aliases.clear();
                 }
                 g.path = path;
+                g.redirects = f.redirects.clone();
                 g.parent = parent.id;
                 g.layers = node_layers;
                 g.dtype = dtype;
@@ -162,7 +168,7 @@ impl OverlayFs {
         let ovr = match s.ovr {
             Some(o) => o,
             None if has_user_xattrs(dtype) => {
-                let o = self.layers.read_override(s.top(), &s.path)?;
+                let o = self.layers.read_override(s.top(), s.top_path())?;
                 let mut g = lock(&node.st);
                 if g.key == s.key && g.path == s.path {
                     g.ovr = Some(o);
@@ -229,7 +235,7 @@ impl OverlayFs {
     fn relocate(&self, node: &Node) {
         let s = node.snapshot();
         for l in 0..self.layers.list.len() as u16 {
-            match self.layers.stat(l, &s.path) {
+            match self.layers.stat(l, s.place().in_layer(l)) {
                 Ok(st) if !format::is_whiteout_stat(&st) => {
                     let mut g = lock(&node.st);
                     g.layers = vec![l];
@@ -244,13 +250,18 @@ impl OverlayFs {
     }
 
     /// Bookkeeping after a rename of `old` to `new` (in `new_parent`).
+    /// What moved keeps its place in the lower layers (a renamed directory
+    /// has a redirect record, and what is below it follows).
     pub(super) fn name_moved(&self, f: &Found, old: &[u8], new: &[u8], new_parent: u64) {
         if let Some(node) = self.node_by_key(f.key()) {
             let mut g = lock(&node.st);
             if g.path == old {
+                pin_lower_place(&mut g);
                 g.path = new.to_vec();
                 g.parent = new_parent;
-                g.layers = vec![UPPER];
+                if !g.is_dir() {
+                    g.layers = vec![UPPER];
+                }
             } else if let Some(a) = g.aliases.iter_mut().find(|a| a.as_slice() == old) {
                 *a = new.to_vec();
             }
@@ -267,11 +278,26 @@ impl OverlayFs {
             };
             for node in rlock(&self.nodes).values() {
                 let mut g = lock(&node.st);
+                if g.path.starts_with(&prefix) {
+                    pin_lower_place(&mut g);
+                }
                 fix(&mut g.path);
                 for a in g.aliases.iter_mut() {
                     fix(a);
                 }
             }
         }
+    }
+}
+
+/// Before a node's path changes by a rename: if it has content in lower
+/// layers found at its own path, keep finding it there (a redirect from
+/// the first lower layer down).
+fn pin_lower_place(g: &mut NodeState) {
+    let has_lower = g.layers.iter().any(|&l| l != UPPER);
+    let pinned = g.redirects.first().is_some_and(|(k, _)| *k <= 1);
+    if has_lower && !pinned {
+        let p = g.path.clone();
+        g.redirects.insert(0, (1, p));
     }
 }

@@ -1,11 +1,15 @@
 //! `rename(2)` with `RENAME_NOREPLACE` and `RENAME_EXCHANGE`: copy up
 //! what is needed unlocked, then rename in the upper under `ns`.
+//!
+//! A directory with content in lower layers is not copied: its upper
+//! directory gets a redirect record (the path of that content, `format`,
+//! "Renamed directories") and moves, and a whiteout hides the old name.
 
 use super::{Node, OverlayFs, check_name_len, rlock, wlock};
 use crate::overlay::format;
 use crate::overlay::layers::{self, Found, Res, UPPER, UpperWhiteout, join};
 use crate::overlay::relpath;
-use rustix::fs::{AtFlags, FileType, RenameFlags};
+use rustix::fs::{AtFlags, FileType, RenameFlags, XattrFlags};
 use rustix::io::Errno;
 
 impl OverlayFs {
@@ -48,9 +52,9 @@ impl OverlayFs {
                     let _ns = rlock(&self.ns);
                     let ps = parent.snapshot();
                     let nps = newparent.snapshot();
-                    let src = self.layers.resolve(&ps.layers, &ps.path, name)?;
+                    let src = self.layers.resolve(&ps.layers, ps.place(), name)?;
                     let dst = if exchange {
-                        self.layers.resolve(&nps.layers, &nps.path, newname)?
+                        self.layers.resolve(&nps.layers, nps.place(), newname)?
                     } else {
                         None
                     };
@@ -60,11 +64,10 @@ impl OverlayFs {
                     )
                 };
                 let (src, sp) = src.ok_or(Errno::NOENT)?;
-                if !src.is_dir() && src.top != UPPER {
+                if src.top != UPPER {
                     self.copy_up_path(&sp, false)?;
                 }
                 if let Some((d, dp)) = dst
-                    && !d.is_dir()
                     && d.top != UPPER
                 {
                     self.copy_up_path(&dp, false)?;
@@ -96,21 +99,18 @@ impl OverlayFs {
         }
         let src = self
             .layers
-            .resolve(&ps.layers, &ps.path, name)?
+            .resolve(&ps.layers, ps.place(), name)?
             .ok_or(Errno::NOENT)?;
-        let dst = self.layers.resolve(&nps.layers, &nps.path, newname)?;
+        let dst = self.layers.resolve(&nps.layers, nps.place(), newname)?;
         let sp = join(&ps.path, name);
         let dp = join(&nps.path, newname);
         if sp == dp {
             return Ok(());
         }
+        // Copied up in phase 1; a copy-up undone since (the name was
+        // removed and made again) means another round.
         let movable = |f: &Found| -> Res<()> {
-            if f.is_dir() {
-                // Like overlayfs without redirect_dir.
-                if f.top != UPPER || !f.dir_lowers.is_empty() {
-                    return Err(Errno::XDEV);
-                }
-            } else if f.top != UPPER {
+            if f.top != UPPER {
                 return Err(Errno::AGAIN);
             }
             Ok(())
@@ -134,6 +134,8 @@ impl OverlayFs {
                     return Err(Errno::INVAL);
                 }
             }
+            self.record_redirect(&src, &sp)?;
+            self.record_redirect(&d, &dp)?;
             let (from, to) = (relpath::at(upper, &sp)?, relpath::at(upper, &dp)?);
             rustix::fs::renameat_with(
                 from.fd(),
@@ -142,10 +144,10 @@ impl OverlayFs {
                 to.rest,
                 RenameFlags::EXCHANGE,
             )?;
-            if src.is_dir() && !src.opaque && nps.merged() {
+            if needs_opaque(&src) && nps.merged() {
                 self.set_opaque_upper(&dp)?;
             }
-            if d.is_dir() && !d.opaque && ps.merged() {
+            if needs_opaque(&d) && ps.merged() {
                 self.set_opaque_upper(&sp)?;
             }
             // Swap the bookkeeping through a placeholder name.
@@ -169,10 +171,11 @@ impl OverlayFs {
             if !src.is_dir() && d.is_dir() {
                 return Err(Errno::ISDIR);
             }
-            if d.is_dir() && !self.layers.list(&d.layers(), &dp)?.is_empty() {
+            if d.is_dir() && !self.layers.list(&d.layers(), d.place(&dp))?.is_empty() {
                 return Err(Errno::NOTEMPTY);
             }
         }
+        self.record_redirect(&src, &sp)?;
         let need_wh = self.lower_visible(&ps, name)?;
         // Clear the destination in the upper where rename(2) cannot
         // replace it: a whiteout under a directory, or an upper directory
@@ -193,7 +196,7 @@ impl OverlayFs {
             }
             Err(e) => return Err(e),
         }
-        if src.is_dir() && !src.opaque && nps.merged() {
+        if needs_opaque(&src) && nps.merged() {
             self.set_opaque_upper(&sp)?;
         }
         let mut wh_done = false;
@@ -230,5 +233,44 @@ impl OverlayFs {
         }
         self.name_moved(&src, &sp, &dp, newparent.id);
         Ok(())
+    }
+}
+
+/// Whether the upper directory `f`, moved into a merged directory, must be
+/// marked opaque so that lower content at its new path stays hidden: a
+/// directory of the upper only, not opaque yet. (A directory with lower
+/// content has a redirect record: the lower layers are read at its path.)
+fn needs_opaque(f: &Found) -> bool {
+    f.is_dir() && !f.opaque && f.dir_lowers.is_empty()
+}
+
+impl OverlayFs {
+    /// Before the directory `f` (in the upper, at `path`) moves: record
+    /// where the lower layers hold its content, if they hold any. `EXDEV`
+    /// (the kernel overlay's answer without redirects: callers copy) when
+    /// the record cannot be written or its path is too long for one.
+    fn record_redirect(&self, f: &Found, path: &[u8]) -> Res<()> {
+        let Some(&low) = f.dir_lowers.first() else {
+            return Ok(());
+        };
+        if !self.redirect_dir {
+            return Err(Errno::XDEV);
+        }
+        let value = format::redirect_value(f.place(path).in_layer(low));
+        if format::redirect_target(&value, b".").is_none() {
+            return Err(Errno::XDEV);
+        }
+        self.layers
+            .setxattr(
+                UPPER,
+                path,
+                format::REDIRECT_XATTR.as_bytes(),
+                &value,
+                XattrFlags::empty(),
+            )
+            .map_err(|e| match e {
+                Errno::OPNOTSUPP | Errno::PERM | Errno::NOSPC | Errno::TOOBIG => Errno::XDEV,
+                e => e,
+            })
     }
 }

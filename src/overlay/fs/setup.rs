@@ -11,7 +11,7 @@ use std::time::Duration;
 
 impl OverlayFs {
     /// Build the filesystem over opened layers (`list[0]` = upper).
-    pub fn new(layers: Layers) -> std::io::Result<OverlayFs> {
+    pub fn new(mut layers: Layers) -> std::io::Result<OverlayFs> {
         let upper_st = rustix::fs::fstat(layers.upper())?;
         // Root merges every layer, down to the first opaque lower root.
         let mut root_layers = vec![UPPER];
@@ -22,6 +22,7 @@ impl OverlayFs {
                 break;
             }
         }
+        layers.set_root(root_layers.clone());
         let mut ids = Ids {
             map: HashMap::new(),
             hardlinks: HashMap::new(),
@@ -37,6 +38,7 @@ impl OverlayFs {
             listing: Mutex::new(None),
             st: Mutex::new(NodeState {
                 path: b".".to_vec(),
+                redirects: Vec::new(),
                 aliases: Vec::new(),
                 parent: ROOT_ID,
                 layers: root_layers.clone(),
@@ -64,6 +66,7 @@ impl OverlayFs {
             copy_locks: (0..COPY_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             writeback: AtomicBool::new(false),
             umask: old.as_raw_mode(),
+            redirect_dir: true,
             ttl: Duration::from_secs(24 * 3600),
             inval_tx: Mutex::new(None),
         })

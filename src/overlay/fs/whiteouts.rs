@@ -27,7 +27,7 @@ impl OverlayFs {
     /// Whether `dir/name` is visible in the lower layers of `ps`.
     pub(super) fn lower_visible(&self, ps: &NodeState, name: &[u8]) -> Res<bool> {
         let lower = ps.lower_layers();
-        Ok(!lower.is_empty() && self.layers.resolve(&lower, &ps.path, name)?.is_some())
+        Ok(!lower.is_empty() && self.layers.resolve(&lower, ps.place(), name)?.is_some())
     }
 
     pub(super) fn make_whiteout(&self, dir: &[u8], name: &[u8]) -> Res<()> {

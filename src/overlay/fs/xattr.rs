@@ -58,7 +58,7 @@ impl OverlayFs {
         if !has_user_xattrs(s.dtype) {
             return Err(Errno::NODATA);
         }
-        self.layers.getxattr(s.top(), &s.path, &stored)
+        self.layers.getxattr(s.top(), s.top_path(), &stored)
     }
 
     pub fn listxattr(&self, id: u64) -> Res<Vec<u8>> {
@@ -68,7 +68,7 @@ impl OverlayFs {
         if s.unlinked || !has_user_xattrs(s.dtype) {
             return Ok(Vec::new());
         }
-        let raw = self.layers.listxattr(s.top(), &s.path)?;
+        let raw = self.layers.listxattr(s.top(), s.top_path())?;
         let mut out = Vec::with_capacity(raw.len());
         for stored in raw.split(|&b| b == 0) {
             if !stored.starts_with(b"user.") {
@@ -120,7 +120,7 @@ impl OverlayFs {
             if !has_user_xattrs(s.dtype) {
                 return Err(Errno::NODATA);
             }
-            self.layers.getxattr(s.top(), &s.path, &stored)?;
+            self.layers.getxattr(s.top(), s.top_path(), &stored)?;
         }
         self.copy_up_node(&node, false)?;
         let _ns = rlock(&self.ns);
