@@ -885,6 +885,119 @@ fn overlay_long_paths_work_as_on_a_tmpfs() {
     assert_eq!(c.ovl, c.tmpfs, "hutch's overlay, compared with a tmpfs");
 }
 
+/// Runs `script` (sh, `$1` the mount point) in `hutch overlay` over the
+/// layers of `sm` with `opts`, on `upper`; its stdout.
+fn in_overlay(sm: &Small, upper: &Path, opts: &[&str], script: &str) -> String {
+    let work = upper.with_extension("work");
+    let mnt = upper.with_extension("mnt");
+    mkdirs(&mnt);
+    let mut c = sm.st.hutch();
+    c.arg("overlay").args(opts);
+    c.arg("--lower")
+        .arg(join(&sm.lowers))
+        .arg("--upper")
+        .arg(upper);
+    c.arg("--work").arg(&work).arg(&mnt).arg("--");
+    let out = output(c.args(["sh", "-c", script, "sh"]).arg(&mnt));
+    check_ok("a script in hutch's overlay", &out);
+    stdout(&out)
+}
+
+/// Renaming a directory of a lower layer moves it at once (no copy): the
+/// upper dir holds the directory at its new name with a redirect record
+/// (the kernel's `user.overlay.redirect`) and a whiteout at the old name;
+/// its lower content shows at the new name, also after a remount and a
+/// second move, and changes inside it stay in the upper. Control: with
+/// `--no-redirect-dir` the same rename(2) is EXDEV, as on the kernel
+/// overlay mounted without privileges.
+#[test]
+fn overlay_renames_lower_directories_with_a_redirect_record() {
+    let sm = small();
+    let py = python();
+    let rename = format!(
+        "{py} -c 'import os, sys\ntry: os.rename(sys.argv[1], sys.argv[2]); print(\"rename ok\")\nexcept OSError as e: print(\"rename\", e.strerror)' "
+    );
+    // Control first, on an upper of its own.
+    let ctl = sm.sc.fresh("redirect-off");
+    let out = in_overlay(
+        &sm,
+        &ctl,
+        &["--no-redirect-dir"],
+        &format!("cd \"$1\" && {rename} dir moved && ls -d dir"),
+    );
+    assert_eq!(
+        out, "rename Invalid cross-device link\ndir\n",
+        "--no-redirect-dir"
+    );
+
+    let upper = sm.sc.fresh("redirect").join("upper");
+    mkdirs(&upper);
+    let out = in_overlay(
+        &sm,
+        &upper,
+        &[],
+        &format!(
+            "cd \"$1\" && {rename} dir moved && mkdir -p a/b && {rename} moved a/b/x && \
+             echo added > a/b/x/added && cat a/b/x/inner && ls a/b/x && \\
+             {{ [ -e dir ] || echo dir gone; }}"
+        ),
+    );
+    assert_eq!(
+        out, "rename ok\nrename ok\ninner\nadded\ninner\ndir gone\n",
+        "the moves"
+    );
+    // A remount reads the record: the lower content is still there.
+    let out = in_overlay(
+        &sm,
+        &upper,
+        &[],
+        &format!(
+            "cd \"$1\" && cat a/b/x/inner a/b/x/added && rm a/b/x/inner && \
+             {rename} a/b/x back && ls back && \\
+             {{ [ -e dir ] || [ -e a/b/x ] || echo both gone; }}"
+        ),
+    );
+    assert_eq!(
+        out, "inner\nadded\nrename ok\nadded\nboth gone\n",
+        "after a remount"
+    );
+    let out = in_overlay(&sm, &upper, &[], "cd \"$1\" && ls -a back && cat file");
+    assert_eq!(out, ".\n..\nadded\nfrom L1\n", "after a second remount");
+
+    // On disk: a record with the lower path, whiteouts, and no copy of
+    // the lower file anywhere in the upper.
+    let back = upper.join("back");
+    let value = xattr_of(&back, "user.overlay.redirect");
+    assert_eq!(value.as_deref(), Some(&b"/dir"[..]), "the redirect record");
+    for wh in [upper.join("dir"), back.join("inner")] {
+        let m = std::fs::symlink_metadata(&wh).unwrap();
+        assert!(
+            std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type()) && m.rdev() == 0,
+            "{} is a whiteout",
+            wh.display()
+        );
+    }
+    let out = output(
+        Command::new("find")
+            .arg(&upper)
+            .args(["-type", "f", "-name", "inner"]),
+    );
+    assert_eq!(stdout(&out), "", "no copy of the lower file in the upper");
+}
+
+/// The value of the xattr `name` of `path`, if it has one.
+fn xattr_of(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        Err(rustix::io::Errno::NODATA) => None,
+        Err(e) => panic!("reading {name} of {}: {e}", path.display()),
+    }
+}
+
 /// chmod of a fifo or socket keeps the setuid, setgid and sticky bits
 /// (as on a tmpfs and the kernel overlay), also when it is created with
 /// them; they are on disk in the upper dir.

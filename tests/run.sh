@@ -24,11 +24,13 @@
 #   HUTCH_TEST_TIMEOUT seconds one test executable may take (default 900)
 #   HUTCH_SKIP_LINT=1  skip cargo fmt --check and clippy (quick local iterations)
 #   HUTCH_KEEP_STAGE=1 keep the staging directory after the run
-#   HUTCH_CONFORMANCE=1 also run pjdfstest on the overlay (tests/conformance/;
+#   HUTCH_CONFORMANCE  1: run pjdfstest on the overlay (tests/conformance/;
 #                      about 6 minutes), failing when hutch fails more tests
 #                      beyond a tmpfs control than the kernel overlay (+2),
 #                      and the unionmount-testsuite (about 1 minute), failing
-#                      when any of its tests fails
+#                      when one of its tests fails (beyond the kernel's in
+#                      its --xdev runs); 0: skip them. Default: 1 for a whole
+#                      run, 0 when FILTERs are given
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -335,13 +337,20 @@ if grep -q $'^lib\t' "$logdir/tests.tsv"; then
     end_phase "$status"
 fi
 
-# ---------------------------------------------------------------- conformance (opt-in)
+# ---------------------------------------------------------------- conformance
 # pjdfstest on the overlay against a tmpfs control, both maps, with the
 # kernel overlay's reference figure as the bar (tests/conformance/README.md;
-# the script alone also measures the kernel). Off by default until the
-# overlay reaches the kernel's figure; HUTCH_CONFORMANCE=1 runs it (needs
-# ../shared beside the checkout).
-if [ "${HUTCH_CONFORMANCE:-0}" = 1 ]; then
+# the script alone also measures the kernel), and the unionmount-testsuite.
+# Both come from ../shared beside the checkout. Part of every whole run.
+conformance_default=1
+[ ${#filters[@]} -eq 0 ] || conformance_default=0
+if [ -z "${HUTCH_CONFORMANCE:-}" ] && [ $conformance_default = 1 ] \
+    && [ ! -d "$repo/../shared/conformance" ] && [ -z "${HUTCH_CONFORMANCE_SRC:-}" ]; then
+    echo "run.sh: conformance suites skipped: no ../shared/conformance beside the checkout" \
+         "(CI has it; tests/conformance/README.md says where the suites come from)"
+    conformance_default=0
+fi
+if [ "${HUTCH_CONFORMANCE:-$conformance_default}" = 1 ]; then
     phase "conformance: pjdfstest"
     rc=0
     HUTCH_BIN="$hutch_bin" HUTCH_FIXTURES="$fixtures" HUTCH_TEST_USER="$test_user" \

@@ -44,6 +44,12 @@ pub struct OverlayArgs {
     /// the current size)
     #[arg(long)]
     no_writeback: bool,
+    /// Renaming a directory of a lower layer fails with EXDEV (callers
+    /// copy), as on the kernel overlay without redirect_dir (an
+    /// unprivileged mount's); by default it is renamed with a redirect
+    /// record in the upper dir
+    #[arg(long)]
+    no_redirect_dir: bool,
     /// Where to mount the overlay (inside the private namespace)
     #[arg(value_name = "MOUNTPOINT")]
     mountpoint: PathBuf,
@@ -80,6 +86,7 @@ pub fn run(a: OverlayArgs) -> Result<i32> {
     let mut cfg = OverlayConfig::new(lowers, a.upper, work);
     cfg.threads = a.threads;
     cfg.writeback = !a.no_writeback;
+    cfg.redirect_dir = !a.no_redirect_dir;
     let Some((prog, args)) = a.cmd.split_first() else {
         bail!("no command given");
     };

@@ -885,8 +885,10 @@ def rename_file_across_dirs(r):
 
 @scenario
 def rename_lower_dir(r):
-    # Without redirect_dir the kernel refuses to move a lower or merged
-    # directory (EXDEV; mv then copies). hutch must give the same answer.
+    # Without redirect_dir (an unprivileged mount) the kernel refuses to
+    # move a lower or merged directory (EXDEV; mv then copies). hutch,
+    # run with --no-redirect-dir here, must give the same answer.
+    # (Its default, a redirect record, is tested in overlay_semantics.rs.)
     r.rename("ren/lowdir", "ren/moved")
     r.readdir("ren")
     r.rename("ren/merged", "ren/moved2")  # dir in L1 and L2

@@ -64,6 +64,14 @@ impl OverlayFs {
                     )
                 };
                 let (src, sp) = src.ok_or(Errno::NOENT)?;
+                let has_lower_dir =
+                    |f: &Found| f.is_dir() && (f.top != UPPER || !f.dir_lowers.is_empty());
+                if !self.redirect_dir
+                    && (has_lower_dir(&src) || dst.as_ref().is_some_and(|(d, _)| has_lower_dir(d)))
+                {
+                    // Nothing to copy up for a rename that cannot be.
+                    return Err(Errno::XDEV);
+                }
                 if src.top != UPPER {
                     self.copy_up_path(&sp, false)?;
                 }
