@@ -15,6 +15,7 @@ pub mod input;
 pub mod instructions;
 pub mod layer_tar;
 pub mod load;
+pub mod lower;
 pub mod oci_layout;
 pub mod progress;
 pub mod resolve;
