@@ -25,3 +25,6 @@ pub mod save;
 pub mod sniff;
 pub mod source;
 pub mod upper;
+
+#[cfg(test)]
+mod renamed_tests;
