@@ -362,3 +362,138 @@ fn resolve(
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_of(entries: &[LowerEntry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+            .collect()
+    }
+
+    /// A path longer than the kernel takes at once opens name by name; a
+    /// symlink on the way is never followed, short path or long.
+    #[test]
+    fn paths_open_below_a_layer_root_without_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let l = d.path().join("l");
+        let name = "d".repeat(200);
+        std::fs::create_dir(&l).unwrap();
+        // 25 levels of 200 bytes, made name by name (the kernel refuses
+        // the whole path).
+        let mut at =
+            rustix::fs::open(&l, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        for _ in 0..25 {
+            rustix::fs::mkdirat(&at, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            at = rustix::fs::openat(
+                &at,
+                name.as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .unwrap();
+        }
+        let f = rustix::fs::openat(
+            &at,
+            "f",
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rustix::io::write(&f, b"x").unwrap();
+        std::fs::create_dir_all(l.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("real", l.join("link")).unwrap();
+        std::os::unix::fs::symlink(&name, l.join("far")).unwrap();
+        let lowers = Lowers::open(&[l]).unwrap();
+        let mut rel = vec![name.as_str(); 25].join("/").into_bytes();
+        rel.extend_from_slice(b"/f");
+        assert!(rel.len() > DIRECT_MAX);
+        let fd = lowers.open_in(0, &rel, OFlags::RDONLY).unwrap();
+        assert_eq!(rustix::fs::fstat(&fd).unwrap().st_size, 1);
+        // Control: the real path opens; through the symlink it does not.
+        lowers
+            .open_in(0, b"real/sub", OFlags::RDONLY | OFlags::DIRECTORY)
+            .unwrap();
+        let mut far = b"far".to_vec();
+        far.extend_from_slice(&rel[name.len()..]);
+        // Control: the same path through the real first name opens.
+        assert!(lowers.open_in(0, &rel, OFlags::RDONLY).is_ok());
+        for through in [&b"link/sub"[..], b"link", &far[..]] {
+            let r = lowers.open_in(0, through, OFlags::RDONLY);
+            assert!(
+                matches!(r, Err(Errno::NOTDIR | Errno::LOOP)),
+                "{:?}: {r:?}",
+                String::from_utf8_lossy(through)
+            );
+        }
+        let mut long_link = b"link/".to_vec();
+        long_link.extend_from_slice(&rel);
+        assert!(lowers.open_in(0, &long_link, OFlags::RDONLY).is_err());
+        // Out of range: an error, no panic.
+        assert_eq!(
+            lowers.open_in(3, b"real", OFlags::RDONLY).err(),
+            Some(Errno::BADF)
+        );
+    }
+
+    /// The merged listing and the lookup follow the overlay's rules.
+    #[test]
+    fn merged_listing_and_lookup() {
+        let d = tempfile::tempdir().unwrap();
+        let (top, bottom) = (d.path().join("top"), d.path().join("bottom"));
+        for dir in ["d/keep", "d/opq", "d/shadowed", "d/replaced"] {
+            std::fs::create_dir_all(bottom.join(dir)).unwrap();
+        }
+        for f in ["d/gone", "d/gone-file", "d/keep/k", "d/opq/below"] {
+            std::fs::write(bottom.join(f), b"b").unwrap();
+        }
+        std::fs::create_dir_all(top.join("d/opq")).unwrap();
+        std::fs::create_dir_all(top.join("d/keep")).unwrap();
+        let dfd = rustix::fs::open(top.join("d"), OFlags::RDONLY, Mode::empty()).unwrap();
+        format::make_whiteout(&dfd, b"gone").unwrap();
+        format::make_whiteout_file(&dfd, b"gone-file").unwrap();
+        format::make_whiteout(&dfd, b"shadowed").unwrap();
+        format::set_opaque(
+            rustix::fs::open(top.join("d/opq"), OFlags::RDONLY, Mode::empty()).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(top.join("d/replaced"), b"t").unwrap();
+        let lowers = Lowers::open(&[top, bottom]).unwrap();
+        let dir = lowers.dir(b"d").unwrap().unwrap();
+        assert_eq!(dir.layers, [0, 1]);
+        let list = lowers.list(&dir).unwrap();
+        assert_eq!(names_of(&list), ["keep", "opq", "replaced"]);
+        let by = |n: &str| list.iter().find(|e| e.name == n.as_bytes()).unwrap();
+        assert_eq!(by("keep").dir.as_ref().unwrap().layers, [0, 1]);
+        assert_eq!(by("opq").dir.as_ref().unwrap().layers, [0]);
+        assert!(by("replaced").dir.is_none());
+        assert_eq!(by("replaced").layer, 0);
+        assert_eq!(
+            names_of(&lowers.list(by("keep").dir.as_ref().unwrap()).unwrap()),
+            ["k"]
+        );
+        assert!(
+            lowers
+                .list(by("opq").dir.as_ref().unwrap())
+                .unwrap()
+                .is_empty()
+        );
+        for hidden in [
+            &b"d/gone"[..],
+            b"d/gone-file",
+            b"d/shadowed",
+            b"d/opq/below",
+        ] {
+            assert!(lowers.lookup(hidden).unwrap().is_none(), "{hidden:?}");
+            assert!(lowers.dir(hidden).unwrap().is_none(), "{hidden:?}");
+        }
+        assert!(lowers.lookup(b"d/keep/k").unwrap().is_some());
+        assert!(lowers.lookup(b"d/keep").unwrap().unwrap().dir.is_some());
+        assert!(lowers.lookup(b"d/replaced").unwrap().unwrap().dir.is_none());
+        // A file hides the directory below it.
+        assert!(lowers.dir(b"d/replaced").unwrap().is_none());
+    }
+}
