@@ -410,3 +410,45 @@ fn a_redirect_to_nothing_gives_an_empty_opaque_directory() {
             .contains(&"f 0:0 0644 opt/x/s1 \"S1\"".to_string())
     );
 }
+
+/// Descriptors stay bounded below a renamed directory however deep the
+/// layers' tree is and however many layers hold it: the layers'
+/// directories are not held across the walk of their subdirectories.
+#[test]
+fn a_deep_moved_tree_holds_few_descriptors() {
+    const LAYERS: usize = 8;
+    const DEPTH: usize = 150;
+    let d = tempfile::tempdir().unwrap();
+    let mut lowers = Vec::new();
+    for i in 0..LAYERS {
+        let l = d.path().join(format!("l{i}"));
+        let mut p = l.join("a");
+        std::fs::create_dir_all(&p).unwrap();
+        for _ in 0..DEPTH {
+            p.push("d");
+            std::fs::create_dir(&p).unwrap();
+        }
+        std::fs::write(p.join(format!("f{i}")), "x").unwrap();
+        lowers.push(l);
+    }
+    let up = d.path().join("up");
+    mkdir(&up, "b");
+    redirect(&up.join("b"), b"/a");
+    whiteout(&up, "a");
+    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = open_fds();
+    let (mut most, mut files) = (0, 0);
+    super::upper::walk(&up, &lowers, &mut |e| {
+        most = most.max(open_fds());
+        if matches!(e.kind, super::upper::Kind::File { .. }) {
+            files += 1;
+        }
+        Ok(())
+    })
+    .unwrap();
+    // Every layer's file at the bottom (all layers merge there).
+    assert_eq!(files, LAYERS);
+    // One directory per level per layer would be 1,200; the walk holds
+    // the layer roots and a few more (other tests may open some meanwhile).
+    assert!(most < before + LAYERS + 60, "{most} open, {before} before");
+}
