@@ -452,3 +452,24 @@ fn a_deep_moved_tree_holds_few_descriptors() {
     // the layer roots and a few more (other tests may open some meanwhile).
     assert!(most < before + LAYERS + 60, "{most} open, {before} before");
 }
+
+/// Opaque hides the layers, redirect or not (as on the kernel overlay).
+#[test]
+fn a_redirect_on_an_opaque_directory_is_not_followed() {
+    let img = image();
+    let x = img.moved(b"/usr/lib/x");
+    format::set_opaque(dirfd(&x)).unwrap();
+    write(&x.join("own"), "O");
+    assert_eq!(
+        img.tar(),
+        [
+            "d 0:0 0755 opt/",
+            "d 7:8 0750 opt/x/",
+            "f 7:8 0750 opt/x/.wh..wh..opq",
+            "f 0:0 0644 opt/x/own \"O\"",
+            "d 0:0 0755 usr/",
+            "d 0:0 0755 usr/lib/",
+            "f 0:0 0600 usr/lib/.wh.x",
+        ]
+    );
+}

@@ -17,7 +17,11 @@
 //! path ([`super::lower`]) overlaid by the upper's own entries there, an
 //! upper subdirectory merged with the layers' one of the same name unless
 //! it is opaque, and a renamed subdirectory read from its own redirect
-//! path. Upper whiteouts inside remove names and are not visited. Entries
+//! path (a bare-name record names a sibling where the parent's content is
+//! in the layers, which inside a renamed directory is below its redirect
+//! path, as on the kernel overlay). A record on an opaque directory is not
+//! followed: opaque hides the layers, as on the kernel overlay. Upper
+//! whiteouts inside remove names and are not visited. Entries
 //! from the layers keep their true attributes (layers have the same
 //! format) and, for files with several names, their `(st_dev, st_ino)` as
 //! the link key. A record whose value `format::redirect_target` refuses is
