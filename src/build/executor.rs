@@ -680,7 +680,12 @@ fn layer_step(
             );
             let tar = prepared.dir.join("layer.tar");
             let empty = run_step::changed_nothing(&upper, &prepared.spec.rootfs.lowers)?
-                || write_upper_tar(&upper, &tar, shared.opts.source_date_epoch)? == 0;
+                || write_upper_tar(
+                    &upper,
+                    &prepared.spec.rootfs.lowers,
+                    &tar,
+                    shared.opts.source_date_epoch,
+                )? == 0;
             finish_layer(shared, state, &key, &shown, &tar, empty)?;
             Ok(true)
         }
@@ -911,11 +916,18 @@ fn copy_sources(
     Ok(true)
 }
 
-/// The upper dir of a RUN as a layer tar at `tar`; the number of entries.
-fn write_upper_tar(upper: &Path, tar: &Path, epoch: Option<i64>) -> Result<u64> {
+/// The upper dir of a RUN (over the layer dirs `lowers`, top first) as a
+/// layer tar at `tar`; the number of entries.
+fn write_upper_tar(
+    upper: &Path,
+    lowers: &[PathBuf],
+    tar: &Path,
+    epoch: Option<i64>,
+) -> Result<u64> {
     let file = std::fs::File::create(tar).with_context(|| format!("creating {}", tar.display()))?;
     let (out, stats) = crate::image::layer_tar::write_layer_tar_clamped(
         upper,
+        lowers,
         epoch,
         std::io::BufWriter::new(file),
     )

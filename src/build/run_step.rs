@@ -450,7 +450,7 @@ pub(crate) fn changed_nothing(upper: &Path, lowers: &[PathBuf]) -> Result<bool> 
     #[derive(Debug, thiserror::Error)]
     #[error("a change")]
     struct Changed;
-    let walked = walk(upper, &mut |e: Entry| {
+    let walked = walk(upper, lowers, &mut |e: Entry| {
         let rel = Path::new(std::ffi::OsStr::from_bytes(&e.path));
         let same_dir = matches!(e.kind, Kind::Dir { opaque: false })
             && lowers.iter().any(|l| {

@@ -73,12 +73,13 @@ pub fn commit(store: &Store, key: &str, opts: &CommitOptions) -> Result<Committe
         )
     })?;
     let upper = store.container_dir(&c.state.id).join("upper");
+    let lowers = super::diff::container_lowers(store, &c)?;
     store.all_or_nothing(|| {
         let tar_path = store.tmp_path("commit-layer");
         let _remove = RemoveOnDrop(&tar_path);
         let file = std::fs::File::create(&tar_path)
             .with_context(|| format!("creating {}", tar_path.display()))?;
-        let (out, stats) = write_layer_tar(&upper, BufWriter::new(file))
+        let (out, stats) = write_layer_tar(&upper, &lowers, BufWriter::new(file))
             .with_context(|| format!("archiving the changes of container {name}"))?;
         out.into_inner()
             .map_err(|e| e.into_error())

@@ -15,20 +15,25 @@
 //!   does not, because on disk those follow the launcher's mount points and
 //!   the filesystem rather than what the container did, and every entry
 //!   added or removed below a directory reports it anyway (next rule);
+//! * a directory the container renamed from a lower layer comes from the
+//!   walk as an opaque directory with its whole content (see
+//!   [`upper`](super::upper)): at a new path the layers do not have, it is
+//!   `A` with everything below it, and its old path (a whiteout) `D`, as
+//!   Podman reports a directory move (onto a path the layers have, an
+//!   empty directory it replaced, it is `D` and its content `A`, by the
+//!   rule of opaque directories);
 //! * every parent directory of an `A` or `D` is `C`. (Podman reports
 //!   those it did not report by their times just before the entry; hutch
 //!   reports them in their place in the walk, so the list stays in order.)
 
+use super::lower::Lowers;
 use super::upper::{self, Entry, Kind};
 use crate::oci::Digest;
 use crate::overlay::format;
 use crate::store::Store;
 use crate::store::containers::ContainerInfo;
 use anyhow::{Context, Result};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use rustix::io::Errno;
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// The kind of one change, as `podman diff` prints it.
@@ -98,14 +103,14 @@ pub fn container_changes(store: &Store, key: &str) -> Result<Vec<Change>> {
 /// The changes the upper dir `upper` makes to the layers `lowers` (top
 /// first).
 pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
-    let view = LowerView::open(lowers)?;
+    let view = Lowers::open(lowers)?;
     // Every entry in walk order; directories that are no change by
     // themselves too (`None`), so the parents of an addition or deletion
     // are reported in their place, before their contents.
     let mut items: Vec<(Vec<u8>, Option<ChangeKind>)> = Vec::new();
     let mut dirs: HashMap<Vec<u8>, usize> = HashMap::new();
-    upper::walk(upper, &mut |e: Entry| {
-        let below = view.lookup(&e.path).with_context(|| {
+    upper::walk(upper, lowers, &mut |e: Entry| {
+        let below = below(&view, &e.path).with_context(|| {
             format!(
                 "looking up /{} in the image",
                 String::from_utf8_lossy(&e.path)
@@ -164,103 +169,27 @@ enum Below {
     Other,
 }
 
-/// The merged view of read-only layers (top first), for lookups by path
-/// with the overlay's rules: a whiteout hides the name in the layers below,
-/// an opaque directory hides the directories below it, a non-directory
-/// hides everything below it, and symlinks are never followed.
-struct LowerView {
-    roots: Vec<OwnedFd>,
-}
-
-impl LowerView {
-    fn open(lowers: &[PathBuf]) -> Result<LowerView> {
-        let mut roots = Vec::with_capacity(lowers.len());
-        for l in lowers {
-            let fd = rustix::fs::open(
-                l,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(std::io::Error::from)
-            .with_context(|| format!("opening the layer {}", l.display()))?;
-            roots.push(fd);
-        }
-        Ok(LowerView { roots })
-    }
-
-    /// What the layers show at `path` (relative, `/`-separated).
-    fn lookup(&self, path: &[u8]) -> std::io::Result<Option<Below>> {
-        let parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
-        let mut live: Vec<OwnedFd> = Vec::with_capacity(self.roots.len());
-        for r in &self.roots {
-            live.push(rustix::io::dup(r)?);
-        }
-        for (i, name) in parts.iter().enumerate() {
-            let last = i + 1 == parts.len();
-            let mut next = Vec::new();
-            for dir in &live {
-                let st = match rustix::fs::statat(dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => Some(st),
-                    Err(Errno::NOENT | Errno::NOTDIR) => None,
-                    Err(e) => return Err(e.into()),
-                };
-                if let Some(st) = st {
-                    if format::is_whiteout_stat(&st) {
-                        break;
-                    }
-                    let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-                    if last {
-                        if !is_dir {
-                            return Ok(Some(Below::Other));
-                        }
-                        let fd = open_dir(dir, name)?;
-                        let (uid, gid, mode) = match format::read_override_stat(&fd)? {
-                            Some(r) => (r.uid, r.gid, r.mode),
-                            None => (0, 0, st.st_mode & 0o7777),
-                        };
-                        return Ok(Some(Below::Dir { uid, gid, mode }));
-                    }
-                    if !is_dir {
-                        // A file here hides any directory below: no path.
-                        break;
-                    }
-                    let sub = open_dir(dir, name)?;
-                    let opaque = format::is_opaque(&sub)?;
-                    next.push(sub);
-                    if opaque {
-                        break;
-                    }
-                }
-                let mut wh = format::WHITEOUT_PREFIX.to_vec();
-                wh.extend_from_slice(name);
-                match rustix::fs::statat(dir, wh.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => break,
-                    Ok(_) | Err(Errno::NOENT | Errno::NOTDIR) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if last || next.is_empty() {
-                return Ok(None);
-            }
-            live = next;
-        }
-        Ok(None)
-    }
-}
-
-fn open_dir(dir: &OwnedFd, name: &[u8]) -> std::io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
-        dir.as_fd(),
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
+/// What the layers show at `path` (relative, `/`-separated).
+fn below(view: &Lowers, path: &[u8]) -> std::io::Result<Option<Below>> {
+    let Some(found) = view.lookup(path)? else {
+        return Ok(None);
+    };
+    let Some(dir) = found.dir else {
+        return Ok(Some(Below::Other));
+    };
+    let (uid, gid, mode) = match format::read_override_stat(&dir)? {
+        Some(r) => (r.uid, r.gid, r.mode),
+        None => (0, 0, found.st.st_mode & 0o7777),
+    };
+    Ok(Some(Below::Dir { uid, gid, mode }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::overlay::format::{OverrideStat, RecordedType};
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::OwnedFd;
 
     fn dirfd(p: &Path) -> OwnedFd {
         rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()

@@ -5,9 +5,14 @@
 //! deletions as OCI whiteouts (`.wh.NAME`), opaque directories followed by
 //! their `.wh..wh..opq` marker, device nodes as devices, hard links (files
 //! with several names in the upper dir) as links to the first name, xattrs
-//! the container sees as `SCHILY.xattr.*` PAX records.
+//! the container sees as `SCHILY.xattr.*` PAX records. A directory the
+//! container renamed from a lower layer is written whole, as an opaque
+//! directory with the content the layers have at its old path merged with
+//! the container's changes there (see [`upper`]), so the layer needs no
+//! redirect.
 //!
-//! The tar depends only on the upper dir: headers carry the files' own
+//! The tar depends only on the upper dir (and, for renamed directories,
+//! the layers below it): headers carry the files' own
 //! modification times (whole seconds), numeric owners without user or
 //! group names, and no access or change times, so committing the same
 //! upper dir twice gives the same DiffID.
@@ -19,7 +24,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
 /// What went into a layer tar.
@@ -29,22 +34,28 @@ pub struct TarStats {
     pub file_bytes: u64,
 }
 
-/// Write the upper dir at `upper` as a layer tar to `out`.
-pub fn write_layer_tar<W: Write>(upper: &Path, out: W) -> Result<(W, TarStats)> {
-    write_layer_tar_clamped(upper, None, out)
+/// Write the upper dir at `upper`, which lies on the layer dirs `lowers`
+/// (top first), as a layer tar to `out`.
+pub fn write_layer_tar<W: Write>(
+    upper: &Path,
+    lowers: &[PathBuf],
+    out: W,
+) -> Result<(W, TarStats)> {
+    write_layer_tar_clamped(upper, lowers, None, out)
 }
 
 /// [`write_layer_tar`] with every mtime later than `clamp` (a build's
 /// SOURCE_DATE_EPOCH) set to it.
 pub fn write_layer_tar_clamped<W: Write>(
     upper: &Path,
+    lowers: &[PathBuf],
     clamp: Option<i64>,
     out: W,
 ) -> Result<(W, TarStats)> {
     let mut tar = tar::Builder::new(out);
     let mut stats = TarStats::default();
     let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    upper::walk(upper, &mut |mut e: Entry| {
+    upper::walk(upper, lowers, &mut |mut e: Entry| {
         if let Some(c) = clamp {
             e.mtime = e.mtime.min(c);
         }
@@ -372,7 +383,7 @@ mod tests {
             .unwrap();
         }
 
-        let (one, stats) = write_layer_tar(&u, Vec::new()).unwrap();
+        let (one, stats) = write_layer_tar(&u, &[], Vec::new()).unwrap();
         let got = listing(&one);
         assert_eq!(
             got,
@@ -390,7 +401,7 @@ mod tests {
             ]
         );
         assert_eq!(stats.file_bytes, 4);
-        let (two, _) = write_layer_tar(&u, Vec::new()).unwrap();
+        let (two, _) = write_layer_tar(&u, &[], Vec::new()).unwrap();
         assert_eq!(one, two, "the same upper dir gives the same tar");
         // No user or group names in any header.
         let mut ar = tar::Archive::new(one.as_slice());

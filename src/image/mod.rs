@@ -15,6 +15,7 @@ pub mod input;
 pub mod instructions;
 pub mod layer_tar;
 pub mod load;
+pub mod lower;
 pub mod oci_layout;
 pub mod progress;
 pub mod resolve;
@@ -24,3 +25,6 @@ pub mod save;
 pub mod sniff;
 pub mod source;
 pub mod upper;
+
+#[cfg(test)]
+mod renamed_tests;

@@ -9,18 +9,42 @@
 //! container may be running) are skipped; a file that changes size while
 //! it is read is cut or padded to the size it had when it was opened.
 //!
+//! A directory of the upper dir with a valid redirect record (a lower
+//! directory the container renamed, `overlay::format`, "Renamed
+//! directories") is visited whole, since image layers have no redirects:
+//! the directory itself as opaque (it hides whatever the layers have at its
+//! new path), then its merged content: the layers' entries at the redirect
+//! path ([`super::lower`]) overlaid by the upper's own entries there, an
+//! upper subdirectory merged with the layers' one of the same name unless
+//! it is opaque, and a renamed subdirectory read from its own redirect
+//! path (a bare-name record names a sibling where the parent's content is
+//! in the layers, which inside a renamed directory is below its redirect
+//! path, as on the kernel overlay). A record on an opaque directory is not
+//! followed: opaque hides the layers, as on the kernel overlay. Upper
+//! whiteouts inside remove names and are not visited. Entries
+//! from the layers keep their true attributes (layers have the same
+//! format) and, for files with several names, their `(st_dev, st_ino)` as
+//! the link key. A record whose value `format::redirect_target` refuses is
+//! ignored (logged at debug level); a redirect path the layers do not have
+//! as a directory gives no lower content. The walk holds one descriptor
+//! per depth level of the upper dir, plus one per layer root; directories
+//! of the layers are reopened from their roots when listed, never held
+//! across a subdirectory's walk.
+//!
 //! The overlay keeps no bookkeeping files in the upper dir (its staging
 //! names `#hutch.*` live in the separate work dir), but the launcher leaves
 //! empty mount points for the files it bind-mounts over the image's
 //! ([`LAUNCHER_FILES`]); those are not the container's changes and are
 //! skipped, as Podman's `diff` skips its own.
 
+use super::lower::{LowerDir, LowerEntry, Lowers};
 use crate::overlay::format::{self, RecordedType};
 use anyhow::{Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The files `sandbox/rootfs.rs` bind-mounts in every container; an empty
 /// regular file at one of these paths in an upper dir is a mount point the
@@ -83,8 +107,14 @@ impl Entry {
 
 /// Visit every entry of the upper dir at `upper` in Podman's order: depth
 /// first, a directory before its contents, names sorted bytewise. The root
-/// itself is not visited.
-pub fn walk(upper: &Path, visit: &mut dyn FnMut(Entry) -> Result<()>) -> Result<()> {
+/// itself is not visited. `lowers` are the container's layer dirs (top
+/// first), read for its renamed directories (see the module
+/// documentation).
+pub fn walk(
+    upper: &Path,
+    lowers: &[PathBuf],
+    visit: &mut dyn FnMut(Entry) -> Result<()>,
+) -> Result<()> {
     let root = rustix::fs::open(
         upper,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -92,14 +122,21 @@ pub fn walk(upper: &Path, visit: &mut dyn FnMut(Entry) -> Result<()>) -> Result<
     )
     .map_err(std::io::Error::from)
     .with_context(|| format!("opening the upper dir {}", upper.display()))?;
-    walk_dir(root.as_fd(), &[], true, visit)
+    let lowers = Lowers::open(lowers)?;
+    let mut w = Walker {
+        lowers: Some(&lowers),
+        launcher_files: true,
+        visit,
+    };
+    w.changes(root.as_fd(), &[])
         .with_context(|| format!("reading the upper dir {}", upper.display()))
 }
 
 /// Visit every entry of the unpacked layer at `layer` (a
 /// `layers/sha256/<hex>/root/`) as [`walk`] does, except that an empty
-/// `etc/hosts` is the image's content there, not a mount point; returns
-/// the entry of the layer's root directory itself (path empty).
+/// `etc/hosts` is the image's content there, not a mount point, and there
+/// are no redirects (the unpacker never stores one); returns the entry of
+/// the layer's root directory itself (path empty).
 pub fn walk_layer(layer: &Path, visit: &mut dyn FnMut(Entry) -> Result<()>) -> Result<Entry> {
     let root = rustix::fs::open(
         layer,
@@ -115,7 +152,12 @@ pub fn walk_layer(layer: &Path, visit: &mut dyn FnMut(Entry) -> Result<()>) -> R
         .with_context(|| format!("reading whether {} is opaque", layer.display()))?;
     let (attrs, _) = true_attributes(&root, &[], &st)
         .with_context(|| format!("reading the layer dir {}", layer.display()))?;
-    walk_dir(root.as_fd(), &[], false, visit)
+    let mut w = Walker {
+        lowers: None,
+        launcher_files: false,
+        visit,
+    };
+    w.changes(root.as_fd(), &[])
         .with_context(|| format!("reading the layer dir {}", layer.display()))?;
     Ok(attrs.entry(Vec::new(), Kind::Dir { opaque }, &st))
 }
@@ -148,112 +190,359 @@ fn names(dir: BorrowedFd<'_>) -> std::io::Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
-/// `launcher_files`: skip the empty mount points of [`LAUNCHER_FILES`]
-/// (an upper dir's, not a layer's).
-fn walk_dir(
-    dir: BorrowedFd<'_>,
-    prefix: &[u8],
+/// Where a name of a directory read whole comes from.
+enum Source {
+    /// The upper dir (what the lowers have there, if anything).
+    Upper(Option<LowerEntry>),
+    Lower(LowerEntry),
+}
+
+/// One walk: the layers for redirects, and where to send the entries.
+struct Walker<'a> {
+    /// The container's layers; `None` for a layer's own walk, where
+    /// redirects are not followed.
+    lowers: Option<&'a Lowers>,
+    /// Skip the empty mount points of [`LAUNCHER_FILES`] (an upper dir's,
+    /// not a layer's).
     launcher_files: bool,
-    visit: &mut dyn FnMut(Entry) -> Result<()>,
-) -> Result<()> {
-    let mut names = names(dir).with_context(|| format!("listing {}", shown(prefix)))?;
-    // Bytewise, a fallback whiteout `.wh.NAME` in the place of NAME.
-    names.sort_by_cached_key(|n| format::whiteout_target(n).unwrap_or(n).to_vec());
-    for name in names {
-        let path = join(prefix, &name);
-        let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", shown(&path))),
-        };
-        let t = FileType::from_raw_mode(st.st_mode);
-        if format::is_reserved_name(&name) {
-            // `.wh.NAME` (the fallback whiteout) deletes NAME; the opaque
-            // marker is read with its directory; aufs metadata is skipped.
-            if let Some(target) = format::whiteout_target(&name)
-                && t == FileType::RegularFile
-            {
-                visit(whiteout(join(prefix, target), &st))?;
-            }
-            continue;
-        }
-        if launcher_files
+    visit: &'a mut dyn FnMut(Entry) -> Result<()>,
+}
+
+impl Walker<'_> {
+    fn is_launcher_file(&self, path: &[u8], t: FileType, st: &Stat) -> bool {
+        self.launcher_files
             && t == FileType::RegularFile
-            && LAUNCHER_FILES.contains(&path.as_slice())
+            && LAUNCHER_FILES.contains(&path)
             && st.st_size == 0
-        {
-            continue;
-        }
-        let entry = match t {
-            FileType::CharacterDevice if format::is_whiteout_stat(&st) => whiteout(path, &st),
-            FileType::Directory => {
-                let fd = match open(dir, &name, OFlags::DIRECTORY) {
-                    Ok(fd) => fd,
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(e).with_context(|| format!("opening {}", shown(&path))),
-                };
-                let opaque = format::is_opaque(&fd)
-                    .with_context(|| format!("reading whether {} is opaque", shown(&path)))?;
-                let (attrs, _) = true_attributes(&fd, &path, &st)?;
-                let e = attrs.entry(path.clone(), Kind::Dir { opaque }, &st);
-                visit(e)?;
-                walk_dir(fd.as_fd(), &path, launcher_files, visit)?;
+    }
+
+    /// The entries of the upper directory `dir` at `prefix` as they are:
+    /// changes to the layers, whiteouts included.
+    fn changes(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> Result<()> {
+        let mut names = names(dir).with_context(|| format!("listing {}", shown(prefix)))?;
+        // Bytewise, a fallback whiteout `.wh.NAME` in the place of NAME.
+        names.sort_by_cached_key(|n| format::whiteout_target(n).unwrap_or(n).to_vec());
+        for name in names {
+            let path = join(prefix, &name);
+            let st = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", shown(&path))),
+            };
+            let t = FileType::from_raw_mode(st.st_mode);
+            if format::is_reserved_name(&name) {
+                // `.wh.NAME` (the fallback whiteout) deletes NAME; the opaque
+                // marker is read with its directory; aufs metadata is skipped.
+                if let Some(target) = format::whiteout_target(&name)
+                    && t == FileType::RegularFile
+                {
+                    (self.visit)(whiteout(join(prefix, target), &st))?;
+                }
                 continue;
             }
-            FileType::RegularFile => {
-                // O_NONBLOCK: should the name be swapped for a fifo after
-                // the stat, opening it must not hang (fstat then tells).
-                let fd = match open(dir, &name, OFlags::NONBLOCK | OFlags::NOCTTY) {
-                    Ok(fd) => fd,
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(e).with_context(|| format!("opening {}", shown(&path))),
-                };
-                let fst = rustix::fs::fstat(&fd)
-                    .map_err(std::io::Error::from)
-                    .with_context(|| format!("reading {}", shown(&path)))?;
-                if FileType::from_raw_mode(fst.st_mode) != FileType::RegularFile {
+            if self.is_launcher_file(&path, t, &st) {
+                continue;
+            }
+            match t {
+                FileType::CharacterDevice if format::is_whiteout_stat(&st) => {
+                    (self.visit)(whiteout(path, &st))?;
+                }
+                FileType::Directory => {
+                    let fd = match open(dir, &name, OFlags::DIRECTORY) {
+                        Ok(fd) => fd,
+                        Err(Errno::NOENT) => continue,
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("opening {}", shown(&path)));
+                        }
+                    };
+                    let opaque = format::is_opaque(&fd)
+                        .with_context(|| format!("reading whether {} is opaque", shown(&path)))?;
+                    let (attrs, _) = true_attributes(&fd, &path, &st)?;
+                    let redirect = match opaque {
+                        true => None,
+                        false => self.redirect(&fd, prefix, &path)?,
+                    };
+                    match redirect {
+                        // A renamed lower directory: written whole and
+                        // opaque, hiding what the layers have at `path`.
+                        Some(target) => {
+                            (self.visit)(attrs.entry(
+                                path.clone(),
+                                Kind::Dir { opaque: true },
+                                &st,
+                            ))?;
+                            let lower = self.lower_dir(&target)?;
+                            self.whole(Some(fd.as_fd()), &path, &target, lower.as_ref())?;
+                        }
+                        None => {
+                            (self.visit)(attrs.entry(path.clone(), Kind::Dir { opaque }, &st))?;
+                            self.changes(fd.as_fd(), &path)?;
+                        }
+                    }
+                }
+                _ => {
+                    if let Some(e) = leaf(dir, &name, path, &st)? {
+                        (self.visit)(e)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The path in the layers that the directory `dir` at `path` (in the
+    /// upper dir; its parent's content is at `parent` in the layers) is a
+    /// rename of, from its [`format::REDIRECT_XATTR`]; `None` without a
+    /// record, for a record to ignore, and in a layer's own walk.
+    fn redirect(&self, dir: &OwnedFd, parent: &[u8], path: &[u8]) -> Result<Option<Vec<u8>>> {
+        if self.lowers.is_none() {
+            return Ok(None);
+        }
+        let value = match read_sized(|buf| rustix::fs::fgetxattr(dir, format::REDIRECT_XATTR, buf))
+        {
+            Ok(v) => v,
+            Err(e)
+                if [Errno::NODATA, Errno::OPNOTSUPP]
+                    .iter()
+                    .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading the redirect of {}", shown(path)));
+            }
+        };
+        let parent: &[u8] = if parent.is_empty() { b"." } else { parent };
+        let target = format::redirect_target(&value, parent);
+        if target.is_none() {
+            tracing::debug!(
+                "{}: ignoring the invalid {} {:?}",
+                shown(path),
+                format::REDIRECT_XATTR,
+                String::from_utf8_lossy(&value)
+            );
+        }
+        Ok(target)
+    }
+
+    /// The directory `path` of the layers, if they have one there.
+    fn lower_dir(&self, path: &[u8]) -> Result<Option<LowerDir>> {
+        match self.lowers {
+            Some(l) => l
+                .dir(path)
+                .with_context(|| format!("looking up {} in the image", shown(path))),
+            None => Ok(None),
+        }
+    }
+
+    /// The whole content of the directory at `prefix` of a renamed
+    /// directory: its upper dir's entries (`upper`, if it has one) over the
+    /// layers' entries of `lower` (the directory at `lower_path` in the
+    /// layers, if they have one), merged by the overlay's rules; upper
+    /// whiteouts remove names and are not written.
+    fn whole(
+        &mut self,
+        upper: Option<BorrowedFd<'_>>,
+        prefix: &[u8],
+        lower_path: &[u8],
+        lower: Option<&LowerDir>,
+    ) -> Result<()> {
+        let mut all: BTreeMap<Vec<u8>, Source> = BTreeMap::new();
+        if let (Some(lowers), Some(ld)) = (self.lowers, lower) {
+            let listed = lowers
+                .list(ld)
+                .with_context(|| format!("listing {} in the image", shown(&ld.path)))?;
+            for e in listed {
+                all.insert(e.name.clone(), Source::Lower(e));
+            }
+        }
+        if let Some(dir) = upper {
+            let names = names(dir).with_context(|| format!("listing {}", shown(prefix)))?;
+            let mut wh_files = Vec::new();
+            for name in names {
+                if format::is_reserved_name(&name) {
+                    if let Some(target) = format::whiteout_target(&name) {
+                        wh_files.push((target.to_vec(), name.clone()));
+                    }
                     continue;
                 }
-                let (attrs, recorded) = true_attributes(&fd, &path, &fst)?;
-                let kind = match recorded {
-                    Some(RecordedType::Char { major, minor }) => Kind::Char { major, minor },
-                    Some(RecordedType::Block { major, minor }) => Kind::Block { major, minor },
-                    Some(RecordedType::Pipe) => Kind::Fifo,
-                    _ => Kind::File {
-                        link_key: (fst.st_nlink > 1).then_some((fst.st_dev, fst.st_ino)),
-                        size: fst.st_size.max(0) as u64,
-                        fd,
-                    },
+                let below = match all.remove(&name) {
+                    Some(Source::Lower(e)) => Some(e),
+                    _ => None,
                 };
-                attrs.entry(path, kind, &fst)
+                all.insert(name, Source::Upper(below));
             }
-            FileType::Symlink => {
-                let target = match rustix::fs::readlinkat(dir, name.as_slice(), Vec::new()) {
-                    Ok(t) => t.into_bytes(),
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(e).with_context(|| format!("reading {}", shown(&path))),
-                };
-                plain(path, Kind::Symlink { target }, 0o777, &st)
+            // `.wh.NAME` hides the layers' NAME where the upper has none.
+            for (target, file) in wh_files {
+                if matches!(all.get(&target), Some(Source::Lower(_))) {
+                    match rustix::fs::statat(dir, file.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                            all.remove(&target);
+                        }
+                        Ok(_) | Err(Errno::NOENT) => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| {
+                                format!("reading {}", shown(&join(prefix, &file)))
+                            });
+                        }
+                    }
+                }
             }
-            FileType::Fifo => plain(path, Kind::Fifo, st.st_mode & 0o7777, &st),
-            FileType::Socket => {
-                tracing::debug!(
-                    "{}: a socket, which an image cannot hold; skipped",
-                    shown(&path)
-                );
-                continue;
+        }
+        // The layer directory the last lower entries came from, kept open
+        // between them but not across a subdirectory's walk.
+        let mut parent: Option<(usize, OwnedFd)> = None;
+        for (name, source) in all {
+            let path = join(prefix, &name);
+            let child_lower_path = join(lower_path, &name);
+            match source {
+                Source::Upper(below) => {
+                    let Some(dir) = upper else { continue };
+                    let st =
+                        match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                            Ok(st) => st,
+                            Err(Errno::NOENT) => continue,
+                            Err(e) => {
+                                return Err(e).with_context(|| format!("reading {}", shown(&path)));
+                            }
+                        };
+                    let t = FileType::from_raw_mode(st.st_mode);
+                    if format::is_whiteout_stat(&st) || self.is_launcher_file(&path, t, &st) {
+                        continue;
+                    }
+                    if t != FileType::Directory {
+                        if let Some(e) = leaf(dir, &name, path, &st)? {
+                            (self.visit)(e)?;
+                        }
+                        continue;
+                    }
+                    let fd = match open(dir, &name, OFlags::DIRECTORY) {
+                        Ok(fd) => fd,
+                        Err(Errno::NOENT) => continue,
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("opening {}", shown(&path)));
+                        }
+                    };
+                    let opaque = format::is_opaque(&fd)
+                        .with_context(|| format!("reading whether {} is opaque", shown(&path)))?;
+                    let (attrs, _) = true_attributes(&fd, &path, &st)?;
+                    let redirect = match opaque {
+                        true => None,
+                        false => self.redirect(&fd, lower_path, &path)?,
+                    };
+                    let (opaque, sub_path, sub) = match redirect {
+                        Some(target) => {
+                            let sub = self.lower_dir(&target)?;
+                            (true, target, sub)
+                        }
+                        None if opaque => (true, child_lower_path, None),
+                        None => (false, child_lower_path, below.and_then(|b| b.dir)),
+                    };
+                    (self.visit)(attrs.entry(path.clone(), Kind::Dir { opaque }, &st))?;
+                    parent = None;
+                    self.whole(Some(fd.as_fd()), &path, &sub_path, sub.as_ref())?;
+                }
+                Source::Lower(e) => {
+                    let (Some(lowers), Some(ld)) = (self.lowers, lower) else {
+                        continue;
+                    };
+                    if parent.as_ref().map(|(l, _)| *l) != Some(e.layer) {
+                        parent = None;
+                        match lowers.open_in(e.layer, &ld.path, OFlags::RDONLY | OFlags::DIRECTORY)
+                        {
+                            Ok(fd) => parent = Some((e.layer, fd)),
+                            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                            Err(err) => {
+                                return Err(err).with_context(|| {
+                                    format!("opening {} in the image", shown(&ld.path))
+                                });
+                            }
+                        }
+                    }
+                    let Some((_, pfd)) = &parent else { continue };
+                    let Some(sub) = e.dir else {
+                        if let Some(entry) = leaf(pfd.as_fd(), &name, path, &e.st)? {
+                            (self.visit)(entry)?;
+                        }
+                        continue;
+                    };
+                    let fd = match open(pfd.as_fd(), &name, OFlags::DIRECTORY) {
+                        Ok(fd) => fd,
+                        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                        Err(err) => {
+                            return Err(err).with_context(|| {
+                                format!("opening {} in the image", shown(&sub.path))
+                            });
+                        }
+                    };
+                    let (attrs, _) = true_attributes(&fd, &path, &e.st)?;
+                    drop(fd);
+                    (self.visit)(attrs.entry(path.clone(), Kind::Dir { opaque: false }, &e.st))?;
+                    parent = None;
+                    self.whole(None, &path, &sub.path, Some(&sub))?;
+                }
             }
-            _ => {
-                tracing::warn!(
-                    "{}: a device node, which hutch never writes in an upper dir; skipped",
-                    shown(&path)
-                );
-                continue;
-            }
-        };
-        visit(entry)?;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// The entry of `name` in `dir` (status `st`), not a directory; `None`
+/// for what an image cannot hold or what vanished.
+fn leaf(dir: BorrowedFd<'_>, name: &[u8], path: Vec<u8>, st: &Stat) -> Result<Option<Entry>> {
+    let entry = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {
+            // O_NONBLOCK: should the name be swapped for a fifo after
+            // the stat, opening it must not hang (fstat then tells).
+            let fd = match open(dir, name, OFlags::NONBLOCK | OFlags::NOCTTY) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT | Errno::LOOP) => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("opening {}", shown(&path))),
+            };
+            let fst = rustix::fs::fstat(&fd)
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("reading {}", shown(&path)))?;
+            if FileType::from_raw_mode(fst.st_mode) != FileType::RegularFile {
+                return Ok(None);
+            }
+            let (attrs, recorded) = true_attributes(&fd, &path, &fst)?;
+            let kind = match recorded {
+                Some(RecordedType::Char { major, minor }) => Kind::Char { major, minor },
+                Some(RecordedType::Block { major, minor }) => Kind::Block { major, minor },
+                Some(RecordedType::Pipe) => Kind::Fifo,
+                _ => Kind::File {
+                    link_key: (fst.st_nlink > 1).then_some((fst.st_dev, fst.st_ino)),
+                    size: fst.st_size.max(0) as u64,
+                    fd,
+                },
+            };
+            attrs.entry(path, kind, &fst)
+        }
+        FileType::Symlink => {
+            let target = match rustix::fs::readlinkat(dir, name, Vec::new()) {
+                Ok(t) => t.into_bytes(),
+                Err(Errno::NOENT | Errno::INVAL) => return Ok(None),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", shown(&path))),
+            };
+            plain(path, Kind::Symlink { target }, 0o777, st)
+        }
+        FileType::Fifo => plain(path, Kind::Fifo, st.st_mode & 0o7777, st),
+        FileType::Socket => {
+            tracing::debug!(
+                "{}: a socket, which an image cannot hold; skipped",
+                shown(&path)
+            );
+            return Ok(None);
+        }
+        _ => {
+            tracing::warn!(
+                "{}: a device node, which hutch never writes in an upper dir; skipped",
+                shown(&path)
+            );
+            return Ok(None);
+        }
+    };
+    Ok(Some(entry))
 }
 
 fn open(dir: BorrowedFd<'_>, name: &[u8], extra: OFlags) -> Result<OwnedFd, Errno> {
@@ -384,7 +673,7 @@ mod tests {
 
     fn collect(dir: &Path) -> Vec<Entry> {
         let mut out = Vec::new();
-        walk(dir, &mut |e| {
+        walk(dir, &[], &mut |e| {
             out.push(e);
             Ok(())
         })
