@@ -1269,3 +1269,38 @@ fn build_network_reaches_host_loopback_only_when_allowed() {
     assert_eq!(code, 125);
     assert!(err.contains("slirp or none"), "{err}");
 }
+
+/// A RUN that renames a directory of the base image (`mv`: one rename on
+/// the overlay, nothing copied) gives a layer with the whole moved
+/// directory: the next step and the image see its files, the old path is
+/// gone, and the base image is unchanged.
+#[test]
+fn build_run_renaming_a_base_directory_keeps_its_content() {
+    let st = busybox();
+    let dir = context(
+        &st,
+        "mvdir",
+        &[(
+            "Containerfile",
+            "FROM busybox\n\
+             RUN mv /opt/links /moved && rm /moved/b\n\
+             RUN ls /moved > /listing && cat /moved/a >> /listing\n",
+        )],
+    );
+    build_ok(&st, &["-t", "mv", s(&dir)]);
+    let long = "long".repeat(30);
+    let out = st.run_offline(
+        "mv",
+        &[
+            "sh",
+            "-c",
+            "cat /listing; readlink /moved/sym; test -e /opt/links || echo gone",
+        ],
+    );
+    assert_eq!(out, format!("a\n{long}\nsym\nhardlinked\na\ngone\n"));
+    assert_eq!(
+        st.run_offline("busybox", &["ls", "/opt/links"]),
+        format!("a\nb\n{long}\nsym\n"),
+        "the base image (control)"
+    );
+}

@@ -366,3 +366,45 @@ fn commit_refuses_bad_input_and_a_failed_commit_leaves_nothing() {
     st.run_ok(["commit", "c1", "img"]);
     assert_ne!(digest_of(&st, "img"), digest_of(&st, "busybox"));
 }
+
+/// A directory of the image renamed in the container (`mv`, one rename on
+/// the overlay, nothing copied) is a directory move for `hutch diff`, as
+/// Podman shows one, and `hutch commit` writes it out whole: the new image
+/// has the moved directory with the image's files (hard links, symlinks,
+/// long names), minus what was deleted in it, plus what was added, and
+/// nothing at the old path.
+#[test]
+fn commit_of_a_renamed_image_directory_keeps_its_content() {
+    let st = TestStore::new();
+    st.run_ok(["load", "-q", fixture("busybox-oci.tar").to_str().unwrap()]);
+    st.run_ok([
+        "run",
+        "--name",
+        "mv1",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "mv /opt/links /moved && echo x > /moved/new && rm /moved/b",
+    ]);
+    let long = "long".repeat(30);
+    assert_eq!(
+        st.run_ok(["diff", "mv1"]),
+        format!(
+            "A /moved\nA /moved/a\nA /moved/{long}\nA /moved/new\nA /moved/sym\nC /opt\nD /opt/links\n"
+        )
+    );
+    st.run_ok(["commit", "mv1", "moved"]);
+    let probe = "ls /moved; test -e /opt/links || echo gone; readlink /moved/sym; \
+                 cat /moved/a /moved/new; ls /opt";
+    assert_eq!(
+        sh(&st, "moved", probe),
+        format!("a\n{long}\nnew\nsym\ngone\na\nhardlinked\nx\ndata\n")
+    );
+    // Control: the image itself is unchanged.
+    assert_eq!(
+        sh(&st, "busybox", "ls /opt/links; test -e /moved || echo none"),
+        format!("a\nb\n{long}\nsym\nnone\n")
+    );
+}
