@@ -197,6 +197,15 @@ enum Source {
     Lower(LowerEntry),
 }
 
+/// A directory of the upper dir, opened, and what it says.
+struct UpperDir {
+    fd: OwnedFd,
+    attrs: Attributes,
+    opaque: bool,
+    /// The path of its content in the layers, for a renamed directory.
+    redirect: Option<Vec<u8>>,
+}
+
 /// One walk: the layers for redirects, and where to send the entries.
 struct Walker<'a> {
     /// The container's layers; `None` for a layer's own walk, where
@@ -248,19 +257,14 @@ impl Walker<'_> {
                     (self.visit)(whiteout(path, &st))?;
                 }
                 FileType::Directory => {
-                    let fd = match open(dir, &name, OFlags::DIRECTORY) {
-                        Ok(fd) => fd,
-                        Err(Errno::NOENT) => continue,
-                        Err(e) => {
-                            return Err(e).with_context(|| format!("opening {}", shown(&path)));
-                        }
-                    };
-                    let opaque = format::is_opaque(&fd)
-                        .with_context(|| format!("reading whether {} is opaque", shown(&path)))?;
-                    let (attrs, _) = true_attributes(&fd, &path, &st)?;
-                    let redirect = match opaque {
-                        true => None,
-                        false => self.redirect(&fd, prefix, &path)?,
+                    let Some(UpperDir {
+                        fd,
+                        attrs,
+                        opaque,
+                        redirect,
+                    }) = self.upper_dir(dir, &name, &path, &st, prefix)?
+                    else {
+                        continue;
                     };
                     match redirect {
                         // A renamed lower directory: written whole and
@@ -288,6 +292,37 @@ impl Walker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The directory `name` of the upper directory `dir` (at `path`, with
+    /// status `st`; its parent's content is at `parent` in the layers),
+    /// opened, with what it says; `None` when it went away.
+    fn upper_dir(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        path: &[u8],
+        st: &Stat,
+        parent: &[u8],
+    ) -> Result<Option<UpperDir>> {
+        let fd = match open(dir, name, OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", shown(path))),
+        };
+        let opaque = format::is_opaque(&fd)
+            .with_context(|| format!("reading whether {} is opaque", shown(path)))?;
+        let (attrs, _) = true_attributes(&fd, path, st)?;
+        let redirect = match opaque {
+            true => None,
+            false => self.redirect(&fd, parent, path)?,
+        };
+        Ok(Some(UpperDir {
+            fd,
+            attrs,
+            opaque,
+            redirect,
+        }))
     }
 
     /// The path in the layers that the directory `dir` at `path` (in the
@@ -416,19 +451,14 @@ impl Walker<'_> {
                         }
                         continue;
                     }
-                    let fd = match open(dir, &name, OFlags::DIRECTORY) {
-                        Ok(fd) => fd,
-                        Err(Errno::NOENT) => continue,
-                        Err(e) => {
-                            return Err(e).with_context(|| format!("opening {}", shown(&path)));
-                        }
-                    };
-                    let opaque = format::is_opaque(&fd)
-                        .with_context(|| format!("reading whether {} is opaque", shown(&path)))?;
-                    let (attrs, _) = true_attributes(&fd, &path, &st)?;
-                    let redirect = match opaque {
-                        true => None,
-                        false => self.redirect(&fd, lower_path, &path)?,
+                    let Some(UpperDir {
+                        fd,
+                        attrs,
+                        opaque,
+                        redirect,
+                    }) = self.upper_dir(dir, &name, &path, &st, lower_path)?
+                    else {
+                        continue;
                     };
                     let (opaque, sub_path, sub) = match redirect {
                         Some(target) => {

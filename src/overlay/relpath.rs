@@ -9,10 +9,11 @@
 //! and returns it with the rest of the path, which is short. Paths of
 //! normal length cost one length check.
 
-use super::layers::Res;
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+type Res<T> = Result<T, Errno>;
 
 /// Longest path passed to the kernel at once: below `PATH_MAX` with room
 /// for a `/proc/self/fd/N/` prefix (the xattr calls go through one).
