@@ -66,26 +66,40 @@ impl OverlayFs {
 
     /// The merge list of the directory at `path`, copying it (and its
     /// ancestors) up first. On return the directory exists in the upper.
+    /// Name by name from the root, in a loop: an image may nest
+    /// directories deeper than a thread's stack would go by recursion.
     pub(crate) fn copy_up_dir(&self, path: &[u8]) -> Res<(Vec<u16>, Redirects)> {
+        let mut layers = self.root_layers.clone();
+        let mut redirects = Vec::new();
         if path == b"." {
-            return Ok((self.root_layers.clone(), Vec::new()));
+            return Ok((layers, redirects));
         }
-        let (pp, name) = split_parent(path);
-        let (pl, pr) = self.copy_up_dir(pp)?;
-        let f = self
-            .layers
-            .resolve(&pl, Place::new(pp, &pr), name)?
-            .ok_or(Errno::NOENT)?;
-        if !f.is_dir() {
-            return Err(Errno::NOTDIR);
+        let mut from = 0;
+        loop {
+            let slash = path[from..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map(|i| from + i);
+            let cur = &path[..slash.unwrap_or(path.len())];
+            let (pp, name) = split_parent(cur);
+            let f = self
+                .layers
+                .resolve(&layers, Place::new(pp, &redirects), name)?
+                .ok_or(Errno::NOENT)?;
+            if !f.is_dir() {
+                return Err(Errno::NOTDIR);
+            }
+            layers = f.layers();
+            if f.top != UPPER {
+                self.copy_up_found(&f, cur, false)?;
+                layers.insert(0, UPPER);
+            }
+            redirects = f.redirects;
+            match slash {
+                Some(i) => from = i + 1,
+                None => return Ok((layers, redirects)),
+            }
         }
-        if f.top == UPPER {
-            return Ok((f.layers(), f.redirects));
-        }
-        self.copy_up_found(&f, path, false)?;
-        let mut l = vec![UPPER];
-        l.extend(f.layers());
-        Ok((l, f.redirects))
     }
 
     /// Copy the visible file at `path` up (parents first). `trunc`: the
@@ -144,5 +158,63 @@ impl OverlayFs {
             return Ok(());
         }
         self.copy_up_dir(&s.path).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{OverlayFs, open_layers};
+    use crate::overlay::relpath;
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    use std::os::fd::AsFd;
+
+    /// Writing under a chain of lower directories deeper than a small
+    /// stack could recurse through (an image may nest them so): the
+    /// ancestors are copied up name by name in a loop. The chain is also
+    /// longer than PATH_MAX.
+    #[test]
+    fn copy_up_under_a_deep_chain_needs_no_deep_stack() {
+        let t = tempfile::tempdir().unwrap();
+        let (l, u, w) = (t.path().join("L"), t.path().join("U"), t.path().join("W"));
+        for d in [&l, &u, &w] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let root = rustix::fs::open(&l, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut path = Vec::new();
+        for _ in 0..2500 {
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.push(b'd');
+            let a = relpath::at(root.as_fd(), &path).unwrap();
+            rustix::fs::mkdirat(a.fd(), a.rest, Mode::from_raw_mode(0o755)).unwrap();
+        }
+        path.extend_from_slice(b"/f");
+        let a = relpath::at(root.as_fd(), &path).unwrap();
+        rustix::fs::openat(
+            a.fd(),
+            a.rest,
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        let fs = OverlayFs::new(open_layers(&[l], &u, &w).unwrap()).unwrap();
+        let file = path.clone();
+        let copied = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || fs.copy_up_path(&file, false))
+            .unwrap()
+            .join()
+            .expect("the copy-up thread ran to its end");
+        assert_eq!(copied, Ok(()));
+        let upper =
+            rustix::fs::open(&u, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let a = relpath::at(upper.as_fd(), &path).unwrap();
+        let st = rustix::fs::statat(a.fd(), a.rest, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+        assert_eq!(
+            st.st_mode & 0o170000,
+            0o100000,
+            "the file is in the upper dir"
+        );
     }
 }
