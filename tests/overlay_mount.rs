@@ -49,10 +49,21 @@ impl Dirs {
     /// M in the environment (not on any command line, so a search of
     /// command lines for M finds only the overlay server).
     fn in_namespace(&self, script: &str) -> Output {
+        self.in_namespace_with(&["-Urm"], script)
+    }
+
+    /// [`Dirs::in_namespace`] in a namespace that also maps the test
+    /// user's subordinate ids (`unshare -r --map-auto -m`: ids 1..65535
+    /// exist), so that shifted owners can be shown and stored.
+    fn in_wide_namespace(&self, script: &str) -> Output {
+        self.in_namespace_with(&["--map-root-user", "--map-auto", "--mount"], script)
+    }
+
+    fn in_namespace_with(&self, unshare: &[&str], script: &str) -> Output {
         let file = self.p("script.sh");
         std::fs::write(&file, script).unwrap();
         let mut c = self.st.command("unshare");
-        c.args(["-Urm", "bash", "-eu"]).arg(&file);
+        c.args(unshare).args(["bash", "-eu"]).arg(&file);
         for d in ["L1", "L2", "U", "W", "M"] {
             c.env(d, self.p(d));
         }
@@ -214,12 +225,16 @@ fn overlay_mount_bad_options_give_a_clear_error_and_mount_nothing() {
     // Each: options, then a phrase its error must contain.
     let cases: &[(&str, &str)] = &[
         (
-            "lowerdir=$L1,upperdir=$U,workdir=$W,squash_to_root",
-            "squash_to_root is not supported",
+            "lowerdir=$L1,upperdir=$U,workdir=$W,uidmapping=0:1000",
+            "uidmapping=0:1000: expected STORED:SHOWN:LEN triples",
         ),
         (
-            "lowerdir=$L1,upperdir=$U,workdir=$W,uidmapping=0:1000:1",
-            "does not shift ids",
+            "lowerdir=$L1,upperdir=$U,workdir=$W,gidmapping=0:1:4294967295",
+            "runs past the largest id",
+        ),
+        (
+            "lowerdir=$L1,upperdir=$U,workdir=$W,squash_to_uid=x",
+            "squash_to_uid=x: expected an id",
         ),
         (
             "lowerdir=$L1,upperdir=$U,workdir=$W,bogus=1",
@@ -298,6 +313,237 @@ fn overlay_mount_outside_a_user_namespace_says_what_is_needed() {
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "lower a\n");
 }
 
+/// Shell functions for the owner tests: `owners F...` prints `F uid:gid`
+/// of each name below $M; `stored F...` prints what the upper dir holds
+/// for each: the ownership record's uid:gid (regular files, directories),
+/// `none` without one, or `disk uid:gid` for `-h` names (symlinks, fifos:
+/// their owner on disk); `record F UID:GID:MODE:TYPE` makes a lower file
+/// `F` with that ownership record.
+const OWNER_HELPERS: &str = r#"
+owners() { for f in "$@"; do echo "$f $(stat -c %u:%g "$M/$f")"; done; }
+stored() {
+  for f in "$@"; do
+    case $f in
+      -h:*) f=${f#-h:}; echo "$f disk $(stat -c %u:%g "$U/$f")" ;;
+      *) r=$(getfattr --only-values -n user.containers.override_stat "$U/$f" 2>/dev/null) || r=none
+         echo "$f ${r%:*:*}" ;;
+    esac
+  done
+}
+record() { echo "$1" > "$1"; setfattr -n user.containers.override_stat -v "$2" "$1"; }
+"#;
+
+/// Lines of `text` between `== from` and the next `== ` line.
+fn section<'a>(text: &'a str, from: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|l| *l != format!("== {from}"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("== "))
+        .collect()
+}
+
+/// `uidmapping=`/`gidmapping=` as fuse-overlayfs: stored ids are shown
+/// through the map, ids outside it as 65534; a new entry gets the caller's
+/// id stored back through the map, a chown likewise (an id outside it is
+/// stored as 65534); the same upper dir mounted without the options shows
+/// the stored ids.
+#[test]
+fn overlay_mount_uid_gid_mapping_shows_and_stores_shifted_owners() {
+    let d = Dirs::new();
+    // stored 1000 <-> shown 0, stored 0..999 <-> shown 100..1099.
+    let map = "uidmapping=1000:0:1:0:100:1000,gidmapping=1000:0:1:0:100:1000";
+    let out = d.in_wide_namespace(&format!(
+        r#"{OWNER_HELPERS}
+record "$L1/rec" 1000:1000:0644:file
+record "$L1/rec2" 500:600:0644:file
+record "$L1/far" 2000:2000:0644:file
+"$PROG" -o "lowerdir=$L2:$L1,upperdir=$U,workdir=$W,{map}" "$M"
+echo "== shown"
+owners a rec rec2 far
+echo new > "$M/new"; mkdir "$M/dir"; ln -s new "$M/link"; mkfifo "$M/fifo"
+echo "== created"
+owners new dir link fifo
+chown 150:160 "$M/new"
+chown -h 120:130 "$M/link"
+chown 3000:3000 "$M/rec2"
+echo "== chowned"
+owners new link rec2
+umount "$M"
+echo "== stored"
+stored new dir rec2 -h:link -h:fifo
+"$PROG" -o "lowerdir=$L2:$L1,upperdir=$U,workdir=$W" "$M"
+echo "== control"
+owners a rec rec2 far new dir link fifo
+umount "$M"
+"#
+    ));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", show(&out));
+    let want: &[(&str, &[&str])] = &[
+        // On disk the lower `a` is the test user's (0 here): shown 100.
+        (
+            "shown",
+            &["a 100:100", "rec 0:0", "rec2 600:700", "far 65534:65534"],
+        ),
+        // The caller (root, shown 0) is stored as 1000, shown as 0 again.
+        ("created", &["new 0:0", "dir 0:0", "link 0:0", "fifo 0:0"]),
+        (
+            "chowned",
+            &["new 150:160", "link 120:130", "rec2 65534:65534"],
+        ),
+        (
+            "stored",
+            &[
+                "new 50:60",
+                "dir 1000:1000",
+                "rec2 65534:65534",
+                "link disk 20:30",
+                "fifo disk 1000:1000",
+            ],
+        ),
+        (
+            "control",
+            &[
+                "a 0:0",
+                "rec 1000:1000",
+                "rec2 65534:65534",
+                "far 2000:2000",
+                "new 50:60",
+                "dir 1000:1000",
+                "link 20:30",
+                "fifo 1000:1000",
+            ],
+        ),
+    ];
+    for (name, lines) in want {
+        assert_eq!(section(&text, name), *lines, "{name}: {}", show(&out));
+    }
+}
+
+/// `squash_to_root` and `squash_to_uid=`/`squash_to_gid=` change only
+/// what is shown: every file shows 0:0 (7:8), a new file and a chown store
+/// the ids themselves, and the same upper dir mounted without the option
+/// shows them.
+#[test]
+fn overlay_mount_squash_shows_one_owner_and_stores_the_real_ones() {
+    let d = Dirs::new();
+    let out = d.in_wide_namespace(&format!(
+        r#"{OWNER_HELPERS}
+record "$L1/rec" 1000:1000:0644:file
+"$PROG" -o "lowerdir=$L2:$L1,upperdir=$U,workdir=$W,squash_to_root" "$M"
+echo new > "$M/new"; ln -s new "$M/link"
+chown 150:160 "$M/new"
+chown -h 120:130 "$M/link"
+echo "== root"
+owners a b rec new link
+umount "$M"
+"$PROG" -o "lowerdir=$L2:$L1,upperdir=$U,workdir=$W,squash_to_root,squash_to_uid=7,squash_to_gid=8" "$M"
+echo "== uid gid"
+owners a b rec new link
+umount "$M"
+"$PROG" -o "lowerdir=$L2:$L1,upperdir=$U,workdir=$W,squash_to_uid=7" "$M"
+echo "== uid only"
+owners rec new
+umount "$M"
+echo "== stored"
+stored new -h:link
+"$PROG" -o "lowerdir=$L2:$L1,upperdir=$U,workdir=$W" "$M"
+echo "== control"
+owners a b rec new link
+umount "$M"
+"#
+    ));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", show(&out));
+    let want: &[(&str, &[&str])] = &[
+        (
+            "root",
+            &["a 0:0", "b 0:0", "rec 0:0", "new 0:0", "link 0:0"],
+        ),
+        (
+            "uid gid",
+            &["a 7:8", "b 7:8", "rec 7:8", "new 7:8", "link 7:8"],
+        ),
+        // Without squash_to_root the gids are the stored ones.
+        ("uid only", &["rec 7:1000", "new 7:160"]),
+        ("stored", &["new 150:160", "link disk 120:130"]),
+        (
+            "control",
+            &[
+                "a 0:0",
+                "b 0:0",
+                "rec 1000:1000",
+                "new 150:160",
+                "link 120:130",
+            ],
+        ),
+    ];
+    for (name, lines) in want {
+        assert_eq!(section(&text, name), *lines, "{name}: {}", show(&out));
+    }
+}
+
+/// The same lower files (owners on disk), the same operations and the same
+/// options through fuse-overlayfs and through hutch-overlayfs show the
+/// same owners: ids outside the map, chowns and new files of ids outside
+/// it, overlapping triples, the squash options. (The upper dirs differ by
+/// design: fuse-overlayfs chowns on disk, hutch keeps ownership records.)
+#[test]
+fn overlay_mount_shifted_owners_are_those_of_fuse_overlayfs() {
+    let d = Dirs::new();
+    let script = r#"
+cd "$L1"
+echo c > c; echo e > e; ln -s a sym; mkdir dd
+chown 1000:1000 b; chown 5:6 c; chown -h 1000:1000 sym; chown 1000:1000 dd
+for opts in \
+  "uidmapping=0:100:1000,gidmapping=0:100:1000" \
+  "uidmapping=0:100:10:5:200:10,gidmapping=0:100:10:5:200:10" \
+  "squash_to_root" \
+  "squash_to_uid=7" \
+  "squash_to_gid=8,gidmapping=0:100:10"; do
+  for prog in fuse-overlayfs "$PROG"; do
+    rm -rf "$U" "$W"; mkdir "$U" "$W"
+    "$prog" -o "lowerdir=$L1,upperdir=$U,workdir=$W,$opts" "$M" 2>/dev/null
+    echo "== $opts ${prog##*/}"
+    touch "$M/new"; mkdir "$M/newd"; ln -s x "$M/newl"; mkfifo "$M/newf"
+    stat -c '%n %u:%g' "$M"/a "$M"/b "$M"/c "$M"/sym "$M"/dd "$M"/new "$M"/newd "$M"/newl "$M"/newf
+    chown 100:100 "$M/a"; chown 1099:1099 "$M/b"; chown 3000:3000 "$M/c" 2>&1
+    chown -h 100:100 "$M/sym"; chown 105:104 "$M/e"
+    stat -c '%n %u:%g' "$M"/a "$M"/b "$M"/c "$M"/sym "$M"/e
+    umount "$M"
+  done
+done
+"#;
+    // Lower `a` comes from Dirs::new; `b` needs to be in L1 here.
+    std::fs::write(d.p("L1/b"), "b\n").unwrap();
+    let out = d.in_wide_namespace(script);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", show(&out));
+    let mut compared = 0;
+    for opts in [
+        "uidmapping=0:100:1000,gidmapping=0:100:1000",
+        "uidmapping=0:100:10:5:200:10,gidmapping=0:100:10:5:200:10",
+        "squash_to_root",
+        "squash_to_uid=7",
+        "squash_to_gid=8,gidmapping=0:100:10",
+    ] {
+        let theirs = section(&text, &format!("{opts} fuse-overlayfs"));
+        let ours = section(&text, &format!("{opts} hutch-overlayfs"));
+        let theirs: Vec<String> = theirs
+            .iter()
+            .map(|l| l.replace(s(&d.p("M")), "M"))
+            .collect();
+        let ours: Vec<String> = ours.iter().map(|l| l.replace(s(&d.p("M")), "M")).collect();
+        assert_eq!(theirs.len(), 14, "{opts}: {}", show(&out));
+        assert_eq!(ours, theirs, "{opts}: {}", show(&out));
+        compared += 1;
+    }
+    assert_eq!(compared, 5);
+    // Not all alike: the map shows the lower owners shifted (control
+    // against a comparison of two programs that both ignore the options).
+    assert!(text.contains("M/c 105:106\n"), "{}", show(&out));
+}
+
 /// Rootless Podman (Debian's) with a throwaway store on the overlay
 /// driver, hutch-overlayfs as its mount program: a container runs on
 /// hutch's overlay, writes, and reads the image's layers back; its change
@@ -359,6 +605,60 @@ fn overlay_mount_podman_runs_containers_with_hutch_overlayfs_as_mount_program() 
     assert!(again.status.success(), "{}", show(&again));
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("written\n"));
     let rm = podman(&["rm", "ovm"]);
+    assert!(rm.status.success(), "{}", show(&rm));
+
+    // With --uidmap/--gidmap, containers-storage does not chown the image
+    // for the container: it passes uidmapping=0:1:65535 (and gidmapping)
+    // to the mount program. The container (its root is 1 in Podman's
+    // namespace) sees the image's files as 0:0, not as 65534, and its new
+    // file is stored as 0:0, not as 1:1 (a record "1:1:...").
+    let run = podman(&[
+        "run",
+        "--name",
+        "ovm-map",
+        "--uidmap",
+        "0:1:65535",
+        "--gidmap",
+        "0:1:65535",
+        image,
+        "sh",
+        "-c",
+        "echo mapped > /root/new2 && cat /root/new2 && \
+         stat -c '%u:%g %n' /root/new2 /bin/busybox /etc/passwd && \
+         tr -s ' ' < /proc/self/uid_map",
+    ]);
+    assert!(run.status.success(), "{}", show(&run));
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "mapped\n0:0 /root/new2\n0:0 /bin/busybox\n0:0 /etc/passwd\n 0 1 65535\n",
+        "{}",
+        show(&run)
+    );
+    let inspect = podman(&[
+        "inspect",
+        "--format",
+        "{{.GraphDriver.Data.UpperDir}}",
+        "ovm-map",
+    ]);
+    assert!(inspect.status.success(), "{}", show(&inspect));
+    let upper = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    let stored = podman(&[
+        "unshare",
+        "sh",
+        "-c",
+        "stat -c %u:%g \"$1/root/new2\" && \
+         { getfattr --only-values -n user.containers.override_stat \"$1/root/new2\" \
+           2>/dev/null || echo 'no record'; }",
+        "sh",
+        &upper,
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&stored.stdout),
+        "0:0\nno record\n",
+        "{}",
+        show(&stored)
+    );
+    let rm = podman(&["rm", "ovm-map"]);
     assert!(rm.status.success(), "{}", show(&rm));
     // No overlay server is left once Podman has unmounted.
     let prog = s(&d.prog).to_string();

@@ -7,6 +7,7 @@
 //! (`--fuse=PROG`, through mount(8) and mount.fuse3) drive an overlay
 //! program.
 
+use crate::overlay::idmap::{IdOptions, overflow_ids};
 use crate::overlay::{OverlayConfig, ServeMode, serve_until_unmounted};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -50,7 +51,19 @@ hutch-overlayfs to the hutch binary can be Podman's
      upperdir=DIR           the writable layer
      workdir=DIR            scratch dir on the upper's filesystem (required
                             with upperdir)
-     uidmapping=, gidmapping=  ID:ID:LEN triples: identity maps only
+     uidmapping=STORED:SHOWN:LEN[:STORED:SHOWN:LEN...]
+     gidmapping=...         shift owners as fuse-overlayfs does: ids STORED..
+                            STORED+LEN-1 in the layers (ownership record or
+                            owner on disk) are shown as SHOWN..SHOWN+LEN-1,
+                            others as the overflow id (65534); the caller's
+                            ids of new files and the ids of a chown are
+                            stored back the same way (unmapped: 65534)
+     squash_to_root         show every file as owned by 0:0
+     squash_to_uid=UID, squash_to_gid=GID
+                            show every file as owned by UID (GID); wins over
+                            squash_to_root. Only what is shown: new files and
+                            chowns store the (mapped) ids, and a failed owner
+                            change of a symlink, fifo or socket is ignored
      xattr_permissions=0|2  hutch always keeps owners and modes it cannot set
                             in user.containers.override_stat (what 2 means)
      noacl                  (hutch's overlay has no POSIX ACLs)
@@ -73,8 +86,7 @@ hutch-overlayfs to the hutch binary can be Podman's
   (allow_other, allow_root, default_permissions, auto_unmount, clone_fd,
   subtype=, max_read=, max_idle_threads=, kernel_cache, auto_cache,
   entry_timeout=, attr_timeout=, negative_timeout=).
-  Refused: squash_to_root, squash_to_uid=, squash_to_gid=, non-identity
-  uid/gid mappings, xattr_permissions=1, noxattrs=1, plugins=.
+  Refused: xattr_permissions=1, noxattrs=1, plugins=.
 ";
 
 /// What the command line asks for.
@@ -170,6 +182,8 @@ struct OverlayOpts {
     threads: Option<usize>,
     fsname: Option<String>,
     flags: MountFlags,
+    /// uidmapping=, gidmapping=, squash_to_*.
+    ids: IdOptions,
 }
 
 /// Options accepted and ignored (fuse-overlayfs tuning, kernel overlay
@@ -242,6 +256,7 @@ fn parse_options(opts: &[String]) -> Result<OverlayOpts> {
         threads: None,
         fsname: None,
         flags: MountFlags::empty(),
+        ids: IdOptions::default(),
     };
     let mut lower_given = false;
     for opt in opts {
@@ -252,6 +267,9 @@ fn parse_options(opts: &[String]) -> Result<OverlayOpts> {
         let need = |what: &str| -> Result<&str> {
             value.with_context(|| format!("option {key} needs a value ({key}={what})"))
         };
+        if o.ids.take(key, value)? {
+            continue;
+        }
         match key {
             "lowerdir" => {
                 lower_given = true;
@@ -275,12 +293,6 @@ fn parse_options(opts: &[String]) -> Result<OverlayOpts> {
             }
             "upperdir" => o.upper = Some(PathBuf::from(need("DIR")?)),
             "workdir" => o.work = Some(PathBuf::from(need("DIR")?)),
-            "uidmapping" | "gidmapping" => check_identity_mapping(key, need("ID:ID:LEN")?)?,
-            "squash_to_root" | "squash_to_uid" | "squash_to_gid" => bail!(
-                "option {key} is not supported: hutch's overlay shows every file's recorded \
-                 owner; drop the option (Podman passes squash_to_uid/gid only for a \
-                 container with a one-id --uidmap/--gidmap)"
-            ),
             "xattr_permissions" => match need("0|2")? {
                 "0" | "2" => {}
                 "1" => bail!(
@@ -371,36 +383,6 @@ fn mount_flag(name: &str) -> Option<MountFlags> {
     })
 }
 
-/// fuse-overlayfs's `uidmapping=`/`gidmapping=`: `A:B:LEN` triples, ':'
-/// separated. hutch's overlay does not shift ids, so only maps that change
-/// nothing (A == B in every triple) are accepted.
-fn check_identity_mapping(key: &str, v: &str) -> Result<()> {
-    let fields: Vec<&str> = v.split(':').filter(|f| !f.is_empty()).collect();
-    if fields.is_empty() || !fields.len().is_multiple_of(3) {
-        bail!("{key}={v}: expected ID:ID:LEN triples separated by ':'");
-    }
-    for t in fields.chunks(3) {
-        let n: Vec<u64> = t
-            .iter()
-            .map(|f| f.parse::<u64>())
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{key}={v}: {} is not three numbers", t.join(":")))?;
-        if n[0] != n[1] && n[2] > 0 {
-            bail!(
-                "{key}={v}: hutch's overlay does not shift ids ({}:{}:{} maps {} to {}); \
-                 give the files the owners the container sees (e.g. store the layers with \
-                 the container's mapping) or use fuse-overlayfs for shifted mounts",
-                n[0],
-                n[1],
-                n[2],
-                n[0],
-                n[1]
-            );
-        }
-    }
-    Ok(())
-}
-
 /// A private directory with empty `upper/` and `work/` for a read-only
 /// mount (the overlay needs an upper layer; the kernel never lets a
 /// read-only mount write to it). Removed when the server ends.
@@ -484,6 +466,7 @@ fn run_args(args: &[OsString]) -> Result<i32> {
     if let Some(name) = o.fsname {
         cfg.fsname = name;
     }
+    cfg.idmap = o.ids.build(overflow_ids());
     let mode = if c.foreground {
         ServeMode::Foreground
     } else {
@@ -594,14 +577,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.lowers, [PathBuf::from("/a")]);
+        assert!(o.ids.uidmapping.is_some() && o.ids.gidmapping.is_some());
+    }
+
+    #[test]
+    fn id_shifting_options_taken() {
+        // What containers-storage passes for `podman run --uidmap ...`.
+        let o = opts(
+            "lowerdir=/a,uidmapping=0:1:65536,gidmapping=0:1:1000:1000:5000:1,\
+             squash_to_root,squash_to_uid=7,squash_to_gid=8",
+        )
+        .unwrap();
+        assert_eq!(
+            o.ids.uidmapping.as_deref(),
+            Some(
+                &[crate::overlay::idmap::IdRange {
+                    stored: 0,
+                    shown: 1,
+                    len: 65536
+                }][..]
+            )
+        );
+        assert_eq!(o.ids.gidmapping.as_ref().map(|g| g.len()), Some(2));
+        assert!(o.ids.squash_to_root);
+        assert_eq!(
+            (o.ids.squash_to_uid, o.ids.squash_to_gid),
+            (Some(7), Some(8))
+        );
+        let m = o.ids.build((65534, 65534)).unwrap();
+        assert_eq!((m.shown_uid(5), m.shown_gid(5)), (7, 8));
+        // Control: without them there is no map.
+        let o = opts("lowerdir=/a").unwrap();
+        assert_eq!(o.ids.build((65534, 65534)), None);
+        // Bad values name the option.
+        for (bad, says) in [
+            (
+                "uidmapping=0:1000",
+                "uidmapping=0:1000: expected STORED:SHOWN:LEN triples",
+            ),
+            ("gidmapping=0:1:4294967295", "runs past the largest id"),
+            ("squash_to_uid=-1", "squash_to_uid=-1: expected an id"),
+            ("squash_to_root=1", "takes no value"),
+            ("uidmapping", "needs a value"),
+        ] {
+            let e = format!("{:#}", opts(&format!("lowerdir=/a,{bad}")).unwrap_err());
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
     fn unsupported_options_refused() {
         for bad in [
-            "squash_to_root",
-            "squash_to_uid=0",
-            "uidmapping=0:1000:1",
             "gidmapping=0:0",
             "xattr_permissions=1",
             "noxattrs=1",
@@ -613,7 +639,7 @@ mod tests {
             let e = opts(&format!("lowerdir=/a,{bad}")).unwrap_err();
             assert!(!format!("{e:#}").is_empty(), "{bad}");
         }
-        assert!(opts("lowerdir=/a,uidmapping=0:0:1:1:1:65536").is_ok());
+        assert!(opts("lowerdir=/a,uidmapping=0:1000:1:1:1:65536").is_ok());
     }
 
     #[test]

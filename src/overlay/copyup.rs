@@ -221,7 +221,7 @@ impl OverlayFs {
                     let target = rustix::fs::readlinkat(a.fd(), a.rest, Vec::new())?;
                     rustix::fs::symlinkat(target.as_c_str(), work, tmp.as_slice())?;
                     // No record on symlinks: the owner is the one on disk.
-                    super::fs::own_on_disk(work, &tmp, pu, pg)?;
+                    self.owner_kept(super::fs::own_on_disk(work, &tmp, pu, pg))?;
                     rustix::fs::utimensat(
                         work,
                         tmp.as_slice(),
@@ -233,7 +233,7 @@ impl OverlayFs {
                     rustix::fs::mknodat(work, tmp.as_slice(), t, Mode::from_raw_mode(disk), 0)?;
                     // The owner on disk (no record), then the mode: a
                     // chown clears setuid.
-                    super::fs::own_on_disk(work, &tmp, pu, pg)?;
+                    self.owner_kept(super::fs::own_on_disk(work, &tmp, pu, pg))?;
                     super::fs::node_mode_on_disk(work, &tmp, disk)?;
                     rustix::fs::utimensat(
                         work,

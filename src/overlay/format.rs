@@ -90,7 +90,9 @@
 //! copied up from a lower one owned by another, or chown-ed; when the
 //! owner cannot be kept there the call fails with the error of `lchown(2)`
 //! (`EINVAL` for an id not mapped in the server's namespace, `EPERM`
-//! without `CAP_CHOWN` there) instead of being lost. With a subordinate id
+//! without `CAP_CHOWN` there) instead of being lost (except under
+//! `hutch-overlayfs -o squash_to_*`, which ignores such failures as
+//! fuse-overlayfs does; see `overlay::idmap`). With a subordinate id
 //! range, such an entry is owned on disk by the range's host id (e.g.
 //! 100122 for 123); the store's user can still delete it (that needs only
 //! write access to the directory, and directories on disk are never

@@ -8,6 +8,7 @@
 //! * `relpath`: paths of any length below a layer root (past `PATH_MAX`).
 //! * `fs`: nodes, inode numbers, every operation (`Result<_, Errno>`).
 //! * `copyup`: copy-up into the upper layer.
+//! * `idmap`: shifted owners (fuse-overlayfs's `uidmapping=`, `squash_to_root`...).
 //! * `fuse`: the `fuser::Filesystem` glue and kernel options.
 //! * `panic_guard`: handlers run under `catch_unwind`, panics logged once.
 //! * `mount`: user namespace, `mount(2)`, the background session.
@@ -22,6 +23,7 @@ mod copyup;
 pub mod format;
 mod fs;
 mod fuse;
+pub mod idmap;
 mod layers;
 mod mount;
 mod panic_guard;

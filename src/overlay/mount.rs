@@ -16,6 +16,7 @@
 
 use super::fs::{Inval, OverlayFs, open_layers};
 use super::fuse::Fuse;
+use super::idmap::IdMap;
 use anyhow::{Context, Result, bail};
 use fuser::{Session, SessionACL};
 use rustix::fs::{Mode, OFlags};
@@ -53,6 +54,9 @@ pub struct OverlayConfig {
     /// readers without redirects (fuse-overlayfs, an unprivileged kernel
     /// overlay). Records already there are followed either way.
     pub redirect_dir: bool,
+    /// Shifted owners (`hutch-overlayfs -o uidmapping=...`); `None` (default):
+    /// the stored owners are shown.
+    pub idmap: Option<IdMap>,
 }
 
 impl OverlayConfig {
@@ -66,6 +70,7 @@ impl OverlayConfig {
             flags: MountFlags::empty(),
             fsname: "hutch".into(),
             redirect_dir: true,
+            idmap: None,
         }
     }
 
@@ -142,6 +147,7 @@ pub fn mount_overlay(cfg: OverlayConfig, mountpoint: &Path) -> Result<MountedOve
     let layers = open_layers(&cfg.lowers, &cfg.upper, &cfg.work)?;
     let mut fs = OverlayFs::new(layers).context("opening the overlay layers")?;
     fs.redirect_dir = cfg.redirect_dir;
+    fs.idmap = cfg.idmap.clone();
     fs.clean_work();
     let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
         .map_err(std::io::Error::from)

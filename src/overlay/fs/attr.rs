@@ -18,16 +18,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 impl SetAttr {
     /// Whether applying this request to a file presented as `cur` changes
-    /// anything.
-    fn changes(&self, cur: &FileAttr) -> bool {
+    /// anything. `shown_is_stored`: the owner presented is the stored one
+    /// (no [`crate::overlay::idmap::IdMap`]); otherwise any owner asked
+    /// for counts as a change (a squashed or overflow owner says nothing
+    /// of the stored one).
+    fn changes(&self, cur: &FileAttr, shown_is_stored: bool) -> bool {
         let time_differs = |t: &Option<Option<SystemTime>>, now: SystemTime| match t {
             None => false,
             Some(None) => true,
             Some(Some(t)) => *t != now,
         };
         self.mode.is_some_and(|m| m & 0o7777 != u32::from(cur.perm))
-            || self.uid.is_some_and(|u| u != cur.uid)
-            || self.gid.is_some_and(|g| g != cur.gid)
+            || self.uid.is_some_and(|u| u != cur.uid || !shown_is_stored)
+            || self.gid.is_some_and(|g| g != cur.gid || !shown_is_stored)
             // truncate(2) to the same size still updates the times.
             || self.size.is_some()
             || time_differs(&self.atime, cur.atime)
@@ -36,6 +39,37 @@ impl SetAttr {
 }
 
 impl OverlayFs {
+    /// The owner to show for a stored one.
+    pub(super) fn shown_owner(&self, uid: u32, gid: u32) -> (u32, u32) {
+        match &self.idmap {
+            None => (uid, gid),
+            Some(m) => (m.shown_uid(uid), m.shown_gid(gid)),
+        }
+    }
+
+    /// The uid to store for a shown one (a caller's, a chown's).
+    pub(super) fn stored_uid(&self, uid: u32) -> u32 {
+        self.idmap.as_ref().map_or(uid, |m| m.stored_uid(uid))
+    }
+
+    /// The gid to store for a shown one.
+    pub(super) fn stored_gid(&self, gid: u32) -> u32 {
+        self.idmap.as_ref().map_or(gid, |m| m.stored_gid(gid))
+    }
+
+    /// The outcome `r` of changing an owner on disk (`lchown` of a
+    /// symlink, fifo or socket): a failure is ignored while a squash
+    /// option is on, as fuse-overlayfs ignores failed chowns then.
+    pub(crate) fn owner_kept(&self, r: Res<()>) -> Res<()> {
+        match r {
+            Err(e) if self.idmap.as_ref().is_some_and(|m| m.squashes()) => {
+                tracing::debug!("owner change on disk failed ({e}); ignored with squash_to_*");
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
     /// Status and ownership record of a node as it is now.
     pub(super) fn node_stat(
         &self,
@@ -84,6 +118,7 @@ impl OverlayFs {
             Some(o) => (o.uid, o.gid, o.mode & 0o7777),
             None => (st.st_uid, st.st_gid, st.st_mode & 0o7777),
         };
+        let (uid, gid) = self.shown_owner(uid, gid);
         let rdev = match ovr.and_then(|o| o.device()) {
             Some((ma, mi)) if matches!(t, FileType::CharacterDevice | FileType::BlockDevice) => {
                 encode_dev(ma, mi)
@@ -163,7 +198,7 @@ impl OverlayFs {
             self.attr_locked(&node)
         };
         if let Ok(cur) = cur
-            && !a.changes(&cur)
+            && !a.changes(&cur, self.idmap.is_none())
         {
             return Ok(self.presented(&node, cur));
         }
@@ -241,8 +276,9 @@ impl OverlayFs {
                 Some(o) => (o.uid, o.gid, o.mode),
                 None => (st.st_uid, st.st_gid, st.st_mode & 0o7777),
             };
-            let nu = a.uid.unwrap_or(cu);
-            let ng = a.gid.unwrap_or(cg);
+            // cu, cg: stored; a.uid, a.gid: shown.
+            let nu = a.uid.map_or(cu, |u| self.stored_uid(u));
+            let ng = a.gid.map_or(cg, |g| self.stored_gid(g));
             let nm = a.mode.map(|m| m & 0o7777).unwrap_or(cm);
             let t = layers::ftype(&st);
             let disk = stored_mode(t, nm);
@@ -308,15 +344,16 @@ impl OverlayFs {
                     // mode sent with it (the kernel adds one for that)
                     // comes after.
                     if nu != cu || ng != cg {
-                        match &hfd {
+                        let owned = match &hfd {
                             Some(fd) if nu != u32::MAX && ng != u32::MAX => rustix::fs::fchown(
                                 &**fd,
                                 Some(Uid::from_raw(nu)),
                                 Some(Gid::from_raw(ng)),
-                            )?,
-                            Some(_) => return Err(Errno::INVAL),
-                            None => own_on_disk(upper, &s.path, nu, ng)?,
-                        }
+                            ),
+                            Some(_) => Err(Errno::INVAL),
+                            None => own_on_disk(upper, &s.path, nu, ng),
+                        };
+                        self.owner_kept(owned)?;
                     }
                     if t != FileType::Symlink && a.mode.is_some() {
                         match &hfd {

@@ -12,7 +12,7 @@ use rustix::io::Errno;
 use std::os::fd::{AsFd, OwnedFd};
 
 impl OverlayFs {
-    /// Presented uid, gid and mode of a directory node (for new entries).
+    /// Stored uid, gid and mode of a directory node (for new entries).
     fn dir_owner(&self, node: &Node) -> Res<(u32, u32, u32)> {
         let s = node.snapshot();
         let (st, ovr) = self.node_stat(node, &s)?;
@@ -68,7 +68,9 @@ impl OverlayFs {
         let path = join(&ps.path, name);
         let wh = self.layers.upper_whiteout(&ps.path, name)?;
         let (_, pgid, pmode) = self.dir_owner(&parent)?;
-        let (uid, mut gid) = (caller.uid, caller.gid);
+        // Stored ids (the caller's are shown ones); a setgid directory's
+        // group is stored already.
+        let (uid, mut gid) = (self.stored_uid(caller.uid), self.stored_gid(caller.gid));
         let setgid_dir = pmode & S_ISGID != 0;
         if setgid_dir {
             gid = pgid;
@@ -148,13 +150,15 @@ impl OverlayFs {
                     rustix::fs::mknodat(tdir, tname, t, Mode::from_raw_mode(disk), 0)?;
                     // The owner on disk (no record on these types), then
                     // the mode: a chown clears setuid.
-                    let owned = own_on_disk(tdir, tname, uid, gid).and_then(|()| {
-                        if disk & (self.umask | 0o7000) != 0 {
-                            node_mode_on_disk(tdir, tname, disk)
-                        } else {
-                            Ok(())
-                        }
-                    });
+                    let owned = self
+                        .owner_kept(own_on_disk(tdir, tname, uid, gid))
+                        .and_then(|()| {
+                            if disk & (self.umask | 0o7000) != 0 {
+                                node_mode_on_disk(tdir, tname, disk)
+                            } else {
+                                Ok(())
+                            }
+                        });
                     if let Err(e) = owned {
                         let _ = rustix::fs::unlinkat(tdir, tname, AtFlags::empty());
                         return Err(e);
@@ -162,7 +166,7 @@ impl OverlayFs {
                 }
                 NewEntry::Symlink { target } => {
                     rustix::fs::symlinkat(*target, tdir, tname)?;
-                    if let Err(e) = own_on_disk(tdir, tname, uid, gid) {
+                    if let Err(e) = self.owner_kept(own_on_disk(tdir, tname, uid, gid)) {
                         let _ = rustix::fs::unlinkat(tdir, tname, AtFlags::empty());
                         return Err(e);
                     }

@@ -54,6 +54,7 @@ pub(crate) use convert::{node_mode_on_disk, own_on_disk};
 pub(crate) use setup::open_layers;
 
 use super::format::OverrideStat;
+use super::idmap::IdMap;
 use super::layers::{Found, Layers, Place, Redirects, UPPER};
 use fuser::FileType as FType;
 use rustix::fs::FileType;
@@ -260,6 +261,9 @@ pub(crate) struct OverlayFs {
     /// Whether renaming a lower directory writes a redirect record (else
     /// `EXDEV`): [`crate::overlay::OverlayConfig::redirect_dir`].
     pub redirect_dir: bool,
+    /// Stored owners to shown ones and back ([`crate::overlay::idmap`]);
+    /// `None`: shown as stored.
+    pub idmap: Option<IdMap>,
     pub ttl: Duration,
     inval_tx: Mutex<Option<std::sync::mpsc::Sender<Inval>>>,
 }

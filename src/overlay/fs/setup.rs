@@ -67,6 +67,7 @@ impl OverlayFs {
             writeback: AtomicBool::new(false),
             umask: old.as_raw_mode(),
             redirect_dir: true,
+            idmap: None,
             ttl: Duration::from_secs(24 * 3600),
             inval_tx: Mutex::new(None),
         })
