@@ -22,16 +22,13 @@
 //! layer numbers, reopened from the roots when it is listed.
 
 use crate::overlay::format;
+use crate::overlay::relpath;
 use anyhow::{Context, Result};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-
-/// Longest path given to `openat2` at once (below `PATH_MAX`); a longer
-/// one is opened name by name.
-const DIRECT_MAX: usize = 4000;
 
 /// The read-only layers of a container, top first.
 pub struct Lowers {
@@ -128,39 +125,15 @@ impl Lowers {
     /// is `ENOTDIR`, one at the end `ELOOP`.
     pub fn open_in(&self, layer: usize, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
         let root = self.roots.get(layer).ok_or(Errno::BADF)?.as_fd();
-        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         if path.is_empty() {
-            return rustix::fs::openat(root, ".", flags, Mode::empty());
-        }
-        if path.len() <= DIRECT_MAX {
-            let resolve =
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-            match rustix::fs::openat2(root, path, flags, Mode::empty(), resolve) {
-                // A symlink on the way (or at the end, with O_NOFOLLOW).
-                Err(Errno::LOOP) => {}
-                // Linux before 5.6, or a rename racing the lookup.
-                Err(Errno::NOSYS | Errno::AGAIN) => {}
-                r => return r,
-            }
-        }
-        // Name by name: every directory on the way opened `O_NOFOLLOW`.
-        let mut parts = path.split(|&b| b == b'/').peekable();
-        let mut dir: Option<OwnedFd> = None;
-        while let Some(name) = parts.next() {
-            let at = dir.as_ref().map_or(root, |d| d.as_fd());
-            if parts.peek().is_none() {
-                return rustix::fs::openat(at, name, flags, Mode::empty());
-            }
-            let next = rustix::fs::openat(
-                at,
-                name,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            return rustix::fs::openat(
+                root,
+                ".",
+                flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
-            )
-            .map_err(|e| if e == Errno::LOOP { Errno::NOTDIR } else { e })?;
-            dir = Some(next);
+            );
         }
-        Err(Errno::INVAL)
+        relpath::open_below(root, path, flags)
     }
 
     /// The directory `path` (relative, `/`-separated, at least one name) of
@@ -410,7 +383,7 @@ mod tests {
         let lowers = Lowers::open(&[l]).unwrap();
         let mut rel = vec![name.as_str(); 25].join("/").into_bytes();
         rel.extend_from_slice(b"/f");
-        assert!(rel.len() > DIRECT_MAX);
+        assert!(rel.len() > relpath::DIRECT_MAX);
         let fd = lowers.open_in(0, &rel, OFlags::RDONLY).unwrap();
         assert_eq!(rustix::fs::fstat(&fd).unwrap().st_size, 1);
         // Control: the real path opens; through the symlink it does not.

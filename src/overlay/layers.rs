@@ -444,8 +444,7 @@ impl Layers {
     /// one by one (the target of a redirect): no symlink is followed on
     /// the way (one there is `ENOTDIR`).
     fn stat_beneath(&self, layer: u16, path: &[u8]) -> Res<Stat> {
-        let a = relpath::at(self.fd(layer)?, path)?;
-        let fd = relpath::open_beneath(a.fd(), a.rest, OFlags::empty())?;
+        let fd = relpath::open_below(self.fd(layer)?, path, OFlags::PATH)?;
         rustix::fs::fstat(&fd)
     }
 

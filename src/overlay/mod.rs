@@ -27,7 +27,7 @@ pub mod idmap;
 mod layers;
 mod mount;
 mod panic_guard;
-mod relpath;
+pub(crate) mod relpath;
 mod serve;
 
 pub(crate) use mount::thread_count;

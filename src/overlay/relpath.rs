@@ -72,21 +72,29 @@ pub(crate) fn at<'a>(dir: BorrowedFd<'a>, path: &'a [u8]) -> Res<At<'a>> {
 /// without following symlinks on the way: a symlink where a directory is
 /// expected is `ENOTDIR`, as when the overlay looks names up one by one.
 fn open_dir_beneath(dir: BorrowedFd<'_>, path: &[u8]) -> Res<OwnedFd> {
-    open_beneath(dir, path, OFlags::DIRECTORY)
+    open_beneath(dir, path, OFlags::PATH | OFlags::DIRECTORY)
 }
 
-/// Open `path` below `dir` as an `O_PATH` fd (plus `extra` flags) without
-/// following any symlink, the last name included (a symlink there is
-/// opened as itself): for paths whose directories were not looked up one
-/// by one, such as the target of a redirect. `path` must be short.
-pub(crate) fn open_beneath(dir: BorrowedFd<'_>, path: &[u8], extra: OFlags) -> Res<OwnedFd> {
-    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC | extra;
+/// Open `path` (of any length, not empty) below `dir` with `flags`
+/// (`O_NOFOLLOW` added) without following any symlink: one on the way is
+/// `ENOTDIR`; one at the end is opened as itself with `O_PATH`, else
+/// `ELOOP`. For paths whose directories were not looked up one by one:
+/// the target of a redirect, a directory of the layers read by `hutch
+/// diff`.
+pub(crate) fn open_below(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Res<OwnedFd> {
+    let a = at(dir, path)?;
+    open_beneath(a.fd(), a.rest, flags)
+}
+
+/// [`open_below`] for a short `path`.
+fn open_beneath(dir: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Res<OwnedFd> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     match rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve) {
         Ok(fd) => Ok(fd),
-        Err(Errno::LOOP) => Err(Errno::NOTDIR),
-        // Linux before 5.6 (no openat2), or a rename racing the walk.
-        Err(Errno::NOSYS | Errno::AGAIN) => open_by_names(dir, path, flags),
+        // A symlink on the way or at the end (which name by name tells
+        // apart); Linux before 5.6 (no openat2); a rename racing the walk.
+        Err(Errno::LOOP | Errno::NOSYS | Errno::AGAIN) => open_by_names(dir, path, flags),
         Err(e) => Err(e),
     }
 }
