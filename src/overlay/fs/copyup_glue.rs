@@ -69,7 +69,7 @@ impl OverlayFs {
     /// Name by name from the root, in a loop: an image may nest
     /// directories deeper than a thread's stack would go by recursion.
     pub(crate) fn copy_up_dir(&self, path: &[u8]) -> Res<(Vec<u16>, Redirects)> {
-        let mut layers = self.root_layers.clone();
+        let mut layers = self.layers.root.clone();
         let mut redirects = Vec::new();
         if path == b"." {
             return Ok((layers, redirects));

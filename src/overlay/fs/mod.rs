@@ -246,7 +246,6 @@ pub(crate) struct SetAttr {
 
 pub(crate) struct OverlayFs {
     pub layers: Layers,
-    root_layers: Vec<u16>,
     nodes: RwLock<HashMap<u64, Arc<Node>>>,
     ids: Mutex<Ids>,
     ns: RwLock<()>,

@@ -41,7 +41,7 @@ impl OverlayFs {
                 redirects: Vec::new(),
                 aliases: Vec::new(),
                 parent: ROOT_ID,
-                layers: root_layers.clone(),
+                layers: root_layers,
                 dtype: FileType::Directory,
                 unlinked: false,
                 ovr: None,
@@ -56,7 +56,6 @@ impl OverlayFs {
         rustix::process::umask(old);
         Ok(OverlayFs {
             layers,
-            root_layers,
             nodes: RwLock::new(nodes),
             ids: Mutex::new(ids),
             ns: RwLock::new(()),
