@@ -552,25 +552,18 @@ done
 fn overlay_mount_podman_runs_containers_with_hutch_overlayfs_as_mount_program() {
     let d = Dirs::new();
     let pd = d.p("podman");
-    std::fs::create_dir_all(pd.join("xdg")).unwrap();
+    let mount_program = format!("overlay.mount_program={}", s(&d.prog));
+    let storage = [
+        "--storage-driver",
+        "overlay",
+        "--storage-opt",
+        &mount_program,
+    ];
     let podman = |args: &[&str]| -> Output {
-        let mut c = d.st.command("podman");
-        c.arg("--root")
-            .arg(pd.join("root"))
-            .arg("--runroot")
-            .arg(pd.join("run"))
-            .args(["--storage-driver", "overlay", "--storage-opt"])
-            .arg(format!("overlay.mount_program={}", s(&d.prog)))
-            .args([
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-                "--runtime",
-                "runc",
-            ])
-            .args(args)
-            .env("XDG_RUNTIME_DIR", pd.join("xdg"));
+        let mut c = common::podman_storage(&pd, &storage);
+        c.args(args)
+            .env("HOME", d.st.home())
+            .stdin(std::process::Stdio::null());
         c.output().expect("run podman")
     };
     let load = podman(&["load", "-q", "-i", s(&common::fixture("busybox-oci.tar"))]);

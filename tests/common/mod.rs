@@ -360,14 +360,20 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
 /// host the tests run on).
 #[allow(dead_code)]
 pub fn podman(dir: &Path) -> Command {
+    podman_storage(dir, &["--storage-driver", "vfs"])
+}
+
+/// [`podman`] with other storage options (`--storage-driver overlay
+/// --storage-opt overlay.mount_program=...`).
+#[allow(dead_code)]
+pub fn podman_storage(dir: &Path, storage: &[&str]) -> Command {
     let mut c = Command::new("podman");
     c.arg("--root")
         .arg(dir.join("root"))
         .arg("--runroot")
         .arg(dir.join("run"))
+        .args(storage)
         .args([
-            "--storage-driver",
-            "vfs",
             "--cgroup-manager",
             "cgroupfs",
             "--events-backend",
